@@ -1,0 +1,67 @@
+"""conveyor: an asyncio-native background job runtime.
+
+Durable queues on SQLite with bounded concurrency, live progress, cancellation and
+crash recovery. Start with :class:`Runtime` and :class:`Queue`.
+"""
+
+from ._bus import EventStream as EventStream
+from ._clock import Clock as Clock
+from ._errors import ConveyorError as ConveyorError
+from ._errors import EventStreamOverflow as EventStreamOverflow
+from ._errors import InvalidTransition as InvalidTransition
+from ._errors import JobCancelled as JobCancelled
+from ._errors import JobFailed as JobFailed
+from ._errors import JobNotFound as JobNotFound
+from ._errors import NotInJob as NotInJob
+from ._errors import QueueNotFound as QueueNotFound
+from ._errors import RuntimeClosed as RuntimeClosed
+from ._errors import StoreBusy as StoreBusy
+from ._errors import StoreError as StoreError
+from ._errors import StoreUnavailable as StoreUnavailable
+from ._errors import ValidationError as ValidationError
+from ._errors import WaitTimeout as WaitTimeout
+from ._models import Event as Event
+from ._models import HistoryEntry as HistoryEntry
+from ._models import Job as Job
+from ._models import Progress as Progress
+from ._queue import Queue as Queue
+from ._queue import check_cancelled as check_cancelled
+from ._queue import current_job as current_job
+from ._queue import fail_job as fail_job
+from ._queue import report_progress as report_progress
+from ._runtime import Runtime as Runtime
+from ._states import TERMINAL as TERMINAL
+from ._states import JobStatus as JobStatus
+from .store import SQLiteStore as SQLiteStore
+
+__all__ = (
+    "TERMINAL",
+    "Clock",
+    "ConveyorError",
+    "Event",
+    "EventStream",
+    "EventStreamOverflow",
+    "HistoryEntry",
+    "InvalidTransition",
+    "Job",
+    "JobCancelled",
+    "JobFailed",
+    "JobNotFound",
+    "JobStatus",
+    "NotInJob",
+    "Progress",
+    "Queue",
+    "QueueNotFound",
+    "Runtime",
+    "RuntimeClosed",
+    "SQLiteStore",
+    "StoreBusy",
+    "StoreError",
+    "StoreUnavailable",
+    "ValidationError",
+    "WaitTimeout",
+    "check_cancelled",
+    "current_job",
+    "fail_job",
+    "report_progress",
+)

@@ -1,0 +1,178 @@
+"""In-process fan-out of job events to any number of subscribers.
+
+Publishing never waits: each subscriber has its own bounded buffer, so a slow consumer
+costs only its own memory, up to its bound, and never stalls the scheduler or others.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from collections.abc import Iterable
+from types import TracebackType
+
+import anyio
+
+from ._errors import EventStreamOverflow
+from ._models import Event
+
+DEFAULT_MAX_BUFFER = 10_000
+
+
+class EventStream:
+    """One subscriber's view of the bus: an async iterator of matching events.
+
+    Overflow policy: the buffer holds at most ``max_buffer`` events. When it is full,
+    buffered progress reports are coalesced to the latest one per job (transitions are
+    kept, in order). If transitions alone fill it, the stream is dropped: iteration
+    raises :class:`EventStreamOverflow` once the events before the drop were read.
+
+    The stream is registered when created. Leave it with ``async with`` or ``aclose()``
+    when you stop early; a stream that is no longer referenced unsubscribes itself.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_buffer",
+        "_bus",
+        "_closed",
+        "_overflowed",
+        "_waiter",
+        "job_id",
+        "max_buffer",
+        "queue",
+    )
+
+    def __init__(
+        self, bus: EventBus, queue: str | None, job_id: str | None, max_buffer: int
+    ) -> None:
+        self._bus = bus
+        self.queue = queue
+        self.job_id = job_id
+        self.max_buffer = max_buffer
+        self._buffer: deque[tuple[Event, bool]] = deque()
+        self._waiter: anyio.Event | None = None
+        self._closed = False
+        self._overflowed = False
+
+    def _push(self, event: Event, is_progress: bool) -> None:
+        if self.queue is not None and event.queue != self.queue:
+            return
+        buffer = self._buffer
+        if len(buffer) >= self.max_buffer:
+            self._coalesce()
+            if len(buffer) >= self.max_buffer:
+                self._overflowed = True
+                self._close()
+                return
+        buffer.append((event, is_progress))
+        if self._waiter is not None:
+            self._waiter.set()
+            self._waiter = None
+
+    def _coalesce(self) -> None:
+        """Drop every buffered progress report that a later one for its job supersedes."""
+        seen: set[str] = set()
+        kept: list[tuple[Event, bool]] = []
+        for event, is_progress in reversed(self._buffer):
+            if is_progress:
+                if event.job_id in seen:
+                    continue
+                seen.add(event.job_id)
+            kept.append((event, is_progress))
+        kept.reverse()
+        self._buffer = deque(kept)
+
+    def _close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._bus._remove(self)
+            if self._waiter is not None:
+                self._waiter.set()
+                self._waiter = None
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._buffer:
+            if self._closed:
+                if self._overflowed:
+                    raise EventStreamOverflow(
+                        f"subscriber fell more than {self.max_buffer} transitions behind"
+                    )
+                raise StopAsyncIteration
+            self._waiter = waiter = anyio.Event()
+            await waiter.wait()
+        return self._buffer.popleft()[0]
+
+    async def aclose(self) -> None:
+        """Unsubscribe; iteration then ends after the events already buffered."""
+        self._close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._close()
+
+
+class EventBus:
+    """Routes each published event to the streams whose filters match it.
+
+    Streams filtered by job id are indexed by it, so thousands of ``wait()`` calls do not
+    make every publish scan thousands of streams.
+    """
+
+    def __init__(self) -> None:
+        self._all: weakref.WeakSet[EventStream] = weakref.WeakSet()
+        self._by_job: dict[str, weakref.WeakSet[EventStream]] = {}
+
+    def subscribe(
+        self,
+        *,
+        queue: str | None = None,
+        job_id: str | None = None,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+    ) -> EventStream:
+        stream = EventStream(self, queue, job_id, max_buffer)
+        if job_id is None:
+            self._all.add(stream)
+        else:
+            self._by_job.setdefault(job_id, weakref.WeakSet()).add(stream)
+        return stream
+
+    def _remove(self, stream: EventStream) -> None:
+        if stream.job_id is None:
+            self._all.discard(stream)
+        else:
+            streams = self._by_job.get(stream.job_id)
+            if streams is not None:
+                streams.discard(stream)
+                if not streams:
+                    del self._by_job[stream.job_id]
+
+    @property
+    def has_subscribers(self) -> bool:
+        return bool(self._all) or bool(self._by_job)
+
+    def wants(self, job_id: str) -> bool:
+        """Whether any stream would receive an event of this job (to skip building it)."""
+        return bool(self._all) or job_id in self._by_job
+
+    def publish(self, event: Event, *, is_progress: bool = False) -> None:
+        for stream in list(self._all):
+            stream._push(event, is_progress)
+        streams = self._by_job.get(event.job_id)
+        if streams:
+            for stream in list(streams):
+                stream._push(event, is_progress)
+
+    def publish_many(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.publish(event)

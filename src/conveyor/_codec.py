@@ -1,0 +1,57 @@
+"""The only module that builds msgspec encoders and decoders; each is built once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from ._errors import ValidationError
+from ._models import Progress
+
+json_encoder = msgspec.json.Encoder()
+_any_decoder = msgspec.json.Decoder()
+_progress_decoder = msgspec.json.Decoder(Progress)
+_typed_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def encode(value: Any) -> bytes:
+    return json_encoder.encode(value)
+
+
+def decode(data: bytes | str) -> Any:
+    return _any_decoder.decode(data)
+
+
+def decode_progress(data: bytes | str) -> Progress:
+    return _progress_decoder.decode(data)
+
+
+def decoder_for(tp: Any) -> msgspec.json.Decoder[Any]:
+    """A cached decoder for a payload type."""
+    dec = _typed_decoders.get(tp)
+    if dec is None:
+        dec = _typed_decoders[tp] = msgspec.json.Decoder(tp)
+    return dec
+
+
+def encode_payload(payload: Any, payload_type: Any, max_bytes: int) -> bytes:
+    """Validate ``payload`` against ``payload_type`` and encode it as JSON.
+
+    A dict and a Struct instance are checked the same way: encoded, then decoded as the
+    queue's type, so a Struct built with wrong field types is caught too. Raises
+    ValidationError naming the field that does not fit, or when the payload is not
+    JSON-serialisable or larger than ``max_bytes``.
+    """
+    try:
+        data = json_encoder.encode(payload)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"payload is not JSON-serialisable: {exc}") from None
+    if len(data) > max_bytes:
+        raise ValidationError(f"payload is {len(data)} bytes, over the {max_bytes}-byte limit")
+    if payload_type is not Any:
+        try:
+            decoder_for(payload_type).decode(data)
+        except msgspec.ValidationError as exc:
+            raise ValidationError(f"invalid payload: {exc}") from None
+    return data

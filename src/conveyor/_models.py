@@ -1,0 +1,70 @@
+"""The records conveyor stores and sends: all frozen msgspec Structs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from ._states import JobStatus
+
+
+class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How far a running job has come, as last reported by its handler."""
+
+    current: int | float = 0
+    total: int | float | None = None
+    message: str | None = None
+
+
+NO_PROGRESS = Progress()
+
+
+class Job(msgspec.Struct, frozen=True, kw_only=True):
+    """One job, as stored. ``payload`` and ``result`` are plain JSON values."""
+
+    id: str
+    queue: str
+    status: JobStatus
+    payload: Any
+    result: Any = None
+    error: str | None = None
+    traceback: str | None = None
+    progress: Progress = NO_PROGRESS
+    attempts: int = 0
+    max_attempts: int = 1
+    priority: int = 0
+    created_by: str | None = None
+    created_at: datetime
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime
+
+
+class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One transition in a job's audit trail. ``seq`` is global and increasing."""
+
+    seq: int
+    job_id: str
+    status: JobStatus
+    at: datetime
+    message: str | None = None
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True, tag_field="type", tag="event"):
+    """A ``queue.job.changed`` event: a transition, or a progress report (same status).
+
+    ``seq`` is the id of the job's latest history row; progress events repeat the seq of
+    the transition before them, so ``seq`` never decreases for one job.
+    """
+
+    event: Literal["queue.job.changed"] = "queue.job.changed"
+    seq: int
+    job_id: str
+    queue: str
+    status: JobStatus
+    progress: Progress = NO_PROGRESS
+    at: datetime
+    message: str | None = None

@@ -1,0 +1,134 @@
+"""Queue classes and the helpers a handler calls while its job runs.
+
+The helpers find the running job through a context variable, so helper functions called
+from a handler (in its task, or in the worker thread of a sync handler) can use them too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
+
+import anyio.from_thread
+
+from ._errors import JobCancelled, JobFailed, NotInJob
+from ._models import Job, Progress
+
+PayloadT = TypeVar("PayloadT")
+
+
+class JobContext:
+    """What a handler can reach of its running job. Made by the executor, one per run."""
+
+    __slots__ = ("_on_progress", "_thread", "cancel_requested", "failed_error", "job", "progress")
+
+    def __init__(self, job: Job, on_progress: Callable[[JobContext], None]) -> None:
+        self.job = job
+        self.progress = job.progress
+        # A threading.Event, because sync handlers poll it from their worker thread.
+        self.cancel_requested = threading.Event()
+        self.failed_error: str | None = None
+        self._on_progress = on_progress
+        self._thread = threading.get_ident()
+
+    def report(self, progress: Progress) -> None:
+        self.progress = progress
+        if threading.get_ident() == self._thread:
+            self._on_progress(self)
+        else:  # a sync handler's worker thread: hand the event to the loop
+            anyio.from_thread.run_sync(self._on_progress, self)
+
+
+_current: ContextVar[JobContext] = ContextVar("conveyor_current_job")
+
+
+def _context(helper: str) -> JobContext:
+    ctx = _current.get(None)
+    if ctx is None:
+        raise NotInJob(f"{helper}() can only be called while a job handler runs")
+    return ctx
+
+
+def report_progress(
+    current: int | float = 0, total: int | float | None = None, message: str | None = None
+) -> None:
+    """Record how far the running job has come and broadcast it at once.
+
+    Cheap enough to call in a tight loop: the event goes out immediately, while the store
+    write is coalesced (the latest report per job is written every fraction of a second).
+    """
+    _context("report_progress").report(Progress(current=current, total=total, message=message))
+
+
+def check_cancelled() -> None:
+    """Raise JobCancelled if cancellation of the running job was requested.
+
+    Async handlers are also interrupted at their next ``await``; a sync handler running
+    in a worker thread can only stop here, so call it at safe points in long loops.
+    """
+    if _context("check_cancelled").cancel_requested.is_set():
+        raise JobCancelled("cancellation was requested")
+
+
+def fail_job(error: str) -> None:
+    """End the running job as ``failed`` with ``error`` and no retry. Does not return."""
+    ctx = _context("fail_job")
+    ctx.failed_error = error
+    raise JobFailed(error)
+
+
+def current_job() -> Job:
+    """The record of the running job, as it was when it was claimed."""
+    return _context("current_job").job
+
+
+def bind(ctx: JobContext) -> None:
+    """Make ``ctx`` the current job for this task (the executor calls this)."""
+    _current.set(ctx)
+
+
+class Queue(Generic[PayloadT]):
+    """Base class of a queue: subclass it, set ``name``, write ``handle_item``.
+
+    ``handle_item(self, item)`` may be ``async def`` (runs in the event loop; keep it
+    non-blocking) or a plain ``def`` (runs in a worker thread). Its return value, a JSON
+    value, is stored as the job's result. ``Queue[SomeStruct]`` makes payloads typed:
+    enqueue validates them and the handler receives a ``SomeStruct``.
+
+    One instance serves every job of the queue at once, so keep per-job state in locals.
+    """
+
+    name: ClassVar[str]
+    worker_count: ClassVar[int] = 1
+    """How many jobs of this queue run at once in one process."""
+    payload_type: ClassVar[Any] = Any
+    """Set from ``Queue[T]``; ``Any`` means any JSON value."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            if get_origin(base) is Queue:
+                (arg,) = get_args(base)
+                if not isinstance(arg, TypeVar):
+                    cls.payload_type = arg
+
+    def report_progress(
+        self, current: int | float = 0, total: int | float | None = None, message: str | None = None
+    ) -> None:
+        """See :func:`conveyor.report_progress`."""
+        report_progress(current, total, message)
+
+    def check_cancelled(self) -> None:
+        """See :func:`conveyor.check_cancelled`."""
+        check_cancelled()
+
+    def fail_job(self, error: str) -> None:
+        """See :func:`conveyor.fail_job`."""
+        fail_job(error)
+
+    @property
+    def current_job(self) -> Job:
+        """See :func:`conveyor.current_job`."""
+        return current_job()

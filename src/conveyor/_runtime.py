@@ -1,0 +1,431 @@
+"""Runtime: the object an application holds. It owns one task group and wires the store,
+the engine and the event bus together."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AsyncExitStack
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskGroup, TaskStatus
+
+from . import _codec
+from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
+from ._clock import Clock, SystemClock, to_datetime
+from ._errors import (
+    JobNotFound,
+    QueueNotFound,
+    RuntimeClosed,
+    ValidationError,
+    WaitTimeout,
+)
+from ._ids import IdGenerator
+from ._models import HistoryEntry, Job
+from ._queue import Queue
+from ._states import TERMINAL, JobStatus
+from .engine import Engine
+from .engine._executor import StopReason
+from .store import ListParams, NewJob, SQLiteStore, Store
+
+log = logging.getLogger("conveyor")
+
+MAX_LIST_LIMIT = 1000
+
+
+def _check_queue_class(queue: Queue[Any], workers: bool) -> None:
+    cls = type(queue)
+    name = getattr(queue, "name", None)
+    if not isinstance(name, str) or not name:
+        raise ValidationError(f"{cls.__name__}.name must be a non-empty string")
+    count = cls.worker_count
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise ValidationError(f"{cls.__name__}.worker_count must be an int >= 1, not {count!r}")
+    if workers and not callable(getattr(queue, "handle_item", None)):
+        raise ValidationError(f"{cls.__name__} defines no handle_item(self, item) method")
+
+
+class Runtime:
+    """Durable queues with bounded concurrency, in this process.
+
+    ``async with Runtime("conveyor.db", queues=[ExportQueue()]) as rt:`` opens (or
+    creates) the SQLite file, starts a worker pool per queue and returns once they run.
+    Leaving the block stops claiming, gives running jobs ``shutdown_grace`` seconds to
+    finish, then cancels the rest and puts them back to ``queued`` for the next start.
+
+    ``workers=False`` makes a runtime that only enqueues and reads (the queues are still
+    given, for their names and payload types) while other processes run the jobs.
+
+    Tuning: ``lease_ttl`` is how long a crashed worker's jobs stay claimed before another
+    worker takes them back (live workers renew their leases every third of it);
+    ``poll_interval`` bounds how late this runtime notices what other processes did;
+    ``progress_interval`` is how often progress reports are written to the store (they
+    are broadcast at once regardless).
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike[str] | Store = "conveyor.db",
+        queues: Sequence[Queue[Any]] = (),
+        *,
+        workers: bool = True,
+        shutdown_grace: float = 10.0,
+        lease_ttl: float = 30.0,
+        poll_interval: float = 0.1,
+        progress_interval: float = 0.25,
+        max_payload_bytes: int = 1 << 20,
+        clock: Clock | None = None,
+    ) -> None:
+        self.store: Store = (
+            SQLiteStore(Path(store)) if isinstance(store, (str, os.PathLike)) else store
+        )
+        self.queues: dict[str, Queue[Any]] = {}
+        for queue in queues:
+            _check_queue_class(queue, workers)
+            if queue.name in self.queues:
+                raise ValidationError(f"two queues are named {queue.name!r}")
+            self.queues[queue.name] = queue
+        for name, value in (
+            ("shutdown_grace", shutdown_grace),
+            ("lease_ttl", lease_ttl),
+            ("poll_interval", poll_interval),
+            ("progress_interval", progress_interval),
+        ):
+            if not isinstance(value, (int, float)) or value < 0 or value != value:
+                raise ValidationError(f"{name} must be a number >= 0, not {value!r}")
+        if lease_ttl <= 0 or poll_interval <= 0:
+            raise ValidationError("lease_ttl and poll_interval must be > 0")
+        self.workers = workers
+        self.shutdown_grace = float(shutdown_grace)
+        self.max_payload_bytes = max_payload_bytes
+        self.clock: Clock = clock or SystemClock()
+        self.bus = EventBus()
+        self._engine = Engine(
+            self.store,
+            self.bus,
+            self.clock,
+            lease_ttl=lease_ttl,
+            poll_interval=poll_interval,
+            progress_interval=progress_interval,
+        )
+        self._ids = IdGenerator()
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._open = False
+        self._force = anyio.Event()
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._stack is not None:
+            raise RuntimeClosed("a Runtime can be entered only once")
+        stack = self._stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            await self.store.open(self._engine.owner)
+            stack.push_async_callback(self.store.close)
+            self._tg = tg = await stack.enter_async_context(anyio.create_task_group())
+            tg.start_soon(self._engine.inserter.run)
+            tg.start_soon(self._engine.finisher.run)
+            tg.start_soon(self._engine.tail_loop)
+            if self.workers:
+                await self._engine.start_workers(tg, list(self.queues.values()))
+        except BaseException as exc:
+            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._open = True
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        if self._stack is None or self._tg is None:
+            raise RuntimeClosed("the runtime was not entered")
+        self._open = False
+        try:
+            forced = exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class())
+            with anyio.CancelScope(shield=True):
+                await self._drain_workers(force=forced)
+                engine = self._engine
+                engine.inserter.close()
+                await engine.inserter.drain()
+                await engine.finisher.drain()
+                if self.workers:
+                    await engine.flush_progress()
+                    await engine.release_all()
+        finally:
+            self._tg.cancel_scope.cancel()
+            await self._stack.__aexit__(exc_type, exc, tb)
+        return None
+
+    async def _drain_workers(self, *, force: bool) -> None:
+        """Stop claiming; let running jobs finish within the grace period; then cancel
+        them (async handlers stop at once, sync ones at their next check_cancelled) and,
+        if some still run a few seconds later, abandon their threads."""
+        pools = list(self._engine.pools.values())
+        for pool in pools:
+            pool.stop_claiming()
+
+        async def all_done() -> None:
+            for pool in pools:
+                await pool.done.wait()
+
+        async def until_forced(scope: anyio.CancelScope) -> None:
+            await self._force.wait()
+            scope.cancel()
+
+        for phase in ("grace", "cancel", "abandon"):
+            if phase == "cancel":
+                for run in list(self._engine.running.values()):
+                    run.stop(StopReason.SHUTDOWN)
+            elif phase == "abandon":
+                for run in list(self._engine.running.values()):
+                    run.abandon()
+            limit = {"grace": self.shutdown_grace, "cancel": 5.0, "abandon": 5.0}[phase]
+            if force or self._force.is_set():
+                limit = 0 if phase != "abandon" else 1.0
+            async with anyio.create_task_group() as tg:
+                with anyio.move_on_after(limit) as scope:
+                    tg.start_soon(until_forced, scope)
+                    await all_done()
+                tg.cancel_scope.cancel()
+            if all(pool.done.is_set() for pool in pools):
+                return
+        log.error("some sync handlers did not stop; their jobs are released for rerun")
+
+    async def run_until_signalled(
+        self, signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
+    ) -> None:
+        """Serve until SIGINT or SIGTERM, then return, so leaving ``async with`` stops
+        gracefully. A second signal during that stop cancels running jobs at once."""
+        tg = self._require_open()
+        first = anyio.Event()
+
+        async def watch(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+            # Keeps the handlers installed through the shutdown, for the second signal.
+            with anyio.open_signal_receiver(*signals) as received:
+                task_status.started()
+                count = 0
+                async for signum in received:
+                    count += 1
+                    log.info("received %s (%d)", signal.Signals(signum).name, count)
+                    first.set()
+                    if count >= 2:
+                        self._force.set()
+                        return
+
+        await tg.start(watch)
+        await first.wait()
+
+    def _require_open(self) -> TaskGroup:
+        if not self._open or self._tg is None:
+            raise RuntimeClosed("the runtime is not running: use it inside `async with`")
+        return self._tg
+
+    # -- jobs --------------------------------------------------------------------------
+
+    def _queue(self, name: str) -> Queue[Any]:
+        queue = self.queues.get(name)
+        if queue is None:
+            raise QueueNotFound(name)
+        return queue
+
+    def _new_job(
+        self, queue: Queue[Any], payload: Any, created_by: str | None, priority: int, now: float
+    ) -> NewJob:
+        data = _codec.encode_payload(payload, queue.payload_type, self.max_payload_bytes)
+        return NewJob(
+            id=self._ids.new(),
+            queue=queue.name,
+            status=JobStatus.QUEUED,
+            payload=data,
+            priority=priority,
+            created_by=created_by,
+            created_at=now,
+        )
+
+    def _as_job(self, new: NewJob) -> Job:
+        at = to_datetime(new.created_at)
+        return Job(
+            id=new.id,
+            queue=new.queue,
+            status=new.status,
+            payload=_codec.decode(new.payload),
+            priority=new.priority,
+            max_attempts=new.max_attempts,
+            created_by=new.created_by,
+            created_at=at,
+            updated_at=at,
+        )
+
+    @staticmethod
+    def _check_options(created_by: str | None, priority: int) -> None:
+        if created_by is not None and not isinstance(created_by, str):
+            raise ValidationError(f"created_by must be a string, not {type(created_by).__name__}")
+        if not isinstance(priority, int) or isinstance(priority, bool):
+            raise ValidationError(f"priority must be an int, not {type(priority).__name__}")
+        if not -(2**31) <= priority < 2**31:
+            raise ValidationError(f"priority {priority} is out of range (32-bit)")
+
+    async def enqueue(
+        self, queue: str, payload: Any, *, created_by: str | None = None, priority: int = 0
+    ) -> Job:
+        """Store a job and return it once it is durable. Higher ``priority`` runs first.
+
+        Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
+        stored; safe to retry). Concurrent calls share one commit.
+        """
+        (job,) = await self.enqueue_many(queue, [payload], created_by=created_by, priority=priority)
+        return job
+
+    async def enqueue_many(
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        *,
+        created_by: str | None = None,
+        priority: int = 0,
+    ) -> list[Job]:
+        """Store many jobs in one commit: all of them, or (on any error) none."""
+        self._require_open()
+        q = self._queue(queue)
+        self._check_options(created_by, priority)
+        now = self.clock.now()
+        new = [self._new_job(q, p, created_by, priority, now) for p in payloads]
+        if not new:
+            return []
+        await self._engine.inserter.submit(new)
+        return [self._as_job(n) for n in new]
+
+    async def _get(self, job_id: str, queue: str | None = None) -> Job:
+        if not isinstance(job_id, str):
+            raise ValidationError(f"job_id must be a string, not {type(job_id).__name__}")
+        job = await self.store.job_get(job_id)
+        if job is None or (queue is not None and job.queue != queue):
+            raise JobNotFound(job_id)
+        return job
+
+    async def job_status(self, queue: str, job_id: str) -> Job:
+        """The job's current record. JobNotFound if it is not a job of ``queue``."""
+        self._require_open()
+        self._queue(queue)
+        return await self._get(job_id, queue)
+
+    async def request_job_cancel(self, queue: str, job_id: str) -> Job:
+        """Cancel a job: a pending one at once (it never runs); a running one moves to
+        ``cancelling`` and its handler is stopped, ending ``cancelled``. A job already
+        finished is returned unchanged."""
+        self._require_open()
+        self._queue(queue)
+        job, transitions = await self.store.job_request_cancel(job_id, queue, self.clock.now())
+        self._engine.publish(transitions)
+        for t in transitions:
+            if t.status is JobStatus.CANCELLING:
+                self._engine.cancel_local(job_id, t.seq)
+        return job
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+        """Wait until the job reaches a terminal state and return it. WaitTimeout after
+        ``timeout`` seconds (the job is unaffected)."""
+        self._require_open()
+        async with self.bus.subscribe(job_id=job_id, max_buffer=64) as stream:
+            try:
+                with anyio.fail_after(timeout):
+                    job = await self._get(job_id)
+                    while job.status not in TERMINAL:
+                        async for event in stream:
+                            if event.status in TERMINAL:
+                                break
+                        job = await self._get(job_id)
+            except TimeoutError:
+                raise WaitTimeout(f"job {job_id} did not finish within {timeout}s") from None
+        return job
+
+    async def list_jobs(
+        self,
+        queue: str | None = None,
+        status: JobStatus | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[Job]:
+        """Jobs newest first. For the next page pass ``cursor=`` the last job's id."""
+        self._require_open()
+        if queue is not None:
+            self._queue(queue)
+        if status is not None:
+            try:
+                status = JobStatus(status)
+            except ValueError:
+                raise ValidationError(f"unknown status {status!r}") from None
+        if (
+            not isinstance(limit, int)
+            or isinstance(limit, bool)
+            or not 1 <= limit <= MAX_LIST_LIMIT
+        ):
+            raise ValidationError(f"limit must be an int from 1 to {MAX_LIST_LIMIT}")
+        if cursor is not None and not isinstance(cursor, str):
+            raise ValidationError("cursor must be a job id string")
+        return await self.store.jobs_list(
+            ListParams(queue=queue, status=status, limit=limit, before=cursor)
+        )
+
+    async def history(self, job_id: str) -> list[HistoryEntry]:
+        """Every transition of the job, oldest first, with time and message."""
+        self._require_open()
+        entries = await self.store.job_history(job_id)
+        if not entries:
+            await self._get(job_id)  # raises JobNotFound
+        return entries
+
+    async def rerun(self, job_id: str, *, by: str | None = None) -> Job:
+        """Put a completed, failed or cancelled job back to ``queued``, attempts reset.
+        InvalidTransition for a job that is still pending or running."""
+        self._require_open()
+        job, transitions = await self.store.job_rerun(job_id, by, self.clock.now())
+        self._engine.publish(transitions)
+        self._engine._wake_pools(transitions)
+        return job
+
+    def defer(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
+        """Run ``fn(*args, **kwargs)`` soon, fire-and-forget: not stored, not bounded, no
+        retry. A plain function runs in a worker thread. Errors are logged. Use a queue
+        for anything that must not be lost."""
+        tg = self._require_open()
+
+        async def run() -> None:
+            try:
+                if inspect.iscoroutinefunction(fn):
+                    await fn(*args, **kwargs)
+                else:
+                    await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
+            except Exception:
+                log.exception("deferred call %r failed", getattr(fn, "__qualname__", fn))
+
+        tg.start_soon(run)
+
+    def events(
+        self,
+        queue: str | None = None,
+        job_id: str | None = None,
+        *,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+    ) -> EventStream:
+        """Live ``queue.job.changed`` events from now on, optionally filtered.
+
+        ``async for event in rt.events(queue="exports"): ...``. See EventStream for the
+        buffer bound and overflow policy.
+        """
+        self._require_open()
+        if queue is not None:
+            self._queue(queue)
+        return self.bus.subscribe(queue=queue, job_id=job_id, max_buffer=max_buffer)

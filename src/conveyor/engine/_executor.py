@@ -1,0 +1,135 @@
+"""Runs one job: its handler inside a cancel scope, its outcome mapped to a Finish."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import msgspec
+
+from .. import _codec
+from .._errors import JobCancelled, JobFailed
+from .._models import Job
+from .._queue import JobContext, Queue, bind
+from .._states import JobStatus
+from ..store import Finish
+
+
+class StopReason(enum.Enum):
+    CANCEL = "cancel"  # a user asked: the job ends cancelled
+    SHUTDOWN = "shutdown"  # the worker is stopping: the job goes back to queued
+    LEASE_LOST = "lease lost"  # another worker rescued it: write nothing, stop
+
+
+class RunningJob:
+    """A job while its handler runs in this process."""
+
+    __slots__ = ("ctx", "is_async", "reason", "scope", "seq", "token")
+
+    def __init__(self, ctx: JobContext, token: str, seq: int, is_async: bool) -> None:
+        self.ctx = ctx
+        self.token = token
+        self.seq = seq  # of its latest transition; progress events carry it
+        self.is_async = is_async
+        self.scope = anyio.CancelScope()
+        self.reason: StopReason | None = None
+
+    @property
+    def job(self) -> Job:
+        return self.ctx.job
+
+    def stop(self, reason: StopReason) -> None:
+        """Ask the handler to stop: an async one at its next await, a sync one (in a
+        thread, which cannot be interrupted) at its next check_cancelled()."""
+        if self.reason is None:
+            self.reason = reason
+        self.ctx.cancel_requested.set()
+        if self.is_async or reason is StopReason.LEASE_LOST:
+            self.scope.cancel()
+
+    def abandon(self) -> None:
+        """Stop waiting for a sync handler's thread; the thread finishes on its own."""
+        if self.reason is None:
+            self.reason = StopReason.SHUTDOWN
+        self.ctx.cancel_requested.set()
+        self.scope.cancel()
+
+
+class Handler:
+    """A queue's ``handle_item`` and how to call it."""
+
+    def __init__(self, queue: Queue[Any]) -> None:
+        fn: Callable[[Any], Any] = queue.handle_item  # type: ignore[attr-defined]
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.payload_type = queue.payload_type
+        # Sync handlers get their own thread limit, so a busy queue cannot starve others
+        # of anyio's shared default thread pool.
+        self.limiter = anyio.CapacityLimiter(queue.worker_count)
+
+    def _payload(self, job: Job) -> Any:
+        if self.payload_type is Any:
+            return job.payload
+        return msgspec.convert(job.payload, self.payload_type)
+
+
+def _finish(run: RunningJob, status: JobStatus, **fields: Any) -> Finish:
+    return Finish(
+        job_id=run.job.id, token=run.token, status=status, progress=run.ctx.progress, **fields
+    )
+
+
+def _stopped(run: RunningJob) -> Finish | None:
+    match run.reason:
+        case StopReason.LEASE_LOST:
+            return None
+        case StopReason.SHUTDOWN:
+            return _finish(run, JobStatus.QUEUED, message="requeued: worker shutting down")
+        case _:
+            return _finish(run, JobStatus.CANCELLED, message="cancelled")
+
+
+def _failed(run: RunningJob, exc: BaseException) -> Finish:
+    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    tb = "".join(traceback.format_exception(exc))
+    return _finish(run, JobStatus.FAILED, error=error, traceback=tb, message=error)
+
+
+async def execute(handler: Handler, run: RunningJob) -> Finish | None:
+    """Run the handler and return what to write, or None when nothing may be written.
+
+    Only this run's own scope is caught; a cancellation from outside (the runtime being
+    torn down) propagates, leaving the lease for the runtime to release.
+    """
+    bind(run.ctx)
+    outcome: Finish | None = None
+    with run.scope:
+        try:
+            payload = handler._payload(run.job)
+            if handler.is_async:
+                result = await handler.fn(payload)
+            else:
+                result = await anyio.to_thread.run_sync(
+                    handler.fn, payload, abandon_on_cancel=True, limiter=handler.limiter
+                )
+            if run.ctx.failed_error is not None:  # fail_job() raised, and was swallowed
+                raise JobFailed(run.ctx.failed_error)
+            try:
+                encoded = _codec.encode(result)
+            except (TypeError, ValueError, OverflowError) as exc:
+                raise TypeError(f"the handler's result is not JSON-serialisable: {exc}") from None
+            outcome = _finish(run, JobStatus.COMPLETED, result=encoded)
+        except JobFailed as exc:
+            outcome = _finish(run, JobStatus.FAILED, error=exc.error, message=exc.error)
+        except JobCancelled:
+            outcome = _stopped(run)
+        except Exception as exc:
+            outcome = _failed(run, exc)
+    if run.scope.cancelled_caught:
+        outcome = _stopped(run)
+    return outcome

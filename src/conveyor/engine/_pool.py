@@ -1,0 +1,173 @@
+"""One queue's workers in one process: a claimer and ``worker_count`` long-lived tasks.
+
+Worker tasks are reused (one cancel scope per job, not one task per job): starting a task
+costs far more than handing an item to a waiting one.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .._errors import StoreError
+from .._models import Job
+from .._queue import Queue
+from .._states import JobStatus
+from ..store import ClaimParams, Finish
+from ._executor import Handler, execute
+
+if TYPE_CHECKING:
+    from ._engine import Engine
+
+log = logging.getLogger("conveyor.engine")
+
+MAX_CLAIM = 500  # jobs per claim transaction
+CLAIM_RETRY_DELAY = 0.5  # after a failed claim (store busy or unavailable)
+
+
+class _HandOff:
+    """Claimed jobs on their way to idle workers.
+
+    Bound: the claimer claims only as many jobs as there are free slots, so this holds at
+    most ``worker_count`` items and never needs an overflow policy. A worker that finds
+    an item takes it without yielding to the event loop (anyio's memory streams yield on
+    every receive, which costs a loop iteration per job); only an idle one waits, on its
+    own event, so one item wakes one worker.
+    """
+
+    __slots__ = ("_closed", "_items", "_waiters")
+
+    def __init__(self) -> None:
+        self._items: deque[tuple[Job, int, str]] = deque()
+        self._waiters: deque[anyio.Event] = deque()
+        self._closed = False
+
+    def put(self, item: tuple[Job, int, str]) -> None:
+        self._items.append(item)
+        if self._waiters:
+            self._waiters.popleft().set()
+
+    def close(self) -> None:
+        self._closed = True
+        while self._waiters:
+            self._waiters.popleft().set()
+
+    async def get(self) -> tuple[Job, int, str] | None:
+        """The next item, or None once closed and empty."""
+        while not self._items:
+            if self._closed:
+                return None
+            waiter = anyio.Event()
+            self._waiters.append(waiter)
+            await waiter.wait()
+        return self._items.popleft()
+
+
+class QueuePool:
+    """Claims jobs of one queue while it has free slots, and runs them.
+
+    The claimer sleeps until woken: by an enqueue in this process, by the store tailer
+    seeing jobs queued elsewhere, or by a slot freeing while more jobs may be waiting.
+    It claims at most as many jobs as there are free slots, so a claimed job starts at
+    once, and the hand-off buffer (``worker_count`` items) is never full.
+    """
+
+    def __init__(self, engine: Engine, queue: Queue[Any]) -> None:
+        self.engine = engine
+        self.name = queue.name
+        self.capacity = queue.worker_count
+        self.handler = Handler(queue)
+        self.free = self.capacity
+        self.stopping = False
+        self._maybe_more = True  # jobs may be waiting: claim when a slot is free
+        self._kick = anyio.Event()
+        self._claim_scope = anyio.CancelScope()
+        self.done = anyio.Event()
+
+    def wake(self) -> None:
+        """New jobs may be queued: claim as soon as a slot is free."""
+        self._maybe_more = True
+        self._kick.set()
+
+    def stop_claiming(self) -> None:
+        self.stopping = True
+        self._claim_scope.cancel()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        handoff = _HandOff()
+        try:
+            async with anyio.create_task_group() as tg:
+                for _ in range(self.capacity):
+                    tg.start_soon(self._work, handoff)
+                task_status.started()
+                try:
+                    with self._claim_scope:
+                        await self._claim_forever(handoff)
+                finally:
+                    handoff.close()
+        finally:
+            self.done.set()
+
+    async def _claim_forever(self, handoff: _HandOff) -> None:
+        engine = self.engine
+        while True:
+            while not (self._maybe_more and self.free > 0):
+                await self._kick.wait()
+                self._kick = anyio.Event()
+            self._maybe_more = False
+            limit = min(self.free, MAX_CLAIM)
+            token = secrets.token_hex(8)
+            now = engine.clock.now()
+            params = ClaimParams(
+                queue=self.name,
+                limit=limit,
+                owner=engine.owner,
+                token=token,
+                now=now,
+                lease_expires_at=now + engine.lease_ttl,
+            )
+            try:
+                jobs, transitions = await engine.store.jobs_claim(params)
+            except StoreError as exc:
+                log.warning("claiming from queue %r failed, retrying: %s", self.name, exc)
+                self._maybe_more = True
+                await anyio.sleep(CLAIM_RETRY_DELAY)
+                continue
+            engine.publish(transitions)
+            if len(jobs) == limit:
+                self._maybe_more = True
+            self.free -= len(jobs)
+            for job, transition in zip(jobs, transitions, strict=True):
+                handoff.put((job, transition.seq, token))
+
+    async def _work(self, handoff: _HandOff) -> None:
+        engine = self.engine
+        while (item := await handoff.get()) is not None:
+            job, seq, token = item
+            try:
+                if self.stopping:  # claimed, never started: put it straight back
+                    await engine.finisher.put(
+                        Finish(
+                            job_id=job.id,
+                            token=token,
+                            status=JobStatus.QUEUED,
+                            progress=job.progress,
+                            message="requeued: worker shutting down",
+                        )
+                    )
+                    continue
+                run = engine.start_run(job, token, seq, self.handler.is_async)
+                try:
+                    outcome = await execute(self.handler, run)
+                finally:
+                    engine.end_run(run)
+                if outcome is not None:
+                    await engine.finisher.put(outcome)
+            finally:
+                self.free += 1
+                self._kick.set()

@@ -1,0 +1,39 @@
+"""Persistence backends behind one protocol. Only this package writes SQL."""
+
+from ._base import (
+    ClaimParams as ClaimParams,
+)
+from ._base import (
+    Finish as Finish,
+)
+from ._base import (
+    ListParams as ListParams,
+)
+from ._base import (
+    NewJob as NewJob,
+)
+from ._base import (
+    ProgressWrite as ProgressWrite,
+)
+from ._base import (
+    RescueParams as RescueParams,
+)
+from ._base import (
+    Store as Store,
+)
+from ._base import (
+    Transition as Transition,
+)
+from ._sqlite import SQLiteStore as SQLiteStore
+
+__all__ = (
+    "ClaimParams",
+    "Finish",
+    "ListParams",
+    "NewJob",
+    "ProgressWrite",
+    "RescueParams",
+    "SQLiteStore",
+    "Store",
+    "Transition",
+)

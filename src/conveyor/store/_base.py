@@ -1,0 +1,169 @@
+"""The Store protocol: everything the engine and runtime ask of a persistence backend.
+
+Methods are domain-level and named noun first. A store never sleeps, never spawns tasks
+and never touches the event bus: it runs one transaction per call and returns rows.
+Every write that changes a job's status appends its history row in the same
+transaction; the history row's ``seq`` is the event sequence number.
+
+Methods taking many values take one params Struct. Failures surface as StoreError
+subclasses (never a driver's own exception), and a failed call changed nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import msgspec
+
+from .._models import HistoryEntry, Job, Progress
+from .._states import JobStatus
+
+
+class NewJob(msgspec.Struct, frozen=True, kw_only=True):
+    """A job to insert. ``payload`` is already validated and encoded as JSON."""
+
+    id: str
+    queue: str
+    status: JobStatus
+    payload: bytes
+    priority: int = 0
+    max_attempts: int = 1
+    created_by: str | None = None
+    created_at: float
+    scheduled_at: float | None = None
+
+
+class Transition(msgspec.Struct, frozen=True, kw_only=True):
+    """A committed status change: one history row, ready to become an event."""
+
+    seq: int
+    job_id: str
+    queue: str
+    status: JobStatus
+    at: float
+    message: str | None = None
+    progress: Progress | None = None
+
+
+class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Claim up to ``limit`` queued jobs of ``queue`` for ``owner`` under ``token``."""
+
+    queue: str
+    limit: int
+    owner: str
+    token: str
+    now: float
+    lease_expires_at: float
+
+
+class Finish(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one run, written only while the run still holds its lease token.
+
+    ``status`` QUEUED puts the job back (a worker shutting down); a job whose
+    cancellation was requested meanwhile becomes CANCELLED instead.
+    """
+
+    job_id: str
+    token: str
+    status: JobStatus
+    result: bytes | None = None
+    error: str | None = None
+    traceback: str | None = None
+    progress: Progress
+    message: str | None = None
+
+
+class ProgressWrite(msgspec.Struct, frozen=True):
+    job_id: str
+    token: str
+    progress: Progress
+
+
+class RescueParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Rescue jobs whose lease expired before ``now`` or whose owner is known dead."""
+
+    now: float
+    dead_owners: Sequence[str] = ()
+    max_orphanings: int = 3
+
+
+class ListParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Newest first; ``before`` is the id of the last job of the previous page."""
+
+    queue: str | None = None
+    status: JobStatus | None = None
+    limit: int = 50
+    before: str | None = None
+
+
+class Store(Protocol):
+    """A persistence backend. ``origin`` on writes names the runtime that made them."""
+
+    async def open(self, origin: str) -> None:
+        """Connect, create or migrate the schema. ``origin`` tags this runtime's writes."""
+        ...
+
+    async def close(self) -> None: ...
+
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition]:
+        """Insert jobs in one transaction (the unit of group commit)."""
+        ...
+
+    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+        """Move up to ``limit`` queued jobs to running, highest priority then oldest first."""
+        ...
+
+    async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
+        """Write outcomes; a finish whose token no longer holds the lease writes nothing."""
+        ...
+
+    async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
+        """Store the latest progress of running jobs (fenced by lease token, no history)."""
+        ...
+
+    async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
+        """Extend every lease ``owner`` holds; returns the ids it still holds."""
+        ...
+
+    async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
+        """Return orphaned jobs to queued (or fail them after too many orphanings)."""
+        ...
+
+    async def jobs_release(self, owner: str, now: float) -> list[Transition]:
+        """Put back every job ``owner`` still holds (a worker shutting down): queued, or
+        cancelled where cancellation was requested."""
+        ...
+
+    async def lease_owners(self) -> set[str]:
+        """The owners currently holding leases."""
+        ...
+
+    async def job_request_cancel(
+        self, job_id: str, queue: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        """Cancel a pending job, or mark a running one ``cancelling``; else change nothing."""
+        ...
+
+    async def job_rerun(
+        self, job_id: str, by: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        """Put a terminal job back to queued with attempts reset."""
+        ...
+
+    async def job_get(self, job_id: str) -> Job | None: ...
+
+    async def jobs_list(self, params: ListParams) -> list[Job]: ...
+
+    async def job_history(self, job_id: str) -> list[HistoryEntry]: ...
+
+    async def history_after(self, seq: int, limit: int) -> tuple[list[Transition], int]:
+        """Transitions written by other runtimes after ``seq``, oldest first, and the seq
+        to pass next time (past this runtime's own rows too)."""
+        ...
+
+    async def last_seq(self) -> int: ...
+
+    async def changed(self) -> bool:
+        """Whether another connection committed since the last call (cheap; no I/O on disk)."""
+        ...

@@ -1,0 +1,587 @@
+"""The embedded default store: one SQLite file, through aiosqlite.
+
+Two connections: a writer, through which every write transaction goes one at a time
+(``BEGIN IMMEDIATE``, so a transaction never has to upgrade its lock and fail), and a
+reader, so reads never queue behind writes. WAL mode lets other processes read while one
+writes; ``synchronous=FULL`` by default makes a commit survive power loss.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Final, Literal
+
+import aiosqlite
+import anyio
+
+from .. import _codec
+from .._clock import maybe_datetime, to_datetime
+from .._errors import (
+    InvalidTransition,
+    JobNotFound,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+)
+from .._models import NO_PROGRESS, HistoryEntry, Job
+from .._states import JobStatus, Owner, sources
+from ._base import (
+    ClaimParams,
+    Finish,
+    ListParams,
+    NewJob,
+    ProgressWrite,
+    RescueParams,
+    Transition,
+)
+from ._sqlite_schema import MIGRATIONS
+
+_JOB_COLUMNS: Final = (
+    "id, queue, status, payload, result, error, traceback, progress, attempts, max_attempts,"
+    " priority, created_by, created_at, scheduled_at, started_at, finished_at, updated_at"
+)
+_J_JOB_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in _JOB_COLUMNS.split(","))
+_ROWS_PER_STATEMENT: Final = 500  # keeps VALUES lists under SQLite's host-parameter limit
+
+_BUSY: Final = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
+_UNAVAILABLE: Final = {
+    sqlite3.SQLITE_READONLY,
+    sqlite3.SQLITE_FULL,
+    sqlite3.SQLITE_CANTOPEN,
+    sqlite3.SQLITE_IOERR,
+    sqlite3.SQLITE_PERM,
+    sqlite3.SQLITE_NOTADB,
+    sqlite3.SQLITE_CORRUPT,
+}
+
+
+def _in(statuses: Iterable[JobStatus]) -> str:
+    """An SQL list literal of statuses (they are enum values, never user input)."""
+    return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"
+
+
+_CANCEL_PENDING_FROM: Final = _in(sources(JobStatus.CANCELLED, Owner.USER))
+_CANCEL_RUNNING_FROM: Final = _in(sources(JobStatus.CANCELLING, Owner.USER))
+_RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
+
+
+def _row_to_job(row: Any) -> Job:
+    return Job(
+        id=row[0],
+        queue=row[1],
+        status=JobStatus(row[2]),
+        payload=_codec.decode(row[3]),
+        result=None if row[4] is None else _codec.decode(row[4]),
+        error=row[5],
+        traceback=row[6],
+        progress=NO_PROGRESS if row[7] is None else _codec.decode_progress(row[7]),
+        attempts=row[8],
+        max_attempts=row[9],
+        priority=row[10],
+        created_by=row[11],
+        created_at=to_datetime(row[12]),
+        scheduled_at=maybe_datetime(row[13]),
+        started_at=maybe_datetime(row[14]),
+        finished_at=maybe_datetime(row[15]),
+        updated_at=to_datetime(row[16]),
+    )
+
+
+def _values(width: int, rows: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * rows)
+
+
+def _chunks(items: Sequence[Any], size: int = _ROWS_PER_STATEMENT) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _statements(script: str) -> Iterable[str]:
+    """Split a script into statements (executescript() would commit our transaction)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer
+            buffer = ""
+    if buffer.strip():
+        raise ValueError(f"incomplete SQL statement in migration: {buffer!r}")
+
+
+class SQLiteStore:
+    """Jobs in one SQLite file. Every process using the file must be on this machine.
+
+    ``synchronous="NORMAL"`` trades durability of the last commits on power loss (not on
+    a process crash) for speed; the default, ``"FULL"``, loses nothing acknowledged.
+    ``busy_timeout`` is how long a write waits for another process's write lock before
+    failing with :class:`StoreBusy`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.busy_timeout = busy_timeout
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = anyio.Lock()
+        self._origin = ""
+        self._data_version = -1
+
+    # -- connections -------------------------------------------------------------------
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = None if code is None else code & 0xFF
+        if primary in _BUSY:
+            return StoreBusy(
+                f"{self.path}: database is locked: another connection held the write lock"
+                f" for more than {self.busy_timeout:g}s; nothing was changed"
+            )
+        if primary in _UNAVAILABLE:
+            return StoreUnavailable(f"{self.path}: {exc}; nothing was changed")
+        return StoreError(f"{self.path}: {exc}")
+
+    async def _connect(self, *, query_only: bool) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(
+            self.path, isolation_level=None, timeout=self.busy_timeout, cached_statements=256
+        )
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise StoreUnavailable(f"{self.path}: cannot use WAL journal mode (got {mode})")
+            await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            if query_only:
+                await conn.execute("PRAGMA query_only = 1")
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def open(self, origin: str) -> None:
+        self._origin = origin
+        try:
+            self._writer = await self._connect(query_only=False)
+            await self._migrate()
+            self._reader = await self._connect(query_only=True)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise self._error(exc) from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                with anyio.CancelScope(shield=True):
+                    await conn.close()
+        self._reader = self._writer = None
+
+    async def _migrate(self) -> None:
+        async with self._transaction() as conn:
+            row = await (await conn.execute("PRAGMA user_version")).fetchone()
+            version = int(row[0]) if row else 0
+            if version > len(MIGRATIONS):
+                raise StoreUnavailable(
+                    f"{self.path}: schema version {version} is newer than this conveyor"
+                    f" understands ({len(MIGRATIONS)}); upgrade conveyor"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in _statements(script):
+                    await conn.execute(statement)
+                await conn.execute(f"PRAGMA user_version = {number}")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: serialised in-process, BEGIN IMMEDIATE, all or nothing.
+
+        Shielded from cancellation: once begun, a transaction commits or rolls back before
+        the caller sees a cancellation, so the connection is never left mid-transaction.
+        """
+        conn = self._writer
+        if conn is None:
+            raise StoreError("store is not open")
+        with anyio.CancelScope(shield=True):
+            async with self._write_lock:
+                try:
+                    await conn.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise self._error(exc) from exc
+                try:
+                    yield conn
+                    await conn.execute("COMMIT")
+                except BaseException as exc:
+                    try:
+                        await conn.execute("ROLLBACK")
+                    except sqlite3.Error:
+                        pass  # the failed COMMIT or statement already ended it
+                    if isinstance(exc, sqlite3.Error):
+                        raise self._error(exc) from exc
+                    raise
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Any]:
+        conn = self._reader
+        if conn is None:
+            raise StoreError("store is not open")
+        try:
+            return await conn.execute_fetchall(sql, params)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    async def _append_history(
+        self,
+        conn: aiosqlite.Connection,
+        rows: Sequence[tuple[str, str, JobStatus, float, str | None]],
+    ) -> list[Transition]:
+        """Append history rows (job_id, queue, status, at, message); one round trip per
+        chunk. Under the write lock AUTOINCREMENT hands out consecutive seqs in insertion
+        order, so sorting the returned seqs pairs them with the rows."""
+        transitions: list[Transition] = []
+        for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+            params: list[Any] = []
+            for job_id, queue, status, at, message in chunk:
+                params += (job_id, queue, status.value, at, message, self._origin)
+            returned = await conn.execute_fetchall(
+                "INSERT INTO job_history (job_id, queue, status, at, message, origin)"
+                f" VALUES {_values(6, len(chunk))} RETURNING seq",
+                params,
+            )
+            seqs = sorted(row[0] for row in returned)
+            transitions += [
+                Transition(seq=seq, job_id=r[0], queue=r[1], status=r[2], at=r[3], message=r[4])
+                for seq, r in zip(seqs, chunk, strict=True)
+            ]
+        return transitions
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition]:
+        if not jobs:
+            return []
+        async with self._transaction() as conn:
+            for chunk in _chunks(jobs, _ROWS_PER_STATEMENT):
+                params: list[Any] = []
+                for j in chunk:
+                    params += (
+                        j.id,
+                        j.queue,
+                        j.status.value,
+                        j.payload,
+                        j.priority,
+                        j.max_attempts,
+                        j.created_by,
+                        j.created_at,
+                        j.scheduled_at,
+                        j.created_at,
+                    )
+                await conn.execute(
+                    "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
+                    " created_by, created_at, scheduled_at, updated_at)"
+                    f" VALUES {_values(10, len(chunk))}",
+                    params,
+                )
+            return await self._append_history(
+                conn, [(j.id, j.queue, j.status, j.created_at, None) for j in jobs]
+            )
+
+    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?,"
+                " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
+                " WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = 'queued'"
+                " ORDER BY priority DESC, id LIMIT ?)"
+                f" RETURNING {_JOB_COLUMNS}",
+                (
+                    params.owner,
+                    params.token,
+                    params.lease_expires_at,
+                    params.now,
+                    params.now,
+                    params.queue,
+                    params.limit,
+                ),
+            )
+            jobs = sorted(map(_row_to_job, rows), key=lambda j: (-j.priority, j.id))
+            transitions = await self._append_history(
+                conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
+            )
+        return jobs, transitions
+
+    async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
+        if not finishes:
+            return []
+        by_id = {f.job_id: f for f in finishes}
+        async with self._transaction() as conn:
+            history: list[tuple[str, str, JobStatus, float, str | None]] = []
+            for chunk in _chunks(finishes):
+                params: list[Any] = []
+                for f in chunk:
+                    ended = None if f.status is JobStatus.QUEUED else now
+                    params += (
+                        f.job_id,
+                        f.token,
+                        f.status.value,
+                        f.result,
+                        f.error,
+                        f.traceback,
+                        _codec.encode(f.progress),
+                        ended,
+                    )
+                # A run put back while its cancellation was pending ends cancelled instead.
+                rows = await conn.execute_fetchall(
+                    "UPDATE jobs SET"
+                    " status = CASE WHEN f.column3 = 'queued' AND jobs.status = 'cancelling'"
+                    "   THEN 'cancelled' ELSE f.column3 END,"
+                    " finished_at = CASE WHEN f.column3 = 'queued' AND jobs.status = 'cancelling'"
+                    "   THEN ? ELSE f.column8 END,"
+                    " result = f.column4, error = f.column5, traceback = f.column6,"
+                    " progress = f.column7, updated_at = ?,"
+                    " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+                    f" FROM (VALUES {_values(8, len(chunk))}) AS f"
+                    " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"
+                    " RETURNING jobs.id, jobs.queue, jobs.status",
+                    [now, now, *params],
+                )
+                for job_id, queue, status in rows:
+                    f = by_id[job_id]
+                    message = f.message if status == f.status.value else "cancelled"
+                    history.append((job_id, queue, JobStatus(status), now, message))
+            transitions = await self._append_history(conn, history)
+        progress = {f.job_id: f.progress for f in finishes}
+        return [
+            Transition(
+                seq=t.seq,
+                job_id=t.job_id,
+                queue=t.queue,
+                status=t.status,
+                at=t.at,
+                message=t.message,
+                progress=progress[t.job_id],
+            )
+            for t in transitions
+        ]
+
+    async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
+        if not writes:
+            return
+        async with self._transaction() as conn:
+            for chunk in _chunks(writes):
+                params: list[Any] = [now]
+                for w in chunk:
+                    params += (w.job_id, w.token, _codec.encode(w.progress))
+                await conn.execute(
+                    "UPDATE jobs SET progress = f.column3, updated_at = ?"
+                    f" FROM (VALUES {_values(3, len(chunk))}) AS f"
+                    " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2",
+                    params,
+                )
+
+    async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE jobs SET lease_expires_at = ?"
+                " WHERE lease_owner = ? AND lease_token IS NOT NULL RETURNING id",
+                (lease_expires_at, owner),
+            )
+        return {row[0] for row in rows}
+
+    async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
+        dead = list(params.dead_owners)
+        owner_test = f" OR lease_owner IN ({', '.join('?' * len(dead))})" if dead else ""
+        return await self._put_back(
+            f"lease_expires_at < ?{owner_test}",
+            [params.now, *dead],
+            params.now,
+            max_orphanings=params.max_orphanings,
+        )
+
+    async def jobs_release(self, owner: str, now: float) -> list[Transition]:
+        return await self._put_back("lease_owner = ?", [owner], now, max_orphanings=None)
+
+    async def _put_back(
+        self, condition: str, args: list[Any], now: float, *, max_orphanings: int | None
+    ) -> list[Transition]:
+        """Clear the leases of jobs matching ``condition``: back to queued, or cancelled
+        where cancellation was pending. ``max_orphanings`` set means the worker was lost:
+        count it, and fail the job once it was lost that many times."""
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "SELECT id, queue, status, orphanings FROM jobs"
+                f" WHERE lease_token IS NOT NULL AND ({condition})",
+                args,
+            )
+            updates: list[tuple[Any, ...]] = []
+            history: list[tuple[str, str, JobStatus, float, str | None]] = []
+            for job_id, queue, status, orphanings in rows:
+                lost = orphanings + (max_orphanings is not None)
+                error = None
+                if status == JobStatus.CANCELLING:
+                    new, message = JobStatus.CANCELLED, "cancelled: its worker stopped"
+                elif max_orphanings is None:
+                    new, message = JobStatus.QUEUED, "requeued: worker shut down"
+                elif lost >= max_orphanings:
+                    new, error = JobStatus.FAILED, f"worker lost ({lost} times)"
+                    message = f"failed: worker lost {lost} times"
+                else:
+                    new = JobStatus.QUEUED
+                    message = f"requeued: worker lost (lease expired; {lost} of {max_orphanings})"
+                ended = None if new is JobStatus.QUEUED else now
+                updates.append((new.value, error, ended, now, lost, job_id))
+                history.append((job_id, queue, new, now, message))
+            await conn.executemany(
+                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ?,"
+                " orphanings = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+                " WHERE id = ?",
+                updates,
+            )
+            return await self._append_history(conn, history)
+
+    async def lease_owners(self) -> set[str]:
+        rows = await self._read(
+            "SELECT DISTINCT lease_owner FROM jobs WHERE lease_token IS NOT NULL"
+        )
+        return {row[0] for row in rows}
+
+    async def _locked_job(self, conn: aiosqlite.Connection, job_id: str, queue: str | None) -> Job:
+        rows = list(
+            await conn.execute_fetchall(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        )
+        if not rows or (queue is not None and rows[0][1] != queue):
+            raise JobNotFound(job_id)
+        return _row_to_job(rows[0])
+
+    async def job_request_cancel(
+        self, job_id: str, queue: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        async with self._transaction() as conn:
+            job = await self._locked_job(conn, job_id, queue)
+            if job.status in sources(JobStatus.CANCELLED, Owner.USER):
+                new, message, ended = JobStatus.CANCELLED, "cancelled before it ran", now
+            elif job.status in sources(JobStatus.CANCELLING, Owner.USER):
+                new, message, ended = JobStatus.CANCELLING, "cancellation requested", None
+            else:
+                return job, []  # already ending or ended: nothing to do
+            await conn.execute(
+                "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?",
+                (new.value, ended, now, job_id),
+            )
+            transitions = await self._append_history(conn, [(job.id, job.queue, new, now, message)])
+            job = await self._locked_job(conn, job_id, None)
+        return job, transitions
+
+    async def job_rerun(
+        self, job_id: str, by: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        async with self._transaction() as conn:
+            job = await self._locked_job(conn, job_id, None)
+            if job.status not in _RERUN_FROM:
+                raise InvalidTransition(
+                    f"job {job_id} is {job.status.value}; only"
+                    f" {', '.join(sorted(_RERUN_FROM))} jobs can be rerun"
+                )
+            await conn.execute(
+                "UPDATE jobs SET status = 'queued', attempts = 0, orphanings = 0, result = NULL,"
+                " error = NULL, traceback = NULL, progress = NULL, started_at = NULL,"
+                " finished_at = NULL, updated_at = ? WHERE id = ?",
+                (now, job_id),
+            )
+            message = f"rerun by {by}" if by else "rerun"
+            transitions = await self._append_history(
+                conn, [(job.id, job.queue, JobStatus.QUEUED, now, message)]
+            )
+            job = await self._locked_job(conn, job_id, None)
+        return job, transitions
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def job_get(self, job_id: str) -> Job | None:
+        rows = list(await self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)))
+        return _row_to_job(rows[0]) if rows else None
+
+    async def jobs_list(self, params: ListParams) -> list[Job]:
+        where: list[str] = []
+        args: list[Any] = []
+        if params.queue is not None:
+            where.append("queue = ?")
+            args.append(params.queue)
+        if params.status is not None:
+            where.append("status = ?")
+            args.append(params.status.value)
+        if params.before is not None:
+            where.append("id < ?")
+            args.append(params.before)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._read(
+            f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",
+            [*args, params.limit],
+        )
+        return [_row_to_job(row) for row in rows]
+
+    async def job_history(self, job_id: str) -> list[HistoryEntry]:
+        rows = await self._read(
+            "SELECT seq, job_id, status, at, message FROM job_history WHERE job_id = ?"
+            " ORDER BY seq",
+            (job_id,),
+        )
+        return [
+            HistoryEntry(
+                seq=seq, job_id=jid, status=JobStatus(status), at=to_datetime(at), message=msg
+            )
+            for seq, jid, status, at, msg in rows
+        ]
+
+    async def history_after(self, seq: int, limit: int) -> tuple[list[Transition], int]:
+        # One statement, so one snapshot: the high-water mark and the rows agree, and the
+        # next call scans only rows written since, however many were this runtime's own.
+        rows = list(
+            await self._read(
+                "SELECT top.m, h.seq, h.job_id, h.queue, h.status, h.at, h.message,"
+                " jobs.progress FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
+                " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
+                " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
+                (seq, self._origin, limit),
+            )
+        )
+        transitions = [
+            Transition(
+                seq=s,
+                job_id=jid,
+                queue=q,
+                status=JobStatus(st),
+                at=at,
+                message=msg,
+                progress=None if prog is None else _codec.decode_progress(prog),
+            )
+            for _, s, jid, q, st, at, msg, prog in rows
+            if s is not None
+        ]
+        if not rows:
+            return transitions, seq
+        if len(transitions) == limit:
+            return transitions, transitions[-1].seq
+        return transitions, max(seq, int(rows[0][0]))
+
+    async def last_seq(self) -> int:
+        rows = list(await self._read("SELECT coalesce(max(seq), 0) FROM job_history"))
+        return int(rows[0][0])
+
+    async def changed(self) -> bool:
+        rows = list(await self._read("PRAGMA data_version"))
+        version = int(rows[0][0])
+        changed = version != self._data_version
+        self._data_version = version
+        return changed

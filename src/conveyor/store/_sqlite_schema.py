@@ -1,0 +1,52 @@
+"""The SQLite schema, as an ordered list of migrations; ``PRAGMA user_version`` is the
+number applied. Append new migrations; never edit a shipped one."""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: jobs and their history.
+    """
+    CREATE TABLE jobs (
+        id               TEXT PRIMARY KEY,
+        queue            TEXT NOT NULL,
+        status           TEXT NOT NULL,
+        payload          BLOB NOT NULL,        -- JSON
+        result           BLOB,                 -- JSON
+        error            TEXT,
+        traceback        TEXT,
+        progress         BLOB,                 -- JSON Progress; NULL before any report
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        max_attempts     INTEGER NOT NULL DEFAULT 1,
+        priority         INTEGER NOT NULL DEFAULT 0,
+        created_by       TEXT,
+        created_at       REAL NOT NULL,        -- Unix seconds
+        scheduled_at     REAL,
+        started_at       REAL,
+        finished_at      REAL,
+        updated_at       REAL NOT NULL,
+        lease_owner      TEXT,
+        lease_token      TEXT,                 -- set while a worker runs it; fences its writes
+        lease_expires_at REAL,
+        orphanings       INTEGER NOT NULL DEFAULT 0
+    );
+    -- Claiming reads the head of this partial index: O(log n) however many jobs are stored.
+    CREATE INDEX jobs_ready ON jobs (queue, priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX jobs_leased ON jobs (lease_expires_at) WHERE lease_token IS NOT NULL;
+    CREATE INDEX jobs_by_queue ON jobs (queue, id);
+    CREATE INDEX jobs_by_status ON jobs (status, id);
+    CREATE INDEX jobs_by_queue_status ON jobs (queue, status, id);
+
+    CREATE TABLE job_history (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: clients resume from it
+        job_id  TEXT NOT NULL,
+        queue   TEXT NOT NULL,
+        status  TEXT NOT NULL,
+        at      REAL NOT NULL,
+        message TEXT,
+        origin  TEXT NOT NULL                       -- the runtime that wrote it
+    );
+    CREATE INDEX job_history_by_job ON job_history (job_id, seq);
+    """,
+)
