@@ -229,7 +229,8 @@ class Engine:
             now = self.clock.now()
             transitions = await self.store.jobs_rescue(
                 RescueParams(
-                    now=float("-inf") if dead_only else now,
+                    now=now,
+                    expired_before=None if dead_only else now,
                     dead_owners=dead,
                     max_orphanings=self.max_orphanings,
                 )

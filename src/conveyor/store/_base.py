@@ -81,9 +81,11 @@ class ProgressWrite(msgspec.Struct, frozen=True):
 
 
 class RescueParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Rescue jobs whose lease expired before ``now`` or whose owner is known dead."""
+    """Rescue jobs whose lease expired before ``expired_before`` (None: only leases of
+    dead owners) or whose owner is known dead."""
 
     now: float
+    expired_before: float | None
     dead_owners: Sequence[str] = ()
     max_orphanings: int = 3
 

@@ -300,7 +300,8 @@ class SQLiteStore:
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         async with self._transaction() as conn:
             rows = await conn.execute_fetchall(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = ?,"
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = NULL,"
+                " lease_owner = ?,"
                 " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
                 " WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = 'queued'"
                 " ORDER BY priority DESC, id LIMIT ?)"
@@ -401,12 +402,18 @@ class SQLiteStore:
 
     async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
         dead = list(params.dead_owners)
-        owner_test = f" OR lease_owner IN ({', '.join('?' * len(dead))})" if dead else ""
+        tests: list[str] = []
+        args: list[Any] = []
+        if params.expired_before is not None:
+            tests.append("lease_expires_at < ?")
+            args.append(params.expired_before)
+        if dead:
+            tests.append(f"lease_owner IN ({', '.join('?' * len(dead))})")
+            args += dead
+        if not tests:
+            return []
         return await self._put_back(
-            f"lease_expires_at < ?{owner_test}",
-            [params.now, *dead],
-            params.now,
-            max_orphanings=params.max_orphanings,
+            " OR ".join(tests), args, params.now, max_orphanings=params.max_orphanings
         )
 
     async def jobs_release(self, owner: str, now: float) -> list[Transition]:

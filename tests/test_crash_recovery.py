@@ -1,0 +1,238 @@
+"""Real worker processes killed with SIGKILL, stopped, restarted; two processes, one file."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from conveyor import JobStatus, Queue, Runtime
+
+from .conftest import Worker, next_event
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
+
+
+class Work(Queue):
+    """The same queue as tests/worker_app.py, for enqueueing and for rescuing here."""
+
+    name = "work"
+    worker_count = 4
+
+    async def handle_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+
+class SyncWork(Queue):
+    name = "sync_work"
+
+    def handle_item(self, item: Any) -> None:
+        raise AssertionError("only the worker process runs these")
+
+
+async def running_elsewhere(
+    rt: Runtime, job_id: str, queue: str = "work", attempt: int = 1
+) -> None:
+    """Wait (bounded by the caller) until another process is inside the job's handler.
+
+    Its RUNNING transition reaches this process through the store; its first progress
+    report ("started", sent from inside the handler) lands with the coalesced write.
+    """
+    async with rt.events(job_id=job_id) as stream:
+        if (await rt.job_status(queue, job_id)).status is not JobStatus.RUNNING:
+            await next_event(stream, status=JobStatus.RUNNING)
+    while True:
+        job = await rt.job_status(queue, job_id)
+        if job.attempts == attempt and job.progress.message == "started":
+            return
+        await anyio.sleep(0.02)
+
+
+async def test_job_survives_sigkill_and_runs_on_restart(db_path: Path, spawn: type[Worker]) -> None:
+    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+        job = await client.enqueue("work", {"block": True})
+        victim = spawn()
+        with anyio.fail_after(30):
+            await running_elsewhere(client, job.id)
+        victim.signal(signal.SIGKILL)
+        with anyio.fail_after(10):
+            assert await victim.exited() == -signal.SIGKILL
+        assert (await client.job_status("work", job.id)).status is JobStatus.RUNNING
+
+    # The same machine restarts a worker: it sees the dead owner at once, no lease wait.
+    async with Runtime(db_path, queues=[Work(), SyncWork()], lease_ttl=3600) as rt:
+        with anyio.fail_after(10):
+            done = await rt.wait(job.id)
+        assert done.status is JobStatus.COMPLETED
+        assert done.result == {"pid": os.getpid()}
+        assert done.attempts == 2
+        history = await rt.history(job.id)
+        assert [h.status for h in history] == [
+            JobStatus.QUEUED,
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+        ]
+        assert history[2].message is not None and "worker lost" in history[2].message
+
+
+async def test_expired_lease_is_rescued_and_the_stale_worker_writes_nothing(
+    db_path: Path, spawn: type[Worker]
+) -> None:
+    """A frozen worker (SIGSTOP) keeps its pid but stops renewing its lease."""
+    async with Runtime(
+        db_path, queues=[Work(), SyncWork()], workers=False, lease_ttl=1.0
+    ) as client:
+        job = await client.enqueue("work", {"sleep": 1.5})
+        stale = spawn("--lease-ttl", "1.0")
+        with anyio.fail_after(30):
+            await running_elsewhere(client, job.id)
+        stale.signal(signal.SIGSTOP)
+    try:
+        async with Runtime(db_path, queues=[Work(), SyncWork()], lease_ttl=1.0) as rt:
+            with anyio.fail_after(30):
+                done = await rt.wait(job.id)
+            assert done.status is JobStatus.COMPLETED
+            assert done.result == {"pid": os.getpid()}
+            assert any("worker lost" in (h.message or "") for h in await rt.history(job.id))
+            # Wake the stale worker: its handler finishes at once (its sleep is long over)
+            # and its shutdown flushes the finish write, which its lost token fences off.
+            stale.signal(signal.SIGCONT)
+            stale.signal(signal.SIGTERM)
+            with anyio.fail_after(20):
+                await stale.exited()
+            final = await rt.job_status("work", job.id)
+            assert final.result == {"pid": os.getpid()}  # not overwritten by the stale pid
+            statuses = [h.status for h in await rt.history(job.id)]
+            assert statuses.count(JobStatus.COMPLETED) == 1
+    finally:
+        stale.signal(signal.SIGCONT)
+
+
+async def test_job_orphaned_three_times_fails_with_worker_lost(
+    db_path: Path, spawn: type[Worker]
+) -> None:
+    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+        job = await client.enqueue("work", {"block": True})
+    for attempt in (1, 2, 3):
+        # Each new worker first rescues the previous one's job, then runs it again.
+        async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+            victim = spawn()
+            with anyio.fail_after(30):
+                await running_elsewhere(client, job.id, attempt=attempt)
+            victim.signal(signal.SIGKILL)
+            with anyio.fail_after(10):
+                await victim.exited()
+    async with Runtime(db_path, queues=[Work(), SyncWork()]) as rt:
+        done = await rt.job_status("work", job.id)
+        assert done.status is JobStatus.FAILED
+        assert done.error == "worker lost (3 times)"
+        assert done.attempts == 3
+
+
+async def test_two_processes_share_one_file(db_path: Path, spawn: type[Worker]) -> None:
+    worker = spawn()
+    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+        jobs = await client.enqueue_many("work", [{"sleep": 0} for _ in range(20)])
+        with anyio.fail_after(30):
+            results = [await client.wait(j.id) for j in jobs]
+        assert {r.status for r in results} == {JobStatus.COMPLETED}
+        assert {r.result["pid"] for r in results} == {worker.pid}
+
+        # Cancel, from here, a job running in the other process.
+        blocked = await client.enqueue("work", {"block": True})
+        with anyio.fail_after(30):
+            await running_elsewhere(client, blocked.id)
+        await client.request_job_cancel("work", blocked.id)
+        with anyio.fail_after(10):
+            assert (await client.wait(blocked.id)).status is JobStatus.CANCELLED
+
+        # A sync handler in the other process stops at its next check_cancelled().
+        sync_job = await client.enqueue("sync_work", {"seconds": 3600})
+        with anyio.fail_after(30):
+            await running_elsewhere(client, sync_job.id, "sync_work")
+        await client.request_job_cancel("sync_work", sync_job.id)
+        with anyio.fail_after(10):
+            assert (await client.wait(sync_job.id)).status is JobStatus.CANCELLED
+
+
+async def test_sigterm_requeues_running_jobs_after_the_grace_period(
+    db_path: Path, spawn: type[Worker]
+) -> None:
+    worker = spawn("--grace", "0.5")
+    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+        job = await client.enqueue("work", {"block": True})
+        quick = await client.enqueue("work", {"sleep": 0.2})
+        with anyio.fail_after(30):
+            await running_elsewhere(client, job.id)
+        worker.signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            assert await worker.exited() == 0
+        assert "stopped" in worker.output()
+        requeued = await client.job_status("work", job.id)
+        assert requeued.status is JobStatus.QUEUED
+        history = await client.history(job.id)
+        assert history[-1].message == "requeued: worker shutting down"
+        assert (await client.job_status("work", quick.id)).status is JobStatus.COMPLETED
+
+
+async def test_second_sigterm_stops_at_once(db_path: Path, spawn: type[Worker]) -> None:
+    worker = spawn("--grace", "3600")
+    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+        job = await client.enqueue("work", {"block": True})
+        with anyio.fail_after(30):
+            await running_elsewhere(client, job.id)
+        worker.signal(signal.SIGTERM)
+        with anyio.fail_after(10):
+            while "stopping" not in await anyio.to_thread.run_sync(_peek, worker):
+                await anyio.sleep(0.02)
+        worker.signal(signal.SIGTERM)
+        with anyio.fail_after(20):
+            assert await worker.exited() == 0
+        assert (await client.job_status("work", job.id)).status is JobStatus.QUEUED
+
+
+_seen: dict[int, str] = {}
+
+
+def _peek(worker: Worker) -> str:
+    """Read what the worker printed so far (non-blocking)."""
+    stdout = worker.proc.stdout
+    assert stdout is not None
+    os.set_blocking(stdout.fileno(), False)
+    chunk = stdout.read() or b""
+    _seen[worker.pid] = _seen.get(worker.pid, "") + chunk.decode()
+    return _seen[worker.pid]
+
+
+async def test_leaving_the_block_lets_short_jobs_finish_and_requeues_long_ones(
+    db_path: Path,
+) -> None:
+    started = anyio.Event()
+
+    class Mixed(Queue):
+        name = "mixed"
+        worker_count = 2
+
+        async def handle_item(self, item: dict[str, Any]) -> str:
+            started.set()
+            await anyio.sleep(item["sleep"])
+            return "finished"
+
+    async with Runtime(db_path, queues=[Mixed()], shutdown_grace=0.5) as rt:
+        short = await rt.enqueue("mixed", {"sleep": 0.1})
+        long = await rt.enqueue("mixed", {"sleep": 3600})
+        with anyio.fail_after(10):
+            await started.wait()
+            while len(rt._engine.running) < 2:
+                await anyio.sleep(0.01)
+    async with Runtime(db_path, queues=[Mixed()], workers=False) as rt:
+        assert (await rt.job_status("mixed", short.id)).status is JobStatus.COMPLETED
+        requeued = await rt.job_status("mixed", long.id)
+        assert requeued.status is JobStatus.QUEUED
+        assert (await rt.history(long.id))[-1].message == "requeued: worker shutting down"

@@ -1,0 +1,284 @@
+"""Enqueue, run, results, history, events and reads on a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+from conveyor import (
+    InvalidTransition,
+    JobStatus,
+    Progress,
+    Queue,
+    Runtime,
+    RuntimeClosed,
+    current_job,
+    report_progress,
+)
+
+from .conftest import next_event
+
+pytestmark = pytest.mark.anyio
+
+
+class Echo(Queue):
+    name = "echo"
+    worker_count = 2
+
+    async def handle_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        self.report_progress(current=1, total=2, message="halfway")
+        return {"echo": item, "job": current_job().id}
+
+
+class Gate(Queue):
+    """Jobs wait until the test opens the gate."""
+
+    name = "gate"
+    worker_count = 1
+
+    def __init__(self) -> None:
+        self.open = anyio.Event()
+        self.started: list[str] = []
+
+    async def handle_item(self, item: Any) -> str:
+        self.started.append(current_job().id)
+        await self.open.wait()
+        return "done"
+
+
+async def test_job_runs_to_completion_with_result_and_history(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Echo()]) as rt:
+        job = await rt.enqueue("echo", {"x": 1}, created_by="alice")
+        assert job.status is JobStatus.QUEUED
+        assert job.created_by == "alice"
+        with anyio.fail_after(10):
+            done = await rt.wait(job.id)
+        assert done.status is JobStatus.COMPLETED
+        assert done.result == {"echo": {"x": 1}, "job": job.id}
+        assert done.attempts == 1
+        assert done.progress == Progress(current=1, total=2, message="halfway")
+        assert done.started_at is not None and done.finished_at is not None
+        assert done.created_at <= done.started_at <= done.finished_at
+        history = await rt.history(job.id)
+        assert [h.status for h in history] == [
+            JobStatus.QUEUED,
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+        ]
+        assert [h.seq for h in history] == sorted(h.seq for h in history)
+
+
+async def test_enqueue_is_durable_when_it_returns(db_path: Path) -> None:
+    gate = Gate()
+    async with Runtime(db_path, queues=[gate], workers=False) as rt:
+        job = await rt.enqueue("gate", [1, 2, 3])
+        # A separate connection, as another process would see it.
+        with sqlite3.connect(db_path) as other:
+            row = other.execute(
+                "SELECT status, payload FROM jobs WHERE id = ?", (job.id,)
+            ).fetchone()
+        assert row == ("queued", b"[1,2,3]")
+
+
+async def test_enqueue_many_commits_all_together(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Gate()], workers=False) as rt:
+        jobs = await rt.enqueue_many("gate", [{"n": i} for i in range(50)], created_by="bulk")
+        assert len({j.id for j in jobs}) == 50
+        assert [j.id for j in jobs] == sorted(j.id for j in jobs)  # ids sort by creation
+        listed = await rt.list_jobs(queue="gate", limit=100)
+        assert {j.id for j in listed} == {j.id for j in jobs}
+        assert await rt.enqueue_many("gate", []) == []
+
+
+async def test_events_arrive_in_order_per_job(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Echo()]) as rt:
+        stream = rt.events(queue="echo")
+        jobs = await rt.enqueue_many("echo", [{"n": i} for i in range(20)])
+        seen: dict[str, list[JobStatus]] = {j.id: [] for j in jobs}
+        with anyio.fail_after(10):
+            async for event in stream:
+                seen[event.job_id].append(event.status)
+                if all(s and s[-1] is JobStatus.COMPLETED for s in seen.values()):
+                    break
+        for statuses in seen.values():
+            # queued, running, running (the progress report), completed
+            assert statuses == [
+                JobStatus.QUEUED,
+                JobStatus.RUNNING,
+                JobStatus.RUNNING,
+                JobStatus.COMPLETED,
+            ]
+
+
+async def test_event_for_progress_carries_the_report(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Echo()]) as rt:
+        stream = rt.events()
+        job = await rt.enqueue("echo", {})
+        with anyio.fail_after(10):
+            event = await next_event(stream, job_id=job.id, status=JobStatus.RUNNING)
+            while event.progress.message is None:
+                event = await next_event(stream, job_id=job.id)
+        assert event.progress == Progress(current=1, total=2, message="halfway")
+        wire = msgspec.json.decode(msgspec.json.encode(event))
+        assert wire["type"] == "event"
+        assert wire["event"] == "queue.job.changed"
+        assert wire["status"] == "running"
+        assert wire["progress"] == {"current": 1, "total": 2, "message": "halfway"}
+
+
+async def test_events_filter_by_job(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Echo()]) as rt:
+        first = await rt.enqueue("echo", {"n": 1})
+        stream = rt.events(job_id=first.id)
+        second = await rt.enqueue("echo", {"n": 2})
+        await rt.wait(second.id, timeout=10)
+        await rt.wait(first.id, timeout=10)
+        await stream.aclose()
+        ids = {event.job_id async for event in stream}
+        assert ids <= {first.id}
+
+
+async def test_list_jobs_filters_and_pages(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Echo(), Gate()], workers=False) as rt:
+        echo = await rt.enqueue_many("echo", [{"n": i} for i in range(7)])
+        await rt.enqueue_many("gate", [{"n": i} for i in range(3)])
+        await rt.request_job_cancel("echo", echo[0].id)
+        pages: list[list[str]] = []
+        cursor = None
+        while True:
+            page = await rt.list_jobs(queue="echo", limit=3, cursor=cursor)
+            if not page:
+                break
+            pages.append([j.id for j in page])
+            cursor = page[-1].id
+        assert [len(p) for p in pages] == [3, 3, 1]
+        assert [i for p in pages for i in p] == [j.id for j in reversed(echo)]  # newest first
+        cancelled = await rt.list_jobs(status="cancelled")
+        assert [j.id for j in cancelled] == [echo[0].id]
+        queued_echo = await rt.list_jobs(queue="echo", status=JobStatus.QUEUED)
+        assert len(queued_echo) == 6
+        assert len(await rt.list_jobs()) == 10
+
+
+async def test_rerun_puts_a_finished_job_back(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Echo()]) as rt:
+        job = await rt.enqueue("echo", {"n": 1})
+        await rt.wait(job.id, timeout=10)
+        again = await rt.rerun(job.id, by="operator")
+        assert again.status is JobStatus.QUEUED
+        assert again.attempts == 0 and again.result is None
+        done = await rt.wait(job.id, timeout=10)
+        assert done.status is JobStatus.COMPLETED
+        history = await rt.history(job.id)
+        assert [h.status for h in history].count(JobStatus.COMPLETED) == 2
+        assert any(h.message == "rerun by operator" for h in history)
+
+
+async def test_rerun_of_a_pending_job_is_refused(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Gate()], workers=False) as rt:
+        job = await rt.enqueue("gate", {})
+        with pytest.raises(InvalidTransition, match="queued"):
+            await rt.rerun(job.id)
+
+
+async def test_module_helpers_work_from_nested_functions(db_path: Path) -> None:
+    def helper(n: int) -> None:
+        report_progress(n, 10, f"step {n}")
+
+    class Nested(Queue):
+        name = "nested"
+
+        async def handle_item(self, item: Any) -> str:
+            for n in range(1, 4):
+                helper(n)
+            return current_job().queue
+
+    async with Runtime(db_path, queues=[Nested()]) as rt:
+        job = await rt.enqueue("nested", None)
+        done = await rt.wait(job.id, timeout=10)
+        assert done.result == "nested"
+        assert done.progress == Progress(current=3, total=10, message="step 3")
+
+
+async def test_sync_handler_runs_in_a_worker_thread(db_path: Path) -> None:
+    import threading
+
+    main_thread = threading.get_ident()
+
+    class Threaded(Queue):
+        name = "threaded"
+        worker_count = 2
+
+        def handle_item(self, item: Any) -> dict[str, Any]:
+            self.report_progress(current=1, total=1, message="in thread")
+            return {"thread": threading.get_ident() != main_thread, "job": current_job().id}
+
+    async with Runtime(db_path, queues=[Threaded()]) as rt:
+        job = await rt.enqueue("threaded", {})
+        done = await rt.wait(job.id, timeout=10)
+        assert done.result == {"thread": True, "job": job.id}
+        assert done.progress.message == "in thread"
+
+
+async def test_progress_is_written_while_the_job_runs(db_path: Path) -> None:
+    release = anyio.Event()
+
+    class Reporting(Queue):
+        name = "reporting"
+
+        async def handle_item(self, item: Any) -> None:
+            for i in range(100):
+                self.report_progress(current=i + 1, total=100)
+            await release.wait()
+
+    async with Runtime(db_path, queues=[Reporting()], progress_interval=0.01) as rt:
+        stream = rt.events()
+        job = await rt.enqueue("reporting", {})
+        with anyio.fail_after(10):
+            event = await next_event(stream, job_id=job.id, status=JobStatus.RUNNING)
+            while event.progress.current != 100:
+                event = await next_event(stream, job_id=job.id)
+            # The coalesced write lands shortly after the last report.
+            while (await rt.job_status("reporting", job.id)).progress.current != 100:
+                await anyio.sleep(0.01)
+        release.set()
+        await rt.wait(job.id, timeout=10)
+
+
+async def test_defer_runs_fire_and_forget_calls(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ran = anyio.Event()
+    sync_ran: list[int] = []
+
+    async def notify(value: int) -> None:
+        assert value == 7
+        ran.set()
+
+    def broken() -> None:
+        raise RuntimeError("deferred boom")
+
+    async with Runtime(db_path, queues=[]) as rt:
+        rt.defer(broken)
+        rt.defer(sync_ran.append, 3)
+        rt.defer(notify, 7)
+        with anyio.fail_after(10):
+            await ran.wait()
+            while not sync_ran or "deferred boom" not in caplog.text:
+                await anyio.sleep(0.01)
+    assert sync_ran == [3]
+
+
+async def test_runtime_must_be_entered(db_path: Path) -> None:
+    rt = Runtime(db_path, queues=[Echo()])
+    with pytest.raises(RuntimeClosed):
+        await rt.enqueue("echo", {})
+    async with rt:
+        pass
+    with pytest.raises(RuntimeClosed):
+        await rt.enqueue("echo", {})

@@ -1,0 +1,68 @@
+"""A worker process for the crash, shutdown and two-process tests.
+
+Usage: python worker_app.py DB [--lease-ttl S] [--grace S]
+
+Queue "work": the payload says what the handler does:
+  {"block": true}   report progress, then wait forever (until cancelled or killed)
+  {"sleep": S}      sleep S seconds, then complete
+  {"sync_block": true}  a sync handler loop that checks cancellation (queue "sync_work")
+Results carry the worker's pid, so tests can tell which process finished a job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from typing import Any
+
+import anyio
+
+from conveyor import Queue, Runtime, check_cancelled, report_progress
+
+
+class Work(Queue):
+    name = "work"
+    worker_count = 4
+
+    async def handle_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        report_progress(1, 2, "started")
+        if item.get("block"):
+            await anyio.sleep_forever()
+        await anyio.sleep(item.get("sleep", 0))
+        return {"pid": os.getpid()}
+
+
+class SyncWork(Queue):
+    name = "sync_work"
+    worker_count = 2
+
+    def handle_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        report_progress(1, 2, "started")
+        deadline = time.monotonic() + item.get("seconds", 3600)
+        while time.monotonic() < deadline:
+            check_cancelled()
+            time.sleep(0.01)
+        return {"pid": os.getpid()}
+
+
+QUEUES = [Work(), SyncWork()]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("db")
+    parser.add_argument("--lease-ttl", type=float, default=30.0)
+    parser.add_argument("--grace", type=float, default=10.0)
+    args = parser.parse_args()
+    async with Runtime(
+        args.db, queues=QUEUES, lease_ttl=args.lease_ttl, shutdown_grace=args.grace
+    ) as rt:
+        print("ready", flush=True)
+        await rt.run_until_signalled()
+        print("stopping", flush=True)
+    print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    anyio.run(main)
