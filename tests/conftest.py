@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -37,6 +37,23 @@ async def next_event(
     raise AssertionError("event stream ended")
 
 
+async def wait_until(
+    condition: Callable[[], Awaitable[bool] | bool], interval: float = 0.01
+) -> None:
+    """Re-check ``condition`` until it holds (callers bound the wait with fail_after).
+
+    Only for state that sends no signal to wait on: rows another process writes, a
+    coalesced store write, a child process's exit. Everything else waits on events.
+    """
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        await anyio.sleep(interval)
+
+
 class Worker:
     """A real worker process running tests/worker_app.py on a database file."""
 
@@ -57,9 +74,8 @@ class Worker:
         self.proc.send_signal(signum)
 
     async def exited(self) -> int:
-        while (code := self.proc.poll()) is None:
-            await anyio.sleep(0.02)  # no pidfd wait in anyio: poll the child, bounded by caller
-        return code
+        await wait_until(lambda: self.proc.poll() is not None, 0.02)
+        return self.proc.returncode
 
     def output(self) -> str:
         if self.proc.stdout is None:

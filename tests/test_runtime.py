@@ -21,7 +21,7 @@ from conveyor import (
     report_progress,
 )
 
-from .conftest import next_event
+from .conftest import next_event, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -62,7 +62,8 @@ async def test_job_runs_to_completion_with_result_and_history(db_path: Path) -> 
         assert done.result == {"echo": {"x": 1}, "job": job.id}
         assert done.attempts == 1
         assert done.progress == Progress(current=1, total=2, message="halfway")
-        assert done.started_at is not None and done.finished_at is not None
+        assert done.started_at is not None
+        assert done.finished_at is not None
         assert done.created_at <= done.started_at <= done.finished_at
         history = await rt.history(job.id)
         assert [h.status for h in history] == [
@@ -171,7 +172,7 @@ async def test_rerun_puts_a_finished_job_back(db_path: Path) -> None:
         await rt.wait(job.id, timeout=10)
         again = await rt.rerun(job.id, by="operator")
         assert again.status is JobStatus.QUEUED
-        assert again.attempts == 0 and again.result is None
+        assert (again.attempts, again.result) == (0, None)
         done = await rt.wait(job.id, timeout=10)
         assert done.status is JobStatus.COMPLETED
         history = await rt.history(job.id)
@@ -243,9 +244,12 @@ async def test_progress_is_written_while_the_job_runs(db_path: Path) -> None:
             event = await next_event(stream, job_id=job.id, status=JobStatus.RUNNING)
             while event.progress.current != 100:
                 event = await next_event(stream, job_id=job.id)
+
             # The coalesced write lands shortly after the last report.
-            while (await rt.job_status("reporting", job.id)).progress.current != 100:
-                await anyio.sleep(0.01)
+            async def written() -> bool:
+                return (await rt.job_status("reporting", job.id)).progress.current == 100
+
+            await wait_until(written)
         release.set()
         await rt.wait(job.id, timeout=10)
 
@@ -269,8 +273,7 @@ async def test_defer_runs_fire_and_forget_calls(
         rt.defer(notify, 7)
         with anyio.fail_after(10):
             await ran.wait()
-            while not sync_ran or "deferred boom" not in caplog.text:
-                await anyio.sleep(0.01)
+            await wait_until(lambda: bool(sync_ran) and "deferred boom" in caplog.text)
     assert sync_ran == [3]
 
 
