@@ -58,14 +58,13 @@ class EventStream:
     def _push(self, event: Event, is_progress: bool) -> None:
         if self.queue is not None and event.queue != self.queue:
             return
-        buffer = self._buffer
-        if len(buffer) >= self.max_buffer:
+        if len(self._buffer) >= self.max_buffer:
             self._coalesce()
-            if len(buffer) >= self.max_buffer:
+            if len(self._buffer) >= self.max_buffer:
                 self._overflowed = True
                 self._close()
                 return
-        buffer.append((event, is_progress))
+        self._buffer.append((event, is_progress))
         if self._waiter is not None:
             self._waiter.set()
             self._waiter = None
@@ -145,7 +144,16 @@ class EventBus:
             self._all.add(stream)
         else:
             self._by_job.setdefault(job_id, weakref.WeakSet()).add(stream)
+            # A stream dropped without aclose() leaves its WeakSet; forget the empty key.
+            weakref.finalize(stream, self._prune, job_id)
         return stream
+
+    def _prune(self, job_id: str) -> None:
+        streams = self._by_job.get(job_id)
+        # Iterate rather than len(): this runs before the WeakSet drops the dead entry,
+        # but iteration already skips it.
+        if streams is not None and not any(True for _ in streams):
+            del self._by_job[job_id]
 
     def _remove(self, stream: EventStream) -> None:
         if stream.job_id is None:

@@ -203,6 +203,9 @@ class SQLiteStore:
                 for statement in _statements(script):
                     await conn.execute(statement)
                 await conn.execute(f"PRAGMA user_version = {number}")
+            # Written even when unchanged: a file we cannot write fails here, at start,
+            # not at the first enqueue.
+            await conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:

@@ -1,0 +1,95 @@
+"""The public API, the transition table and the layer boundaries, held by tests."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import conveyor
+from conveyor import TERMINAL, JobStatus
+from conveyor._states import TRANSITIONS, Owner, is_allowed, sources
+
+SRC = Path(conveyor.__file__).parent
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    public = {name for name in vars(conveyor) if not name.startswith("_")}
+    modules = {"store", "engine"}  # subpackages, importable but not re-exported API
+    assert set(conveyor.__all__) == public - modules
+    assert isinstance(conveyor.__all__, tuple)
+    for name in conveyor.__all__:
+        assert getattr(conveyor, name) is not None
+
+
+def test_spec_names_are_exported() -> None:
+    for name in (
+        "Runtime Queue Job JobStatus Progress report_progress check_cancelled current_job"
+        " ConveyorError ValidationError JobNotFound QueueNotFound JobCancelled"
+    ).split():
+        assert name in conveyor.__all__
+
+
+def test_status_values_are_the_wire_strings() -> None:
+    assert [s.value for s in JobStatus] == [
+        "scheduled",
+        "queued",
+        "running",
+        "cancelling",
+        "completed",
+        "failed",
+        "cancelled",
+    ]
+    assert {s.value for s in TERMINAL} == {"completed", "failed", "cancelled"}
+
+
+def test_terminal_states_change_only_by_a_user_rerun() -> None:
+    for source, target, owner in TRANSITIONS:
+        if source in TERMINAL:
+            assert (target, owner) == (JobStatus.QUEUED, Owner.USER)
+
+
+def test_every_state_is_reachable_and_every_non_terminal_state_can_end() -> None:
+    reachable = {target for _, target, _ in TRANSITIONS}
+    assert reachable == set(JobStatus)
+    for status in set(JobStatus) - TERMINAL:
+        assert any(src is status for src, _, _ in TRANSITIONS), status
+
+
+def test_lookup_helpers() -> None:
+    assert sources(JobStatus.CANCELLED, Owner.USER) == {JobStatus.QUEUED, JobStatus.SCHEDULED}
+    assert is_allowed(JobStatus.QUEUED, JobStatus.RUNNING, Owner.SCHEDULER)
+    assert not is_allowed(JobStatus.COMPLETED, JobStatus.RUNNING, Owner.SCHEDULER)
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            prefix = "." * node.level
+            found.add(prefix + node.module)
+    return found
+
+
+def _modules() -> dict[str, set[str]]:
+    return {str(p.relative_to(SRC)): _imports(p) for p in SRC.rglob("*.py")}
+
+
+def test_only_the_store_touches_sql_drivers() -> None:
+    for module, imports in _modules().items():
+        if not module.startswith("store/"):
+            assert not imports & {"aiosqlite", "sqlite3", "asyncpg"}, module
+
+
+def test_only_the_server_imports_websockets() -> None:
+    for module, imports in _modules().items():
+        if not module.startswith("server/"):
+            assert not any(i.split(".")[0] == "websockets" for i in imports), module
+
+
+def test_the_engine_depends_on_the_store_protocol_not_a_backend() -> None:
+    for module, imports in _modules().items():
+        if module.startswith("engine/"):
+            assert not any("_sqlite" in i or "server" in i for i in imports), module
