@@ -92,13 +92,17 @@ class Engine:
             return
         for t in transitions:
             if bus.wants(t.job_id):
+                progress = t.progress
+                if progress is None:
+                    run = self.running.get(t.job_id)
+                    progress = NO_PROGRESS if run is None else run.ctx.progress
                 bus.publish(
                     Event(
                         seq=t.seq,
                         job_id=t.job_id,
                         queue=t.queue,
                         status=t.status,
-                        progress=t.progress or NO_PROGRESS,
+                        progress=progress,
                         at=to_datetime(t.at),
                         message=t.message,
                     )

@@ -1,0 +1,213 @@
+"""Durable throughput and latency of conveyor on SQLite, next to peer job queues.
+
+    python benchmarks/throughput.py [--jobs N] [--runs R] [--peers huey,arq]
+
+Each scenario runs R times, each time in a fresh process on a fresh database file, and
+the median is printed (the machine is shared and noisy: single runs mislead). Scenarios:
+
+  e2e          N no-op jobs, enqueued in chunks while workers run, until every
+               completion is committed (synchronous=FULL: durable), jobs/s
+  enqueue-1by1 enqueue awaited one at a time, no workers, jobs/s
+  enqueue-conc 50 concurrent producers awaiting enqueue (group commit), jobs/s
+  enqueue-bulk enqueue_many in chunks of 1,000, jobs/s
+  latency      enqueue -> handler start, one job at a time on an idle runtime, p50/p99
+  latency-load the same measured for every job of the e2e run, p50/p99
+
+Peak RSS is the scenario process's maximum resident set. Peers run the same e2e and
+latency scenarios in their own virtualenvs (benchmarks/peers/), in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+HERE = Path(__file__).parent
+SCENARIOS = ("e2e", "enqueue-1by1", "enqueue-conc", "enqueue-bulk", "latency")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _scenario(name: str, jobs: int, db: Path) -> dict[str, Any]:
+    from conveyor import Event, JobStatus, Queue, Runtime
+
+    latencies: list[float] = []
+
+    class Noop(Queue):
+        name = "noop"
+        worker_count = 200
+
+        async def handle_item(self, item: dict[str, float]) -> None:
+            latencies.append(time.perf_counter() - item["t"])
+
+    if name == "e2e":
+        async with Runtime(db, queues=[Noop()]) as rt:
+            done = 0
+            finished = anyio.Event()
+
+            async def count(stream: Any) -> None:
+                nonlocal done
+                event: Event
+                async for event in stream:
+                    if event.status is JobStatus.COMPLETED:
+                        done += 1
+                        if done == jobs:
+                            finished.set()
+                            return
+
+            started = time.perf_counter()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(count, rt.events(max_buffer=jobs * 4))
+                for start in range(0, jobs, 1000):
+                    now = time.perf_counter()
+                    n = min(1000, jobs - start)
+                    await rt.enqueue_many("noop", [{"t": now}] * n)
+                await finished.wait()
+            elapsed = time.perf_counter() - started
+        return {
+            "jobs_per_s": jobs / elapsed,
+            "p50_ms": _percentile(latencies, 0.5) * 1000,
+            "p99_ms": _percentile(latencies, 0.99) * 1000,
+        }
+
+    if name == "latency":
+        count = min(jobs, 1000)
+        async with Runtime(db, queues=[Noop()]) as rt:
+            for _ in range(count):
+                job = await rt.enqueue("noop", {"t": time.perf_counter()})
+                await rt.wait(job.id, timeout=30)
+        return {
+            "p50_ms": _percentile(latencies, 0.5) * 1000,
+            "p99_ms": _percentile(latencies, 0.99) * 1000,
+        }
+
+    async with Runtime(db, queues=[Noop()], workers=False) as rt:
+        started = time.perf_counter()
+        if name == "enqueue-1by1":
+            jobs = min(jobs, 5000)
+            for _ in range(jobs):
+                await rt.enqueue("noop", {"t": 0.0})
+        elif name == "enqueue-conc":
+            producers = 50
+
+            async def produce() -> None:
+                for _ in range(jobs // producers):
+                    await rt.enqueue("noop", {"t": 0.0})
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(producers):
+                    tg.start_soon(produce)
+            jobs = jobs // producers * producers
+        elif name == "enqueue-bulk":
+            for start in range(0, jobs, 1000):
+                await rt.enqueue_many("noop", [{"t": 0.0}] * min(1000, jobs - start))
+        else:
+            raise SystemExit(f"unknown scenario {name}")
+        elapsed = time.perf_counter() - started
+    return {"jobs_per_s": jobs / elapsed}
+
+
+def _run_child(name: str, jobs: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        result = subprocess.run(
+            [sys.executable, __file__, "--child", name, "--jobs", str(jobs), "--db", f"{tmp}/b.db"],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{result.stderr}")
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def _peer(peer: str, jobs: int) -> dict[str, Any] | None:
+    script = HERE / "peers" / f"{peer}_bench.py"
+    python = HERE / ".peers" / peer / "bin" / "python"
+    setup = HERE / "peers" / "setup.sh"
+    if not python.exists():
+        subprocess.run(["bash", str(setup), peer], check=True, timeout=600)
+    result = subprocess.run(
+        [str(python), str(script), "--jobs", str(jobs)], capture_output=True, text=True, timeout=900
+    )
+    if result.returncode != 0:
+        print(f"  {peer}: failed: {result.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--jobs", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument("--peers", default="", help="comma-separated: huey,arq,saq,pgqueuer")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        figures = anyio.run(_scenario, args.child, args.jobs, Path(args.db))
+        figures["peak_rss_mb"] = _peak_rss_mb()
+        print(json.dumps(figures))
+        return
+
+    print(f"conveyor on SQLite (synchronous=FULL), {args.jobs} jobs, median of {args.runs} runs")
+    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    table: dict[str, dict[str, Any]] = {}
+    for name in args.scenarios.split(","):
+        runs = [_run_child(name, args.jobs) for _ in range(args.runs)]
+        table[name] = figures = _median(runs)
+        spread = ""
+        if "jobs_per_s" in figures:
+            rates = sorted(r["jobs_per_s"] for r in runs)
+            spread = f"  (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+        print(f"  {name:<13} " + "  ".join(_fmt(k, v) for k, v in figures.items()) + spread)
+
+    peers = [p for p in args.peers.split(",") if p]
+    if peers:
+        print("\npeers, same machine, same run (e2e and latency as above):")
+        ours = table.get("e2e", {}).get("jobs_per_s")
+        for peer in peers:
+            peer_runs = [r for r in (_peer(peer, args.jobs) for _ in range(args.runs)) if r]
+            if not peer_runs:
+                continue
+            figures = _median(peer_runs)
+            ratio = f"  conveyor/peer e2e = {ours / figures['jobs_per_s']:.1f}x" if ours else ""
+            label = figures.pop("label", peer) if isinstance(figures.get("label"), str) else peer
+            print(f"  {label:<22} " + "  ".join(_fmt(k, v) for k, v in figures.items()) + ratio)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if key == "jobs_per_s":
+        return f"{value:>9,.0f} jobs/s"
+    if key.endswith("_ms"):
+        return f"{key[:-3]} {value:.2f} ms"
+    if key == "peak_rss_mb":
+        return f"peak RSS {value:.0f} MB"
+    return f"{key} {value}"
+
+
+if __name__ == "__main__":
+    main()
