@@ -1,41 +1,44 @@
-"""Sortable unique job ids (ULIDs: 48-bit millisecond time + 80 random bits, base32)."""
+"""Sortable unique job ids: ULIDs (48-bit millisecond time + 80 random bits, in
+26 characters of Crockford's base32), so ids sort by creation time."""
 
 from __future__ import annotations
 
 import os
+import random
 import time
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # no I, L, O, U; in ascending ASCII order
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # 10 bits -> 2 characters
+_SHIFTS = tuple(range(120, -1, -10))  # 13 pairs = 130 bits, the top 2 always zero
 _RANDOM_MAX = (1 << 80) - 1
 
 
 class IdGenerator:
-    """Makes 26-character ids that sort by creation time, strictly increasing per process.
+    """Makes ids that sort by creation time, strictly increasing within a process.
 
     Within one millisecond the random part is incremented rather than redrawn, so ids
-    made in a burst keep their order (the ULID "monotonic" variant).
+    made in a burst keep their order (ULID's "monotonic" variant).
     """
 
-    __slots__ = ("_last_ms", "_last_rand")
+    __slots__ = ("_last_ms", "_last_rand", "_random")
 
     def __init__(self) -> None:
         self._last_ms = -1
         self._last_rand = 0
+        # Seeded from the OS once: ids need uniqueness, not secrecy, and a syscall per id
+        # would be most of its cost.
+        self._random = random.Random(os.urandom(32))
 
     def new(self) -> str:
         ms = time.time_ns() // 1_000_000
         if ms <= self._last_ms:
             ms = self._last_ms
             rand = self._last_rand + 1
-            if rand > _RANDOM_MAX:  # 2**80 ids in one millisecond: borrow the next one
+            if rand > _RANDOM_MAX:  # 2**79 ids in one millisecond: borrow the next one
                 ms += 1
-                rand = int.from_bytes(os.urandom(10), "big") >> 1
+                rand = self._random.getrandbits(79)
         else:
-            rand = int.from_bytes(os.urandom(10), "big") >> 1  # headroom for increments
+            rand = self._random.getrandbits(79)  # < 2**79 leaves room to increment
         self._last_ms, self._last_rand = ms, rand
         value = (ms << 80) | rand
-        chars = []
-        for _ in range(26):
-            chars.append(_ALPHABET[value & 31])
-            value >>= 5
-        return "".join(reversed(chars))
+        return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])

@@ -27,6 +27,9 @@ class JobStatus(enum.StrEnum):
         return self in TERMINAL
 
 
+BY_VALUE: Final = {status.value: status for status in JobStatus}
+"""Status by its string: a dict lookup, much cheaper than calling the enum on a hot path."""
+
 TERMINAL: Final = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 """States a job leaves only through an explicit rerun."""
 

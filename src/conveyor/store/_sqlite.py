@@ -32,7 +32,7 @@ from .._errors import (
     StoreUnavailable,
 )
 from .._models import NO_PROGRESS, HistoryEntry, Job
-from .._states import JobStatus, Owner, sources
+from .._states import BY_VALUE, JobStatus, Owner, sources
 from ._base import (
     ClaimParams,
     Finish,
@@ -77,7 +77,7 @@ def _row_to_job(row: Any) -> Job:
     return Job(
         id=row[0],
         queue=row[1],
-        status=JobStatus(row[2]),
+        status=BY_VALUE[row[2]],
         payload=_codec.decode(row[3]),
         result=None if row[4] is None else _codec.decode(row[4]),
         error=row[5],
@@ -352,7 +352,7 @@ class SQLiteStore:
                         f.result,
                         f.error,
                         f.traceback,
-                        _codec.encode(f.progress),
+                        None if f.progress is NO_PROGRESS else _codec.encode(f.progress),
                         ended,
                     )
                 # A run put back while its cancellation was pending ends cancelled instead.
@@ -373,7 +373,7 @@ class SQLiteStore:
                 for job_id, queue, status in rows:
                     f = by_id[job_id]
                     message = f.message if status == f.status.value else "cancelled"
-                    history.append((job_id, queue, JobStatus(status), now, message))
+                    history.append((job_id, queue, BY_VALUE[status], now, message))
             transitions = await self._append_history(conn, history)
         progress = {f.job_id: f.progress for f in finishes}
         return [
@@ -559,7 +559,7 @@ class SQLiteStore:
         )
         return [
             HistoryEntry(
-                seq=seq, job_id=jid, status=JobStatus(status), at=to_datetime(at), message=msg
+                seq=seq, job_id=jid, status=BY_VALUE[status], at=to_datetime(at), message=msg
             )
             for seq, jid, status, at, msg in rows
         ]
@@ -581,7 +581,7 @@ class SQLiteStore:
                 seq=s,
                 job_id=jid,
                 queue=q,
-                status=JobStatus(st),
+                status=BY_VALUE[st],
                 at=at,
                 message=msg,
                 progress=None if prog is None else _codec.decode_progress(prog),
