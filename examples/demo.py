@@ -11,11 +11,11 @@ import sys
 import time
 
 import anyio
-
-from conveyor import Event, JobStatus, Runtime
 from export_queue import ExportQueue
 from image_queue import ImageQueue
 from training_job import TrainingPayload, TrainingQueue
+
+from conveyor import Event, JobStatus, Runtime
 
 BAR = 24
 COLORS = {
@@ -77,9 +77,7 @@ async def main() -> None:
             jobs.append(await rt.enqueue("exports", {"query": query}, created_by="demo"))
             labels[jobs[-1].id] = f"export {query}"
         for n in range(4):
-            jobs.append(
-                await rt.enqueue("image_processing", {"file_path": f"/photos/{n}.jpg"})
-            )
+            jobs.append(await rt.enqueue("image_processing", {"file_path": f"/photos/{n}.jpg"}))
             labels[jobs[-1].id] = f"image /photos/{n}.jpg"
         for algo, epochs in (("random-forest", 12), ("mlp", 30)):
             payload = TrainingPayload(data_id="data:1", algo=algo, params={"epochs": epochs})

@@ -22,7 +22,9 @@ def load_image(path: str) -> list[list[int]]:
 def resize(image: list[list[int]], size: tuple[int, int]) -> list[list[int]]:
     width, height = size
     rows, cols = len(image), len(image[0])
-    return [[image[y * rows // height][x * cols // width] for x in range(width)] for y in range(height)]
+    return [
+        [image[y * rows // height][x * cols // width] for x in range(width)] for y in range(height)
+    ]
 
 
 class ImageQueue(Queue):
