@@ -235,3 +235,36 @@ async def test_leaving_the_block_lets_short_jobs_finish_and_requeues_long_ones(
         requeued = await rt.job_status("mixed", long.id)
         assert requeued.status is JobStatus.QUEUED
         assert (await rt.history(long.id))[-1].message == "requeued: worker shutting down"
+
+
+async def test_a_live_worker_keeps_its_lease_past_the_ttl(db_path: Path) -> None:
+    """Heartbeats renew the lease: another worker on the file must not rescue the job."""
+    release = anyio.Event()
+    runs: list[str] = []
+
+    class Long(Queue):
+        name = "long"
+
+        async def handle_item(self, item: Any) -> None:
+            runs.append("run")
+            await release.wait()
+
+    async with (
+        Runtime(db_path, queues=[Long()], lease_ttl=0.3) as a,
+        Runtime(db_path, queues=[Long()], lease_ttl=0.3) as b,
+    ):
+        job = await a.enqueue("long", {})
+        with anyio.fail_after(10):
+            await wait_until(lambda: len(runs) == 1)
+            # Four lease lengths pass; b's rescue loop runs every 0.15 s meanwhile.
+            async with b.events(job_id=job.id) as stream:
+                running_seq = (await b.history(job.id))[-1].seq
+                with anyio.move_on_after(1.2):
+                    async for event in stream:
+                        if event.seq > running_seq:
+                            raise AssertionError(f"the job changed while its worker ran: {event}")
+            release.set()
+            done = await a.wait(job.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.attempts == 1
+    assert runs == ["run"]

@@ -21,6 +21,7 @@ from typing import Any, Final, Literal
 
 import aiosqlite
 import anyio
+import anyio.to_thread
 
 from .. import _codec
 from .._clock import maybe_datetime, to_datetime
@@ -178,9 +179,16 @@ class SQLiteStore:
             raise
         return conn
 
+    def _probe(self) -> None:
+        """Open and close the file once with plain sqlite3, so that a path that cannot be
+        opened fails here: aiosqlite leaves a worker thread behind when its connect
+        fails, which then calls back into an event loop that may be gone."""
+        sqlite3.connect(self.path, timeout=self.busy_timeout).close()
+
     async def open(self, origin: str) -> None:
         self._origin = origin
         try:
+            await anyio.to_thread.run_sync(self._probe)
             self._writer = await self._connect(query_only=False)
             await self._migrate()
             self._fast_writer = await self._connect(query_only=False, synchronous="NORMAL")
