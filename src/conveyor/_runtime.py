@@ -328,10 +328,9 @@ class Runtime:
         self._require_open()
         self._queue(queue)
         job, transitions = await self.store.job_request_cancel(job_id, queue, self.clock.now())
-        self._engine.publish(transitions)
-        for t in transitions:
-            if t.status is JobStatus.CANCELLING:
-                self._engine.cancel_local(job_id, t.seq)
+        self._engine.committed(transitions)
+        if any(t.status is JobStatus.CANCELLING for t in transitions):
+            self._engine.cancel_local(job_id)
         return job
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
@@ -392,8 +391,7 @@ class Runtime:
         InvalidTransition for a job that is still pending or running."""
         self._require_open()
         job, transitions = await self.store.job_rerun(job_id, by, self.clock.now())
-        self._engine.publish(transitions)
-        self._engine._wake_pools(transitions)
+        self._engine.committed(transitions)
         return job
 
     def defer(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:

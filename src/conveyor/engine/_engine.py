@@ -83,19 +83,36 @@ class Engine:
         self._progress: dict[str, ProgressWrite] = {}
         self._progress_dirty = anyio.Event()
         self._tail_seq = 0
+        self._tail_kick = anyio.Event()
 
     # -- events ------------------------------------------------------------------------
+    #
+    # Transitions reach the bus from one place, the store tail, in seq order, whichever
+    # process wrote them: so every subscriber sees one ordered stream, and a client that
+    # resumes after seq N misses nothing. Local writes kick the tail at once, so this
+    # costs a read, not a poll interval. Waking workers and stopping cancelled handlers
+    # do not wait for it: they happen right after the local commit.
 
-    def publish(self, transitions: Iterable[Transition]) -> None:
-        bus = self.bus
-        if not bus.has_subscribers:
-            return
+    def committed(self, transitions: Iterable[Transition]) -> None:
+        """Called after every local write: wake workers for queued jobs, publish soon."""
+        self._tail_kick.set()
         for t in transitions:
+            if t.status is JobStatus.QUEUED:
+                pool = self.pools.get(t.queue)
+                if pool is not None:
+                    pool.wake()
+
+    def _publish(self, transitions: Iterable[Transition]) -> None:
+        bus = self.bus
+        for t in transitions:
+            run = self.running.get(t.job_id)
+            if run is not None:
+                run.seq = t.seq
+                run.announced = True
+                progress = run.ctx.progress
+            else:
+                progress = t.progress or NO_PROGRESS
             if bus.wants(t.job_id):
-                progress = t.progress
-                if progress is None:
-                    run = self.running.get(t.job_id)
-                    progress = NO_PROGRESS if run is None else run.ctx.progress
                 bus.publish(
                     Event(
                         seq=t.seq,
@@ -115,13 +132,15 @@ class Engine:
             return  # the run already ended; a late report from a stray thread
         self._progress[job.id] = ProgressWrite(job.id, run.token, ctx.progress)
         self._progress_dirty.set()
-        if self.bus.wants(job.id):
+        # Before its "running" transition is published, a report would overtake it; that
+        # event will carry the latest report instead.
+        if run.announced and self.bus.wants(job.id):
             self.bus.publish(
                 Event(
                     seq=run.seq,
                     job_id=job.id,
                     queue=job.queue,
-                    status=job.status,
+                    status=JobStatus.RUNNING,
                     progress=ctx.progress,
                     at=to_datetime(self.clock.now()),
                 ),
@@ -139,32 +158,23 @@ class Engine:
         self.running.pop(run.job.id, None)
         self._progress.pop(run.job.id, None)  # the finish write carries the last report
 
-    def cancel_local(self, job_id: str, seq: int) -> None:
+    def cancel_local(self, job_id: str) -> None:
         """Stop the job's handler if it runs in this process."""
         run = self.running.get(job_id)
         if run is not None:
-            run.seq = seq
             run.stop(StopReason.CANCEL)
 
     # -- writes ------------------------------------------------------------------------
 
     async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition]:
         transitions = await self.store.jobs_insert(jobs)
-        self.publish(transitions)
-        self._wake_pools(transitions)
+        self.committed(transitions)
         return transitions
 
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
         transitions = await self.store.jobs_finish(finishes, self.clock.now())
-        self.publish(transitions)
+        self.committed(transitions)
         return [None] * len(finishes)
-
-    def _wake_pools(self, transitions: Iterable[Transition]) -> None:
-        for t in transitions:
-            if t.status is JobStatus.QUEUED:
-                pool = self.pools.get(t.queue)
-                if pool is not None:
-                    pool.wake()
 
     # -- loops -------------------------------------------------------------------------
 
@@ -179,28 +189,41 @@ class Engine:
             await tg.start(pool.run)
 
     async def tail_loop(self) -> None:
-        """Notice what other processes did: new jobs, cancellations, transitions.
+        """Publish transitions in seq order and react to other processes' writes.
 
-        SQLite has no notifications, so this polls at ``poll_interval`` — a cheap
-        in-memory check of the file's change counter, and a read only when it moved.
+        Woken at once by this runtime's own commits. Other processes' commits cannot wake
+        it (SQLite has no notifications), so it also checks every ``poll_interval`` —
+        a cheap in-memory look at the file's change counter, and a read only when it
+        moved.
         """
         self._tail_seq = await self.store.last_seq()
         while True:
-            await anyio.sleep(self.poll_interval)
+            with anyio.move_on_after(self.poll_interval):
+                await self._tail_kick.wait()
+            kicked = self._tail_kick.is_set()
+            self._tail_kick = anyio.Event()
             try:
-                if await self.store.changed():
+                if await self.store.changed() or kicked:
                     await self._tail_once()
             except StoreError as exc:
-                log.warning("reading other processes' changes failed: %s", exc)
+                log.warning("reading the job history failed, will retry: %s", exc)
 
     async def _tail_once(self) -> None:
         while True:
-            transitions, self._tail_seq = await self.store.history_after(self._tail_seq, TAIL_BATCH)
-            self.publish(transitions)
-            self._wake_pools(transitions)
+            # Own rows are read back only when someone listens; others' always matter.
+            transitions, self._tail_seq = await self.store.history_after(
+                self._tail_seq, TAIL_BATCH, include_own=self.bus.has_subscribers
+            )
+            self._publish(transitions)
             for t in transitions:
-                if t.status is JobStatus.CANCELLING:
-                    self.cancel_local(t.job_id, t.seq)
+                if t.origin == self.owner:
+                    continue
+                if t.status is JobStatus.QUEUED:
+                    pool = self.pools.get(t.queue)
+                    if pool is not None:
+                        pool.wake()
+                elif t.status is JobStatus.CANCELLING:
+                    self.cancel_local(t.job_id)
             if len(transitions) < TAIL_BATCH:
                 return
 
@@ -244,8 +267,7 @@ class Engine:
             return
         if transitions:
             log.info("rescued %d jobs of lost workers", len(transitions))
-        self.publish(transitions)
-        self._wake_pools(transitions)
+        self.committed(transitions)
 
     async def _rescue_loop(self) -> None:
         while True:
@@ -273,4 +295,4 @@ class Engine:
     async def release_all(self) -> None:
         """Put back whatever this runtime still holds (shutdown's last write)."""
         transitions = await self.store.jobs_release(self.owner, self.clock.now())
-        self.publish(transitions)
+        self.committed(transitions)

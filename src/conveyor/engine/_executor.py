@@ -29,12 +29,13 @@ class StopReason(enum.Enum):
 class RunningJob:
     """A job while its handler runs in this process."""
 
-    __slots__ = ("ctx", "is_async", "reason", "scope", "seq", "token")
+    __slots__ = ("announced", "ctx", "is_async", "reason", "scope", "seq", "token")
 
     def __init__(self, ctx: JobContext, token: str, seq: int, is_async: bool) -> None:
         self.ctx = ctx
         self.token = token
         self.seq = seq  # of its latest transition; progress events carry it
+        self.announced = False  # its "running" event was published: reports may follow
         self.is_async = is_async
         self.scope = anyio.CancelScope()
         self.reason: StopReason | None = None

@@ -146,7 +146,7 @@ class QueuePool:
                 self._maybe_more = True
                 await anyio.sleep(CLAIM_RETRY_DELAY)
                 continue
-            engine.publish(transitions)
+            engine.committed(transitions)
             if len(jobs) == limit:
                 self._maybe_more = True
             self.free -= len(jobs)

@@ -44,6 +44,7 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     at: float
     message: str | None = None
     progress: Progress | None = None
+    origin: str = ""  # the runtime that wrote it; set by history_after
 
 
 class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
@@ -159,9 +160,11 @@ class Store(Protocol):
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]: ...
 
-    async def history_after(self, seq: int, limit: int) -> tuple[list[Transition], int]:
-        """Transitions written by other runtimes after ``seq``, oldest first, and the seq
-        to pass next time (past this runtime's own rows too)."""
+    async def history_after(
+        self, seq: int, limit: int, *, include_own: bool
+    ) -> tuple[list[Transition], int]:
+        """Transitions after ``seq``, oldest first (only other runtimes' unless
+        ``include_own``), and the seq to pass next time (past skipped rows too)."""
         ...
 
     async def last_seq(self) -> int: ...

@@ -572,16 +572,18 @@ class SQLiteStore:
             for seq, jid, status, at, msg in rows
         ]
 
-    async def history_after(self, seq: int, limit: int) -> tuple[list[Transition], int]:
+    async def history_after(
+        self, seq: int, limit: int, *, include_own: bool
+    ) -> tuple[list[Transition], int]:
         # One statement, so one snapshot: the high-water mark and the rows agree, and the
-        # next call scans only rows written since, however many were this runtime's own.
+        # next call scans only rows written since.
         rows = list(
             await self._read(
-                "SELECT top.m, h.seq, h.job_id, h.queue, h.status, h.at, h.message,"
+                "SELECT top.m, h.seq, h.job_id, h.queue, h.status, h.at, h.message, h.origin,"
                 " jobs.progress FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
                 " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
                 " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
-                (seq, self._origin, limit),
+                (seq, "" if include_own else self._origin, limit),
             )
         )
         transitions = [
@@ -592,9 +594,10 @@ class SQLiteStore:
                 status=BY_VALUE[st],
                 at=at,
                 message=msg,
+                origin=origin,
                 progress=None if prog is None else _codec.decode_progress(prog),
             )
-            for _, s, jid, q, st, at, msg, prog in rows
+            for _, s, jid, q, st, at, msg, origin, prog in rows
             if s is not None
         ]
         if not rows:
