@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
 import anyio
 
 from ._errors import EventStreamOverflow
 from ._models import Event
+from ._states import JobStatus
 
 DEFAULT_MAX_BUFFER = 10_000
 
@@ -41,14 +42,21 @@ class EventStream:
         "job_id",
         "max_buffer",
         "queue",
+        "statuses",
     )
 
     def __init__(
-        self, bus: EventBus, queue: str | None, job_id: str | None, max_buffer: int
+        self,
+        bus: EventBus,
+        queue: str | None,
+        job_id: str | None,
+        statuses: frozenset[JobStatus] | None,
+        max_buffer: int,
     ) -> None:
         self._bus = bus
         self.queue = queue
         self.job_id = job_id
+        self.statuses = statuses
         self.max_buffer = max_buffer
         self._buffer: deque[tuple[Event, bool]] = deque()
         self._waiter: anyio.Event | None = None
@@ -57,6 +65,8 @@ class EventStream:
 
     def _push(self, event: Event, is_progress: bool) -> None:
         if self.queue is not None and event.queue != self.queue:
+            return
+        if self.statuses is not None and event.status not in self.statuses:
             return
         if len(self._buffer) >= self.max_buffer:
             self._coalesce()
@@ -94,6 +104,19 @@ class EventStream:
         return self
 
     async def __anext__(self) -> Event:
+        return (await self._next_item())[0]
+
+    async def items(self) -> AsyncIterator[tuple[Event, bool]]:
+        """Like iterating the stream, with each event paired with whether it is a
+        progress report (True) or a transition (False): for forwarders that resume by
+        seq, since a progress report repeats its job's latest transition's seq."""
+        while True:
+            try:
+                yield await self._next_item()
+            except StopAsyncIteration:
+                return
+
+    async def _next_item(self) -> tuple[Event, bool]:
         while not self._buffer:
             if self._closed:
                 if self._overflowed:
@@ -103,7 +126,7 @@ class EventStream:
                 raise StopAsyncIteration
             self._waiter = waiter = anyio.Event()
             await waiter.wait()
-        return self._buffer.popleft()[0]
+        return self._buffer.popleft()
 
     async def aclose(self) -> None:
         """Unsubscribe; iteration then ends after the events already buffered."""
@@ -137,9 +160,11 @@ class EventBus:
         *,
         queue: str | None = None,
         job_id: str | None = None,
+        statuses: Iterable[JobStatus] | None = None,
         max_buffer: int = DEFAULT_MAX_BUFFER,
     ) -> EventStream:
-        stream = EventStream(self, queue, job_id, max_buffer)
+        wanted = None if statuses is None else frozenset(statuses)
+        stream = EventStream(self, queue, job_id, wanted, max_buffer)
         if job_id is None:
             self._all.add(stream)
         else:
@@ -180,7 +205,3 @@ class EventBus:
         if streams:
             for stream in list(streams):
                 stream._push(event, is_progress)
-
-    def publish_many(self, events: Iterable[Event]) -> None:
-        for event in events:
-            self.publish(event)

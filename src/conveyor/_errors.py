@@ -39,16 +39,16 @@ class ValidationError(ConveyorError, ValueError):
 class QueueNotFound(ConveyorError, LookupError):
     """The queue name is not one of the queues this runtime was given."""
 
-    def __init__(self, queue: str) -> None:
-        super().__init__(f"unknown queue {queue!r}")
+    def __init__(self, queue: str, *, message: str | None = None) -> None:
+        super().__init__(message or f"unknown queue {queue!r}")
         self.queue = queue
 
 
 class JobNotFound(ConveyorError, LookupError):
     """No job has this id (or the job belongs to a different queue than the one named)."""
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"unknown job {job_id!r}")
+    def __init__(self, job_id: str, *, message: str | None = None) -> None:
+        super().__init__(message or f"unknown job {job_id!r}")
         self.job_id = job_id
 
 

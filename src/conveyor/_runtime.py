@@ -28,7 +28,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._ids import IdGenerator
-from ._models import HistoryEntry, Job
+from ._models import NO_PROGRESS, Event, HistoryEntry, Job
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
 from .engine import Engine
@@ -68,6 +68,10 @@ class Runtime:
     ``poll_interval`` bounds how late this runtime notices what other processes did;
     ``progress_interval`` is how often progress reports are written to the store (they
     are broadcast at once regardless).
+
+    ``serve=("127.0.0.1", 8765)`` also starts the websocket server (port 0: any free
+    port; see ``server_url``). Any address other than loopback requires ``token=``;
+    ``allowed_origins`` lists the browser origins allowed besides the page's own.
     """
 
     def __init__(
@@ -82,6 +86,9 @@ class Runtime:
         progress_interval: float = 0.25,
         max_payload_bytes: int = 1 << 20,
         clock: Clock | None = None,
+        serve: tuple[str, int] | None = None,
+        token: str | None = None,
+        allowed_origins: Sequence[str] | None = None,
     ) -> None:
         self.store: Store = (
             SQLiteStore(Path(store)) if isinstance(store, (str, os.PathLike)) else store
@@ -102,6 +109,19 @@ class Runtime:
                 raise ValidationError(f"{name} must be a number >= 0, not {value!r}")
         if lease_ttl <= 0 or poll_interval <= 0:
             raise ValidationError("lease_ttl and poll_interval must be > 0")
+        if serve is not None:
+            from .server import Server, is_loopback
+
+            host, port = serve
+            if not is_loopback(host) and not token:
+                raise ValidationError(
+                    f"serving on {host!r}, beyond this machine, requires a token="
+                )
+            self._server: Server | None = Server(
+                self, host, port, token=token, allowed_origins=allowed_origins
+            )
+        else:
+            self._server = None
         self.workers = workers
         self.shutdown_grace = float(shutdown_grace)
         self.max_payload_bytes = max_payload_bytes
@@ -121,6 +141,13 @@ class Runtime:
         self._open = False
         self._force = anyio.Event()
 
+    @property
+    def server_url(self) -> str:
+        """``ws://host:port`` of the websocket server (started with ``serve=``)."""
+        if self._server is None:
+            raise RuntimeClosed("this runtime serves nothing: pass serve=(host, port)")
+        return self._server.url
+
     # -- life cycle --------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
@@ -137,6 +164,8 @@ class Runtime:
             tg.start_soon(self._engine.tail_loop)
             if self.workers:
                 await self._engine.start_workers(tg, list(self.queues.values()))
+            if self._server is not None:
+                await tg.start(self._server.run)
         except BaseException as exc:
             await stack.__aexit__(type(exc), exc, exc.__traceback__)
             raise
@@ -321,6 +350,45 @@ class Runtime:
         self._queue(queue)
         return await self._get(job_id, queue)
 
+    async def job(self, job_id: str) -> Job:
+        """The current record of a job of any queue. JobNotFound if there is none."""
+        self._require_open()
+        return await self._get(job_id)
+
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
+        """Jobs per status for each of this runtime's queues (zeros included)."""
+        self._require_open()
+        stored = await self.store.queue_counts()
+        return {
+            name: {status: stored.get(name, {}).get(status, 0) for status in JobStatus}
+            for name in self.queues
+        }
+
+    async def missed_events(
+        self,
+        since: int,
+        *,
+        queue: str | None = None,
+        job_id: str | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """The transitions after seq ``since``, oldest first, as events: what a
+        subscriber that saw ``since`` last has missed. Page with the last seq returned."""
+        self._require_open()
+        transitions = await self.store.history_page(since, limit, queue=queue, job_id=job_id)
+        return [
+            Event(
+                seq=t.seq,
+                job_id=t.job_id,
+                queue=t.queue,
+                status=t.status,
+                progress=t.progress or NO_PROGRESS,
+                at=to_datetime(t.at),
+                message=t.message,
+            )
+            for t in transitions
+        ]
+
     async def request_job_cancel(self, queue: str, job_id: str) -> Job:
         """Cancel a job: a pending one at once (it never runs); a running one moves to
         ``cancelling`` and its handler is stopped, ending ``cancelled``. A job already
@@ -416,9 +484,11 @@ class Runtime:
         queue: str | None = None,
         job_id: str | None = None,
         *,
+        statuses: Iterable[JobStatus] | None = None,
         max_buffer: int = DEFAULT_MAX_BUFFER,
     ) -> EventStream:
-        """Live ``queue.job.changed`` events from now on, optionally filtered.
+        """Live ``queue.job.changed`` events from now on, optionally filtered by queue,
+        job and status (a progress report's status is ``running``).
 
         ``async for event in rt.events(queue="exports"): ...``. See EventStream for the
         buffer bound and overflow policy.
@@ -426,4 +496,6 @@ class Runtime:
         self._require_open()
         if queue is not None:
             self._queue(queue)
-        return self.bus.subscribe(queue=queue, job_id=job_id, max_buffer=max_buffer)
+        return self.bus.subscribe(
+            queue=queue, job_id=job_id, statuses=statuses, max_buffer=max_buffer
+        )

@@ -167,6 +167,16 @@ class Store(Protocol):
         ``include_own``), and the seq to pass next time (past skipped rows too)."""
         ...
 
+    async def history_page(
+        self, after: int, limit: int, *, queue: str | None, job_id: str | None
+    ) -> list[Transition]:
+        """Transitions after seq ``after`` (any origin), oldest first, for resuming."""
+        ...
+
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
+        """How many jobs each queue holds, per status."""
+        ...
+
     async def last_seq(self) -> int: ...
 
     async def changed(self) -> bool:

@@ -96,6 +96,26 @@ def _row_to_job(row: Any) -> Job:
     )
 
 
+_TRANSITION_COLUMNS: Final = (
+    "h.seq, h.job_id, h.queue, h.status, h.at, h.message, h.origin, jobs.progress"
+)
+
+
+def _row_to_transition(row: Any) -> Transition:
+    """A row of _TRANSITION_COLUMNS (history joined with its job) as a Transition."""
+    seq, job_id, queue, status, at, message, origin, progress = row
+    return Transition(
+        seq=seq,
+        job_id=job_id,
+        queue=queue,
+        status=BY_VALUE[status],
+        at=at,
+        message=message,
+        origin=origin,
+        progress=None if progress is None else _codec.decode_progress(progress),
+    )
+
+
 def _values(width: int, rows: int) -> str:
     one = "(" + ", ".join("?" * width) + ")"
     return ", ".join([one] * rows)
@@ -579,32 +599,46 @@ class SQLiteStore:
         # next call scans only rows written since.
         rows = list(
             await self._read(
-                "SELECT top.m, h.seq, h.job_id, h.queue, h.status, h.at, h.message, h.origin,"
-                " jobs.progress FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
+                f"SELECT top.m, {_TRANSITION_COLUMNS}"
+                " FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
                 " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
                 " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
                 (seq, "" if include_own else self._origin, limit),
             )
         )
-        transitions = [
-            Transition(
-                seq=s,
-                job_id=jid,
-                queue=q,
-                status=BY_VALUE[st],
-                at=at,
-                message=msg,
-                origin=origin,
-                progress=None if prog is None else _codec.decode_progress(prog),
-            )
-            for _, s, jid, q, st, at, msg, origin, prog in rows
-            if s is not None
-        ]
+        transitions = [_row_to_transition(row[1:]) for row in rows if row[1] is not None]
         if not rows:
             return transitions, seq
         if len(transitions) == limit:
             return transitions, transitions[-1].seq
         return transitions, max(seq, int(rows[0][0]))
+
+    async def history_page(
+        self, after: int, limit: int, *, queue: str | None, job_id: str | None
+    ) -> list[Transition]:
+        where: list[str] = ["h.seq > ?"]
+        args: list[Any] = [after]
+        if queue is not None:
+            where.append("h.queue = ?")
+            args.append(queue)
+        if job_id is not None:
+            where.append("h.job_id = ?")
+            args.append(job_id)
+        rows = await self._read(
+            f"SELECT {_TRANSITION_COLUMNS} FROM job_history AS h"
+            " LEFT JOIN jobs ON jobs.id = h.job_id"
+            f" WHERE {' AND '.join(where)} ORDER BY h.seq LIMIT ?",
+            [*args, limit],
+        )
+        return [_row_to_transition(row) for row in rows]
+
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
+        counts: dict[str, dict[JobStatus, int]] = {}
+        for queue, status, n in await self._read(
+            "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"
+        ):
+            counts.setdefault(queue, {})[BY_VALUE[status]] = n
+        return counts
 
     async def last_seq(self) -> int:
         rows = list(await self._read("SELECT coalesce(max(seq), 0) FROM job_history"))

@@ -1,0 +1,311 @@
+"""A Python client for conveyor's websocket protocol (see docs/protocol.md).
+
+::
+
+    async with Client("ws://127.0.0.1:8765", token=None) as client:
+        job = await client.enqueue("exports", {"query": "q"})
+        async for event in client.events(job_id=job.id):
+            print(event.status, event.progress)
+            if event.status.is_terminal:
+                break
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncGenerator, Iterable
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import msgspec
+from anyio.abc import TaskGroup
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from ._errors import (
+    ConveyorError,
+    InvalidTransition,
+    JobNotFound,
+    QueueNotFound,
+    StoreBusy,
+    StoreUnavailable,
+    ValidationError,
+    WaitTimeout,
+)
+from ._models import Event, HistoryEntry, Job
+from ._states import TERMINAL, JobStatus
+
+log = logging.getLogger("conveyor.client")
+
+__all__ = ("Client", "ServerError")
+
+
+class ServerError(ConveyorError):
+    """The server answered with an error this client has no narrower class for, or the
+    connection to it failed. ``code`` is the protocol's error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+_ERRORS: dict[str, type[ConveyorError]] = {
+    "invalid": ValidationError,
+    "invalid_transition": InvalidTransition,
+    "store_busy": StoreBusy,
+    "store_unavailable": StoreUnavailable,
+}
+
+
+def _error(code: str, message: str, name: str = "") -> ConveyorError:
+    """The exception a reply's error code stands for; ``name`` is the queue or job id
+    the request named, for QueueNotFound and JobNotFound."""
+    if code == "unknown_queue":
+        return QueueNotFound(name, message=message)
+    if code == "unknown_job":
+        return JobNotFound(name, message=message)
+    cls = _ERRORS.get(code)
+    return ServerError(code, message) if cls is None else cls(message)
+
+
+class _Reply(msgspec.Struct, tag_field="type", tag="result"):
+    id: int | str | None
+    value: Any
+
+
+class _ErrorReply(msgspec.Struct, tag_field="type", tag="error"):
+    id: int | str | None
+    code: str
+    message: str
+
+
+class _WireEvent(Event, frozen=True, kw_only=True, tag="event"):
+    subscription: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_Reply | _ErrorReply | _WireEvent)
+_encoder = msgspec.json.Encoder()
+
+
+class _Pending:
+    __slots__ = ("done", "error", "name", "value")
+
+    def __init__(self, name: str) -> None:
+        self.name = name  # the job id or queue the request named, for error messages
+        self.done = anyio.Event()
+        self.value: Any = None
+        self.error: ConveyorError | None = None
+
+
+class Client:
+    """Calls a conveyor server over one websocket connection, reconnecting when needed.
+
+    Requests (``enqueue``, ``job_status``, ...) share one connection; each ``events()``
+    iterator has its own, which it re-opens with exponential backoff (``min_backoff``
+    to ``max_backoff`` seconds) after a drop, resuming after the last seq it saw: no
+    transition is lost or repeated across a reconnect.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        min_backoff: float = 0.05,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.token = token
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self._ids = itertools.count(1)
+        self._pending: dict[int, _Pending] = {}
+        self._ws: ClientConnection | None = None
+        self._tg: TaskGroup | None = None
+        self._connect_lock = anyio.Lock()
+
+    async def __aenter__(self) -> Self:
+        self._tg = await anyio.create_task_group().__aenter__()
+        try:
+            await self._connection()
+        except BaseException as exc:
+            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._ws is not None:
+            await self._ws.close()
+        assert self._tg is not None
+        self._tg.cancel_scope.cancel()
+        await self._tg.__aexit__(exc_type, exc, tb)
+
+    def _connect(self) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
+        return connect(self.url, additional_headers=headers, open_timeout=10)
+
+    async def _connection(self) -> ClientConnection:
+        async with self._connect_lock:
+            if self._ws is None or self._ws.close_code is not None:
+                if self._tg is None:
+                    raise ServerError("closed", "use the client inside `async with`")
+                try:
+                    self._ws = await self._connect()
+                except InvalidStatus as exc:
+                    status = exc.response.status_code
+                    raise ServerError(
+                        f"http_{status}", "the server refused the connection"
+                    ) from exc
+                except OSError as exc:
+                    raise ServerError("unreachable", str(exc)) from exc
+                self._tg.start_soon(self._read, self._ws)
+            return self._ws
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for message in ws:
+                reply = _decoder.decode(message)
+                if isinstance(reply, _WireEvent) or not isinstance(reply.id, int):
+                    continue
+                pending = self._pending.pop(reply.id, None)
+                if pending is None:
+                    continue
+                if isinstance(reply, _ErrorReply):
+                    pending.error = _error(reply.code, reply.message, pending.name)
+                else:
+                    pending.value = reply.value
+                pending.done.set()
+        except ConnectionClosed:
+            pass
+        finally:
+            for pending in self._pending.values():
+                pending.error = ServerError("disconnected", "the connection to the server closed")
+                pending.done.set()
+            self._pending.clear()
+
+    async def _call(self, op: str, **fields: Any) -> Any:
+        ws = await self._connection()
+        rid = next(self._ids)
+        name = str(fields.get("job_id") or fields.get("queue") or "")
+        pending = self._pending[rid] = _Pending(name)
+        try:
+            await ws.send(_encoder.encode({"id": rid, "op": op, **fields}), text=True)
+        except ConnectionClosed as exc:
+            self._pending.pop(rid, None)
+            raise ServerError("disconnected", str(exc)) from exc
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+        return pending.value
+
+    async def enqueue(
+        self, queue: str, payload: Any, *, created_by: str | None = None, priority: int = 0
+    ) -> Job:
+        value = await self._call(
+            "enqueue", queue=queue, payload=payload, created_by=created_by, priority=priority
+        )
+        return msgspec.convert(value, Job)
+
+    async def job_status(self, job_id: str) -> Job:
+        return msgspec.convert(await self._call("job_status", job_id=job_id), Job)
+
+    async def list_jobs(
+        self,
+        queue: str | None = None,
+        status: JobStatus | str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> list[Job]:
+        """Newest first; for the next page pass ``cursor=`` the last job's id."""
+        value = await self._call(
+            "list_jobs", queue=queue, status=status, limit=limit, cursor=cursor
+        )
+        return msgspec.convert(value["jobs"], list[Job])
+
+    async def history(self, job_id: str) -> list[HistoryEntry]:
+        value = await self._call("history", job_id=job_id)
+        return msgspec.convert(value["history"], list[HistoryEntry])
+
+    async def cancel(self, job_id: str) -> Job:
+        return msgspec.convert(await self._call("cancel", job_id=job_id), Job)
+
+    async def rerun(self, job_id: str, *, by: str | None = None) -> Job:
+        return msgspec.convert(await self._call("rerun", job_id=job_id, by=by), Job)
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+        """Until the job is terminal. WaitTimeout after ``timeout`` seconds."""
+        try:
+            with anyio.fail_after(timeout):
+                history = await self.history(job_id)
+                if history[-1].status not in TERMINAL:
+                    stream = self.events(job_id=job_id, since=history[-1].seq)
+                    try:
+                        async for event in stream:
+                            if event.status in TERMINAL:
+                                break
+                    finally:
+                        await stream.aclose()
+                return await self.job_status(job_id)
+        except TimeoutError:
+            raise WaitTimeout(f"job {job_id} did not finish within {timeout}s") from None
+
+    async def events(
+        self,
+        queue: str | None = None,
+        job_id: str | None = None,
+        *,
+        statuses: Iterable[JobStatus | str] | None = None,
+        since: int | None = None,
+    ) -> AsyncGenerator[Event, None]:
+        """Live events, in order, surviving reconnects (see the class docstring).
+
+        ``since``: start with the transitions after this seq. Close the iterator
+        (``aclose()``, or ``contextlib.aclosing``) when you stop early.
+        """
+        request: dict[str, Any] = {"op": "subscribe", "queue": queue, "job_id": job_id}
+        if statuses is not None:
+            request["statuses"] = [JobStatus(s) for s in statuses]
+        last_seq = since
+        delay = self.min_backoff
+        while True:
+            try:
+                async with self._connect() as ws:
+                    resume = {} if last_seq is None else {"since": last_seq}
+                    await ws.send(_encoder.encode({"id": 0, **request, **resume}), text=True)
+                    async for message in ws:
+                        item = _decoder.decode(message)
+                        if isinstance(item, _ErrorReply):
+                            raise _error(item.code, item.message)
+                        if isinstance(item, _Reply):
+                            delay = self.min_backoff  # subscribed
+                            continue
+                        # Transitions arrive in seq order; a progress report repeats its
+                        # job's last seq. So the highest seq seen is where to resume.
+                        last_seq = item.seq if last_seq is None else max(last_seq, item.seq)
+                        yield Event(
+                            seq=item.seq,
+                            job_id=item.job_id,
+                            queue=item.queue,
+                            status=item.status,
+                            progress=item.progress,
+                            at=item.at,
+                            message=item.message,
+                        )
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in (401, 403):
+                    raise ServerError(
+                        f"http_{status}", "the server refused the connection"
+                    ) from exc
+                log.warning("events: server answered %s; retrying in %.2fs", status, delay)
+            except (OSError, ConnectionClosed, TimeoutError) as exc:
+                log.info("events: connection lost (%s); retrying in %.2fs", exc, delay)
+            await anyio.sleep(delay)
+            delay = min(delay * 2, self.max_backoff)

@@ -1,0 +1,75 @@
+"""Plain HTTP on the websocket port: the dashboard page and read-only JSON."""
+
+from __future__ import annotations
+
+import http
+from importlib import resources
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
+from ._protocol import encoder
+
+if TYPE_CHECKING:
+    from .._runtime import Runtime
+
+_PAGE: Final = resources.files(__package__).joinpath("static/index.html")
+
+
+def respond(status: int, body: bytes, content_type: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ]
+    )
+    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+
+
+def json_response(status: int, value: Any) -> Response:
+    return respond(status, encoder.encode(value), "application/json")
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return json_response(status, {"error": code, "message": message})
+
+
+async def route(rt: Runtime, request: Request) -> Response:
+    """Answer a plain (non-websocket) GET request."""
+    url = urlsplit(request.path)
+    path = url.path.rstrip("/") or "/"
+    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+    try:
+        if path == "/":
+            return respond(200, _PAGE.read_bytes(), "text/html; charset=utf-8")
+        if path == "/healthz":
+            return json_response(200, {"status": "ok"})
+        if path == "/api/queues":
+            counts = await rt.queue_counts()
+            return json_response(200, {"queues": counts})
+        if path == "/api/jobs":
+            limit_text = query.get("limit", "50")
+            limit = int(limit_text) if limit_text.isdigit() else 0  # 0 is refused below
+            jobs = await rt.list_jobs(
+                queue=query.get("queue"),
+                status=query.get("status"),
+                limit=limit,
+                cursor=query.get("cursor"),
+            )
+            cursor = jobs[-1].id if len(jobs) == limit else None
+            return json_response(200, {"jobs": jobs, "cursor": cursor})
+        if path.startswith("/api/jobs/"):
+            job_id = path.removeprefix("/api/jobs/")
+            return json_response(200, await rt.job(job_id))
+    except (JobNotFound, QueueNotFound) as exc:
+        return error_response(404, "not_found", str(exc))
+    except ValidationError as exc:
+        return error_response(400, "invalid", str(exc))
+    except ConveyorError as exc:
+        return error_response(503, "unavailable", str(exc))
+    return error_response(404, "not_found", f"no such path: {path}")

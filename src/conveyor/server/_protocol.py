@@ -1,0 +1,112 @@
+"""The websocket protocol's messages, one Struct each, and the one decoder for requests.
+
+Requests are a tagged union on ``op``; replies and events on ``type``. See
+docs/protocol.md for the protocol as a client sees it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from .._states import JobStatus
+
+RequestId = int | str | None
+
+
+class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
+    id: RequestId = None
+
+
+class Subscribe(_Request, frozen=True, tag="subscribe"):
+    queue: str | None = None
+    job_id: str | None = None
+    statuses: list[JobStatus] | None = None
+    since: int | None = None  # resume: first replay what came after this seq
+
+
+class Unsubscribe(_Request, frozen=True, tag="unsubscribe"):
+    subscription: str
+
+
+class Enqueue(_Request, frozen=True, tag="enqueue"):
+    queue: str
+    payload: Any
+    created_by: str | None = None
+    priority: int = 0
+
+
+class GetJob(_Request, frozen=True, tag="job_status"):
+    job_id: str
+
+
+class ListJobs(_Request, frozen=True, tag="list_jobs"):
+    queue: str | None = None
+    status: JobStatus | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+class GetHistory(_Request, frozen=True, tag="history"):
+    job_id: str
+
+
+class Cancel(_Request, frozen=True, tag="cancel"):
+    job_id: str
+
+
+class Rerun(_Request, frozen=True, tag="rerun"):
+    job_id: str
+    by: str | None = None
+
+
+Request = Subscribe | Unsubscribe | Enqueue | GetJob | ListJobs | GetHistory | Cancel | Rerun
+OPS: Final = frozenset(
+    {"subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"}
+    | {"rerun"}
+)
+
+
+class Result(msgspec.Struct, frozen=True, tag_field="type", tag="result"):
+    id: RequestId
+    value: Any
+
+
+class Error(msgspec.Struct, frozen=True, tag_field="type", tag="error"):
+    """``code`` is stable (clients branch on it); ``message`` is for people."""
+
+    id: RequestId
+    code: str
+    message: str
+
+
+_request_decoder: Final[msgspec.json.Decoder[Request]] = msgspec.json.Decoder(Request)
+_any_decoder: Final = msgspec.json.Decoder()
+encoder: Final = msgspec.json.Encoder()
+
+
+def decode_request(data: bytes | str) -> Request | Error:
+    """A request, or the error reply that says exactly what is wrong with it."""
+    try:
+        return _request_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        problem = str(exc)
+    except msgspec.DecodeError as exc:
+        return Error(None, "bad_json", f"not valid JSON: {exc}")
+    # Not a valid request: decode it loosely to say why, and to echo its id if it has one.
+    try:
+        raw = _any_decoder.decode(data)
+    except msgspec.DecodeError as exc:  # e.g. a valid prefix, then garbage
+        return Error(None, "bad_json", f"not valid JSON: {exc}")
+    if not isinstance(raw, dict):
+        return Error(None, "bad_request", "a request must be a JSON object")
+    rid = raw.get("id")
+    if not isinstance(rid, (int, str)) or isinstance(rid, bool):
+        rid = None
+    op = raw.get("op")
+    if op is None:
+        return Error(rid, "bad_request", "missing `op`")
+    if not isinstance(op, str) or op not in OPS:
+        return Error(rid, "unknown_op", f"unknown op {op!r}; known: {', '.join(sorted(OPS))}")
+    return Error(rid, "bad_request", problem)
