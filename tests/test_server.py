@@ -296,7 +296,8 @@ async def test_garbage_never_crashes_the_server(rt: Runtime) -> None:
         ["subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"]
     )
     requests = st.fixed_dictionaries(
-        {"op": ops}, optional={"id": json_values, "queue": json_values, "job_id": json_values}
+        {"op": ops | json_values},
+        optional={"id": json_values, "queue": json_values, "job_id": json_values},
     ).map(json.dumps)
     messages = st.text() | st.binary() | json_values.map(json.dumps) | requests
     c = await open_conn(rt)

@@ -127,12 +127,9 @@ class Client:
         self._connect_lock = anyio.Lock()
 
     async def __aenter__(self) -> Self:
+        ws = await self._open()  # fails before anything else starts: nothing to undo
         self._tg = await anyio.create_task_group().__aenter__()
-        try:
-            await self._connection()
-        except BaseException as exc:
-            await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
-            raise
+        self._adopt(ws)
         return self
 
     async def __aexit__(
@@ -143,29 +140,38 @@ class Client:
     ) -> None:
         if self._ws is not None:
             await self._ws.close()
-        assert self._tg is not None
-        self._tg.cancel_scope.cancel()
-        await self._tg.__aexit__(exc_type, exc, tb)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+            await self._tg.__aexit__(exc_type, exc, tb)
+            self._tg = None
 
     def _connect(self) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         return connect(self.url, additional_headers=headers, open_timeout=10)
 
+    async def _open(self) -> ClientConnection:
+        try:
+            ws: ClientConnection = await self._connect()
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            raise ServerError(f"http_{status}", "the server refused us") from exc
+        except (OSError, TimeoutError) as exc:
+            raise ServerError("unreachable", str(exc)) from exc
+        return ws
+
+    def _adopt(self, ws: ClientConnection) -> None:
+        assert self._tg is not None
+        self._ws = ws
+        self._tg.start_soon(self._read, ws)
+
     async def _connection(self) -> ClientConnection:
+        """The request connection, re-opened if it dropped."""
         async with self._connect_lock:
+            if self._tg is None:
+                raise ServerError("closed", "use the client inside `async with`")
             if self._ws is None or self._ws.close_code is not None:
-                if self._tg is None:
-                    raise ServerError("closed", "use the client inside `async with`")
-                try:
-                    self._ws = await self._connect()
-                except InvalidStatus as exc:
-                    status = exc.response.status_code
-                    raise ServerError(
-                        f"http_{status}", "the server refused the connection"
-                    ) from exc
-                except OSError as exc:
-                    raise ServerError("unreachable", str(exc)) from exc
-                self._tg.start_soon(self._read, self._ws)
+                self._adopt(await self._open())
+            assert self._ws is not None
             return self._ws
 
     async def _read(self, ws: ClientConnection) -> None:

@@ -1,0 +1,157 @@
+"""conveyor.client against a real server: calls, typed errors, and events that survive a
+server restart without losing or repeating a transition."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from conveyor import (
+    InvalidTransition,
+    JobNotFound,
+    JobStatus,
+    Queue,
+    QueueNotFound,
+    Runtime,
+    ValidationError,
+    WaitTimeout,
+)
+from conveyor.client import Client, ServerError
+
+pytestmark = pytest.mark.anyio
+
+
+class Square(Queue):
+    name = "square"
+    worker_count = 2
+
+    async def handle_item(self, item: dict[str, int]) -> int:
+        if item.get("n", 0) < 0:
+            raise ValueError("negative")
+        self.report_progress(current=1, total=1)
+        return item["n"] ** 2
+
+
+class Hold(Queue):
+    name = "hold"
+
+    async def handle_item(self, item: Any) -> None:
+        await anyio.sleep_forever()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_calls_round_trip(db_path: Path) -> None:
+    async with (
+        Runtime(db_path, queues=[Square(), Hold()], serve=("127.0.0.1", 0), shutdown_grace=0) as rt,
+        Client(rt.server_url) as client,
+    ):
+        job = await client.enqueue("square", {"n": 7}, created_by="client")
+        assert job.status is JobStatus.QUEUED
+        done = await client.wait(job.id, timeout=10)
+        assert (done.status, done.result, done.created_by) == (JobStatus.COMPLETED, 49, "client")
+        assert (await client.job_status(job.id)).result == 49
+        history = await client.history(job.id)
+        assert [h.status for h in history] == [
+            JobStatus.QUEUED,
+            JobStatus.RUNNING,
+            JobStatus.COMPLETED,
+        ]
+        bad = await client.enqueue("square", {"n": -1})
+        failed = await client.wait(bad.id, timeout=10)
+        assert failed.status is JobStatus.FAILED
+        assert (await client.rerun(bad.id, by="me")).status is JobStatus.QUEUED
+        held = await client.enqueue("hold", {})
+        assert (await client.cancel(held.id)).status in (JobStatus.CANCELLED, JobStatus.CANCELLING)
+        assert (await client.wait(held.id, timeout=10)).status is JobStatus.CANCELLED
+        listed = await client.list_jobs(queue="square", limit=10)
+        assert {j.id for j in listed} == {job.id, bad.id}
+        with pytest.raises(WaitTimeout):
+            await client.wait((await client.enqueue("hold", {})).id, timeout=0.2)
+
+
+async def test_errors_are_typed(db_path: Path) -> None:
+    async with (
+        Runtime(db_path, queues=[Square()], serve=("127.0.0.1", 0), workers=False) as rt,
+        Client(rt.server_url) as client,
+    ):
+        with pytest.raises(QueueNotFound, match="nope"):
+            await client.enqueue("nope", {})
+        with pytest.raises(JobNotFound, match="missing"):
+            await client.job_status("missing")
+        with pytest.raises(ValidationError, match="limit"):
+            await client.list_jobs(limit=0)
+        job = await client.enqueue("square", {"n": 1})
+        with pytest.raises(InvalidTransition):
+            await client.rerun(job.id)
+
+
+async def test_a_wrong_token_is_refused(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Square()], serve=("127.0.0.1", 0), token="t") as rt:
+        with pytest.raises(ServerError, match="http_401"):
+            async with Client(rt.server_url, token="wrong"):
+                pass
+        async with Client(rt.server_url, token="t") as client:
+            assert await client.list_jobs() == []
+
+
+async def test_events_resume_across_a_server_restart(db_path: Path) -> None:
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}"
+
+    async def serve(stop: anyio.Event, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        async with Runtime(db_path, queues=[Square()], serve=("127.0.0.1", port)):
+            task_status.started()
+            await stop.wait()
+
+    seen: list[tuple[int, str, JobStatus]] = []
+    ids: list[str] = []
+    first_done = anyio.Event()
+    all_done = anyio.Event()
+
+    async def watch(client: Client) -> None:
+        events = client.events(queue="square", statuses=["queued", "completed"])
+        async for event in events:
+            seen.append((event.seq, event.job_id, event.status))
+            done = {j for _, j, s in seen if s is JobStatus.COMPLETED}
+            if ids and ids[0] in done:
+                first_done.set()
+            if len(ids) == 4 and done >= set(ids):
+                all_done.set()
+                await events.aclose()
+                return
+
+    async with anyio.create_task_group() as tg:
+        first_server = anyio.Event()
+        await tg.start(serve, first_server)
+        async with Client(url) as client:
+            tg.start_soon(watch, client)
+            ids.append((await client.enqueue("square", {"n": 1})).id)
+            with anyio.fail_after(10):
+                await first_done.wait()
+            # The server goes away; jobs are enqueued and run while it is down.
+            first_server.set()
+            async with Runtime(db_path, queues=[Square()]) as offline:
+                ids.extend([(await offline.enqueue("square", {"n": n})).id for n in (2, 3, 4)])
+                for job_id in ids[1:]:
+                    await offline.wait(job_id, timeout=10)
+            # It comes back on the same port: the stream reconnects and catches up, and
+            # the request connection re-opens on the next call.
+            second_server = anyio.Event()
+            await tg.start(serve, second_server)
+            with anyio.fail_after(20):
+                await all_done.wait()
+            assert (await client.job_status(ids[-1])).result == 16
+        second_server.set()
+    assert seen == sorted(seen)
+    assert len(set(seen)) == len(seen)  # nothing twice
+    for job_id in ids:  # nothing lost
+        assert [s for _, j, s in seen if j == job_id] == [JobStatus.QUEUED, JobStatus.COMPLETED]
