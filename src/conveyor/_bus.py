@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
 
 import anyio
@@ -41,7 +41,9 @@ class EventStream:
         "_waiter",
         "job_id",
         "max_buffer",
+        "on_overflow",
         "queue",
+        "sink",
         "statuses",
     )
 
@@ -62,17 +64,28 @@ class EventStream:
         self._waiter: anyio.Event | None = None
         self._closed = False
         self._overflowed = False
+        # Optional fast path: called with each event while nothing is buffered; returning
+        # True means it delivered the event itself, so it is not buffered. A websocket
+        # session uses it to write straight to an idle connection without waking a task.
+        self.sink: Callable[[Event, bool], bool] | None = None
+        # Called once when the stream is dropped for overflowing, for a consumer that may
+        # be blocked elsewhere (on a stuck socket) rather than waiting on this stream.
+        self.on_overflow: Callable[[], None] | None = None
 
     def _push(self, event: Event, is_progress: bool) -> None:
         if self.queue is not None and event.queue != self.queue:
             return
         if self.statuses is not None and event.status not in self.statuses:
             return
+        if self.sink is not None and not self._buffer and self.sink(event, is_progress):
+            return
         if len(self._buffer) >= self.max_buffer:
             self._coalesce()
             if len(self._buffer) >= self.max_buffer:
                 self._overflowed = True
                 self._close()
+                if self.on_overflow is not None:
+                    self.on_overflow()
                 return
         self._buffer.append((event, is_progress))
         if self._waiter is not None:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import msgspec
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from .._bus import EventStream
 from .._errors import (
@@ -23,7 +24,6 @@ from .._errors import (
     ValidationError,
 )
 from .._models import Event
-from .._states import JobStatus
 from ._protocol import (
     Cancel,
     Enqueue,
@@ -164,54 +164,102 @@ class Session:
             raise ValidationError("since must be a seq >= 0")
         sub = f"s{next(self._ids)}"
         # Subscribe before reading what was missed, so nothing falls between the two.
-        statuses = frozenset(request.statuses) if request.statuses else None
         stream = self.rt.events(
             queue=request.queue,
             job_id=request.job_id,
-            statuses=statuses,
+            statuses=request.statuses,
             max_buffer=self.server.max_buffer,
         )
-        scope = anyio.CancelScope()
-        self._subscriptions[sub] = scope
-        self._tg.start_soon(self._forward, sub, stream, scope, statuses, request)
+        forward = _Forward(self, sub, stream)
+        self._subscriptions[sub] = forward.scope
+        self._tg.start_soon(forward.run, request)
         return sub
 
-    async def _forward(
-        self,
-        sub: str,
-        stream: EventStream,
-        scope: anyio.CancelScope,
-        statuses: frozenset[JobStatus] | None,
-        request: Subscribe,
-    ) -> None:
-        with scope:
+    async def close_too_slow(self, reason: str) -> None:
+        log.warning("closing a client that fell behind: %s", reason)
+        with anyio.move_on_after(2):
+            await self.ws.close(CLOSE_TOO_SLOW, "too slow: event buffer overflowed")
+        self._tg.cancel_scope.cancel()
+
+
+class _Forward:
+    """Delivers one subscription's events to its connection, in order.
+
+    Fast path: while nothing is queued for it and the connection's write buffer is
+    below WRITE_LIMIT, the bus hands each event to :meth:`_direct`, which writes the
+    frame at once, in the publisher's call (as ``websockets.broadcast`` does), so a
+    thousand clients cost a thousand writes, not a thousand task wake-ups. Otherwise the
+    event waits in the stream's bounded buffer and :meth:`run` sends it with
+    backpressure.
+    """
+
+    WRITE_LIMIT = 64 * 1024
+
+    def __init__(self, session: Session, sub: str, stream: EventStream) -> None:
+        self.session = session
+        self.sub = sub
+        self.stream = stream
+        self.scope = anyio.CancelScope()
+        self.replayed = 0  # events up to this seq were sent by the replay
+        self.sending = False
+        # Around the slow-path sends: cancelled when the stream overflows, since a send
+        # is then likely blocked on a client that stopped reading.
+        self.send_scope = anyio.CancelScope()
+        self.overflowed = False
+
+    def _direct(self, event: Event, is_progress: bool) -> bool:
+        if self.sending:
+            return False
+        if not is_progress and event.seq <= self.replayed:
+            return True  # already sent by the replay
+        ws = self.session.ws
+        if ws.state is not State.OPEN or ws.transport.get_write_buffer_size() > self.WRITE_LIMIT:
+            return False
+        broadcast([ws], _event_bytes(self.sub, event), text=True)
+        return True
+
+    def _on_overflow(self) -> None:
+        self.overflowed = True
+        self.send_scope.cancel()
+
+    async def run(self, request: Subscribe) -> None:
+        stream = self.stream
+        with self.scope:
             async with stream:
                 try:
-                    replayed = await self._replay(sub, request, statuses)
+                    self.replayed = await self._replay(request)
+                    stream.sink = self._direct
+                    stream.on_overflow = self._on_overflow
                     async for event, is_progress in stream.items():
-                        if not is_progress and event.seq <= replayed:
-                            continue  # already sent by the replay
-                        await self._send(_event_bytes(sub, event))
-                except EventStreamOverflow as exc:
-                    log.warning("closing a client that fell behind: %s", exc)
-                    with anyio.move_on_after(2):
-                        await self.ws.close(CLOSE_TOO_SLOW, "too slow: event buffer overflowed")
-                    self._tg.cancel_scope.cancel()
+                        if not is_progress and event.seq <= self.replayed:
+                            continue
+                        self.sending = True
+                        self.send_scope = anyio.CancelScope()
+                        with self.send_scope:
+                            await self.session._send(_event_bytes(self.sub, event))
+                        self.sending = False
+                        if self.overflowed:
+                            break  # do not keep writing to a client that stopped reading
+                except EventStreamOverflow:
+                    pass
+            if self.overflowed:
+                await self.session.close_too_slow(
+                    f"subscription {self.sub} fell more than {stream.max_buffer} events behind"
+                )
 
-    async def _replay(
-        self, sub: str, request: Subscribe, statuses: frozenset[JobStatus] | None
-    ) -> int:
+    async def _replay(self, request: Subscribe) -> int:
         """Send the transitions after ``request.since``; return the last seq sent."""
         if request.since is None:
             return 0
         last = request.since
+        statuses = request.statuses
         while True:
-            events = await self.rt.missed_events(
+            events = await self.session.rt.missed_events(
                 last, queue=request.queue, job_id=request.job_id, limit=REPLAY_PAGE
             )
             for event in events:
                 if statuses is None or event.status in statuses:
-                    await self._send(_event_bytes(sub, event))
+                    await self.session._send(_event_bytes(self.sub, event))
             if events:
                 last = events[-1].seq
             if len(events) < REPLAY_PAGE:
