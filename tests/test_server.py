@@ -425,6 +425,19 @@ async def test_http_endpoints(rt: Runtime) -> None:
         assert body["message"]
 
 
+async def test_the_message_limit_is_configurable(db_path: Path) -> None:
+    async with Runtime(
+        db_path, queues=[Work()], serve=("127.0.0.1", 0), max_message_bytes=100
+    ) as rt:
+        c = await open_conn(rt)
+        reply = await c.raw(json.dumps({"id": 1, "op": "job_status", "job_id": "x" * 100}))
+        assert reply["code"] == "too_large"
+        assert "100-byte limit" in reply["message"]
+        reply = await c.raw(json.dumps({"id": 2, "op": "job_status", "job_id": "x"}))
+        assert reply["code"] == "unknown_job"
+        await c.ws.close()
+
+
 async def test_server_url_and_shutdown_close_connections(db_path: Path) -> None:
     async with Runtime(db_path, queues=[Work()], serve=("127.0.0.1", 0)) as rt:
         assert rt.server_url.startswith("ws://127.0.0.1:")

@@ -71,7 +71,8 @@ class Runtime:
 
     ``serve=("127.0.0.1", 8765)`` also starts the websocket server (port 0: any free
     port; see ``server_url``). Any address other than loopback requires ``token=``;
-    ``allowed_origins`` lists the browser origins allowed besides the page's own.
+    ``allowed_origins`` lists the browser origins allowed besides the page's own;
+    a websocket message over ``max_message_bytes`` gets a ``too_large`` error reply.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class Runtime:
         serve: tuple[str, int] | None = None,
         token: str | None = None,
         allowed_origins: Sequence[str] | None = None,
+        max_message_bytes: int = 1 << 20,
     ) -> None:
         self.store: Store = (
             SQLiteStore(Path(store)) if isinstance(store, (str, os.PathLike)) else store
@@ -118,7 +120,12 @@ class Runtime:
                     f"serving on {host!r}, beyond this machine, requires a token="
                 )
             self._server: Server | None = Server(
-                self, host, port, token=token, allowed_origins=allowed_origins
+                self,
+                host,
+                port,
+                token=token,
+                allowed_origins=allowed_origins,
+                max_message_bytes=max_message_bytes,
             )
         else:
             self._server = None
