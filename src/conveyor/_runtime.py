@@ -28,10 +28,10 @@ from ._errors import (
     WaitTimeout,
 )
 from ._ids import IdGenerator
-from ._models import NO_PROGRESS, Event, HistoryEntry, Job
+from ._models import Event, HistoryEntry, Job
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
-from .engine import Engine
+from .engine import Engine, transition_event
 from .engine._executor import StopReason
 from .store import ListParams, NewJob, SQLiteStore, Store
 
@@ -383,18 +383,7 @@ class Runtime:
         subscriber that saw ``since`` last has missed. Page with the last seq returned."""
         self._require_open()
         transitions = await self.store.history_page(since, limit, queue=queue, job_id=job_id)
-        return [
-            Event(
-                seq=t.seq,
-                job_id=t.job_id,
-                queue=t.queue,
-                status=t.status,
-                progress=t.progress or NO_PROGRESS,
-                at=to_datetime(t.at),
-                message=t.message,
-            )
-            for t in transitions
-        ]
+        return [transition_event(t) for t in transitions]
 
     async def request_job_cancel(self, queue: str, job_id: str) -> Job:
         """Cancel a job: a pending one at once (it never runs); a running one moves to

@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
 from .._errors import StoreError
-from .._models import NO_PROGRESS, Event, Job
+from .._models import NO_PROGRESS, Event, Job, Progress
 from .._queue import JobContext, Queue
 from .._states import JobStatus
 from ..store import Finish, NewJob, ProgressWrite, RescueParams, Store, Transition
@@ -28,6 +28,19 @@ from ._pool import QueuePool
 log = logging.getLogger("conveyor.engine")
 
 TAIL_BATCH = 1000  # history rows read per tail query
+
+
+def transition_event(t: Transition, progress: Progress | None = None) -> Event:
+    """The event of a committed transition; ``progress`` defaults to the stored one."""
+    return Event(
+        seq=t.seq,
+        job_id=t.job_id,
+        queue=t.queue,
+        status=t.status,
+        progress=progress or t.progress or NO_PROGRESS,
+        at=to_datetime(t.at),
+        message=t.message,
+    )
 
 
 def new_owner_id() -> str:
@@ -106,24 +119,13 @@ class Engine:
         bus = self.bus
         for t in transitions:
             run = self.running.get(t.job_id)
+            progress = None
             if run is not None:
                 run.seq = t.seq
                 run.announced = True
                 progress = run.ctx.progress
-            else:
-                progress = t.progress or NO_PROGRESS
             if bus.wants(t.job_id):
-                bus.publish(
-                    Event(
-                        seq=t.seq,
-                        job_id=t.job_id,
-                        queue=t.queue,
-                        status=t.status,
-                        progress=progress,
-                        at=to_datetime(t.at),
-                        message=t.message,
-                    )
-                )
+                bus.publish(transition_event(t, progress))
 
     def _on_progress(self, ctx: JobContext) -> None:
         job = ctx.job

@@ -24,7 +24,7 @@ import anyio
 import anyio.to_thread
 
 from .. import _codec
-from .._clock import maybe_datetime, to_datetime
+from .._clock import to_datetime
 from .._errors import (
     InvalidTransition,
     JobNotFound,
@@ -43,14 +43,17 @@ from ._base import (
     RescueParams,
     Transition,
 )
-from ._sqlite_schema import MIGRATIONS
-
-_JOB_COLUMNS: Final = (
-    "id, queue, status, payload, result, error, traceback, progress, attempts, max_attempts,"
-    " priority, created_by, created_at, scheduled_at, started_at, finished_at, updated_at"
+from ._sqlite_rows import (
+    JOB_COLUMNS,
+    ROWS_PER_STATEMENT,
+    TRANSITION_COLUMNS,
+    chunks,
+    row_to_job,
+    row_to_transition,
+    statements,
+    values_list,
 )
-_J_JOB_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in _JOB_COLUMNS.split(","))
-_ROWS_PER_STATEMENT: Final = 500  # keeps VALUES lists under SQLite's host-parameter limit
+from ._sqlite_schema import MIGRATIONS
 
 _BUSY: Final = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 _UNAVAILABLE: Final = {
@@ -64,78 +67,7 @@ _UNAVAILABLE: Final = {
 }
 
 
-def _in(statuses: Iterable[JobStatus]) -> str:
-    """An SQL list literal of statuses (they are enum values, never user input)."""
-    return "(" + ", ".join(f"'{s.value}'" for s in sorted(statuses)) + ")"
-
-
-_CANCEL_PENDING_FROM: Final = _in(sources(JobStatus.CANCELLED, Owner.USER))
-_CANCEL_RUNNING_FROM: Final = _in(sources(JobStatus.CANCELLING, Owner.USER))
 _RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
-
-
-def _row_to_job(row: Any) -> Job:
-    return Job(
-        id=row[0],
-        queue=row[1],
-        status=BY_VALUE[row[2]],
-        payload=_codec.decode(row[3]),
-        result=None if row[4] is None else _codec.decode(row[4]),
-        error=row[5],
-        traceback=row[6],
-        progress=NO_PROGRESS if row[7] is None else _codec.decode_progress(row[7]),
-        attempts=row[8],
-        max_attempts=row[9],
-        priority=row[10],
-        created_by=row[11],
-        created_at=to_datetime(row[12]),
-        scheduled_at=maybe_datetime(row[13]),
-        started_at=maybe_datetime(row[14]),
-        finished_at=maybe_datetime(row[15]),
-        updated_at=to_datetime(row[16]),
-    )
-
-
-_TRANSITION_COLUMNS: Final = (
-    "h.seq, h.job_id, h.queue, h.status, h.at, h.message, h.origin, jobs.progress"
-)
-
-
-def _row_to_transition(row: Any) -> Transition:
-    """A row of _TRANSITION_COLUMNS (history joined with its job) as a Transition."""
-    seq, job_id, queue, status, at, message, origin, progress = row
-    return Transition(
-        seq=seq,
-        job_id=job_id,
-        queue=queue,
-        status=BY_VALUE[status],
-        at=at,
-        message=message,
-        origin=origin,
-        progress=None if progress is None else _codec.decode_progress(progress),
-    )
-
-
-def _values(width: int, rows: int) -> str:
-    one = "(" + ", ".join("?" * width) + ")"
-    return ", ".join([one] * rows)
-
-
-def _chunks(items: Sequence[Any], size: int = _ROWS_PER_STATEMENT) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _statements(script: str) -> Iterable[str]:
-    """Split a script into statements (executescript() would commit our transaction)."""
-    buffer = ""
-    for line in script.splitlines(keepends=True):
-        buffer += line
-        if sqlite3.complete_statement(buffer):
-            yield buffer
-            buffer = ""
-    if buffer.strip():
-        raise ValueError(f"incomplete SQL statement in migration: {buffer!r}")
 
 
 class SQLiteStore:
@@ -237,7 +169,7 @@ class SQLiteStore:
                     f" understands ({len(MIGRATIONS)}); upgrade conveyor"
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in _statements(script):
+                for statement in statements(script):
                     await conn.execute(statement)
                 await conn.execute(f"PRAGMA user_version = {number}")
             # Written even when unchanged: a file we cannot write fails here, at start,
@@ -291,13 +223,13 @@ class SQLiteStore:
         chunk. Under the write lock AUTOINCREMENT hands out consecutive seqs in insertion
         order, so sorting the returned seqs pairs them with the rows."""
         transitions: list[Transition] = []
-        for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+        for chunk in chunks(rows, ROWS_PER_STATEMENT):
             params: list[Any] = []
             for job_id, queue, status, at, message in chunk:
                 params += (job_id, queue, status.value, at, message, self._origin)
             returned = await conn.execute_fetchall(
                 "INSERT INTO job_history (job_id, queue, status, at, message, origin)"
-                f" VALUES {_values(6, len(chunk))} RETURNING seq",
+                f" VALUES {values_list(6, len(chunk))} RETURNING seq",
                 params,
             )
             seqs = sorted(row[0] for row in returned)
@@ -313,7 +245,7 @@ class SQLiteStore:
         if not jobs:
             return []
         async with self._transaction() as conn:
-            for chunk in _chunks(jobs, _ROWS_PER_STATEMENT):
+            for chunk in chunks(jobs, ROWS_PER_STATEMENT):
                 params: list[Any] = []
                 for j in chunk:
                     params += (
@@ -331,7 +263,7 @@ class SQLiteStore:
                 await conn.execute(
                     "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
                     " created_by, created_at, scheduled_at, updated_at)"
-                    f" VALUES {_values(10, len(chunk))}",
+                    f" VALUES {values_list(10, len(chunk))}",
                     params,
                 )
             return await self._append_history(
@@ -346,7 +278,7 @@ class SQLiteStore:
                 " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
                 " WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = 'queued'"
                 " ORDER BY priority DESC, id LIMIT ?)"
-                f" RETURNING {_JOB_COLUMNS}",
+                f" RETURNING {JOB_COLUMNS}",
                 (
                     params.owner,
                     params.token,
@@ -357,7 +289,7 @@ class SQLiteStore:
                     params.limit,
                 ),
             )
-            jobs = sorted(map(_row_to_job, rows), key=lambda j: (-j.priority, j.id))
+            jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
             transitions = await self._append_history(
                 conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
             )
@@ -369,7 +301,7 @@ class SQLiteStore:
         by_id = {f.job_id: f for f in finishes}
         async with self._transaction() as conn:
             history: list[tuple[str, str, JobStatus, float, str | None]] = []
-            for chunk in _chunks(finishes):
+            for chunk in chunks(finishes):
                 params: list[Any] = []
                 for f in chunk:
                     ended = None if f.status is JobStatus.QUEUED else now
@@ -393,7 +325,7 @@ class SQLiteStore:
                     " result = f.column4, error = f.column5, traceback = f.column6,"
                     " progress = f.column7, updated_at = ?,"
                     " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-                    f" FROM (VALUES {_values(8, len(chunk))}) AS f"
+                    f" FROM (VALUES {values_list(8, len(chunk))}) AS f"
                     " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"
                     " RETURNING jobs.id, jobs.queue, jobs.status",
                     [now, now, *params],
@@ -421,13 +353,13 @@ class SQLiteStore:
         if not writes:
             return
         async with self._transaction(durable=False) as conn:
-            for chunk in _chunks(writes):
+            for chunk in chunks(writes):
                 params: list[Any] = [now]
                 for w in chunk:
                     params += (w.job_id, w.token, _codec.encode(w.progress))
                 await conn.execute(
                     "UPDATE jobs SET progress = f.column3, updated_at = ?"
-                    f" FROM (VALUES {_values(3, len(chunk))}) AS f"
+                    f" FROM (VALUES {values_list(3, len(chunk))}) AS f"
                     " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2",
                     params,
                 )
@@ -506,11 +438,11 @@ class SQLiteStore:
 
     async def _locked_job(self, conn: aiosqlite.Connection, job_id: str, queue: str | None) -> Job:
         rows = list(
-            await conn.execute_fetchall(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+            await conn.execute_fetchall(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
         )
         if not rows or (queue is not None and rows[0][1] != queue):
             raise JobNotFound(job_id)
-        return _row_to_job(rows[0])
+        return row_to_job(rows[0])
 
     async def job_request_cancel(
         self, job_id: str, queue: str | None, now: float
@@ -557,8 +489,8 @@ class SQLiteStore:
     # -- reads -------------------------------------------------------------------------
 
     async def job_get(self, job_id: str) -> Job | None:
-        rows = list(await self._read(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)))
-        return _row_to_job(rows[0]) if rows else None
+        rows = list(await self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)))
+        return row_to_job(rows[0]) if rows else None
 
     async def jobs_list(self, params: ListParams) -> list[Job]:
         where: list[str] = []
@@ -574,10 +506,10 @@ class SQLiteStore:
             args.append(params.before)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._read(
-            f"SELECT {_JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",
+            f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",
             [*args, params.limit],
         )
-        return [_row_to_job(row) for row in rows]
+        return [row_to_job(row) for row in rows]
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self._read(
@@ -599,14 +531,14 @@ class SQLiteStore:
         # next call scans only rows written since.
         rows = list(
             await self._read(
-                f"SELECT top.m, {_TRANSITION_COLUMNS}"
+                f"SELECT top.m, {TRANSITION_COLUMNS}"
                 " FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
                 " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
                 " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
                 (seq, "" if include_own else self._origin, limit),
             )
         )
-        transitions = [_row_to_transition(row[1:]) for row in rows if row[1] is not None]
+        transitions = [row_to_transition(row[1:]) for row in rows if row[1] is not None]
         if not rows:
             return transitions, seq
         if len(transitions) == limit:
@@ -625,12 +557,12 @@ class SQLiteStore:
             where.append("h.job_id = ?")
             args.append(job_id)
         rows = await self._read(
-            f"SELECT {_TRANSITION_COLUMNS} FROM job_history AS h"
+            f"SELECT {TRANSITION_COLUMNS} FROM job_history AS h"
             " LEFT JOIN jobs ON jobs.id = h.job_id"
             f" WHERE {' AND '.join(where)} ORDER BY h.seq LIMIT ?",
             [*args, limit],
         )
-        return [_row_to_transition(row) for row in rows]
+        return [row_to_transition(row) for row in rows]
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
