@@ -123,6 +123,22 @@ async def test_enqueue_subscribe_and_watch_a_job(rt: Runtime) -> None:
     await c.ws.close()
 
 
+async def test_enqueue_options_over_the_websocket(rt: Runtime) -> None:
+    c = await open_conn(rt)
+    job = await c.call(
+        "enqueue", queue="work", payload={"n": 1}, delay=0.1, max_attempts=2, timeout=5
+    )
+    assert (job["status"], job["max_attempts"], job["timeout"]) == ("scheduled", 2, 5)
+    assert job["scheduled_at"] is not None
+    reply = await c.raw(
+        json.dumps({"id": 3, "op": "enqueue", "queue": "work", "payload": {"n": 1}, "delay": -5})
+    )
+    assert (reply["code"], reply["id"]) == ("invalid", 3)
+    with anyio.fail_after(10):
+        assert (await rt.wait(job["id"])).status is JobStatus.COMPLETED
+    await c.ws.close()
+
+
 async def test_list_cancel_rerun_unsubscribe(rt: Runtime) -> None:
     c = await open_conn(rt)
     held = [await c.call("enqueue", queue="hold", payload=i) for i in range(3)]

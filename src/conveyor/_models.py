@@ -41,6 +41,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
+    timeout: float | None = None
 
 
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):

@@ -15,6 +15,7 @@ import anyio.from_thread
 
 from ._errors import JobCancelled, JobFailed, NotInJob
 from ._models import Job, Progress
+from .backoff import exponential
 
 PayloadT = TypeVar("PayloadT")
 
@@ -105,6 +106,17 @@ class Queue(Generic[PayloadT]):
     """How many jobs of this queue run at once in one process."""
     payload_type: ClassVar[Any] = Any
     """Set from ``Queue[T]``; ``Any`` means any JSON value."""
+    max_attempts: ClassVar[int] = 1
+    """How many times a job may start before a failure is final (``enqueue`` may
+    override it per job). Between attempts the job waits ``scheduled``."""
+    backoff: ClassVar[Callable[[int], float]] = staticmethod(exponential(base=1.0, cap=300.0))
+    """Seconds to wait after failed attempt n before the next: see conveyor.backoff."""
+    retry_on: ClassVar[tuple[type[BaseException], ...] | None] = None
+    """Retry only failures of these exception types (None: any exception). A failure
+    by ``fail_job`` and a cancellation never retry."""
+    timeout: ClassVar[float | None] = None
+    """Seconds a run may take before it is cancelled and fails (or retries) as timed
+    out; ``enqueue`` may override it per job. A sync handler's thread is abandoned."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

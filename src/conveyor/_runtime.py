@@ -9,6 +9,7 @@ import os
 import signal
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -19,7 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from . import _codec
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
-from ._clock import Clock, SystemClock, to_datetime
+from ._clock import Clock, SystemClock, maybe_datetime, to_datetime
 from ._errors import (
     JobNotFound,
     QueueNotFound,
@@ -29,6 +30,7 @@ from ._errors import (
 )
 from ._ids import IdGenerator
 from ._models import Event, HistoryEntry, Job
+from ._options import JobOptions, check_queue_class, job_options
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
 from .engine import Engine, transition_event
@@ -38,18 +40,6 @@ from .store import ListParams, NewJob, SQLiteStore, Store
 log = logging.getLogger("conveyor")
 
 MAX_LIST_LIMIT = 1000
-
-
-def _check_queue_class(queue: Queue[Any], workers: bool) -> None:
-    cls = type(queue)
-    name = getattr(queue, "name", None)
-    if not isinstance(name, str) or not name:
-        raise ValidationError(f"{cls.__name__}.name must be a non-empty string")
-    count = cls.worker_count
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-        raise ValidationError(f"{cls.__name__}.worker_count must be an int >= 1, not {count!r}")
-    if workers and not callable(getattr(queue, "handle_item", None)):
-        raise ValidationError(f"{cls.__name__} defines no handle_item(self, item) method")
 
 
 class Runtime:
@@ -97,7 +87,7 @@ class Runtime:
         )
         self.queues: dict[str, Queue[Any]] = {}
         for queue in queues:
-            _check_queue_class(queue, workers)
+            check_queue_class(queue, workers)
             if queue.name in self.queues:
                 raise ValidationError(f"two queues are named {queue.name!r}")
             self.queues[queue.name] = queue
@@ -276,18 +266,19 @@ class Runtime:
             raise QueueNotFound(name)
         return queue
 
-    def _new_job(
-        self, queue: Queue[Any], payload: Any, created_by: str | None, priority: int, now: float
-    ) -> NewJob:
+    def _new_job(self, queue: Queue[Any], payload: Any, options: JobOptions, now: float) -> NewJob:
         data = _codec.encode_payload(payload, queue.payload_type, self.max_payload_bytes)
         return NewJob(
             id=self._ids.new(),
             queue=queue.name,
-            status=JobStatus.QUEUED,
+            status=JobStatus.QUEUED if options.scheduled_at is None else JobStatus.SCHEDULED,
             payload=data,
-            priority=priority,
-            created_by=created_by,
+            priority=options.priority,
+            max_attempts=options.max_attempts,
+            created_by=options.created_by,
             created_at=now,
+            scheduled_at=options.scheduled_at,
+            timeout=options.timeout,
         )
 
     def _as_job(self, new: NewJob) -> Job:
@@ -301,27 +292,41 @@ class Runtime:
             max_attempts=new.max_attempts,
             created_by=new.created_by,
             created_at=at,
+            scheduled_at=maybe_datetime(new.scheduled_at),
             updated_at=at,
+            timeout=new.timeout,
         )
 
-    @staticmethod
-    def _check_options(created_by: str | None, priority: int) -> None:
-        if created_by is not None and not isinstance(created_by, str):
-            raise ValidationError(f"created_by must be a string, not {type(created_by).__name__}")
-        if not isinstance(priority, int) or isinstance(priority, bool):
-            raise ValidationError(f"priority must be an int, not {type(priority).__name__}")
-        if not -(2**31) <= priority < 2**31:
-            raise ValidationError(f"priority {priority} is out of range (32-bit)")
-
     async def enqueue(
-        self, queue: str, payload: Any, *, created_by: str | None = None, priority: int = 0
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        created_by: str | None = None,
+        priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
     ) -> Job:
-        """Store a job and return it once it is durable. Higher ``priority`` runs first.
+        """Store a job and return it once it is durable.
 
+        ``priority``: higher runs first (FIFO among equals). ``delay`` (seconds or a
+        timedelta) or ``at`` (an aware datetime): the job waits ``scheduled`` until then.
+        ``max_attempts`` and ``timeout`` (seconds) override the queue's for this job.
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
         stored; safe to retry). Concurrent calls share one commit.
         """
-        (job,) = await self.enqueue_many(queue, [payload], created_by=created_by, priority=priority)
+        (job,) = await self.enqueue_many(
+            queue,
+            [payload],
+            created_by=created_by,
+            priority=priority,
+            delay=delay,
+            at=at,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
         return job
 
     async def enqueue_many(
@@ -331,13 +336,27 @@ class Runtime:
         *,
         created_by: str | None = None,
         priority: int = 0,
+        delay: float | timedelta | None = None,
+        at: datetime | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
     ) -> list[Job]:
-        """Store many jobs in one commit: all of them, or (on any error) none."""
+        """Store many jobs, with the same options as ``enqueue``, in one commit: all of
+        them, or (on any error) none."""
         self._require_open()
         q = self._queue(queue)
-        self._check_options(created_by, priority)
         now = self.clock.now()
-        new = [self._new_job(q, p, created_by, priority, now) for p in payloads]
+        options = job_options(
+            q,
+            now,
+            created_by=created_by,
+            priority=priority,
+            delay=delay,
+            at=at,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
+        new = [self._new_job(q, p, options, now) for p in payloads]
         if not new:
             return []
         await self._engine.inserter.submit(new)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import AsyncGenerator, Iterable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -212,11 +213,28 @@ class Client:
         return pending.value
 
     async def enqueue(
-        self, queue: str, payload: Any, *, created_by: str | None = None, priority: int = 0
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        created_by: str | None = None,
+        priority: int = 0,
+        delay: float | None = None,
+        at: datetime | None = None,
+        max_attempts: int | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
     ) -> Job:
-        value = await self._call(
-            "enqueue", queue=queue, payload=payload, created_by=created_by, priority=priority
-        )
+        """As ``Runtime.enqueue``: options left out take the queue's defaults."""
+        options = {
+            "created_by": created_by,
+            "priority": priority,
+            "delay": delay,
+            "at": at,
+            "max_attempts": max_attempts,
+            "timeout": timeout,
+        }
+        fields = {k: v for k, v in options.items() if v is not None}
+        value = await self._call("enqueue", queue=queue, payload=payload, **fields)
         return msgspec.convert(value, Job)
 
     async def job_status(self, job_id: str) -> Job:

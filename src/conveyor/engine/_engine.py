@@ -5,6 +5,7 @@ bus, never a concrete backend and never the server."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import socket
@@ -28,6 +29,7 @@ from ._pool import QueuePool
 log = logging.getLogger("conveyor.engine")
 
 TAIL_BATCH = 1000  # history rows read per tail query
+PROMOTE_BATCH = 500  # scheduled jobs queued per transaction
 
 
 def transition_event(t: Transition, progress: Progress | None = None) -> Event:
@@ -97,6 +99,7 @@ class Engine:
         self._progress_dirty = anyio.Event()
         self._tail_seq = 0
         self._tail_kick = anyio.Event()
+        self._promote_kick = anyio.Event()
 
     # -- events ------------------------------------------------------------------------
     #
@@ -107,13 +110,19 @@ class Engine:
     # do not wait for it: they happen right after the local commit.
 
     def committed(self, transitions: Iterable[Transition]) -> None:
-        """Called after every local write: wake workers for queued jobs, publish soon."""
+        """Called after every local write: publish soon, and react at once."""
         self._tail_kick.set()
+        self._react(transitions)
+
+    def _react(self, transitions: Iterable[Transition]) -> None:
+        """Wake workers for queued jobs and the promoter for scheduled ones."""
         for t in transitions:
             if t.status is JobStatus.QUEUED:
                 pool = self.pools.get(t.queue)
                 if pool is not None:
                     pool.wake()
+            elif t.status is JobStatus.SCHEDULED:
+                self._promote_kick.set()
 
     def _publish(self, transitions: Iterable[Transition]) -> None:
         bus = self.bus
@@ -186,6 +195,7 @@ class Engine:
         tg.start_soon(self._heartbeat_loop)
         tg.start_soon(self._rescue_loop)
         tg.start_soon(self._progress_loop)
+        tg.start_soon(self._promote_loop)
         for queue in queues:
             pool = self.pools[queue.name] = QueuePool(self, queue)
             await tg.start(pool.run)
@@ -217,14 +227,10 @@ class Engine:
                 self._tail_seq, TAIL_BATCH, include_own=self.bus.has_subscribers
             )
             self._publish(transitions)
-            for t in transitions:
-                if t.origin == self.owner:
-                    continue
-                if t.status is JobStatus.QUEUED:
-                    pool = self.pools.get(t.queue)
-                    if pool is not None:
-                        pool.wake()
-                elif t.status is JobStatus.CANCELLING:
+            foreign = [t for t in transitions if t.origin != self.owner]
+            self._react(foreign)
+            for t in foreign:
+                if t.status is JobStatus.CANCELLING:
                     self.cancel_local(t.job_id)
             if len(transitions) < TAIL_BATCH:
                 return
@@ -275,6 +281,24 @@ class Engine:
         while True:
             await anyio.sleep(min(self.lease_ttl / 2, 5.0))
             await self.rescue_once()
+
+    async def _promote_loop(self) -> None:
+        """Queue scheduled jobs when they fall due: sleep until the earliest is due, and
+        wake early when a job is scheduled (here or, through the tail, elsewhere)."""
+        while True:
+            self._promote_kick = anyio.Event()  # before reading: no wake-up falls between
+            try:
+                due = await self.store.next_due()
+                now = self.clock.now()
+                if due is not None and due <= now:
+                    transitions = await self.store.jobs_promote(now, PROMOTE_BATCH)
+                    self.committed(transitions)
+                    continue
+            except StoreError as exc:
+                log.warning("promoting scheduled jobs failed, will retry: %s", exc)
+                due, now = self.clock.now() + 1.0, self.clock.now()
+            with anyio.move_on_after(math.inf if due is None else due - now):
+                await self._promote_kick.wait()
 
     async def _progress_loop(self) -> None:
         """Write the latest progress of each running job, at most every interval."""

@@ -13,6 +13,7 @@ import anyio.to_thread
 import msgspec
 
 from .. import _codec
+from .._clock import Clock
 from .._errors import JobCancelled, JobFailed
 from .._models import Job
 from .._queue import JobContext, Queue, bind
@@ -69,6 +70,9 @@ class Handler:
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
         self.payload_type = queue.payload_type
+        cls = type(queue)  # read through the class: a function there is not a method
+        self.backoff = cls.backoff
+        self.retry_on = cls.retry_on
         # Sync handlers get their own thread limit, so a busy queue cannot starve others
         # of anyio's shared default thread pool.
         self.limiter = anyio.CapacityLimiter(queue.worker_count)
@@ -95,21 +99,43 @@ def _stopped(run: RunningJob) -> Finish | None:
             return _finish(run, JobStatus.CANCELLED, message="cancelled")
 
 
-def _failed(run: RunningJob, exc: BaseException) -> Finish:
-    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _failed(handler: Handler, run: RunningJob, exc: BaseException, now: float) -> Finish:
+    """Fail the run: for good, or (attempts and ``retry_on`` allowing) until a retry."""
+    error = _error_text(exc)
     tb = "".join(traceback.format_exception(exc))
+    job = run.job
+    retry_on = handler.retry_on
+    if job.attempts < job.max_attempts and (retry_on is None or isinstance(exc, retry_on)):
+        delay = max(0.0, float(handler.backoff(job.attempts)))
+        return _finish(
+            run,
+            JobStatus.SCHEDULED,
+            error=error,
+            traceback=tb,
+            scheduled_at=now + delay,
+            message=f"attempt {job.attempts} of {job.max_attempts} failed;"
+            f" retry in {delay:.3g}s: {error}",
+        )
     return _finish(run, JobStatus.FAILED, error=error, traceback=tb, message=error)
 
 
-async def execute(handler: Handler, run: RunningJob) -> Finish | None:
+async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None:
     """Run the handler and return what to write, or None when nothing may be written.
 
     Only this run's own scope is caught; a cancellation from outside (the runtime being
-    torn down) propagates, leaving the lease for the runtime to release.
+    torn down) propagates, leaving the lease for the runtime to release. The job's
+    timeout is that scope's deadline.
     """
     bind(run.ctx)
     outcome: Finish | None = None
+    timeout = run.job.timeout
     with run.scope:
+        if timeout is not None:
+            run.scope.deadline = anyio.current_time() + timeout
         try:
             payload = handler._payload(run.job)
             if handler.is_async:
@@ -130,7 +156,12 @@ async def execute(handler: Handler, run: RunningJob) -> Finish | None:
         except JobCancelled:
             outcome = _stopped(run)
         except Exception as exc:
-            outcome = _failed(run, exc)
+            outcome = _failed(handler, run, exc, clock.now())
     if run.scope.cancelled_caught:
-        outcome = _stopped(run)
+        if run.reason is None:  # nobody stopped it: the deadline passed
+            run.ctx.cancel_requested.set()  # a sync handler's thread stops at its next check
+            timed_out = TimeoutError(f"timed out after {timeout:g}s")
+            outcome = _failed(handler, run, timed_out, clock.now())
+        else:
+            outcome = _stopped(run)
     return outcome

@@ -171,7 +171,7 @@ class QueuePool:
                     continue
                 run = engine.start_run(job, token, seq, self.handler.is_async)
                 try:
-                    outcome = await execute(self.handler, run)
+                    outcome = await execute(self.handler, run, engine.clock)
                 finally:
                     engine.end_run(run)
                 if outcome is not None:

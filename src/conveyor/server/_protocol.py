@@ -6,6 +6,7 @@ docs/protocol.md for the protocol as a client sees it.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
 
 import msgspec
@@ -35,6 +36,10 @@ class Enqueue(_Request, frozen=True, tag="enqueue"):
     payload: Any
     created_by: str | None = None
     priority: int = 0
+    delay: float | None = None  # seconds
+    at: datetime | None = None  # RFC 3339 with a time zone
+    max_attempts: int | None = None
+    timeout: float | None = None
 
 
 class GetJob(_Request, frozen=True, tag="job_status"):

@@ -137,6 +137,10 @@ class Session:
                     request.payload,
                     created_by=request.created_by,
                     priority=request.priority,
+                    delay=request.delay,
+                    at=request.at,
+                    max_attempts=request.max_attempts,
+                    timeout=request.timeout,
                 )
             case GetJob(job_id=job_id):
                 return await rt.job(job_id)

@@ -31,7 +31,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 1
     created_by: str | None = None
     created_at: float
-    scheduled_at: float | None = None
+    scheduled_at: float | None = None  # set with status SCHEDULED: when it becomes due
+    timeout: float | None = None
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
@@ -61,8 +62,9 @@ class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
 class Finish(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of one run, written only while the run still holds its lease token.
 
-    ``status`` QUEUED puts the job back (a worker shutting down); a job whose
-    cancellation was requested meanwhile becomes CANCELLED instead.
+    ``status`` QUEUED puts the job back (a worker shutting down); SCHEDULED retries it
+    at ``scheduled_at``. Either way, a job whose cancellation was requested meanwhile
+    becomes CANCELLED instead.
     """
 
     job_id: str
@@ -73,6 +75,7 @@ class Finish(msgspec.Struct, frozen=True, kw_only=True):
     traceback: str | None = None
     progress: Progress
     message: str | None = None
+    scheduled_at: float | None = None
 
 
 class ProgressWrite(msgspec.Struct, frozen=True):
@@ -136,6 +139,14 @@ class Store(Protocol):
     async def jobs_release(self, owner: str, now: float) -> list[Transition]:
         """Put back every job ``owner`` still holds (a worker shutting down): queued, or
         cancelled where cancellation was requested."""
+        ...
+
+    async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
+        """Move up to ``limit`` scheduled jobs that are due by ``now`` to queued."""
+        ...
+
+    async def next_due(self) -> float | None:
+        """When the earliest scheduled job becomes due, or None if none is scheduled."""
         ...
 
     async def lease_owners(self) -> set[str]:

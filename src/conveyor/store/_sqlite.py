@@ -67,6 +67,7 @@ _UNAVAILABLE: Final = {
 }
 
 
+_NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
 
 
@@ -259,11 +260,12 @@ class SQLiteStore:
                         j.created_at,
                         j.scheduled_at,
                         j.created_at,
+                        j.timeout,
                     )
                 await conn.execute(
                     "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
-                    " created_by, created_at, scheduled_at, updated_at)"
-                    f" VALUES {values_list(10, len(chunk))}",
+                    " created_by, created_at, scheduled_at, updated_at, timeout)"
+                    f" VALUES {values_list(11, len(chunk))}",
                     params,
                 )
             return await self._append_history(
@@ -304,7 +306,7 @@ class SQLiteStore:
             for chunk in chunks(finishes):
                 params: list[Any] = []
                 for f in chunk:
-                    ended = None if f.status is JobStatus.QUEUED else now
+                    ended = None if f.status in _NOT_ENDED else now
                     params += (
                         f.job_id,
                         f.token,
@@ -314,18 +316,19 @@ class SQLiteStore:
                         f.traceback,
                         None if f.progress is NO_PROGRESS else _codec.encode(f.progress),
                         ended,
+                        f.scheduled_at,
                     )
-                # A run put back while its cancellation was pending ends cancelled instead.
+                # A run put back or retried while its cancellation was pending ends
+                # cancelled instead.
+                put_back = "f.column3 IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
                 rows = await conn.execute_fetchall(
-                    "UPDATE jobs SET"
-                    " status = CASE WHEN f.column3 = 'queued' AND jobs.status = 'cancelling'"
+                    f"UPDATE jobs SET status = CASE WHEN {put_back}"
                     "   THEN 'cancelled' ELSE f.column3 END,"
-                    " finished_at = CASE WHEN f.column3 = 'queued' AND jobs.status = 'cancelling'"
-                    "   THEN ? ELSE f.column8 END,"
+                    f" finished_at = CASE WHEN {put_back} THEN ? ELSE f.column8 END,"
                     " result = f.column4, error = f.column5, traceback = f.column6,"
-                    " progress = f.column7, updated_at = ?,"
+                    " progress = f.column7, scheduled_at = f.column9, updated_at = ?,"
                     " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-                    f" FROM (VALUES {values_list(8, len(chunk))}) AS f"
+                    f" FROM (VALUES {values_list(9, len(chunk))}) AS f"
                     " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"
                     " RETURNING jobs.id, jobs.queue, jobs.status",
                     [now, now, *params],
@@ -430,6 +433,25 @@ class SQLiteStore:
             )
             return await self._append_history(conn, history)
 
+    async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(
+                "UPDATE jobs SET status = 'queued', updated_at = ?"
+                " WHERE id IN (SELECT id FROM jobs WHERE status = 'scheduled'"
+                " AND scheduled_at <= ? ORDER BY scheduled_at LIMIT ?)"
+                " RETURNING id, queue",
+                (now, now, limit),
+            )
+            return await self._append_history(
+                conn, [(job_id, queue, JobStatus.QUEUED, now, "due") for job_id, queue in rows]
+            )
+
+    async def next_due(self) -> float | None:
+        rows = list(
+            await self._read("SELECT min(scheduled_at) FROM jobs WHERE status = 'scheduled'")
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
+
     async def lease_owners(self) -> set[str]:
         rows = await self._read(
             "SELECT DISTINCT lease_owner FROM jobs WHERE lease_token IS NOT NULL"
@@ -476,7 +498,7 @@ class SQLiteStore:
             await conn.execute(
                 "UPDATE jobs SET status = 'queued', attempts = 0, orphanings = 0, result = NULL,"
                 " error = NULL, traceback = NULL, progress = NULL, started_at = NULL,"
-                " finished_at = NULL, updated_at = ? WHERE id = ?",
+                " scheduled_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
                 (now, job_id),
             )
             message = f"rerun by {by}" if by else "rerun"

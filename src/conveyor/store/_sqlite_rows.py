@@ -14,7 +14,8 @@ from ._base import Transition
 
 JOB_COLUMNS: Final = (
     "id, queue, status, payload, result, error, traceback, progress, attempts, max_attempts,"
-    " priority, created_by, created_at, scheduled_at, started_at, finished_at, updated_at"
+    " priority, created_by, created_at, scheduled_at, started_at, finished_at, updated_at,"
+    " timeout"
 )
 ROWS_PER_STATEMENT: Final = 500  # keeps VALUES lists under SQLite's host-parameter limit
 
@@ -38,6 +39,7 @@ def row_to_job(row: Any) -> Job:
         started_at=maybe_datetime(row[14]),
         finished_at=maybe_datetime(row[15]),
         updated_at=to_datetime(row[16]),
+        timeout=row[17],
     )
 
 

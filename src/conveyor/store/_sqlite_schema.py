@@ -49,4 +49,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX job_history_by_job ON job_history (job_id, seq);
     """,
+    # 2: delayed jobs and retries wait as 'scheduled' until scheduled_at; per-job timeouts.
+    """
+    ALTER TABLE jobs ADD COLUMN timeout REAL;
+    CREATE INDEX jobs_due ON jobs (scheduled_at) WHERE status = 'scheduled';
+    """,
 )
