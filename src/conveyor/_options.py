@@ -34,6 +34,11 @@ def _positive_seconds(name: str, value: Any, *, allow_zero: bool = False) -> flo
     return float(value)
 
 
+def seconds(name: str, value: Any) -> float:
+    """A duration >= 0 given as seconds or a timedelta."""
+    return _positive_seconds(name, value, allow_zero=True)
+
+
 def _count(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValidationError(f"{name} must be an int >= 1, not {value!r}")
@@ -49,6 +54,11 @@ def check_queue_class(queue: Queue[Any], workers: bool) -> None:
     _count(f"{cls.__name__}.max_attempts", cls.max_attempts)
     if cls.timeout is not None:
         _positive_seconds(f"{cls.__name__}.timeout", cls.timeout)
+    if cls.rate_limit is not None:
+        if not (isinstance(cls.rate_limit, tuple) and len(cls.rate_limit) == 2):
+            raise ValidationError(f"{cls.__name__}.rate_limit must be (count, seconds)")
+        _count(f"{cls.__name__}.rate_limit count", cls.rate_limit[0])
+        _positive_seconds(f"{cls.__name__}.rate_limit seconds", cls.rate_limit[1])
     if not callable(cls.backoff):
         raise ValidationError(f"{cls.__name__}.backoff must be callable (attempt -> seconds)")
     retry_on = cls.retry_on

@@ -114,6 +114,9 @@ class Queue(Generic[PayloadT]):
     retry_on: ClassVar[tuple[type[BaseException], ...] | None] = None
     """Retry only failures of these exception types (None: any exception). A failure
     by ``fail_job`` and a cancellation never retry."""
+    rate_limit: ClassVar[tuple[int, float] | None] = None
+    """``(count, seconds)``: at most ``count`` jobs of this queue start in any window of
+    ``seconds`` in this process (None: no limit beyond ``worker_count``)."""
     timeout: ClassVar[float | None] = None
     """Seconds a run may take before it is cancelled and fails (or retries) as timed
     out; ``enqueue`` may override it per job. A sync handler's thread is abandoned."""

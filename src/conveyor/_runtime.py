@@ -30,7 +30,7 @@ from ._errors import (
 )
 from ._ids import IdGenerator
 from ._models import Event, HistoryEntry, Job
-from ._options import JobOptions, check_queue_class, job_options
+from ._options import JobOptions, check_queue_class, job_options, seconds
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
 from .engine import Engine, transition_event
@@ -59,6 +59,10 @@ class Runtime:
     ``progress_interval`` is how often progress reports are written to the store (they
     are broadcast at once regardless).
 
+    Retention: a worker runtime deletes completed and cancelled jobs ``retain_completed``
+    after they finished (default 7 days) and failed ones after ``retain_failed`` (30
+    days), history included; ``purge()`` does it on demand.
+
     ``serve=("127.0.0.1", 8765)`` also starts the websocket server (port 0: any free
     port; see ``server_url``). Any address other than loopback requires ``token=``;
     ``allowed_origins`` lists the browser origins allowed besides the page's own;
@@ -81,6 +85,8 @@ class Runtime:
         token: str | None = None,
         allowed_origins: Sequence[str] | None = None,
         max_message_bytes: int = 1 << 20,
+        retain_completed: float | timedelta = timedelta(days=7),
+        retain_failed: float | timedelta = timedelta(days=30),
     ) -> None:
         self.store: Store = (
             SQLiteStore(Path(store)) if isinstance(store, (str, os.PathLike)) else store
@@ -131,6 +137,11 @@ class Runtime:
             lease_ttl=lease_ttl,
             poll_interval=poll_interval,
             progress_interval=progress_interval,
+            retention={
+                JobStatus.COMPLETED: seconds("retain_completed", retain_completed),
+                JobStatus.CANCELLED: seconds("retain_completed", retain_completed),
+                JobStatus.FAILED: seconds("retain_failed", retain_failed),
+            },
         )
         self._ids = IdGenerator()
         self._stack: AsyncExitStack | None = None
@@ -266,7 +277,14 @@ class Runtime:
             raise QueueNotFound(name)
         return queue
 
-    def _new_job(self, queue: Queue[Any], payload: Any, options: JobOptions, now: float) -> NewJob:
+    def _new_job(
+        self,
+        queue: Queue[Any],
+        payload: Any,
+        options: JobOptions,
+        now: float,
+        unique_key: str | None,
+    ) -> NewJob:
         data = _codec.encode_payload(payload, queue.payload_type, self.max_payload_bytes)
         return NewJob(
             id=self._ids.new(),
@@ -279,6 +297,7 @@ class Runtime:
             created_at=now,
             scheduled_at=options.scheduled_at,
             timeout=options.timeout,
+            unique_key=unique_key,
         )
 
     def _as_job(self, new: NewJob) -> Job:
@@ -308,18 +327,24 @@ class Runtime:
         at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
+        unique_key: str | None = None,
     ) -> Job:
         """Store a job and return it once it is durable.
 
         ``priority``: higher runs first (FIFO among equals). ``delay`` (seconds or a
         timedelta) or ``at`` (an aware datetime): the job waits ``scheduled`` until then.
         ``max_attempts`` and ``timeout`` (seconds) override the queue's for this job.
+        ``unique_key``: while a job of this queue with the same key is unfinished, return
+        that job instead of storing a new one (race-free, also across processes).
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
         stored; safe to retry). Concurrent calls share one commit.
         """
-        (job,) = await self.enqueue_many(
+        if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
+            raise ValidationError("unique_key must be a non-empty string")
+        (job,) = await self._enqueue(
             queue,
             [payload],
+            unique_key,
             created_by=created_by,
             priority=priority,
             delay=delay,
@@ -343,12 +368,10 @@ class Runtime:
     ) -> list[Job]:
         """Store many jobs, with the same options as ``enqueue``, in one commit: all of
         them, or (on any error) none."""
-        self._require_open()
-        q = self._queue(queue)
-        now = self.clock.now()
-        options = job_options(
-            q,
-            now,
+        return await self._enqueue(
+            queue,
+            payloads,
+            None,
             created_by=created_by,
             priority=priority,
             delay=delay,
@@ -356,11 +379,21 @@ class Runtime:
             max_attempts=max_attempts,
             timeout=timeout,
         )
-        new = [self._new_job(q, p, options, now) for p in payloads]
+
+    async def _enqueue(
+        self, queue: str, payloads: Iterable[Any], unique_key: str | None, **options: Any
+    ) -> list[Job]:
+        self._require_open()
+        q = self._queue(queue)
+        now = self.clock.now()
+        checked = job_options(q, now, **options)
+        new = [self._new_job(q, p, checked, now, unique_key) for p in payloads]
         if not new:
             return []
-        await self._engine.inserter.submit(new)
-        return [self._as_job(n) for n in new]
+        results = await self._engine.inserter.submit(new)
+        return [
+            r if isinstance(r, Job) else self._as_job(n) for n, r in zip(new, results, strict=True)
+        ]
 
     async def _get(self, job_id: str, queue: str | None = None) -> Job:
         if not isinstance(job_id, str):
@@ -476,6 +509,31 @@ class Runtime:
         job, transitions = await self.store.job_rerun(job_id, by, self.clock.now())
         self._engine.committed(transitions)
         return job
+
+    async def purge(
+        self,
+        *,
+        older_than: float | timedelta = 0,
+        statuses: Iterable[JobStatus | str] = (
+            JobStatus.COMPLETED,
+            JobStatus.CANCELLED,
+            JobStatus.FAILED,
+        ),
+        queue: str | None = None,
+    ) -> int:
+        """Delete finished jobs (and their history) that finished more than
+        ``older_than`` ago; returns how many. Only terminal statuses may be given."""
+        self._require_open()
+        if queue is not None:
+            self._queue(queue)
+        age = seconds("older_than", older_than)
+        try:
+            wanted = frozenset(JobStatus(s) for s in statuses)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        if not wanted <= TERMINAL:
+            raise ValidationError("only completed, failed or cancelled jobs can be purged")
+        return await self._engine.purge(wanted, self.clock.now() - age, queue)
 
     def defer(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Run ``fn(*args, **kwargs)`` soon, fire-and-forget: not stored, not bounded, no

@@ -21,7 +21,15 @@ from .._errors import StoreError
 from .._models import NO_PROGRESS, Event, Job, Progress
 from .._queue import JobContext, Queue
 from .._states import JobStatus
-from ..store import Finish, NewJob, ProgressWrite, RescueParams, Store, Transition
+from ..store import (
+    Finish,
+    NewJob,
+    ProgressWrite,
+    PurgeParams,
+    RescueParams,
+    Store,
+    Transition,
+)
 from ._batcher import Batcher
 from ._executor import RunningJob, StopReason
 from ._pool import QueuePool
@@ -30,6 +38,7 @@ log = logging.getLogger("conveyor.engine")
 
 TAIL_BATCH = 1000  # history rows read per tail query
 PROMOTE_BATCH = 500  # scheduled jobs queued per transaction
+RETENTION_INTERVAL = 600.0  # seconds between applications of the retention periods
 
 
 def transition_event(t: Transition, progress: Progress | None = None) -> Event:
@@ -81,6 +90,7 @@ class Engine:
         lease_ttl: float,
         poll_interval: float,
         progress_interval: float,
+        retention: dict[JobStatus, float],
         max_orphanings: int = 3,
     ) -> None:
         self.store = store
@@ -91,7 +101,10 @@ class Engine:
         self.poll_interval = poll_interval
         self.progress_interval = progress_interval
         self.max_orphanings = max_orphanings
-        self.inserter: Batcher[NewJob, Transition] = Batcher(self._write_inserts, name="enqueue")
+        self.retention = retention
+        self.inserter: Batcher[NewJob, Transition | Job] = Batcher(
+            self._write_inserts, name="enqueue"
+        )
         self.finisher: Batcher[Finish, None] = Batcher(self._write_finishes, name="finish")
         self.pools: dict[str, QueuePool] = {}
         self.running: dict[str, RunningJob] = {}
@@ -177,10 +190,10 @@ class Engine:
 
     # -- writes ------------------------------------------------------------------------
 
-    async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition]:
-        transitions = await self.store.jobs_insert(jobs)
-        self.committed(transitions)
-        return transitions
+    async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition | Job]:
+        results = await self.store.jobs_insert(jobs)
+        self.committed(r for r in results if isinstance(r, Transition))
+        return results
 
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
         transitions = await self.store.jobs_finish(finishes, self.clock.now())
@@ -192,10 +205,12 @@ class Engine:
     async def start_workers(self, tg: TaskGroup, queues: Sequence[Queue[Any]]) -> None:
         """Rescue jobs of dead workers on this machine, then start the loops and pools."""
         await self.rescue_once(dead_only=True)
+        await self.apply_retention()
         tg.start_soon(self._heartbeat_loop)
         tg.start_soon(self._rescue_loop)
         tg.start_soon(self._progress_loop)
         tg.start_soon(self._promote_loop)
+        tg.start_soon(self._retention_loop)
         for queue in queues:
             pool = self.pools[queue.name] = QueuePool(self, queue)
             await tg.start(pool.run)
@@ -299,6 +314,35 @@ class Engine:
                 due, now = self.clock.now() + 1.0, self.clock.now()
             with anyio.move_on_after(math.inf if due is None else due - now):
                 await self._promote_kick.wait()
+
+    async def purge(
+        self, statuses: frozenset[JobStatus], finished_before: float, queue: str | None
+    ) -> int:
+        """Delete matching finished jobs, a batch per transaction so that no single
+        write holds the database for long."""
+        total = 0
+        while True:
+            params = PurgeParams(statuses=statuses, finished_before=finished_before, queue=queue)
+            deleted = await self.store.jobs_purge(params)
+            total += deleted
+            if deleted < params.limit:
+                return total
+
+    async def apply_retention(self) -> None:
+        """Delete the finished jobs older than their status's retention period."""
+        now = self.clock.now()
+        try:
+            for status, keep in self.retention.items():
+                deleted = await self.purge(frozenset({status}), now - keep, None)
+                if deleted:
+                    log.info("retention: deleted %d %s jobs", deleted, status.value)
+        except StoreError as exc:
+            log.warning("retention: deleting old jobs failed, will retry: %s", exc)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            await anyio.sleep(RETENTION_INTERVAL)
+            await self.apply_retention()
 
     async def _progress_loop(self) -> None:
         """Write the latest progress of each running job, at most every interval."""

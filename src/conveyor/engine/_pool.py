@@ -91,6 +91,8 @@ class QueuePool:
         self.capacity = queue.worker_count
         self.handler = Handler(queue)
         self.free = self.capacity
+        self.rate_limit = type(queue).rate_limit
+        self._starts: deque[float] = deque()  # claim times inside the rate-limit window
         self.stopping = False
         self._maybe_more = True  # jobs may be waiting: claim when a slot is free
         self._kick = anyio.Event()
@@ -127,8 +129,12 @@ class QueuePool:
             while not (self._maybe_more and self.free > 0):
                 await self._kick.wait()
                 self._kick = anyio.Event()
+            allowed, wait = self._allowance()
+            if allowed == 0:
+                await anyio.sleep(wait)  # until the oldest start leaves the window
+                continue
             self._maybe_more = False
-            limit = min(self.free, MAX_CLAIM)
+            limit = min(self.free, MAX_CLAIM, allowed)
             token = secrets.token_hex(8)
             now = engine.clock.now()
             params = ClaimParams(
@@ -150,8 +156,23 @@ class QueuePool:
             if len(jobs) == limit:
                 self._maybe_more = True
             self.free -= len(jobs)
+            if self.rate_limit is not None:
+                self._starts.extend([anyio.current_time()] * len(jobs))
             for job, transition in zip(jobs, transitions, strict=True):
                 handoff.put((job, transition.seq, token))
+
+    def _allowance(self) -> tuple[int, float]:
+        """How many jobs may start now under the rate limit, and if none, how long until
+        one may."""
+        if self.rate_limit is None:
+            return MAX_CLAIM, 0.0
+        count, window = self.rate_limit
+        now = anyio.current_time()
+        starts = self._starts
+        while starts and starts[0] <= now - window:
+            starts.popleft()
+        allowed = count - len(starts)
+        return (allowed, 0.0) if allowed > 0 else (0, starts[0] + window - now)
 
     async def _work(self, handoff: _HandOff) -> None:
         engine = self.engine

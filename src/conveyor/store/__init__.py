@@ -16,6 +16,9 @@ from ._base import (
     ProgressWrite as ProgressWrite,
 )
 from ._base import (
+    PurgeParams as PurgeParams,
+)
+from ._base import (
     RescueParams as RescueParams,
 )
 from ._base import (
@@ -32,6 +35,7 @@ __all__ = (
     "ListParams",
     "NewJob",
     "ProgressWrite",
+    "PurgeParams",
     "RescueParams",
     "SQLiteStore",
     "Store",

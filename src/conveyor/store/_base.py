@@ -33,6 +33,7 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     created_at: float
     scheduled_at: float | None = None  # set with status SCHEDULED: when it becomes due
     timeout: float | None = None
+    unique_key: str | None = None  # while a job with this key is unfinished, no other
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +95,16 @@ class RescueParams(msgspec.Struct, frozen=True, kw_only=True):
     max_orphanings: int = 3
 
 
+class PurgeParams(msgspec.Struct, frozen=True, kw_only=True):
+    """Delete jobs in ``statuses`` (terminal ones only) that finished before
+    ``finished_before``, optionally of one queue, at most ``limit`` at once."""
+
+    statuses: frozenset[JobStatus]
+    finished_before: float
+    queue: str | None = None
+    limit: int = 1000
+
+
 class ListParams(msgspec.Struct, frozen=True, kw_only=True):
     """Newest first; ``before`` is the id of the last job of the previous page."""
 
@@ -112,8 +123,10 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition]:
-        """Insert jobs in one transaction (the unit of group commit)."""
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+        """Insert jobs in one transaction (the unit of group commit). Per job, in order:
+        its transition, or, when its ``unique_key`` is taken by an unfinished job of
+        its queue (even one earlier in the same batch), that job instead."""
         ...
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
@@ -176,6 +189,10 @@ class Store(Protocol):
     ) -> tuple[list[Transition], int]:
         """Transitions after ``seq``, oldest first (only other runtimes' unless
         ``include_own``), and the seq to pass next time (past skipped rows too)."""
+        ...
+
+    async def jobs_purge(self, params: PurgeParams) -> int:
+        """Delete finished jobs (and their history) per ``params``; how many were."""
         ...
 
     async def history_page(

@@ -33,13 +33,14 @@ from .._errors import (
     StoreUnavailable,
 )
 from .._models import NO_PROGRESS, HistoryEntry, Job
-from .._states import BY_VALUE, JobStatus, Owner, sources
+from .._states import BY_VALUE, TERMINAL, JobStatus, Owner, sources
 from ._base import (
     ClaimParams,
     Finish,
     ListParams,
     NewJob,
     ProgressWrite,
+    PurgeParams,
     RescueParams,
     Transition,
 )
@@ -242,10 +243,11 @@ class SQLiteStore:
 
     # -- writes ------------------------------------------------------------------------
 
-    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition]:
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
         if not jobs:
             return []
         async with self._transaction() as conn:
+            inserted: set[str] | None = None  # None: all of them (no unique keys)
             for chunk in chunks(jobs, ROWS_PER_STATEMENT):
                 params: list[Any] = []
                 for j in chunk:
@@ -261,16 +263,49 @@ class SQLiteStore:
                         j.scheduled_at,
                         j.created_at,
                         j.timeout,
+                        j.unique_key,
                     )
-                await conn.execute(
+                sql = (
                     "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
-                    " created_by, created_at, scheduled_at, updated_at, timeout)"
-                    f" VALUES {values_list(11, len(chunk))}",
-                    params,
+                    " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
+                    f" VALUES {values_list(12, len(chunk))}"
                 )
-            return await self._append_history(
-                conn, [(j.id, j.queue, j.status, j.created_at, None) for j in jobs]
+                if any(j.unique_key is not None for j in chunk):
+                    rows = await conn.execute_fetchall(
+                        f"{sql} ON CONFLICT DO NOTHING RETURNING id", params
+                    )
+                    inserted = (inserted or set()) | {row[0] for row in rows}
+                    inserted |= {j.id for j in chunk if j.unique_key is None}
+                else:
+                    await conn.execute(sql, params)
+                    if inserted is not None:
+                        inserted |= {j.id for j in chunk}
+            new = jobs if inserted is None else [j for j in jobs if j.id in inserted]
+            transitions = await self._append_history(
+                conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new]
             )
+            if inserted is None:
+                return list(transitions)
+            by_id = {t.job_id: t for t in transitions}
+            results: list[Transition | Job] = []
+            for j in jobs:
+                if j.id in by_id:
+                    results.append(by_id[j.id])
+                else:
+                    results.append(await self._unfinished_with_key(conn, j.queue, j.unique_key))
+            return results
+
+    async def _unfinished_with_key(
+        self, conn: aiosqlite.Connection, queue: str, key: str | None
+    ) -> Job:
+        rows = list(
+            await conn.execute_fetchall(
+                f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND unique_key = ?"
+                " AND status IN ('scheduled', 'queued', 'running', 'cancelling')",
+                (queue, key),
+            )
+        )
+        return row_to_job(rows[0])
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         async with self._transaction(durable=False) as conn:
@@ -566,6 +601,29 @@ class SQLiteStore:
         if len(transitions) == limit:
             return transitions, transitions[-1].seq
         return transitions, max(seq, int(rows[0][0]))
+
+    async def jobs_purge(self, params: PurgeParams) -> int:
+        statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
+        if not statuses:
+            return 0
+        where = f"finished_at < ? AND status IN ({', '.join('?' * len(statuses))})" + (
+            " AND queue = ?" if params.queue is not None else ""
+        )
+        args: list[Any] = [params.finished_before, *statuses]
+        if params.queue is not None:
+            args.append(params.queue)
+        async with self._transaction() as conn:
+            ids = [
+                row[0]
+                for row in await conn.execute_fetchall(
+                    f"SELECT id FROM jobs WHERE {where} LIMIT ?", [*args, params.limit]
+                )
+            ]
+            for chunk in chunks(ids, ROWS_PER_STATEMENT):
+                marks = ", ".join("?" * len(chunk))
+                await conn.execute(f"DELETE FROM job_history WHERE job_id IN ({marks})", chunk)
+                await conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
+        return len(ids)
 
     async def history_page(
         self, after: int, limit: int, *, queue: str | None, job_id: str | None

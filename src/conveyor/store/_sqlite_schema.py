@@ -54,4 +54,14 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE jobs ADD COLUMN timeout REAL;
     CREATE INDEX jobs_due ON jobs (scheduled_at) WHERE status = 'scheduled';
     """,
+    # 3: unique jobs. At most one unfinished job per (queue, unique_key): a job leaves
+    # this partial index when it ends, making room for the next one with its key.
+    """
+    ALTER TABLE jobs ADD COLUMN unique_key TEXT;
+    CREATE UNIQUE INDEX jobs_unique ON jobs (queue, unique_key)
+        WHERE unique_key IS NOT NULL
+        AND status IN ('scheduled', 'queued', 'running', 'cancelling');
+    -- Retention deletes old finished jobs by age.
+    CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+    """,
 )
