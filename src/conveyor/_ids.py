@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import time
@@ -40,5 +41,16 @@ class IdGenerator:
         else:
             rand = self._random.getrandbits(79)  # < 2**79 leaves room to increment
         self._last_ms, self._last_rand = ms, rand
-        value = (ms << 80) | rand
-        return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+        return _encode((ms << 80) | rand)
+
+
+def _encode(value: int) -> str:
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+
+
+def derived_id(ms: int, seed: str) -> str:
+    """The id for a job that must exist once only (a periodic job's tick): its time part
+    is ``ms``, its random part a hash of ``seed``, so every process derives the same id
+    and the store keeps just one."""
+    rand = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:10]) >> 1
+    return _encode((ms << 80) | rand)

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from ._errors import ValidationError
+from ._periodic import parse_schedule
 from ._queue import Queue
 
 
@@ -67,6 +68,11 @@ def check_queue_class(queue: Queue[Any], workers: bool) -> None:
         and all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on)
     ):
         raise ValidationError(f"{cls.__name__}.retry_on must be a tuple of exception types")
+    if cls.periodic is not None:
+        parse_schedule(f"{cls.__name__}.periodic", cls.periodic)
+        catch_up = cls.periodic_catch_up
+        if isinstance(catch_up, bool) or not isinstance(catch_up, int) or catch_up < 0:
+            raise ValidationError(f"{cls.__name__}.periodic_catch_up must be an int >= 0")
     if workers and not callable(getattr(queue, "handle_item", None)):
         raise ValidationError(f"{cls.__name__} defines no handle_item(self, item) method")
 

@@ -117,6 +117,15 @@ class Queue(Generic[PayloadT]):
     rate_limit: ClassVar[tuple[int, float] | None] = None
     """``(count, seconds)``: at most ``count`` jobs of this queue start in any window of
     ``seconds`` in this process (None: no limit beyond ``worker_count``)."""
+    periodic: ClassVar[str | float | None] = None
+    """Enqueue a job by itself on a schedule: a cron expression (``"*/5 * * * *"``, UTC;
+    needs ``conveyor[cron]``) or a number of seconds. Each tick gets exactly one job,
+    however many worker processes run the queue and across restarts."""
+    periodic_payload: ClassVar[Any] = None
+    """The payload of each periodic job (checked against the queue's type)."""
+    periodic_catch_up: ClassVar[int] = 0
+    """After downtime, how many of the latest missed ticks to still enqueue (0: none,
+    the schedule resumes at the next tick; never a burst of every missed one)."""
     timeout: ClassVar[float | None] = None
     """Seconds a run may take before it is cancelled and fails (or retries) as timed
     out; ``enqueue`` may override it per job. A sync handler's thread is abandoned."""

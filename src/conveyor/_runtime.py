@@ -31,6 +31,7 @@ from ._errors import (
 from ._ids import IdGenerator
 from ._models import Event, HistoryEntry, Job
 from ._options import JobOptions, check_queue_class, job_options, seconds
+from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
 from .engine import Engine, transition_event
@@ -125,6 +126,17 @@ class Runtime:
             )
         else:
             self._server = None
+        self.max_payload_bytes = max_payload_bytes
+        self._periodic = [
+            PeriodicQueue(
+                q.name,
+                parse_schedule(f"{type(q).__name__}.periodic", type(q).periodic),
+                _codec.encode_payload(type(q).periodic_payload, q.payload_type, max_payload_bytes),
+                type(q).periodic_catch_up,
+            )
+            for q in self.queues.values()
+            if type(q).periodic is not None
+        ]
         self.workers = workers
         self.shutdown_grace = float(shutdown_grace)
         self.max_payload_bytes = max_payload_bytes
@@ -171,7 +183,7 @@ class Runtime:
             tg.start_soon(self._engine.finisher.run)
             tg.start_soon(self._engine.tail_loop)
             if self.workers:
-                await self._engine.start_workers(tg, list(self.queues.values()))
+                await self._engine.start_workers(tg, list(self.queues.values()), self._periodic)
             if self._server is not None:
                 await tg.start(self._server.run)
         except BaseException as exc:

@@ -18,7 +18,9 @@ from anyio.abc import TaskGroup
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
 from .._errors import StoreError
+from .._ids import derived_id
 from .._models import NO_PROGRESS, Event, Job, Progress
+from .._periodic import PeriodicQueue
 from .._queue import JobContext, Queue
 from .._states import JobStatus
 from ..store import (
@@ -202,7 +204,9 @@ class Engine:
 
     # -- loops -------------------------------------------------------------------------
 
-    async def start_workers(self, tg: TaskGroup, queues: Sequence[Queue[Any]]) -> None:
+    async def start_workers(
+        self, tg: TaskGroup, queues: Sequence[Queue[Any]], periodic: Sequence[PeriodicQueue]
+    ) -> None:
         """Rescue jobs of dead workers on this machine, then start the loops and pools."""
         await self.rescue_once(dead_only=True)
         await self.apply_retention()
@@ -214,6 +218,11 @@ class Engine:
         for queue in queues:
             pool = self.pools[queue.name] = QueuePool(self, queue)
             await tg.start(pool.run)
+        for ticking in periodic:
+            if ticking.catch_up:  # before returning: missed ticks are there at start
+                now = self.clock.now()
+                await self._enqueue_ticks(ticking, ticking.schedule.latest(now, ticking.catch_up))
+            tg.start_soon(self._periodic_loop, ticking)
 
     async def tail_loop(self) -> None:
         """Publish transitions in seq order and react to other processes' writes.
@@ -327,6 +336,43 @@ class Engine:
             total += deleted
             if deleted < params.limit:
                 return total
+
+    async def _periodic_loop(self, queue: PeriodicQueue) -> None:
+        """Enqueue one job per tick of the queue's schedule.
+
+        Each tick's job has an id derived from the queue and the tick, so processes
+        racing for the same tick, or a restart repeating one, store it once. Ticks
+        missed while down are skipped, but for the latest ``catch_up`` of them, which
+        start_workers enqueued already.
+        """
+        schedule = queue.schedule
+        tick = schedule.next_after(self.clock.now())
+        while True:
+            await anyio.sleep(max(0.0, tick - self.clock.now()))
+            await self._enqueue_ticks(queue, [tick])
+            tick = schedule.next_after(max(tick, self.clock.now()))
+
+    async def _enqueue_ticks(self, queue: PeriodicQueue, ticks: Sequence[float]) -> None:
+        jobs = [
+            NewJob(
+                id=derived_id(round(tick * 1000), f"{queue.name}@{tick!r}"),
+                queue=queue.name,
+                status=JobStatus.QUEUED,
+                payload=queue.payload,
+                created_by="periodic",
+                created_at=self.clock.now(),
+                derived_id=True,
+            )
+            for tick in ticks
+        ]
+        for attempt in range(3):
+            try:
+                await self.inserter.submit(jobs)
+                return
+            except StoreError as exc:
+                log.warning("periodic %s: enqueue failed (try %d): %s", queue.name, attempt, exc)
+                await anyio.sleep(1.0)
+        log.error("periodic %s: ticks %s skipped", queue.name, ticks)
 
     async def apply_retention(self) -> None:
         """Delete the finished jobs older than their status's retention period."""

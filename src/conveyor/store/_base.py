@@ -34,6 +34,7 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     scheduled_at: float | None = None  # set with status SCHEDULED: when it becomes due
     timeout: float | None = None
     unique_key: str | None = None  # while a job with this key is unfinished, no other
+    derived_id: bool = False  # the id is derived (a periodic tick): if taken, keep that job
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
@@ -126,7 +127,8 @@ class Store(Protocol):
     async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
         """Insert jobs in one transaction (the unit of group commit). Per job, in order:
         its transition, or, when its ``unique_key`` is taken by an unfinished job of
-        its queue (even one earlier in the same batch), that job instead."""
+        its queue (even one earlier in the same batch) or its derived id exists
+        already, that job instead."""
         ...
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:

@@ -270,12 +270,12 @@ class SQLiteStore:
                     " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
                     f" VALUES {values_list(12, len(chunk))}"
                 )
-                if any(j.unique_key is not None for j in chunk):
+                if any(j.unique_key is not None or j.derived_id for j in chunk):
                     rows = await conn.execute_fetchall(
                         f"{sql} ON CONFLICT DO NOTHING RETURNING id", params
                     )
                     inserted = (inserted or set()) | {row[0] for row in rows}
-                    inserted |= {j.id for j in chunk if j.unique_key is None}
+                    inserted |= {j.id for j in chunk if j.unique_key is None and not j.derived_id}
                 else:
                     await conn.execute(sql, params)
                     if inserted is not None:
@@ -291,8 +291,10 @@ class SQLiteStore:
             for j in jobs:
                 if j.id in by_id:
                     results.append(by_id[j.id])
-                else:
+                elif j.unique_key is not None:
                     results.append(await self._unfinished_with_key(conn, j.queue, j.unique_key))
+                else:
+                    results.append(await self._locked_job(conn, j.id, None))
             return results
 
     async def _unfinished_with_key(

@@ -1,0 +1,156 @@
+"""Periodic queues: one job per tick across processes and restarts, no burst after
+downtime, cron expressions."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import anyio
+import pytest
+
+from conveyor import JobStatus, Queue, Runtime, ValidationError
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.anyio
+
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def tick_ms(job_id: str) -> int:
+    """The millisecond time part of an id: its first 10 characters (50 bits, top 2 zero)."""
+    value = 0
+    for char in job_id[:10]:
+        value = value * 32 + CROCKFORD.index(char)
+    return value
+
+
+class Ticker(Queue):
+    name = "ticker"
+    worker_count = 4
+    periodic = 0.1
+    periodic_payload: ClassVar[Any] = {"kind": "tick"}
+
+    async def handle_item(self, item: dict[str, str]) -> str:
+        return item["kind"]
+
+
+async def test_a_periodic_queue_enqueues_a_job_per_tick(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Ticker()]) as rt:
+        with anyio.fail_after(10):
+            await wait_until(lambda: _count(rt, 5))
+        jobs = await rt.list_jobs(queue="ticker", limit=100)
+    assert all(j.created_by == "periodic" for j in jobs)
+    assert all(j.payload == {"kind": "tick"} for j in jobs)
+    ticks = [tick_ms(j.id) for j in jobs]
+    assert len(set(ticks)) == len(ticks)
+    assert all(t % 100 == 0 for t in ticks)  # on the schedule's ticks
+
+
+async def _count(rt: Runtime, n: int) -> bool:
+    done = await rt.list_jobs(queue="ticker", status=JobStatus.COMPLETED, limit=100)
+    return len(done) >= n
+
+
+async def test_two_processes_on_one_file_make_one_job_per_tick(db_path: Path) -> None:
+    started = time.time()
+    async with (
+        Runtime(db_path, queues=[Ticker()]) as a,
+        Runtime(db_path, queues=[Ticker()]) as b,
+    ):
+        with anyio.fail_after(10):
+            await wait_until(lambda: _count(a, 8))
+        jobs = await b.list_jobs(queue="ticker", limit=100)
+    elapsed = time.time() - started
+    ticks = [tick_ms(j.id) for j in jobs]
+    assert len(set(ticks)) == len(ticks)  # no tick twice
+    assert len(ticks) <= elapsed / 0.1 + 2  # no more jobs than ticks
+
+
+class Hourly(Queue):
+    name = "hourly"
+    periodic = 3600
+    periodic_catch_up = 1
+
+    async def handle_item(self, item: Any) -> None:
+        return None
+
+
+async def test_a_restart_between_ticks_does_not_repeat_a_tick(db_path: Path) -> None:
+    for _ in range(3):
+        async with Runtime(db_path, queues=[Hourly()]) as rt:
+            jobs = await rt.list_jobs(queue="hourly")
+    assert len(jobs) == 1  # the latest hour's tick, caught up once
+    assert tick_ms(jobs[0].id) == int(time.time() // 3600 * 3600 * 1000)
+
+
+async def test_no_burst_of_missed_ticks_after_downtime(db_path: Path) -> None:
+    class Fast(Hourly):
+        name = "fast"
+        periodic = 0.05
+        periodic_catch_up = 0
+
+    class CatchUp(Hourly):
+        name = "catch_up"
+        periodic = 0.05
+        periodic_catch_up = 3
+
+    before = time.time()
+    async with Runtime(db_path, queues=[Fast(), CatchUp()], workers=False) as rt:
+        pass  # nothing runs: as if the workers were down for a while
+    async with Runtime(db_path, queues=[Fast(), CatchUp()]) as rt:
+        caught_up = await rt.list_jobs(queue="catch_up")
+        fast = await rt.list_jobs(queue="fast")
+    # catch_up=3: the three latest missed ticks, at once; catch_up=0: none of them.
+    assert len(caught_up) >= 3
+    assert all(tick_ms(j.id) >= int(before * 1000) - 200 for j in fast)
+
+
+async def test_cron_schedules(db_path: Path) -> None:
+    class EveryMinute(Hourly):
+        name = "every_minute"
+        periodic = "* * * * *"
+
+    async with Runtime(db_path, queues=[EveryMinute()]) as rt:
+        (job,) = await rt.list_jobs(queue="every_minute")
+    assert tick_ms(job.id) % 60_000 == 0
+    assert tick_ms(job.id) <= time.time() * 1000
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("61 * * * *", "not a valid cron"),
+        ("every day", "not a valid cron"),
+        (0, "> 0 seconds"),
+        (-5, "> 0 seconds"),
+        (True, "cron expression or seconds"),
+    ],
+)
+def test_bad_schedules_fail_at_definition(db_path: Path, spec: Any, message: str) -> None:
+    class Bad(Hourly):
+        name = "bad"
+        periodic = spec
+
+    with pytest.raises(ValidationError, match=message):
+        Runtime(db_path, queues=[Bad()])
+
+
+def test_a_periodic_payload_must_fit_the_queue_type(db_path: Path) -> None:
+    import msgspec
+
+    class Report(msgspec.Struct):
+        day: str
+
+    class Typed(Queue[Report]):
+        name = "typed"
+        periodic = 60
+        periodic_payload: ClassVar[Any] = {"day": 5}
+
+        async def handle_item(self, item: Report) -> None:
+            return None
+
+    with pytest.raises(ValidationError, match=r"\$\.day"):
+        Runtime(db_path, queues=[Typed()])
