@@ -74,6 +74,10 @@ async def test_calls_round_trip(db_path: Path) -> None:
         assert (await client.wait(held.id, timeout=10)).status is JobStatus.CANCELLED
         listed = await client.list_jobs(queue="square", limit=10)
         assert {j.id for j in listed} == {job.id, bad.id}
+        once = await client.enqueue("hold", {}, unique_key="k")
+        assert (await client.enqueue("hold", {"other": 1}, unique_key="k")).id == once.id
+        await client.wait(bad.id, timeout=10)
+        assert await client.purge(statuses=["completed"], queue="square") == 1  # the 49
         with pytest.raises(WaitTimeout):
             await client.wait((await client.enqueue("hold", {})).id, timeout=0.2)
 

@@ -3,6 +3,7 @@ downtime, cron expressions."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,7 +13,7 @@ import pytest
 
 from conveyor import JobStatus, Queue, Runtime, ValidationError
 
-from .conftest import wait_until
+from .conftest import Worker, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -67,6 +68,34 @@ async def test_two_processes_on_one_file_make_one_job_per_tick(db_path: Path) ->
     ticks = [tick_ms(j.id) for j in jobs]
     assert len(set(ticks)) == len(ticks)  # no tick twice
     assert len(ticks) <= elapsed / 0.1 + 2  # no more jobs than ticks
+
+
+async def test_worker_processes_racing_for_ticks_make_one_job_each(
+    db_path: Path, spawn: type[Worker]
+) -> None:
+    class Tick(Queue):
+        name = "tick"
+
+    started = time.time()
+    workers = [spawn("--periodic") for _ in range(3)]
+    async with Runtime(db_path, queues=[Tick()], workers=False) as rt:
+
+        async def enough() -> bool:
+            return len(await rt.list_jobs(queue="tick", status="completed", limit=100)) >= 10
+
+        with anyio.fail_after(30):
+            await wait_until(enough, 0.05)
+        for w in workers:
+            w.signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            for w in workers:
+                await w.exited()
+        jobs = await rt.list_jobs(queue="tick", limit=1000)
+    elapsed = time.time() - started
+    ticks = [tick_ms(j.id) for j in jobs]
+    assert len(set(ticks)) == len(ticks)  # three processes, still one job per tick
+    assert len(ticks) <= elapsed / 0.1 + 2
+    assert len({j.result["pid"] for j in jobs if j.result}) >= 1
 
 
 class Hourly(Queue):

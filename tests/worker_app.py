@@ -5,7 +5,8 @@ Usage: python worker_app.py DB [--lease-ttl S] [--grace S]
 Queue "work": the payload says what the handler does:
   {"block": true}   report progress, then wait forever (until cancelled or killed)
   {"sleep": S}      sleep S seconds, then complete
-  {"sync_block": true}  a sync handler loop that checks cancellation (queue "sync_work")
+  {"seconds": S}    a sync handler loop that checks cancellation (queue "sync_work")
+With --periodic, queue "tick" also enqueues a job every 0.1 s.
 Results carry the worker's pid, so tests can tell which process finished a job.
 """
 
@@ -46,6 +47,16 @@ class SyncWork(Queue):
         return {"pid": os.getpid()}
 
 
+class Tick(Queue):
+    """Runs only with --periodic: a job every 0.1 s, from however many workers."""
+
+    name = "tick"
+    periodic = 0.1
+
+    async def handle_item(self, item: Any) -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+
 QUEUES = [Work(), SyncWork()]
 
 
@@ -54,9 +65,11 @@ async def main() -> None:
     parser.add_argument("db")
     parser.add_argument("--lease-ttl", type=float, default=30.0)
     parser.add_argument("--grace", type=float, default=10.0)
+    parser.add_argument("--periodic", action="store_true")
     args = parser.parse_args()
+    queues = [*QUEUES, Tick()] if args.periodic else QUEUES
     async with Runtime(
-        args.db, queues=QUEUES, lease_ttl=args.lease_ttl, shutdown_grace=args.grace
+        args.db, queues=queues, lease_ttl=args.lease_ttl, shutdown_grace=args.grace
     ) as rt:
         print("ready", flush=True)
         await rt.run_until_signalled()

@@ -223,6 +223,7 @@ class Client:
         at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
+        unique_key: str | None = None,
     ) -> Job:
         """As ``Runtime.enqueue``: options left out take the queue's defaults."""
         options = {
@@ -232,6 +233,7 @@ class Client:
             "at": at,
             "max_attempts": max_attempts,
             "timeout": timeout,
+            "unique_key": unique_key,
         }
         fields = {k: v for k, v in options.items() if v is not None}
         value = await self._call("enqueue", queue=queue, payload=payload, **fields)
@@ -262,6 +264,20 @@ class Client:
 
     async def rerun(self, job_id: str, *, by: str | None = None) -> Job:
         return msgspec.convert(await self._call("rerun", job_id=job_id, by=by), Job)
+
+    async def purge(
+        self,
+        *,
+        older_than: float = 0,
+        statuses: Iterable[JobStatus | str] | None = None,
+        queue: str | None = None,
+    ) -> int:
+        """As ``Runtime.purge``: delete finished jobs; returns how many."""
+        fields: dict[str, Any] = {"older_than": older_than, "queue": queue}
+        if statuses is not None:
+            fields["statuses"] = [JobStatus(s) for s in statuses]
+        value = await self._call("purge", **fields)
+        return int(value["deleted"])
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Until the job is terminal. WaitTimeout after ``timeout`` seconds."""

@@ -40,6 +40,7 @@ class Enqueue(_Request, frozen=True, tag="enqueue"):
     at: datetime | None = None  # RFC 3339 with a time zone
     max_attempts: int | None = None
     timeout: float | None = None
+    unique_key: str | None = None
 
 
 class GetJob(_Request, frozen=True, tag="job_status"):
@@ -66,10 +67,18 @@ class Rerun(_Request, frozen=True, tag="rerun"):
     by: str | None = None
 
 
-Request = Subscribe | Unsubscribe | Enqueue | GetJob | ListJobs | GetHistory | Cancel | Rerun
+class Purge(_Request, frozen=True, tag="purge"):
+    older_than: float = 0  # seconds since the job finished
+    statuses: list[JobStatus] | None = None  # default: every terminal status
+    queue: str | None = None
+
+
+Request = (
+    Subscribe | Unsubscribe | Enqueue | GetJob | ListJobs | GetHistory | Cancel | Rerun | Purge
+)
 OPS: Final = frozenset(
     {"subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"}
-    | {"rerun"}
+    | {"rerun", "purge"}
 )
 
 

@@ -31,6 +31,7 @@ from ._protocol import (
     GetHistory,
     GetJob,
     ListJobs,
+    Purge,
     Request,
     Rerun,
     Result,
@@ -141,6 +142,7 @@ class Session:
                     at=request.at,
                     max_attempts=request.max_attempts,
                     timeout=request.timeout,
+                    unique_key=request.unique_key,
                 )
             case GetJob(job_id=job_id):
                 return await rt.job(job_id)
@@ -160,6 +162,12 @@ class Session:
                 return await rt.request_job_cancel(job.queue, job_id)
             case Rerun(job_id=job_id, by=by):
                 return await rt.rerun(job_id, by=by)
+            case Purge(older_than=older_than, statuses=statuses, queue=queue):
+                if statuses is None:
+                    deleted = await rt.purge(older_than=older_than, queue=queue)
+                else:
+                    deleted = await rt.purge(older_than=older_than, statuses=statuses, queue=queue)
+                return {"deleted": deleted}
 
     async def _subscribe(self, request: Subscribe) -> str:
         if request.queue is not None and request.queue not in self.rt.queues:
