@@ -17,7 +17,7 @@ from anyio.abc import TaskGroup
 
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
-from .._errors import StoreError
+from .._errors import RuntimeClosed, StoreError
 from .._ids import derived_id
 from .._models import NO_PROGRESS, Event, Job, Progress
 from .._periodic import PeriodicQueue
@@ -369,6 +369,8 @@ class Engine:
             try:
                 await self.inserter.submit(jobs)
                 return
+            except RuntimeClosed:
+                return  # the runtime is stopping: this tick belongs to the next start
             except StoreError as exc:
                 log.warning("periodic %s: enqueue failed (try %d): %s", queue.name, attempt, exc)
                 await anyio.sleep(1.0)
