@@ -82,11 +82,8 @@ class _ErrorReply(msgspec.Struct, tag_field="type", tag="error"):
     message: str
 
 
-class _WireEvent(Event, frozen=True, kw_only=True, tag="event"):
-    subscription: str | None = None
-
-
-_decoder = msgspec.json.Decoder(_Reply | _ErrorReply | _WireEvent)
+# An event's "subscription" field is dropped on decoding: msgspec skips unknown fields.
+_decoder = msgspec.json.Decoder(_Reply | _ErrorReply | Event)
 _encoder = msgspec.json.Encoder()
 
 
@@ -179,7 +176,7 @@ class Client:
         try:
             async for message in ws:
                 reply = _decoder.decode(message)
-                if isinstance(reply, _WireEvent) or not isinstance(reply.id, int):
+                if isinstance(reply, Event) or not isinstance(reply.id, int):
                     continue
                 pending = self._pending.pop(reply.id, None)
                 if pending is None:
@@ -329,15 +326,7 @@ class Client:
                         # Transitions arrive in seq order; a progress report repeats its
                         # job's last seq. So the highest seq seen is where to resume.
                         last_seq = item.seq if last_seq is None else max(last_seq, item.seq)
-                        yield Event(
-                            seq=item.seq,
-                            job_id=item.job_id,
-                            queue=item.queue,
-                            status=item.status,
-                            progress=item.progress,
-                            at=item.at,
-                            message=item.message,
-                        )
+                        yield item
             except InvalidStatus as exc:
                 status = exc.response.status_code
                 if status in (401, 403):
