@@ -3,6 +3,7 @@ the engine and the event bus together."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -22,6 +23,7 @@ from . import _codec
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
 from ._clock import Clock, SystemClock, maybe_datetime, to_datetime
 from ._errors import (
+    EventStreamOverflow,
     JobNotFound,
     QueueNotFound,
     RuntimeClosed,
@@ -546,6 +548,36 @@ class Runtime:
         if not wanted <= TERMINAL:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
         return await self._engine.purge(wanted, self.clock.now() - age, queue)
+
+    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Wait until no job of this runtime's queues is runnable: none queued, running
+        or cancelling, and no scheduled one due. Jobs scheduled for later do not count.
+
+        For tests and scripts: enqueue, ``await rt.drain()``, then check the results.
+        WaitTimeout after ``timeout`` seconds.
+        """
+        self._require_open()
+        if not self.workers:
+            raise RuntimeClosed("drain() needs a runtime with workers")
+        busy = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING)
+        try:
+            with anyio.fail_after(timeout):
+                while True:
+                    # Subscribed before looking: a change after the look wakes us.
+                    async with self.bus.subscribe(max_buffer=1) as changes:
+                        counts = await self.store.queue_counts()
+                        due = await self.store.next_due()
+                        idle = not any(
+                            counts.get(name, {}).get(status, 0)
+                            for name in self.queues
+                            for status in busy
+                        )
+                        if idle and (due is None or due > self.clock.now()):
+                            return
+                        with contextlib.suppress(EventStreamOverflow, StopAsyncIteration):
+                            await changes.__anext__()
+        except TimeoutError:
+            raise WaitTimeout(f"jobs were still runnable after {timeout}s") from None
 
     def defer(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> None:
         """Run ``fn(*args, **kwargs)`` soon, fire-and-forget: not stored, not bounded, no
