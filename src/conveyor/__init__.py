@@ -20,6 +20,7 @@ from ._errors import StoreError as StoreError
 from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import ValidationError as ValidationError
 from ._errors import WaitTimeout as WaitTimeout
+from ._logging import JobLogFilter as JobLogFilter
 from ._models import Event as Event
 from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
@@ -46,6 +47,7 @@ __all__ = (
     "Job",
     "JobCancelled",
     "JobFailed",
+    "JobLogFilter",
     "JobNotFound",
     "JobStatus",
     "NotInJob",

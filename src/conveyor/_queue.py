@@ -6,6 +6,7 @@ from a handler (in its task, or in the worker thread of a sync handler) can use 
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -42,7 +43,12 @@ class JobContext:
             anyio.from_thread.run_sync(self._on_progress, self)
 
 
-_current: ContextVar[JobContext] = ContextVar("conveyor_current_job")
+_current: ContextVar[JobContext | None] = ContextVar("conveyor_current_job", default=None)
+
+
+def current_context() -> JobContext | None:
+    """The running job's context, or None outside a handler."""
+    return _current.get(None)
 
 
 def _context(helper: str) -> JobContext:
@@ -85,9 +91,14 @@ def current_job() -> Job:
     return _context("current_job").job
 
 
-def bind(ctx: JobContext) -> None:
+def bind(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
     """Make ``ctx`` the current job for this task (the executor calls this)."""
-    _current.set(ctx)
+    return _current.set(ctx)
+
+
+def reset(token: contextvars.Token[JobContext | None]) -> None:
+    """Undo :func:`bind` when the run ends, so later records of the task name no job."""
+    _current.reset(token)
 
 
 class Queue(Generic[PayloadT]):

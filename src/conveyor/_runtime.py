@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import logging
 import os
 import signal
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +30,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._ids import IdGenerator
+from ._logging import get_logger
 from ._models import Event, HistoryEntry, Job
 from ._options import JobOptions, check_queue_class, job_options, seconds
 from ._periodic import PeriodicQueue, parse_schedule
@@ -40,7 +40,7 @@ from .engine import Engine, transition_event
 from .engine._executor import StopReason
 from .store import ListParams, NewJob, SQLiteStore, Store
 
-log = logging.getLogger("conveyor")
+log = get_logger("conveyor")
 
 MAX_LIST_LIMIT = 1000
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime
 from types import TracebackType
@@ -35,10 +34,11 @@ from ._errors import (
     ValidationError,
     WaitTimeout,
 )
+from ._logging import get_logger
 from ._models import Event, HistoryEntry, Job
 from ._states import TERMINAL, JobStatus
 
-log = logging.getLogger("conveyor.client")
+log = get_logger("conveyor.client")
 
 __all__ = ("Client", "ServerError")
 

@@ -7,7 +7,6 @@ what lets durable writes cost one commit per batch instead of one per job.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -15,11 +14,12 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._errors import RuntimeClosed, StoreError
+from .._logging import get_logger
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-log = logging.getLogger("conveyor.engine")
+log = get_logger("conveyor.engine")
 
 
 class _Batch(Generic[T, R]):

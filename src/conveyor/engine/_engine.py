@@ -4,7 +4,6 @@ bus, never a concrete backend and never the server."""
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import secrets
@@ -19,6 +18,7 @@ from .._bus import EventBus
 from .._clock import Clock, to_datetime
 from .._errors import RuntimeClosed, StoreError
 from .._ids import derived_id
+from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
 from .._periodic import PeriodicQueue
 from .._queue import JobContext, Queue
@@ -36,7 +36,7 @@ from ._batcher import Batcher
 from ._executor import RunningJob, StopReason
 from ._pool import QueuePool
 
-log = logging.getLogger("conveyor.engine")
+log = get_logger("conveyor.engine")
 
 TAIL_BATCH = 1000  # history rows read per tail query
 PROMOTE_BATCH = 500  # scheduled jobs queued per transaction

@@ -15,10 +15,14 @@ import msgspec
 from .. import _codec
 from .._clock import Clock
 from .._errors import JobCancelled, JobFailed
+from .._logging import get_logger
 from .._models import Job
 from .._queue import JobContext, Queue, bind
+from .._queue import reset as _current_reset
 from .._states import JobStatus
 from ..store import Finish
+
+log = get_logger("conveyor.job")
 
 
 class StopReason(enum.Enum):
@@ -130,7 +134,30 @@ async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | N
     torn down) propagates, leaving the lease for the runtime to release. The job's
     timeout is that scope's deadline.
     """
-    bind(run.ctx)
+    token = bind(run.ctx)
+    outcome: Finish | None = None
+    try:
+        outcome = await _run(handler, run, clock)
+        return outcome
+    finally:
+        _log_outcome(outcome)
+        _current_reset(token)
+
+
+def _log_outcome(outcome: Finish | None) -> None:
+    """One record per run, logged in the job's context (so it carries its id)."""
+    if outcome is None:
+        log.info("stopped without an outcome (lease lost or runtime torn down)")
+    elif outcome.status is JobStatus.FAILED:
+        log.warning("failed: %s", outcome.error)
+    elif outcome.status is JobStatus.SCHEDULED:
+        log.info("%s", outcome.message)
+    else:
+        log.debug("%s", outcome.message or outcome.status.value)
+
+
+async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None:
+    log.debug("started (attempt %d of %d)", run.job.attempts, run.job.max_attempts)
     outcome: Finish | None = None
     timeout = run.job.timeout
     with run.scope:

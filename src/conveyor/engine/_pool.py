@@ -7,7 +7,6 @@ costs far more than handing an item to a waiting one.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .._errors import StoreError
+from .._logging import get_logger
 from .._models import Job
 from .._queue import Queue
 from .._states import JobStatus
@@ -25,7 +25,7 @@ from ._executor import Handler, execute
 if TYPE_CHECKING:
     from ._engine import Engine
 
-log = logging.getLogger("conveyor.engine")
+log = get_logger("conveyor.engine")
 
 MAX_CLAIM = 500  # jobs per claim transaction
 CLAIM_RETRY_DELAY = 0.5  # after a failed claim (store busy or unavailable)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
@@ -18,13 +17,14 @@ from anyio.abc import TaskStatus
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from .._logging import get_logger
 from ._http import error_response, route
 from ._session import Session
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
 
-log = logging.getLogger("conveyor.server")
+log = get_logger("conveyor.server")
 
 
 def is_loopback(host: str) -> bool:

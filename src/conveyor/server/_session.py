@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -23,6 +22,7 @@ from .._errors import (
     StoreError,
     ValidationError,
 )
+from .._logging import get_logger
 from .._models import Event
 from ._protocol import (
     Cancel,
@@ -44,7 +44,7 @@ from ._protocol import (
 if TYPE_CHECKING:
     from ._server import Server
 
-log = logging.getLogger("conveyor.server")
+log = get_logger("conveyor.server")
 
 CLOSE_TOO_SLOW = 4008  # the client fell too far behind its events
 REPLAY_PAGE = 500
