@@ -139,9 +139,11 @@ class Client:
         if self._ws is not None:
             await self._ws.close()
         if self._tg is not None:
+            # The reader is cancelled and exits quietly; the body's own exception (if any)
+            # propagates as itself, not wrapped in a group by the task group.
             self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(exc_type, exc, tb)
-            self._tg = None
+            tg, self._tg = self._tg, None
+            await tg.__aexit__(None, None, None)
 
     def _connect(self) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None

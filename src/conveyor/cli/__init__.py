@@ -1,0 +1,47 @@
+"""The ``conveyor`` command. Nothing in the package imports this module.
+
+Argument parsing is the standard library's argparse; tables and progress bars are
+rich's, an optional dependency (``pip install 'conveyor[cli]'``) imported only here.
+User mistakes print one line and exit non-zero; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .._errors import ConveyorError
+from ._jobs import add_jobs_commands
+from ._usage import UsageError
+from ._watch import add_watch_command
+from ._worker import add_worker_command
+
+__all__ = ("main",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="conveyor", description="Run, inspect and watch conveyor jobs."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_worker_command(commands)
+    add_jobs_commands(commands)
+    add_watch_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    except (ConveyorError, UsageError, OSError) as exc:
+        print(f"conveyor: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

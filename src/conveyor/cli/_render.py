@@ -1,0 +1,67 @@
+"""Output for people (rich tables) and for scripts (``--json``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from .._models import HistoryEntry, Job
+
+try:
+    from rich.console import Console
+    from rich.table import Column, Table
+except ImportError:  # pragma: no cover - depends on the installation
+    raise SystemExit("conveyor: the command needs rich: pip install 'conveyor[cli]'") from None
+
+# Piped output keeps whole rows on a line (rich would wrap them to 80 columns).
+console = Console(width=None if sys.stdout.isatty() else 240)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(value).decode() + "\n")
+
+
+def _progress(job: Job) -> str:
+    p = job.progress
+    if p.total:
+        return f"{p.current:g}/{p.total:g}"
+    return "" if not p.current else f"{p.current:g}"
+
+
+def jobs_table(jobs: Sequence[Job]) -> None:
+    table = Table("queue", "status", "progress", "attempts", "created", "error")
+    table.columns.insert(0, Column("id", no_wrap=True))
+    for job in jobs:
+        table.add_row(
+            job.id,
+            job.queue,
+            job.status.value,
+            _progress(job),
+            f"{job.attempts}/{job.max_attempts}",
+            f"{job.created_at:%Y-%m-%d %H:%M:%S}",
+            (job.error or "")[:60],
+        )
+    console.print(table)
+
+
+def job_details(job: Job, history: Sequence[HistoryEntry]) -> None:
+    fields = msgspec.to_builtins(job)
+    table = Table("field", "value", show_header=False)
+    for key, value in fields.items():
+        if key != "traceback" and value not in (None, ""):
+            table.add_row(key, str(value))
+    console.print(table)
+    if job.traceback:
+        console.print(job.traceback, markup=False, highlight=False)
+    timeline = Table("seq", "at", "status", "message")
+    for entry in history:
+        timeline.add_row(
+            str(entry.seq),
+            f"{entry.at:%Y-%m-%d %H:%M:%S.%f}",
+            entry.status.value,
+            entry.message or "",
+        )
+    console.print(timeline)

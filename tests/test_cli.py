@@ -1,0 +1,166 @@
+"""The ``conveyor`` command, run as a real subprocess against a real server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from conveyor import JobStatus, Queue, Runtime
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.anyio
+
+
+class Work(Queue):
+    name = "work"
+
+    async def handle_item(self, item: dict[str, Any]) -> Any:
+        if item.get("fail"):
+            raise ValueError("broken row")
+        if item.get("hold"):
+            await anyio.sleep_forever()
+        self.report_progress(current=1, total=1, message="done")
+        return item
+
+
+def start(*args: str, cwd: Path | None = None) -> subprocess.Popen[str]:
+    """``conveyor ARGS`` as a running process (its output piped)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "conveyor.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+async def conveyor(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "conveyor.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=cwd,
+        )
+
+    return await anyio.to_thread.run_sync(run)
+
+
+@pytest.fixture
+async def rt(db_path: Path) -> AsyncIterator[Runtime]:
+    async with Runtime(
+        db_path, queues=[Work()], serve=("127.0.0.1", 0), shutdown_grace=0
+    ) as runtime:
+        yield runtime
+
+
+async def test_jobs_ls_show_cancel_rerun_purge(rt: Runtime) -> None:
+    url = ["--url", rt.server_url]
+    ok = await rt.enqueue("work", {"n": 1})
+    bad = await rt.enqueue("work", {"fail": True})
+    held = await rt.enqueue("work", {"hold": True})
+    await rt.wait(ok.id, timeout=10)
+    await rt.wait(bad.id, timeout=10)
+
+    listed = await conveyor("jobs", "ls", *url, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert {j["id"] for j in json.loads(listed.stdout)} == {ok.id, bad.id, held.id}
+    failed = await conveyor("jobs", "ls", *url, "--status", "failed", "--json")
+    assert [j["id"] for j in json.loads(failed.stdout)] == [bad.id]
+
+    table = await conveyor("jobs", "ls", *url)
+    assert table.returncode == 0
+    assert ok.id in table.stdout
+    assert "failed" in table.stdout
+
+    shown = await conveyor("jobs", "show", bad.id, *url, "--json")
+    body = json.loads(shown.stdout)
+    assert body["job"]["error"] == "ValueError: broken row"
+    assert [h["status"] for h in body["history"]] == ["queued", "running", "failed"]
+    details = await conveyor("jobs", "show", bad.id, *url)
+    assert "broken row" in details.stdout
+    assert "Traceback" in details.stdout
+
+    cancelled = await conveyor("jobs", "cancel", held.id, *url, "--json")
+    assert json.loads(cancelled.stdout)["status"] in ("cancelling", "cancelled")
+    assert (await rt.wait(held.id, timeout=10)).status is JobStatus.CANCELLED
+    rerun = await conveyor("jobs", "rerun", bad.id, *url, "--json")
+    assert json.loads(rerun.stdout)["status"] == "queued"
+    await rt.wait(bad.id, timeout=10)
+    purged = await conveyor("jobs", "purge", *url, "--status", "completed", "--json")
+    assert json.loads(purged.stdout) == {"deleted": 1}
+
+
+async def test_mistakes_print_one_line_and_exit_non_zero(rt: Runtime) -> None:
+    missing = await conveyor("jobs", "show", "nope", "--url", rt.server_url)
+    assert missing.returncode == 1
+    assert missing.stderr.strip().startswith("conveyor:")
+    assert "nope" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    unreachable = await conveyor("jobs", "ls", "--url", "ws://127.0.0.1:9")
+    assert unreachable.returncode == 1
+    assert len(unreachable.stderr.strip().splitlines()) == 1
+    bad_target = await conveyor("worker", "no_colon_here")
+    assert bad_target.returncode == 2
+    assert "MODULE:ATTR" in bad_target.stderr
+    unknown = await conveyor("worker", "not_a_module_anywhere:rt")
+    assert unknown.returncode == 2
+    assert "cannot import" in unknown.stderr
+
+
+async def test_worker_runs_an_app_runtime_and_stops_on_sigterm(tmp_path: Path) -> None:
+    db = tmp_path / "app.db"
+    (tmp_path / "myapp.py").write_text(
+        textwrap.dedent(
+            f"""
+            from conveyor import Queue, Runtime
+
+            class Greet(Queue):
+                name = "greet"
+
+                async def handle_item(self, item):
+                    return "hello " + item["name"]
+
+            def make_runtime():
+                return Runtime({str(db)!r}, queues=[Greet()])
+            """
+        )
+    )
+
+    class Greet(Queue):
+        name = "greet"
+
+    proc = start("worker", "myapp:make_runtime", cwd=tmp_path)
+    try:
+        async with Runtime(db, queues=[Greet()], workers=False) as client:
+            job = await client.enqueue("greet", {"name": "ada"})
+            with anyio.fail_after(30):
+                done = await client.wait(job.id)
+            assert done.result == "hello ada"
+        proc.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            await wait_until(lambda: proc.poll() is not None, 0.05)
+        output = proc.stdout.read() if proc.stdout else ""
+        assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+        assert "running greet" in output
+        assert "stopped" in output
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream:
+                stream.close()
