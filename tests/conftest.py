@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import pytest
+from anyio.streams.text import TextReceiveStream
 
 from conveyor import Event, EventStream, JobStatus
 
@@ -102,3 +105,70 @@ def spawn(db_path: Path) -> Iterator[type[Worker]]:
         w.kill()
         if w.proc.stdout is not None:
             w.proc.stdout.close()
+
+
+class Command:
+    """``conveyor ARGS`` as a real child process, its output (stdout and stderr, merged)
+    read line by line as it comes, so a test can wait for a line with a deadline."""
+
+    def __init__(self, proc: anyio.abc.Process) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.ended = False
+        self._changed = anyio.Event()
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        pending = ""
+        async for chunk in TextReceiveStream(self.proc.stdout, errors="replace"):
+            *complete, pending = (pending + chunk).split("\n")
+            self.lines.extend(complete)
+            self._changed.set()
+            self._changed = anyio.Event()
+        self.ended = True
+        self._changed.set()
+
+    async def line(self, predicate: Callable[[str], bool]) -> str:
+        """The first output line that satisfies ``predicate`` (callers bound the wait)."""
+        checked = 0
+        while True:
+            changed = self._changed
+            for line in self.lines[checked:]:
+                if predicate(line):
+                    return line
+            checked = len(self.lines)
+            if self.ended:
+                raise AssertionError("the command ended without it:\n" + self.output())
+            await changed.wait()
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def exited(self) -> int:
+        """The exit code, once the process ended and its output was all read."""
+        code = await self.proc.wait()
+        while not self.ended:
+            await self._changed.wait()
+        return code
+
+
+@contextlib.asynccontextmanager
+async def conveyor_command(*args: str, cwd: Path | None = None) -> AsyncIterator[Command]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    async with await anyio.open_process(
+        [sys.executable, "-m", "conveyor.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=env,
+    ) as proc:
+        command = Command(proc)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(command._read)
+            try:
+                yield command
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                with anyio.move_on_after(10, shield=True):
+                    await proc.wait()

@@ -77,6 +77,10 @@ async def test_calls_round_trip(db_path: Path) -> None:
         once = await client.enqueue("hold", {}, unique_key="k")
         assert (await client.enqueue("hold", {"other": 1}, unique_key="k")).id == once.id
         await client.wait(bad.id, timeout=10)
+        counts = await client.queue_counts()
+        assert set(counts) == {"square", "hold"}
+        assert counts["square"][JobStatus.FAILED] == 1
+        assert counts["hold"][JobStatus.CANCELLED] == 1
         assert await client.purge(statuses=["completed"], queue="square") == 1  # the 49
         with pytest.raises(WaitTimeout):
             await client.wait((await client.enqueue("hold", {})).id, timeout=0.2)

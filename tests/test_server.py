@@ -382,6 +382,9 @@ async def test_token_is_required_off_loopback_and_checked(db_path: Path) -> None
         assert status == 200
         status, _ = await http_get(rt, "/healthz")
         assert status == 200
+        status, page = await http_get(rt, "/")  # no data in it: it asks for the token
+        assert status == 200
+        assert "token" in page
 
 
 async def test_browser_origin_must_match(rt: Runtime) -> None:

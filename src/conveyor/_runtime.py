@@ -12,7 +12,7 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.to_thread
@@ -40,6 +40,9 @@ from .engine import Engine, transition_event
 from .engine._executor import StopReason
 from .store import ListParams, NewJob, SQLiteStore, Store
 
+if TYPE_CHECKING:
+    from .server import Server
+
 log = get_logger("conveyor")
 
 MAX_LIST_LIMIT = 1000
@@ -54,7 +57,10 @@ class Runtime:
     finish, then cancels the rest and puts them back to ``queued`` for the next start.
 
     ``workers=False`` makes a runtime that only enqueues and reads (the queues are still
-    given, for their names and payload types) while other processes run the jobs.
+    given, for their names and payload types) while other processes run the jobs. With
+    no queues as well it observes every queue in the store: it lists, watches, cancels,
+    reruns and purges any job, but cannot enqueue (it knows no payload types). This is
+    what ``conveyor serve --db`` runs.
 
     Tuning: ``lease_ttl`` is how long a crashed worker's jobs stay claimed before another
     worker takes them back (live workers renew their leases every third of it);
@@ -110,24 +116,15 @@ class Runtime:
                 raise ValidationError(f"{name} must be a number >= 0, not {value!r}")
         if lease_ttl <= 0 or poll_interval <= 0:
             raise ValidationError("lease_ttl and poll_interval must be > 0")
+        self._stack: AsyncExitStack | None = None
+        self._server: Server | None = None
         if serve is not None:
-            from .server import Server, is_loopback
-
-            host, port = serve
-            if not is_loopback(host) and not token:
-                raise ValidationError(
-                    f"serving on {host!r}, beyond this machine, requires a token="
-                )
-            self._server: Server | None = Server(
-                self,
-                host,
-                port,
+            self.attach_server(
+                *serve,
                 token=token,
                 allowed_origins=allowed_origins,
                 max_message_bytes=max_message_bytes,
             )
-        else:
-            self._server = None
         self.max_payload_bytes = max_payload_bytes
         self._periodic = [
             PeriodicQueue(
@@ -158,10 +155,37 @@ class Runtime:
             },
         )
         self._ids = IdGenerator()
-        self._stack: AsyncExitStack | None = None
         self._tg: TaskGroup | None = None
         self._open = False
         self._force = anyio.Event()
+
+    def attach_server(
+        self,
+        host: str,
+        port: int,
+        *,
+        token: str | None = None,
+        allowed_origins: Sequence[str] | None = None,
+        max_message_bytes: int = 1 << 20,
+    ) -> None:
+        """What ``serve=`` does, for a runtime already built (``conveyor worker --serve``
+        serves the app's runtime). Call it before ``async with``."""
+        from .server import Server, is_loopback
+
+        if self._stack is not None:
+            raise RuntimeClosed("attach_server() must come before the runtime starts")
+        if self._server is not None:
+            raise ValidationError("this runtime already serves on " + self._server.url)
+        if not is_loopback(host) and not token:
+            raise ValidationError(f"serving on {host!r}, beyond this machine, requires a token=")
+        self._server = Server(
+            self,
+            host,
+            port,
+            token=token,
+            allowed_origins=allowed_origins,
+            max_message_bytes=max_message_bytes,
+        )
 
     @property
     def server_url(self) -> str:
@@ -285,11 +309,23 @@ class Runtime:
 
     # -- jobs --------------------------------------------------------------------------
 
+    @property
+    def observes_all(self) -> bool:
+        """True for a runtime without queues nor workers: it reads every queue."""
+        return not self.queues and not self.workers
+
     def _queue(self, name: str) -> Queue[Any]:
         queue = self.queues.get(name)
         if queue is None:
             raise QueueNotFound(name)
         return queue
+
+    def _check_queue_name(self, name: str) -> None:
+        """QueueNotFound unless reads of this queue are this runtime's to answer."""
+        if not isinstance(name, str):
+            raise ValidationError(f"queue must be a string, not {type(name).__name__}")
+        if not self.observes_all:
+            self._queue(name)
 
     def _new_job(
         self,
@@ -398,6 +434,12 @@ class Runtime:
         self, queue: str, payloads: Iterable[Any], unique_key: str | None, **options: Any
     ) -> list[Job]:
         self._require_open()
+        if self.observes_all:
+            raise QueueNotFound(
+                queue,
+                message=f"cannot enqueue to {queue!r}: this runtime only observes the store"
+                " (it knows no queue's payload type); enqueue where the queue is defined",
+            )
         q = self._queue(queue)
         now = self.clock.now()
         checked = job_options(q, now, **options)
@@ -420,7 +462,7 @@ class Runtime:
     async def job_status(self, queue: str, job_id: str) -> Job:
         """The job's current record. JobNotFound if it is not a job of ``queue``."""
         self._require_open()
-        self._queue(queue)
+        self._check_queue_name(queue)
         return await self._get(job_id, queue)
 
     async def job(self, job_id: str) -> Job:
@@ -429,12 +471,14 @@ class Runtime:
         return await self._get(job_id)
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
-        """Jobs per status for each of this runtime's queues (zeros included)."""
+        """Jobs per status for each of this runtime's queues (zeros included); for an
+        observing runtime, each queue that has jobs in the store."""
         self._require_open()
         stored = await self.store.queue_counts()
+        names = sorted(stored) if self.observes_all else list(self.queues)
         return {
             name: {status: stored.get(name, {}).get(status, 0) for status in JobStatus}
-            for name in self.queues
+            for name in names
         }
 
     async def missed_events(
@@ -456,7 +500,7 @@ class Runtime:
         ``cancelling`` and its handler is stopped, ending ``cancelled``. A job already
         finished is returned unchanged."""
         self._require_open()
-        self._queue(queue)
+        self._check_queue_name(queue)
         job, transitions = await self.store.job_request_cancel(job_id, queue, self.clock.now())
         self._engine.committed(transitions)
         if any(t.status is JobStatus.CANCELLING for t in transitions):
@@ -490,7 +534,7 @@ class Runtime:
         """Jobs newest first. For the next page pass ``cursor=`` the last job's id."""
         self._require_open()
         if queue is not None:
-            self._queue(queue)
+            self._check_queue_name(queue)
         if status is not None:
             try:
                 status = JobStatus(status)
@@ -539,7 +583,7 @@ class Runtime:
         ``older_than`` ago; returns how many. Only terminal statuses may be given."""
         self._require_open()
         if queue is not None:
-            self._queue(queue)
+            self._check_queue_name(queue)
         age = seconds("older_than", older_than)
         try:
             wanted = frozenset(JobStatus(s) for s in statuses)
@@ -612,7 +656,7 @@ class Runtime:
         """
         self._require_open()
         if queue is not None:
-            self._queue(queue)
+            self._check_queue_name(queue)
         return self.bus.subscribe(
             queue=queue, job_id=job_id, statuses=statuses, max_buffer=max_buffer
         )

@@ -254,6 +254,11 @@ class Client:
         )
         return msgspec.convert(value["jobs"], list[Job])
 
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
+        """Jobs per status for each queue the server knows (zeros included)."""
+        value = await self._call("queue_counts")
+        return msgspec.convert(value["queues"], dict[str, dict[JobStatus, int]])
+
     async def history(self, job_id: str) -> list[HistoryEntry]:
         value = await self._call("history", job_id=job_id)
         return msgspec.convert(value["history"], list[HistoryEntry])

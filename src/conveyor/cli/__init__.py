@@ -12,7 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from .._errors import ConveyorError
+from ._demo import add_demo_command
 from ._jobs import add_jobs_commands
+from ._serve import add_serve_command
 from ._usage import UsageError
 from ._watch import add_watch_command
 from ._worker import add_worker_command
@@ -25,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="conveyor", description="Run, inspect and watch conveyor jobs."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_demo_command(commands)
     add_worker_command(commands)
+    add_serve_command(commands)
     add_jobs_commands(commands)
     add_watch_command(commands)
     return parser
@@ -33,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "log_level", None):
+        from ._logs import configure_logging
+
+        configure_logging(args.log_level)
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:

@@ -1,18 +1,106 @@
-"""``conveyor jobs ls|show|cancel|rerun|purge`` against a server URL."""
+"""``conveyor jobs ls|show|cancel|rerun|purge`` against a server URL or a database file."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 import anyio
 
+from .._models import HistoryEntry, Job
+from .._runtime import Runtime
 from .._states import JobStatus
 from ..client import Client
+from ._usage import UsageError
 
 
-def _connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", required=True, help="the server, e.g. ws://127.0.0.1:8765")
+class JobSource(Protocol):
+    """What the commands need, from a server (Client) or from the file (Runtime)."""
+
+    async def list_jobs(
+        self, queue: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> list[Job]: ...
+    async def job(self, job_id: str) -> Job: ...
+    async def history(self, job_id: str) -> list[HistoryEntry]: ...
+    async def cancel(self, job_id: str) -> Job: ...
+    async def rerun(self, job_id: str) -> Job: ...
+    async def purge(
+        self, older_than: float, statuses: list[str] | None, queue: str | None
+    ) -> int: ...
+
+
+class _ServerSource:
+    def __init__(self, client: Client) -> None:
+        self.client = client
+
+    async def list_jobs(
+        self, queue: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> list[Job]:
+        return await self.client.list_jobs(queue=queue, status=status, limit=limit, cursor=cursor)
+
+    async def job(self, job_id: str) -> Job:
+        return await self.client.job_status(job_id)
+
+    async def history(self, job_id: str) -> list[HistoryEntry]:
+        return await self.client.history(job_id)
+
+    async def cancel(self, job_id: str) -> Job:
+        return await self.client.cancel(job_id)
+
+    async def rerun(self, job_id: str) -> Job:
+        return await self.client.rerun(job_id, by="conveyor jobs")
+
+    async def purge(self, older_than: float, statuses: list[str] | None, queue: str | None) -> int:
+        return await self.client.purge(older_than=older_than, statuses=statuses, queue=queue)
+
+
+class _FileSource:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def list_jobs(
+        self, queue: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> list[Job]:
+        return await self.rt.list_jobs(queue=queue, status=status, limit=limit, cursor=cursor)
+
+    async def job(self, job_id: str) -> Job:
+        return await self.rt.job(job_id)
+
+    async def history(self, job_id: str) -> list[HistoryEntry]:
+        return await self.rt.history(job_id)
+
+    async def cancel(self, job_id: str) -> Job:
+        job = await self.rt.job(job_id)
+        return await self.rt.request_job_cancel(job.queue, job_id)
+
+    async def rerun(self, job_id: str) -> Job:
+        return await self.rt.rerun(job_id, by="conveyor jobs")
+
+    async def purge(self, older_than: float, statuses: list[str] | None, queue: str | None) -> int:
+        if statuses is None:
+            return await self.rt.purge(older_than=older_than, queue=queue)
+        return await self.rt.purge(older_than=older_than, statuses=statuses, queue=queue)
+
+
+@asynccontextmanager
+async def open_source(args: argparse.Namespace) -> AsyncIterator[JobSource]:
+    if args.db is not None:
+        if not await anyio.Path(args.db).is_file():
+            raise UsageError(f"no database at {args.db}")
+        # Observes every queue of the file; workers elsewhere see its changes as theirs.
+        async with Runtime(args.db, workers=False) as rt:
+            yield _FileSource(rt)
+    else:
+        async with Client(args.url, token=args.token) as client:
+            yield _ServerSource(client)
+
+
+def _source_options(parser: argparse.ArgumentParser) -> None:
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="a server, e.g. ws://127.0.0.1:8765")
+    where.add_argument("--db", help="a database file, e.g. conveyor.db")
     parser.add_argument("--token", help="the server's token, if it requires one")
     parser.add_argument("--json", action="store_true", help="JSON output, for scripts")
 
@@ -22,7 +110,7 @@ def add_jobs_commands(commands: Any) -> None:
     actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     ls = actions.add_parser("ls", help="list jobs, newest first")
-    _connection_options(ls)
+    _source_options(ls)
     ls.add_argument("--queue")
     ls.add_argument("--status", choices=[s.value for s in JobStatus])
     ls.add_argument("--limit", type=int, default=50)
@@ -35,12 +123,12 @@ def add_jobs_commands(commands: Any) -> None:
         ("rerun", "put a finished job back to queued"),
     ):
         action = actions.add_parser(name, help=help_text)
-        _connection_options(action)
+        _source_options(action)
         action.add_argument("job_id")
         action.set_defaults(run=lambda a, name=name: anyio.run(_one, a, name))
 
     purge = actions.add_parser("purge", help="delete finished jobs")
-    _connection_options(purge)
+    _source_options(purge)
     purge.add_argument("--older-than", type=float, default=0, help="seconds since it finished")
     purge.add_argument("--status", action="append", choices=["completed", "failed", "cancelled"])
     purge.add_argument("--queue")
@@ -50,10 +138,8 @@ def add_jobs_commands(commands: Any) -> None:
 async def _ls(args: argparse.Namespace) -> int:
     from ._render import jobs_table, print_json
 
-    async with Client(args.url, token=args.token) as client:
-        jobs = await client.list_jobs(
-            queue=args.queue, status=args.status, limit=args.limit, cursor=args.cursor
-        )
+    async with open_source(args) as source:
+        jobs = await source.list_jobs(args.queue, args.status, args.limit, args.cursor)
     if args.json:
         print_json(jobs)
     else:
@@ -64,16 +150,16 @@ async def _ls(args: argparse.Namespace) -> int:
 async def _one(args: argparse.Namespace, action: str) -> int:
     from ._render import job_details, jobs_table, print_json
 
-    async with Client(args.url, token=args.token) as client:
+    async with open_source(args) as source:
         if action == "show":
-            job = await client.job_status(args.job_id)
-            history = await client.history(args.job_id)
+            job = await source.job(args.job_id)
+            history = await source.history(args.job_id)
             if args.json:
                 print_json({"job": job, "history": history})
             else:
                 job_details(job, history)
             return 0
-        job = await (client.cancel if action == "cancel" else client.rerun)(args.job_id)
+        job = await (source.cancel if action == "cancel" else source.rerun)(args.job_id)
     if args.json:
         print_json(job)
     else:
@@ -84,10 +170,8 @@ async def _one(args: argparse.Namespace, action: str) -> int:
 async def _purge(args: argparse.Namespace) -> int:
     from ._render import console, print_json
 
-    async with Client(args.url, token=args.token) as client:
-        deleted = await client.purge(
-            older_than=args.older_than, statuses=args.status, queue=args.queue
-        )
+    async with open_source(args) as source:
+        deleted = await source.purge(args.older_than, args.status, args.queue)
     if args.json:
         print_json({"deleted": deleted})
     else:

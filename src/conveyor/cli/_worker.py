@@ -11,6 +11,8 @@ from typing import Any
 import anyio
 
 from .._runtime import Runtime
+from ._logs import add_log_level_option
+from ._serve import add_server_options, page_url, parse_address
 from ._usage import UsageError
 
 
@@ -24,6 +26,14 @@ def add_worker_command(commands: Any) -> None:
         " at once.",
     )
     worker.add_argument("target", help="MODULE:ATTR, e.g. myapp.jobs:runtime")
+    worker.add_argument(
+        "--serve",
+        dest="address",
+        metavar="HOST:PORT",
+        help="also serve the dashboard and websocket here (port 0: any free port)",
+    )
+    add_server_options(worker)
+    add_log_level_option(worker, "INFO")
     worker.set_defaults(run=_run)
 
 
@@ -49,11 +59,15 @@ def load_runtime(target: str) -> Runtime:
 
 def _run(args: argparse.Namespace) -> int:
     rt = load_runtime(args.target)
+    if args.address is not None:
+        rt.attach_server(*parse_address(args.address), token=args.token)
 
     async def serve() -> None:
         async with rt:
             names = ", ".join(rt.queues) or "no queues"
             print(f"conveyor worker: running {names}; Ctrl-C or SIGTERM to stop", flush=True)
+            if args.address is not None:
+                print(f"conveyor worker: dashboard on {page_url(rt)}", flush=True)
             await rt.run_until_signalled()
             print("conveyor worker: stopping (a second signal stops at once)", flush=True)
         print("conveyor worker: stopped", flush=True)

@@ -54,6 +54,10 @@ class ListJobs(_Request, frozen=True, tag="list_jobs"):
     cursor: str | None = None
 
 
+class QueueCounts(_Request, frozen=True, tag="queue_counts"):
+    pass
+
+
 class GetHistory(_Request, frozen=True, tag="history"):
     job_id: str
 
@@ -74,11 +78,20 @@ class Purge(_Request, frozen=True, tag="purge"):
 
 
 Request = (
-    Subscribe | Unsubscribe | Enqueue | GetJob | ListJobs | GetHistory | Cancel | Rerun | Purge
+    Subscribe
+    | Unsubscribe
+    | Enqueue
+    | GetJob
+    | ListJobs
+    | QueueCounts
+    | GetHistory
+    | Cancel
+    | Rerun
+    | Purge
 )
 OPS: Final = frozenset(
     {"subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"}
-    | {"rerun", "purge"}
+    | {"queue_counts", "rerun", "purge"}
 )
 
 

@@ -41,6 +41,8 @@ class Server:
 
     Security: a token is required whenever ``host`` is not a loopback address; clients
     send it as ``Authorization: Bearer <token>`` or ``?token=<token>``, else get HTTP 401.
+    Only the dashboard page (which holds no data and asks for the token) and
+    ``/healthz`` answer without it.
     A browser's ``Origin`` must be in ``allowed_origins`` (default: the page's own
     origin, i.e. the Host it connected to), else HTTP 403.
 
@@ -112,7 +114,9 @@ class Server:
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
         path = urlsplit(request.path).path
-        if path != "/healthz" and not self._authorized(request):
+        # The page and the health check carry no data: the page asks for the token.
+        public = path in ("/", "/healthz") and "upgrade" not in request.headers
+        if not public and not self._authorized(request):
             return error_response(401, "unauthorized", "missing or wrong token")
         if not self._origin_allowed(request):
             return error_response(403, "forbidden_origin", "this Origin is not allowed")

@@ -32,6 +32,7 @@ from ._protocol import (
     GetJob,
     ListJobs,
     Purge,
+    QueueCounts,
     Request,
     Rerun,
     Result,
@@ -155,6 +156,8 @@ class Session:
                 )
                 cursor = jobs[-1].id if len(jobs) == request.limit else None
                 return {"jobs": jobs, "cursor": cursor}
+            case QueueCounts():
+                return {"queues": await rt.queue_counts()}
             case GetHistory(job_id=job_id):
                 return {"history": await rt.history(job_id)}
             case Cancel(job_id=job_id):
@@ -170,8 +173,6 @@ class Session:
                 return {"deleted": deleted}
 
     async def _subscribe(self, request: Subscribe) -> str:
-        if request.queue is not None and request.queue not in self.rt.queues:
-            raise QueueNotFound(request.queue)
         if request.since is not None and request.since < 0:
             raise ValidationError("since must be a seq >= 0")
         sub = f"s{next(self._ids)}"
