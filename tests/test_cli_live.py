@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -195,3 +196,15 @@ async def test_watch_of_an_unknown_queue_says_so(rt: Runtime) -> None:
     result = await conveyor("watch", rt.server_url, "--queue", "nope")
     assert result.returncode == 1
     assert result.stderr.strip() == "conveyor: unknown queue 'nope'"
+
+
+async def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = await conveyor("demo", "--db", str(tmp_path / "d.db"), "--port", port)
+    assert result.returncode == 1
+    assert result.stderr.strip().startswith("conveyor: ")
+    assert "address already in use" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -464,3 +464,13 @@ async def test_server_url_and_shutdown_close_connections(db_path: Path) -> None:
         await c.call("subscribe")
     with anyio.fail_after(10), pytest.raises(ConnectionClosed):
         await c.ws.recv()
+
+
+async def test_a_port_in_use_is_a_plain_oserror(db_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match="address already in use"):
+            async with Runtime(db_path, queues=[Work()], serve=("127.0.0.1", port)):
+                pass

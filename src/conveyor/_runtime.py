@@ -213,7 +213,13 @@ class Runtime:
             if self._server is not None:
                 await tg.start(self._server.run)
         except BaseException as exc:
-            await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            try:
+                await stack.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseExceptionGroup as group:
+                # The task group wraps what failed to start (a port in use): raise that
+                # alone, as a plain OSError or ConveyorError a caller can catch.
+                if group.exceptions != (exc,):
+                    raise
             raise
         self._open = True
         return self

@@ -16,7 +16,19 @@ from ._protocol import encoder
 if TYPE_CHECKING:
     from .._runtime import Runtime
 
-_PAGE: Final = resources.files(__package__).joinpath("static/index.html")
+_STATIC: Final = resources.files(__package__).joinpath("static")
+# The dashboard: static files holding no data, so they are served without the token
+# (the page asks for it). Everything else on the port requires it.
+PAGES: Final = {
+    "/": ("index.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+}
+PUBLIC_PATHS: Final = frozenset(PAGES) | {"/healthz"}
+_PAGE_POLICY: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:;"
+    " img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 
 
 def respond(status: int, body: bytes, content_type: str) -> Response:
@@ -28,6 +40,8 @@ def respond(status: int, body: bytes, content_type: str) -> Response:
             ("X-Content-Type-Options", "nosniff"),
         ]
     )
+    if content_type.startswith("text/html"):
+        headers["Content-Security-Policy"] = _PAGE_POLICY
     return Response(status, http.HTTPStatus(status).phrase, headers, body)
 
 
@@ -45,8 +59,9 @@ async def route(rt: Runtime, request: Request) -> Response:
     path = url.path.rstrip("/") or "/"
     query = {k: v[-1] for k, v in parse_qs(url.query).items()}
     try:
-        if path == "/":
-            return respond(200, _PAGE.read_bytes(), "text/html; charset=utf-8")
+        if path in PAGES:
+            name, content_type = PAGES[path]
+            return respond(200, _STATIC.joinpath(name).read_bytes(), content_type)
         if path == "/healthz":
             return json_response(200, {"status": "ok"})
         if path == "/api/queues":

@@ -18,7 +18,7 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from .._logging import get_logger
-from ._http import error_response, route
+from ._http import PUBLIC_PATHS, error_response, route
 from ._session import Session
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class Server:
     ) -> Response | None:
         path = urlsplit(request.path).path
         # The page and the health check carry no data: the page asks for the token.
-        public = path in ("/", "/healthz") and "upgrade" not in request.headers
+        public = path in PUBLIC_PATHS and "Upgrade" not in request.headers
         if not public and not self._authorized(request):
             return error_response(401, "unauthorized", "missing or wrong token")
         if not self._origin_allowed(request):

@@ -1,0 +1,241 @@
+"""The dashboard in a real headless Chromium (Debian's, driven by playwright), against a
+real runtime serving a real SQLite file. Screenshots land in each test's tmp dir."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from playwright.async_api import Page, async_playwright, expect
+
+from conveyor import JobStatus, Queue, Runtime
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
+
+CHROMIUM = os.environ.get("CONVEYOR_CHROMIUM", "/usr/bin/chromium")
+WAIT_MS = 15_000  # each expectation's deadline in the browser
+
+
+class Steps(Queue):
+    """Reports 1/4 .. 4/4, each step when the test sends it one (so the test sets the
+    pace, and a cancel finds it waiting)."""
+
+    name = "steps"
+    gate: MemoryObjectReceiveStream[None]
+
+    async def handle_item(self, item: Any) -> str:
+        for step in range(1, 5):
+            await self.gate.receive()
+            self.report_progress(current=step, total=4, message=f"step {step} of 4")
+        return "all steps"
+
+
+class Flaky(Queue):
+    """Fails while ``broken`` is set, with a traceback."""
+
+    name = "flaky"
+    broken = True
+
+    async def handle_item(self, item: Any) -> str:
+        if type(self).broken:
+            raise RuntimeError("disk on fire")
+        return "fine now"
+
+
+_streams: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_gates() -> Iterator[None]:
+    yield
+    while _streams:
+        _streams.pop().close()
+
+
+def make_runtime(
+    db: Path, port: int = 0, **kwargs: Any
+) -> tuple[Runtime, MemoryObjectSendStream[None]]:
+    """A runtime serving Steps and Flaky, and the stream that paces Steps."""
+    send, receive = anyio.create_memory_object_stream[None](100)
+    _streams.extend((send, receive))
+    steps = Steps()
+    steps.gate = receive
+    rt = Runtime(db, queues=[steps, Flaky()], serve=("127.0.0.1", port), shutdown_grace=0, **kwargs)
+    return rt, send
+
+
+def page_url(rt: Runtime) -> str:
+    return rt.server_url.replace("ws://", "http://") + "/"
+
+
+@pytest.fixture
+async def page(tmp_path: Path) -> AsyncIterator[Page]:
+    if not await anyio.Path(CHROMIUM).exists():
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        context = await browser.new_context(viewport={"width": 1400, "height": 900})
+        page = await context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            yield page
+        finally:
+            await page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
+            await browser.close()
+        assert not errors, f"the page raised: {errors}"
+
+
+def row(page: Page, job_id: str) -> Any:
+    return page.locator(f'tr[data-job-id="{job_id}"]')
+
+
+async def test_live_progress_cancel_rerun_filters_and_job_view(
+    page: Page, db_path: Path, tmp_path: Path
+) -> None:
+    rt, step = make_runtime(db_path)
+    async with rt:
+        await page.goto(page_url(rt))
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+
+        # A progress bar that moves as the handler reports.
+        job = await rt.enqueue("steps", {"n": 1})
+        bar = row(page, job.id)
+        await expect(bar.locator(".badge")).to_have_text("running", timeout=WAIT_MS)
+        for pct in ("25%", "50%"):
+            await step.send(None)
+            await expect(bar.locator(".pct")).to_have_text(pct, timeout=WAIT_MS)
+        await expect(bar.locator(".fill")).to_have_attribute(
+            "style", "width: 50%;", timeout=WAIT_MS
+        )
+        await expect(bar.locator(".message")).to_have_text("step 2 of 4")
+
+        # Cancel through the page: the handler stops, the record says so.
+        await bar.get_by_role("button", name="Cancel").click()
+        await expect(bar.locator(".badge")).to_have_text("cancelled", timeout=WAIT_MS)
+        assert (await rt.wait(job.id, timeout=10)).status is JobStatus.CANCELLED
+        await expect(bar.get_by_role("button", name="Rerun")).to_be_visible()
+
+        # A failed job: its view shows payload, error, traceback and history; rerun it.
+        bad = await rt.enqueue("flaky", {"note": "<b>not markup</b>"}, created_by="ops")
+        assert (await rt.wait(bad.id, timeout=10)).status is JobStatus.FAILED
+        failed = row(page, bad.id)
+        await expect(failed.locator(".badge")).to_have_text("failed", timeout=WAIT_MS)
+        await failed.locator(".id").click()
+        detail = page.locator("#detail")
+        await expect(detail).to_be_visible()
+        await expect(page.locator("#detail-title")).to_have_text(bad.id)
+        await expect(page.locator("#detail-payload")).to_contain_text("<b>not markup</b>")
+        await expect(page.locator("#detail-error")).to_have_text("RuntimeError: disk on fire")
+        await expect(page.locator("#detail-traceback")).to_contain_text("Traceback")
+        await expect(page.locator("#detail-fields")).to_contain_text("ops")
+        history = page.locator("#detail-history li .badge")
+        await expect(history).to_have_text(["queued", "running", "failed"])
+        await expect(page.locator("#detail-cancel")).to_be_hidden()
+
+        Flaky.broken = False
+        try:
+            await page.locator("#detail-rerun").click()
+            await expect(failed.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+            await expect(history).to_have_text(
+                ["queued", "running", "failed", "queued", "running", "completed"],
+                timeout=WAIT_MS,
+            )
+            await expect(page.locator("#detail-result")).to_have_text("fine now")
+        finally:
+            Flaky.broken = True
+        stored = await rt.history(bad.id)
+        assert any("dashboard" in (entry.message or "") for entry in stored)
+        await page.locator("#detail-close").click()
+        await expect(detail).to_be_hidden()
+
+        # Queue counts, and the filters.
+        steps_card = page.locator('.queue[data-queue="steps"]')
+        await expect(steps_card.locator('[data-status="cancelled"]')).to_have_text(
+            "cancelled 1", timeout=WAIT_MS
+        )
+        await expect(page.locator('.queue[data-queue="flaky"] .rate')).to_have_text("1/min")
+        await page.select_option("#filter-queue", "flaky")
+        await expect(page.locator("tr[data-job-id]")).to_have_count(1, timeout=WAIT_MS)
+        await expect(row(page, bad.id)).to_be_visible()
+        await page.select_option("#filter-queue", "")
+        await page.select_option("#filter-status", "cancelled")
+        await expect(page.locator("tr[data-job-id]")).to_have_count(1, timeout=WAIT_MS)
+        await expect(row(page, job.id)).to_be_visible()
+        await page.select_option("#filter-status", "")
+        await expect(page.locator("tr[data-job-id]")).to_have_count(2, timeout=WAIT_MS)
+        await page.screenshot(path=tmp_path / "dashboard-live.png", full_page=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_reconnects_after_a_server_restart_and_resumes(page: Page, db_path: Path) -> None:
+    port = free_port()
+    first, step = make_runtime(db_path, port)
+    async with first:
+        await page.goto(page_url(first))
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        job = await first.enqueue("steps", {})
+        await step.send(None)
+        await expect(row(page, job.id).locator(".pct")).to_have_text("25%", timeout=WAIT_MS)
+    # The server is gone; the job went back to the queue as the runtime stopped.
+    await expect(page.locator("#conn")).to_contain_text("reconnecting", timeout=WAIT_MS)
+    await expect(row(page, job.id).locator(".badge")).to_have_text("queued")
+    # A job enqueued while the page is cut off: it arrives by the resume (since=), as
+    # the page reloads no list on a reconnect.
+    async with Runtime(db_path, queues=[Steps(), Flaky()], workers=False) as offline:
+        missed = await offline.enqueue("flaky", {}, delay=3600)
+
+    second, step = make_runtime(db_path, port)
+    async with second:
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        await expect(row(page, missed.id).locator(".badge")).to_have_text(
+            "scheduled", timeout=WAIT_MS
+        )
+        for _ in range(4):
+            await step.send(None)
+        assert (await second.wait(job.id, timeout=10)).status is JobStatus.COMPLETED
+        bar = row(page, job.id)
+        await expect(bar.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+        await expect(bar.locator(".pct")).to_have_text("100%")
+        # And jobs enqueued after the reconnect arrive live as before.
+        later = await second.enqueue("flaky", {})
+        await expect(row(page, later.id).locator(".badge")).to_have_text("failed", timeout=WAIT_MS)
+
+
+async def test_token_flow(page: Page, db_path: Path) -> None:
+    rt, _ = make_runtime(db_path, token="s3cret")
+    async with rt:
+        await page.goto(page_url(rt))
+        dialog = page.locator("#token-dialog")
+        await expect(dialog).to_be_visible(timeout=WAIT_MS)
+        await expect(page.locator("#conn")).to_have_text("needs a token")
+        await page.fill("#token-input", "wrong")
+        await page.press("#token-input", "Enter")
+        await expect(page.locator("#token-wrong")).to_be_visible(timeout=WAIT_MS)
+        await page.fill("#token-input", "s3cret")
+        await page.press("#token-input", "Enter")
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        job = await rt.enqueue("flaky", {})
+        await expect(row(page, job.id).locator(".badge")).to_have_text("failed", timeout=WAIT_MS)
+
+        # A link that carries the token connects at once, and drops it from the URL.
+        fresh = await page.context.new_page()
+        await fresh.goto(page_url(rt) + "?token=s3cret")
+        await expect(fresh.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        assert "token" not in fresh.url
+        await expect(row(fresh, job.id)).to_be_visible(timeout=WAIT_MS)
+        await fresh.close()
