@@ -4,9 +4,12 @@ real child processes against real files and servers."""
 from __future__ import annotations
 
 import json
+import os
+import pty
 import re
 import signal
 import socket
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -208,3 +211,39 @@ async def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().startswith("conveyor: ")
     assert "address already in use" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_watch_on_a_terminal_draws_bars(rt: Runtime) -> None:
+    """Under a real pseudo-terminal, watch draws rich progress bars (not lines)."""
+    primary, secondary = pty.openpty()
+    proc = await anyio.open_process(
+        [sys.executable, "-m", "conveyor.cli", "watch", rt.server_url],
+        stdin=secondary,
+        stdout=secondary,
+        stderr=secondary,
+        env={**os.environ, "COLUMNS": "160", "LINES": "40", "TERM": "xterm-256color"},
+    )
+    os.close(secondary)
+    screen = b""
+    try:
+        with anyio.fail_after(30):
+            await wait_until(lambda: rt.bus.has_subscribers)
+            job = await rt.enqueue("work", {"n": 1})
+            tail = job.id[-8:].encode()
+            while not (tail in screen and b"completed" in screen and "━".encode() in screen):
+                await anyio.wait_readable(primary)
+                try:
+                    screen += os.read(primary, 65536)
+                except OSError:  # the child closed the terminal
+                    break
+        assert tail in screen
+        assert b"\x1b[" in screen  # drawn with terminal escapes, in place
+        assert f"{job.id} work completed".encode() not in screen  # not the piped lines
+    finally:
+        proc.send_signal(signal.SIGINT)
+        with anyio.move_on_after(10):
+            await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        os.close(primary)
