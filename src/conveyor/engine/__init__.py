@@ -2,5 +2,6 @@
 
 from ._engine import Engine as Engine
 from ._engine import transition_event as transition_event
+from ._shutdown import stop_workers as stop_workers
 
-__all__ = ("Engine", "transition_event")
+__all__ = ("Engine", "stop_workers", "transition_event")
