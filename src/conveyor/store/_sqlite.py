@@ -1,78 +1,40 @@
 """The embedded default store: one SQLite file, through aiosqlite.
 
-Three connections. Two writers, through which write transactions go one at a time
-(``BEGIN IMMEDIATE``, so a transaction never has to upgrade its lock and fail): one with
-``synchronous=FULL`` (by default) for writes that must survive power loss once
-acknowledged — enqueues, outcomes, cancellations — and one with ``NORMAL`` for writes
-whose loss is harmless: claims, lease renewals, progress. A lost claim only means the job
-runs again, which at-least-once allows; and in WAL mode the next FULL commit fsyncs the
-log, so it makes the earlier NORMAL commits durable too. That saves an fsync on the
-hot path between enqueue and start. The third connection reads, so reads never queue
-behind writes. WAL mode lets other processes read while one writes.
+The file's connections and transactions are in _sqlite_file.py (read its docstring for
+why three connections), the reads in _sqlite_reads.py; this module holds the writes.
+Every write is one transaction; batches go in one statement per chunk of rows.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
 import aiosqlite
-import anyio
-import anyio.to_thread
 
 from .. import _codec
-from .._clock import to_datetime
-from .._errors import (
-    InvalidTransition,
-    JobNotFound,
-    StoreBusy,
-    StoreError,
-    StoreUnavailable,
-)
-from .._models import NO_PROGRESS, HistoryEntry, Job
+from .._errors import InvalidTransition, JobNotFound
+from .._models import NO_PROGRESS, Job
 from .._states import BY_VALUE, TERMINAL, JobStatus, Owner, sources
 from ._base import (
     ClaimParams,
     Finish,
-    ListParams,
     NewJob,
     ProgressWrite,
     PurgeParams,
     RescueParams,
     Transition,
 )
-from ._sqlite_rows import (
-    JOB_COLUMNS,
-    ROWS_PER_STATEMENT,
-    TRANSITION_COLUMNS,
-    chunks,
-    row_to_job,
-    row_to_transition,
-    statements,
-    values_list,
-)
-from ._sqlite_schema import MIGRATIONS
-
-_BUSY: Final = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
-_UNAVAILABLE: Final = {
-    sqlite3.SQLITE_READONLY,
-    sqlite3.SQLITE_FULL,
-    sqlite3.SQLITE_CANTOPEN,
-    sqlite3.SQLITE_IOERR,
-    sqlite3.SQLITE_PERM,
-    sqlite3.SQLITE_NOTADB,
-    sqlite3.SQLITE_CORRUPT,
-}
-
+from ._sqlite_file import SQLiteFile
+from ._sqlite_reads import SQLiteReads
+from ._sqlite_rows import JOB_COLUMNS, ROWS_PER_STATEMENT, chunks, row_to_job, values_list
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteReads):
     """Jobs in one SQLite file. Every process using the file must be on this machine.
 
     ``synchronous="NORMAL"`` trades durability of the last commits on power loss (not on
@@ -90,131 +52,16 @@ class SQLiteStore:
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
-        self.path = Path(path)
+        super().__init__(SQLiteFile(Path(path), synchronous=synchronous, busy_timeout=busy_timeout))
+        self.path = self.file.path
         self.synchronous = synchronous
-        self.busy_timeout = busy_timeout
-        self._writer: aiosqlite.Connection | None = None
-        self._fast_writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._write_lock = anyio.Lock()
-        self._origin = ""
-        self._data_version = -1
-
-    # -- connections -------------------------------------------------------------------
-
-    def _error(self, exc: sqlite3.Error) -> StoreError:
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = None if code is None else code & 0xFF
-        if primary in _BUSY:
-            return StoreBusy(
-                f"{self.path}: database is locked: another connection held the write lock"
-                f" for more than {self.busy_timeout:g}s; nothing was changed"
-            )
-        if primary in _UNAVAILABLE:
-            return StoreUnavailable(f"{self.path}: {exc}; nothing was changed")
-        return StoreError(f"{self.path}: {exc}")
-
-    async def _connect(
-        self, *, query_only: bool, synchronous: str | None = None
-    ) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self.busy_timeout, cached_statements=256
-        )
-        try:
-            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise StoreUnavailable(f"{self.path}: cannot use WAL journal mode (got {mode})")
-            await conn.execute(f"PRAGMA synchronous = {synchronous or self.synchronous}")
-            if query_only:
-                await conn.execute("PRAGMA query_only = 1")
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
-
-    def _probe(self) -> None:
-        """Open and close the file once with plain sqlite3, so that a path that cannot be
-        opened fails here: aiosqlite leaves a worker thread behind when its connect
-        fails, which then calls back into an event loop that may be gone."""
-        sqlite3.connect(self.path, timeout=self.busy_timeout).close()
 
     async def open(self, origin: str) -> None:
         self._origin = origin
-        try:
-            await anyio.to_thread.run_sync(self._probe)
-            self._writer = await self._connect(query_only=False)
-            await self._migrate()
-            self._fast_writer = await self._connect(query_only=False, synchronous="NORMAL")
-            self._reader = await self._connect(query_only=True)
-        except sqlite3.Error as exc:
-            await self.close()
-            raise self._error(exc) from exc
-        except BaseException:
-            await self.close()
-            raise
+        await self.file.open()
 
     async def close(self) -> None:
-        for conn in (self._reader, self._fast_writer, self._writer):
-            if conn is not None:
-                with anyio.CancelScope(shield=True):
-                    await conn.close()
-        self._reader = self._fast_writer = self._writer = None
-
-    async def _migrate(self) -> None:
-        async with self._transaction() as conn:
-            row = await (await conn.execute("PRAGMA user_version")).fetchone()
-            version = int(row[0]) if row else 0
-            if version > len(MIGRATIONS):
-                raise StoreUnavailable(
-                    f"{self.path}: schema version {version} is newer than this conveyor"
-                    f" understands ({len(MIGRATIONS)}); upgrade conveyor"
-                )
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in statements(script):
-                    await conn.execute(statement)
-                await conn.execute(f"PRAGMA user_version = {number}")
-            # Written even when unchanged: a file we cannot write fails here, at start,
-            # not at the first enqueue.
-            await conn.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
-
-    @asynccontextmanager
-    async def _transaction(self, *, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: serialised in-process, BEGIN IMMEDIATE, all or nothing.
-        ``durable=False`` commits without an fsync of its own (see the module docstring).
-
-        Shielded from cancellation: once begun, a transaction commits or rolls back before
-        the caller sees a cancellation, so the connection is never left mid-transaction.
-        """
-        conn = self._writer if durable else self._fast_writer
-        if conn is None:
-            raise StoreError("store is not open")
-        with anyio.CancelScope(shield=True):
-            async with self._write_lock:
-                try:
-                    await conn.execute("BEGIN IMMEDIATE")
-                except sqlite3.Error as exc:
-                    raise self._error(exc) from exc
-                try:
-                    yield conn
-                    await conn.execute("COMMIT")
-                except BaseException as exc:
-                    try:
-                        await conn.execute("ROLLBACK")
-                    except sqlite3.Error:
-                        pass  # the failed COMMIT or statement already ended it
-                    if isinstance(exc, sqlite3.Error):
-                        raise self._error(exc) from exc
-                    raise
-
-    async def _read(self, sql: str, params: Sequence[Any] = ()) -> Iterable[Any]:
-        conn = self._reader
-        if conn is None:
-            raise StoreError("store is not open")
-        try:
-            return await conn.execute_fetchall(sql, params)
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+        await self.file.close()
 
     async def _append_history(
         self,
@@ -246,7 +93,7 @@ class SQLiteStore:
     async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
         if not jobs:
             return []
-        async with self._transaction() as conn:
+        async with self.file.transaction() as conn:
             inserted: set[str] | None = None  # None: all of them (no unique keys)
             for chunk in chunks(jobs, ROWS_PER_STATEMENT):
                 params: list[Any] = []
@@ -310,7 +157,7 @@ class SQLiteStore:
         return row_to_job(rows[0])
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
-        async with self._transaction(durable=False) as conn:
+        async with self.file.transaction(durable=False) as conn:
             rows = await conn.execute_fetchall(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = NULL,"
                 " lease_owner = ?,"
@@ -338,7 +185,7 @@ class SQLiteStore:
         if not finishes:
             return []
         by_id = {f.job_id: f for f in finishes}
-        async with self._transaction() as conn:
+        async with self.file.transaction() as conn:
             history: list[tuple[str, str, JobStatus, float, str | None]] = []
             for chunk in chunks(finishes):
                 params: list[Any] = []
@@ -392,7 +239,7 @@ class SQLiteStore:
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:
             return
-        async with self._transaction(durable=False) as conn:
+        async with self.file.transaction(durable=False) as conn:
             for chunk in chunks(writes):
                 params: list[Any] = [now]
                 for w in chunk:
@@ -405,7 +252,7 @@ class SQLiteStore:
                 )
 
     async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
-        async with self._transaction(durable=False) as conn:
+        async with self.file.transaction(durable=False) as conn:
             rows = await conn.execute_fetchall(
                 "UPDATE jobs SET lease_expires_at = ?"
                 " WHERE lease_owner = ? AND lease_token IS NOT NULL RETURNING id",
@@ -438,7 +285,7 @@ class SQLiteStore:
         """Clear the leases of jobs matching ``condition``: back to queued, or cancelled
         where cancellation was pending. ``max_orphanings`` set means the worker was lost:
         count it, and fail the job once it was lost that many times."""
-        async with self._transaction() as conn:
+        async with self.file.transaction() as conn:
             rows = await conn.execute_fetchall(
                 "SELECT id, queue, status, orphanings FROM jobs"
                 f" WHERE lease_token IS NOT NULL AND ({condition})",
@@ -471,7 +318,7 @@ class SQLiteStore:
             return await self._append_history(conn, history)
 
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
-        async with self._transaction() as conn:
+        async with self.file.transaction() as conn:
             rows = await conn.execute_fetchall(
                 "UPDATE jobs SET status = 'queued', updated_at = ?"
                 " WHERE id IN (SELECT id FROM jobs WHERE status = 'scheduled'"
@@ -482,18 +329,6 @@ class SQLiteStore:
             return await self._append_history(
                 conn, [(job_id, queue, JobStatus.QUEUED, now, "due") for job_id, queue in rows]
             )
-
-    async def next_due(self) -> float | None:
-        rows = list(
-            await self._read("SELECT min(scheduled_at) FROM jobs WHERE status = 'scheduled'")
-        )
-        return None if rows[0][0] is None else float(rows[0][0])
-
-    async def lease_owners(self) -> set[str]:
-        rows = await self._read(
-            "SELECT DISTINCT lease_owner FROM jobs WHERE lease_token IS NOT NULL"
-        )
-        return {row[0] for row in rows}
 
     async def _locked_job(self, conn: aiosqlite.Connection, job_id: str, queue: str | None) -> Job:
         rows = list(
@@ -506,7 +341,7 @@ class SQLiteStore:
     async def job_request_cancel(
         self, job_id: str, queue: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
-        async with self._transaction() as conn:
+        async with self.file.transaction() as conn:
             job = await self._locked_job(conn, job_id, queue)
             if job.status in sources(JobStatus.CANCELLED, Owner.USER):
                 new, message, ended = JobStatus.CANCELLED, "cancelled before it ran", now
@@ -525,7 +360,7 @@ class SQLiteStore:
     async def job_rerun(
         self, job_id: str, by: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
-        async with self._transaction() as conn:
+        async with self.file.transaction() as conn:
             job = await self._locked_job(conn, job_id, None)
             if job.status not in _RERUN_FROM:
                 raise InvalidTransition(
@@ -545,65 +380,6 @@ class SQLiteStore:
             job = await self._locked_job(conn, job_id, None)
         return job, transitions
 
-    # -- reads -------------------------------------------------------------------------
-
-    async def job_get(self, job_id: str) -> Job | None:
-        rows = list(await self._read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)))
-        return row_to_job(rows[0]) if rows else None
-
-    async def jobs_list(self, params: ListParams) -> list[Job]:
-        where: list[str] = []
-        args: list[Any] = []
-        if params.queue is not None:
-            where.append("queue = ?")
-            args.append(params.queue)
-        if params.status is not None:
-            where.append("status = ?")
-            args.append(params.status.value)
-        if params.before is not None:
-            where.append("id < ?")
-            args.append(params.before)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        rows = await self._read(
-            f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",
-            [*args, params.limit],
-        )
-        return [row_to_job(row) for row in rows]
-
-    async def job_history(self, job_id: str) -> list[HistoryEntry]:
-        rows = await self._read(
-            "SELECT seq, job_id, status, at, message FROM job_history WHERE job_id = ?"
-            " ORDER BY seq",
-            (job_id,),
-        )
-        return [
-            HistoryEntry(
-                seq=seq, job_id=jid, status=BY_VALUE[status], at=to_datetime(at), message=msg
-            )
-            for seq, jid, status, at, msg in rows
-        ]
-
-    async def history_after(
-        self, seq: int, limit: int, *, include_own: bool
-    ) -> tuple[list[Transition], int]:
-        # One statement, so one snapshot: the high-water mark and the rows agree, and the
-        # next call scans only rows written since.
-        rows = list(
-            await self._read(
-                f"SELECT top.m, {TRANSITION_COLUMNS}"
-                " FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
-                " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
-                " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
-                (seq, "" if include_own else self._origin, limit),
-            )
-        )
-        transitions = [row_to_transition(row[1:]) for row in rows if row[1] is not None]
-        if not rows:
-            return transitions, seq
-        if len(transitions) == limit:
-            return transitions, transitions[-1].seq
-        return transitions, max(seq, int(rows[0][0]))
-
     async def jobs_purge(self, params: PurgeParams) -> int:
         statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
         if not statuses:
@@ -614,7 +390,7 @@ class SQLiteStore:
         args: list[Any] = [params.finished_before, *statuses]
         if params.queue is not None:
             args.append(params.queue)
-        async with self._transaction() as conn:
+        async with self.file.transaction() as conn:
             ids = [
                 row[0]
                 for row in await conn.execute_fetchall(
@@ -626,41 +402,3 @@ class SQLiteStore:
                 await conn.execute(f"DELETE FROM job_history WHERE job_id IN ({marks})", chunk)
                 await conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
         return len(ids)
-
-    async def history_page(
-        self, after: int, limit: int, *, queue: str | None, job_id: str | None
-    ) -> list[Transition]:
-        where: list[str] = ["h.seq > ?"]
-        args: list[Any] = [after]
-        if queue is not None:
-            where.append("h.queue = ?")
-            args.append(queue)
-        if job_id is not None:
-            where.append("h.job_id = ?")
-            args.append(job_id)
-        rows = await self._read(
-            f"SELECT {TRANSITION_COLUMNS} FROM job_history AS h"
-            " LEFT JOIN jobs ON jobs.id = h.job_id"
-            f" WHERE {' AND '.join(where)} ORDER BY h.seq LIMIT ?",
-            [*args, limit],
-        )
-        return [row_to_transition(row) for row in rows]
-
-    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
-        counts: dict[str, dict[JobStatus, int]] = {}
-        for queue, status, n in await self._read(
-            "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"
-        ):
-            counts.setdefault(queue, {})[BY_VALUE[status]] = n
-        return counts
-
-    async def last_seq(self) -> int:
-        rows = list(await self._read("SELECT coalesce(max(seq), 0) FROM job_history"))
-        return int(rows[0][0])
-
-    async def changed(self) -> bool:
-        rows = list(await self._read("PRAGMA data_version"))
-        version = int(rows[0][0])
-        changed = version != self._data_version
-        self._data_version = version
-        return changed

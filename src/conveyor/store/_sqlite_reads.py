@@ -1,0 +1,129 @@
+"""The SQLite store's reads: on the file's reader connection, so they never wait
+behind a write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._clock import to_datetime
+from .._models import HistoryEntry, Job
+from .._states import BY_VALUE, JobStatus
+from ._base import ListParams, Transition
+from ._sqlite_file import SQLiteFile
+from ._sqlite_rows import JOB_COLUMNS, TRANSITION_COLUMNS, row_to_job, row_to_transition
+
+
+class SQLiteReads:
+    """The read half of SQLiteStore (which adds the writes)."""
+
+    def __init__(self, file: SQLiteFile) -> None:
+        self.file = file
+        self._origin = ""  # this process's mark on the history rows it writes
+        self._data_version = -1
+
+    async def next_due(self) -> float | None:
+        rows = list(
+            await self.file.read("SELECT min(scheduled_at) FROM jobs WHERE status = 'scheduled'")
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def lease_owners(self) -> set[str]:
+        rows = await self.file.read(
+            "SELECT DISTINCT lease_owner FROM jobs WHERE lease_token IS NOT NULL"
+        )
+        return {row[0] for row in rows}
+
+    async def job_get(self, job_id: str) -> Job | None:
+        rows = list(await self.file.read(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)))
+        return row_to_job(rows[0]) if rows else None
+
+    async def jobs_list(self, params: ListParams) -> list[Job]:
+        where: list[str] = []
+        args: list[Any] = []
+        if params.queue is not None:
+            where.append("queue = ?")
+            args.append(params.queue)
+        if params.status is not None:
+            where.append("status = ?")
+            args.append(params.status.value)
+        if params.before is not None:
+            where.append("id < ?")
+            args.append(params.before)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self.file.read(
+            f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",
+            [*args, params.limit],
+        )
+        return [row_to_job(row) for row in rows]
+
+    async def job_history(self, job_id: str) -> list[HistoryEntry]:
+        rows = await self.file.read(
+            "SELECT seq, job_id, status, at, message FROM job_history WHERE job_id = ?"
+            " ORDER BY seq",
+            (job_id,),
+        )
+        return [
+            HistoryEntry(
+                seq=seq, job_id=jid, status=BY_VALUE[status], at=to_datetime(at), message=msg
+            )
+            for seq, jid, status, at, msg in rows
+        ]
+
+    async def history_after(
+        self, seq: int, limit: int, *, include_own: bool
+    ) -> tuple[list[Transition], int]:
+        # One statement, so one snapshot: the high-water mark and the rows agree, and the
+        # next call scans only rows written since.
+        rows = list(
+            await self.file.read(
+                f"SELECT top.m, {TRANSITION_COLUMNS}"
+                " FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
+                " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
+                " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
+                (seq, "" if include_own else self._origin, limit),
+            )
+        )
+        transitions = [row_to_transition(row[1:]) for row in rows if row[1] is not None]
+        if not rows:
+            return transitions, seq
+        if len(transitions) == limit:
+            return transitions, transitions[-1].seq
+        return transitions, max(seq, int(rows[0][0]))
+
+    async def history_page(
+        self, after: int, limit: int, *, queue: str | None, job_id: str | None
+    ) -> list[Transition]:
+        where: list[str] = ["h.seq > ?"]
+        args: list[Any] = [after]
+        if queue is not None:
+            where.append("h.queue = ?")
+            args.append(queue)
+        if job_id is not None:
+            where.append("h.job_id = ?")
+            args.append(job_id)
+        rows = await self.file.read(
+            f"SELECT {TRANSITION_COLUMNS} FROM job_history AS h"
+            " LEFT JOIN jobs ON jobs.id = h.job_id"
+            f" WHERE {' AND '.join(where)} ORDER BY h.seq LIMIT ?",
+            [*args, limit],
+        )
+        return [row_to_transition(row) for row in rows]
+
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
+        counts: dict[str, dict[JobStatus, int]] = {}
+        for queue, status, n in await self.file.read(
+            "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"
+        ):
+            counts.setdefault(queue, {})[BY_VALUE[status]] = n
+        return counts
+
+    async def last_seq(self) -> int:
+        rows = list(await self.file.read("SELECT coalesce(max(seq), 0) FROM job_history"))
+        return int(rows[0][0])
+
+    async def changed(self) -> bool:
+        rows = list(await self.file.read("PRAGMA data_version"))
+        version = int(rows[0][0])
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
