@@ -27,7 +27,7 @@ const state = {
   frame: 0,
   loading: null, // events that arrived while a list was loading, re-applied after it
   queues: {}, // queue -> {status: count}
-  completions: new Map(), // queue -> completion times (ms) within RATE_WINDOW_MS
+  completions: new Map(), // queue -> [{second, count}] within RATE_WINDOW_MS
   countsTimer: 0,
   filter: { queue: "", status: "" },
   selected: null,
@@ -321,16 +321,23 @@ function scheduleCounts() {
 }
 
 function countCompletion(queue, at) {
-  const times = state.completions.get(queue) || [];
-  times.push(at);
-  state.completions.set(queue, times);
+  // Per-second buckets over the last minute: bounded at 60 per queue, whatever the rate.
+  const second = Math.floor(at / 1000);
+  const buckets = state.completions.get(queue) || [];
+  const bucket = buckets.find((b) => b.second === second);
+  if (bucket) bucket.count += 1;
+  else state.completions.set(queue, prune([...buckets, { second, count: 1 }]));
+}
+
+function prune(buckets) {
+  const since = Math.floor((Date.now() - RATE_WINDOW_MS) / 1000);
+  return buckets.filter((b) => b.second > since);
 }
 
 function perMinute(queue) {
-  const since = Date.now() - RATE_WINDOW_MS;
-  const times = (state.completions.get(queue) || []).filter((t) => t > since);
-  state.completions.set(queue, times);
-  return times.length;
+  const buckets = prune(state.completions.get(queue) || []);
+  state.completions.set(queue, buckets);
+  return buckets.reduce((sum, b) => sum + b.count, 0);
 }
 
 function setCounts(queues) {
