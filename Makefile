@@ -24,7 +24,7 @@ test: lint
 	$(BIN)/pytest
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/throughput.py --peers huey,arq
+	$(BIN)/python benchmarks/throughput.py --peers huey,arq,saq,taskiq,procrastinate,pgqueuer
 	$(BIN)/python benchmarks/fanout.py
 
 clean:

@@ -1,6 +1,6 @@
 """Durable throughput and latency of conveyor on SQLite, next to peer job queues.
 
-    python benchmarks/throughput.py [--jobs N] [--runs R] [--peers huey,arq]
+    python benchmarks/throughput.py [--jobs N] [--runs R] [--peers huey,arq,saq,...]
 
 Each scenario runs R times, each time in a fresh process on a fresh database file, and
 the median is printed (the machine is shared and noisy: single runs mislead). Scenarios:
@@ -13,8 +13,11 @@ the median is printed (the machine is shared and noisy: single runs mislead). Sc
   latency      enqueue -> handler start, one job at a time on an idle runtime, p50/p99
   latency-load the same measured for every job of the e2e run, p50/p99
 
-Peak RSS is the scenario process's maximum resident set. Peers run the same e2e and
-latency scenarios in their own virtualenvs (benchmarks/peers/), in the same run.
+Peak RSS is the scenario process's maximum resident set. Peers run the same e2e scenario
+(their latency is measured under that load, like latency-load) in their own virtualenvs
+(benchmarks/peers/, made on first use), in the same run: huey (SQLite, fsync), arq, saq
+and taskiq (Redis, which keeps nothing on disk here), procrastinate and pgqueuer
+(PostgreSQL on 127.0.0.1, user postgres, a fresh database per run).
 """
 
 from __future__ import annotations
@@ -164,7 +167,11 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
-    parser.add_argument("--peers", default="", help="comma-separated: huey,arq")
+    parser.add_argument(
+        "--peers",
+        default="",
+        help="comma-separated: huey,arq,saq,taskiq,procrastinate,pgqueuer",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()

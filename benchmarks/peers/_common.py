@@ -23,3 +23,16 @@ def report(label: str, jobs: int, elapsed: float, latencies: list[float]) -> Non
             }
         )
     )
+
+
+async def fresh_postgres_database(name: str) -> str:
+    """Drop and create database ``name`` on the local server; its DSN. Needs asyncpg."""
+    import asyncpg  # each Postgres peer's venv has it
+
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return f"postgresql://postgres@127.0.0.1/{name}"

@@ -7,6 +7,10 @@ venv="$here/.peers/$peer"
 case "$peer" in
   huey) packages="huey" ;;
   arq) packages="arq" ;;
+  procrastinate) packages="procrastinate[psycopg] asyncpg" ;;
+  pgqueuer) packages="pgqueuer asyncpg" ;;
+  saq) packages="saq[redis] typing_extensions" ;;  # saq 0.26 imports it undeclared
+  taskiq) packages="taskiq taskiq-redis" ;;
   *) echo "unknown peer: $peer" >&2; exit 2 ;;
 esac
 python3 -m venv "$venv"
