@@ -15,7 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
-from conveyor import JobStatus, Queue, Runtime
+from conveyor import JobStatus, Queue, Runtime, StoreBusy
 
 from .conftest import wait_until
 
@@ -164,3 +164,21 @@ async def test_worker_runs_an_app_runtime_and_stops_on_sigterm(tmp_path: Path) -
         for stream in (proc.stdout, proc.stderr):
             if stream:
                 stream.close()
+
+
+def test_an_error_a_task_group_wrapped_alone_is_still_one_line() -> None:
+    from conveyor.cli import _user_error
+
+    busy = StoreBusy("locked")
+    assert _user_error(ExceptionGroup("tg", [ExceptionGroup("inner", [busy])])) is busy
+    assert _user_error(ExceptionGroup("tg", [busy, OSError("x")])) is None  # two: a bug's
+    assert _user_error(ExceptionGroup("tg", [ValueError("bug")])) is None
+
+
+async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("not a database, just text " * 100)
+    result = await conveyor("jobs", "ls", "--db", str(bogus))
+    assert result.returncode == 1
+    assert result.stderr.startswith("conveyor: ")
+    assert len(result.stderr.strip().splitlines()) == 1

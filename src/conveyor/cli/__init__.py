@@ -45,10 +45,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.run(args)
     except KeyboardInterrupt:
         return 130
-    except (ConveyorError, UsageError, OSError) as exc:
-        print(f"conveyor: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError) else 1
+    except (ConveyorError, UsageError, OSError, BaseExceptionGroup) as exc:
+        error = _user_error(exc)
+        if error is None:
+            raise  # a bug: the traceback is what helps
+        print(f"conveyor: {error}", file=sys.stderr)
+        return 2 if isinstance(error, UsageError) else 1
     return code
+
+
+def _user_error(exc: BaseException) -> Exception | None:
+    """The error to print in one line, also when a task group wrapped it alone."""
+    if isinstance(exc, (ConveyorError, UsageError, OSError)):
+        return exc
+    if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        return _user_error(exc.exceptions[0])
+    return None
 
 
 if __name__ == "__main__":
