@@ -2,16 +2,17 @@
 
 The file's connections and transactions are in _sqlite_file.py (read its docstring for
 why three connections), the reads in _sqlite_reads.py; this module holds the writes.
-Every write is one transaction; batches go in one statement per chunk of rows.
+Every write is one transaction, a plain function of a sqlite3 connection that runs whole
+on the connection's thread (see SQLiteFile.write); batches go in one statement per chunk
+of rows.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
-
-import aiosqlite
 
 from .. import _codec
 from .._errors import InvalidTransition, JobNotFound
@@ -63,9 +64,9 @@ class SQLiteStore(SQLiteReads):
     async def close(self) -> None:
         await self.file.close()
 
-    async def _append_history(
+    def _append_history(
         self,
-        conn: aiosqlite.Connection,
+        conn: sqlite3.Connection,
         rows: Sequence[tuple[str, str, JobStatus, float, str | None]],
     ) -> list[Transition]:
         """Append history rows (job_id, queue, status, at, message); one round trip per
@@ -76,11 +77,11 @@ class SQLiteStore(SQLiteReads):
             params: list[Any] = []
             for job_id, queue, status, at, message in chunk:
                 params += (job_id, queue, status.value, at, message, self._origin)
-            returned = await conn.execute_fetchall(
+            returned = conn.execute(
                 "INSERT INTO job_history (job_id, queue, status, at, message, origin)"
                 f" VALUES {values_list(6, len(chunk))} RETURNING seq",
                 params,
-            )
+            ).fetchall()
             seqs = sorted(row[0] for row in returned)
             transitions += [
                 Transition(seq=seq, job_id=r[0], queue=r[1], status=r[2], at=r[3], message=r[4])
@@ -93,7 +94,8 @@ class SQLiteStore(SQLiteReads):
     async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
         if not jobs:
             return []
-        async with self.file.transaction() as conn:
+
+        def insert(conn: sqlite3.Connection) -> list[Transition | Job]:
             inserted: set[str] | None = None  # None: all of them (no unique keys)
             for chunk in chunks(jobs, ROWS_PER_STATEMENT):
                 params: list[Any] = []
@@ -118,17 +120,17 @@ class SQLiteStore(SQLiteReads):
                     f" VALUES {values_list(12, len(chunk))}"
                 )
                 if any(j.unique_key is not None or j.derived_id for j in chunk):
-                    rows = await conn.execute_fetchall(
+                    rows = conn.execute(
                         f"{sql} ON CONFLICT DO NOTHING RETURNING id", params
-                    )
+                    ).fetchall()
                     inserted = (inserted or set()) | {row[0] for row in rows}
                     inserted |= {j.id for j in chunk if j.unique_key is None and not j.derived_id}
                 else:
-                    await conn.execute(sql, params)
+                    conn.execute(sql, params)
                     if inserted is not None:
                         inserted |= {j.id for j in chunk}
             new = jobs if inserted is None else [j for j in jobs if j.id in inserted]
-            transitions = await self._append_history(
+            transitions = self._append_history(
                 conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new]
             )
             if inserted is None:
@@ -139,26 +141,24 @@ class SQLiteStore(SQLiteReads):
                 if j.id in by_id:
                     results.append(by_id[j.id])
                 elif j.unique_key is not None:
-                    results.append(await self._unfinished_with_key(conn, j.queue, j.unique_key))
+                    results.append(self._unfinished_with_key(conn, j.queue, j.unique_key))
                 else:
-                    results.append(await self._locked_job(conn, j.id, None))
+                    results.append(self._locked_job(conn, j.id, None))
             return results
 
-    async def _unfinished_with_key(
-        self, conn: aiosqlite.Connection, queue: str, key: str | None
-    ) -> Job:
-        rows = list(
-            await conn.execute_fetchall(
-                f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND unique_key = ?"
-                " AND status IN ('scheduled', 'queued', 'running', 'cancelling')",
-                (queue, key),
-            )
-        )
+        return await self.file.write(insert)
+
+    def _unfinished_with_key(self, conn: sqlite3.Connection, queue: str, key: str | None) -> Job:
+        rows = conn.execute(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND unique_key = ?"
+            " AND status IN ('scheduled', 'queued', 'running', 'cancelling')",
+            (queue, key),
+        ).fetchall()
         return row_to_job(rows[0])
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
-        async with self.file.transaction(durable=False) as conn:
-            rows = await conn.execute_fetchall(
+        def claim(conn: sqlite3.Connection) -> tuple[list[Job], list[Transition]]:
+            rows = conn.execute(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = NULL,"
                 " lease_owner = ?,"
                 " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
@@ -174,18 +174,21 @@ class SQLiteStore(SQLiteReads):
                     params.queue,
                     params.limit,
                 ),
-            )
+            ).fetchall()
             jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
-            transitions = await self._append_history(
+            transitions = self._append_history(
                 conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
             )
-        return jobs, transitions
+            return jobs, transitions
+
+        return await self.file.write(claim, durable=False)
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
         if not finishes:
             return []
         by_id = {f.job_id: f for f in finishes}
-        async with self.file.transaction() as conn:
+
+        def finish(conn: sqlite3.Connection) -> list[Transition]:
             history: list[tuple[str, str, JobStatus, float, str | None]] = []
             for chunk in chunks(finishes):
                 params: list[Any] = []
@@ -205,7 +208,7 @@ class SQLiteStore(SQLiteReads):
                 # A run put back or retried while its cancellation was pending ends
                 # cancelled instead.
                 put_back = "f.column3 IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
-                rows = await conn.execute_fetchall(
+                rows = conn.execute(
                     f"UPDATE jobs SET status = CASE WHEN {put_back}"
                     "   THEN 'cancelled' ELSE f.column3 END,"
                     f" finished_at = CASE WHEN {put_back} THEN ? ELSE f.column8 END,"
@@ -216,12 +219,14 @@ class SQLiteStore(SQLiteReads):
                     " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"
                     " RETURNING jobs.id, jobs.queue, jobs.status",
                     [now, now, *params],
-                )
+                ).fetchall()
                 for job_id, queue, status in rows:
                     f = by_id[job_id]
                     message = f.message if status == f.status.value else "cancelled"
                     history.append((job_id, queue, BY_VALUE[status], now, message))
-            transitions = await self._append_history(conn, history)
+            return self._append_history(conn, history)
+
+        transitions = await self.file.write(finish)
         progress = {f.job_id: f.progress for f in finishes}
         return [
             Transition(
@@ -239,26 +244,31 @@ class SQLiteStore(SQLiteReads):
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:
             return
-        async with self.file.transaction(durable=False) as conn:
+
+        def write_progress(conn: sqlite3.Connection) -> None:
             for chunk in chunks(writes):
                 params: list[Any] = [now]
                 for w in chunk:
                     params += (w.job_id, w.token, _codec.encode(w.progress))
-                await conn.execute(
+                conn.execute(
                     "UPDATE jobs SET progress = f.column3, updated_at = ?"
                     f" FROM (VALUES {values_list(3, len(chunk))}) AS f"
                     " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2",
                     params,
                 )
 
+        await self.file.write(write_progress, durable=False)
+
     async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
-        async with self.file.transaction(durable=False) as conn:
-            rows = await conn.execute_fetchall(
+        def renew(conn: sqlite3.Connection) -> set[str]:
+            rows = conn.execute(
                 "UPDATE jobs SET lease_expires_at = ?"
                 " WHERE lease_owner = ? AND lease_token IS NOT NULL RETURNING id",
                 (lease_expires_at, owner),
-            )
-        return {row[0] for row in rows}
+            ).fetchall()
+            return {row[0] for row in rows}
+
+        return await self.file.write(renew, durable=False)
 
     async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
         dead = list(params.dead_owners)
@@ -285,12 +295,13 @@ class SQLiteStore(SQLiteReads):
         """Clear the leases of jobs matching ``condition``: back to queued, or cancelled
         where cancellation was pending. ``max_orphanings`` set means the worker was lost:
         count it, and fail the job once it was lost that many times."""
-        async with self.file.transaction() as conn:
-            rows = await conn.execute_fetchall(
+
+        def put_back(conn: sqlite3.Connection) -> list[Transition]:
+            rows = conn.execute(
                 "SELECT id, queue, status, orphanings FROM jobs"
                 f" WHERE lease_token IS NOT NULL AND ({condition})",
                 args,
-            )
+            ).fetchall()
             updates: list[tuple[Any, ...]] = []
             history: list[tuple[str, str, JobStatus, float, str | None]] = []
             for job_id, queue, status, orphanings in rows:
@@ -309,31 +320,33 @@ class SQLiteStore(SQLiteReads):
                 ended = None if new is JobStatus.QUEUED else now
                 updates.append((new.value, error, ended, now, lost, job_id))
                 history.append((job_id, queue, new, now, message))
-            await conn.executemany(
+            conn.executemany(
                 "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ?,"
                 " orphanings = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
                 " WHERE id = ?",
                 updates,
             )
-            return await self._append_history(conn, history)
+            return self._append_history(conn, history)
+
+        return await self.file.write(put_back)
 
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
-        async with self.file.transaction() as conn:
-            rows = await conn.execute_fetchall(
+        def promote(conn: sqlite3.Connection) -> list[Transition]:
+            rows = conn.execute(
                 "UPDATE jobs SET status = 'queued', updated_at = ?"
                 " WHERE id IN (SELECT id FROM jobs WHERE status = 'scheduled'"
                 " AND scheduled_at <= ? ORDER BY scheduled_at LIMIT ?)"
                 " RETURNING id, queue",
                 (now, now, limit),
-            )
-            return await self._append_history(
+            ).fetchall()
+            return self._append_history(
                 conn, [(job_id, queue, JobStatus.QUEUED, now, "due") for job_id, queue in rows]
             )
 
-    async def _locked_job(self, conn: aiosqlite.Connection, job_id: str, queue: str | None) -> Job:
-        rows = list(
-            await conn.execute_fetchall(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-        )
+        return await self.file.write(promote)
+
+    def _locked_job(self, conn: sqlite3.Connection, job_id: str, queue: str | None) -> Job:
+        rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchall()
         if not rows or (queue is not None and rows[0][1] != queue):
             raise JobNotFound(job_id)
         return row_to_job(rows[0])
@@ -341,44 +354,48 @@ class SQLiteStore(SQLiteReads):
     async def job_request_cancel(
         self, job_id: str, queue: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
-        async with self.file.transaction() as conn:
-            job = await self._locked_job(conn, job_id, queue)
+        def request_cancel(conn: sqlite3.Connection) -> tuple[Job, list[Transition]]:
+            job = self._locked_job(conn, job_id, queue)
             if job.status in sources(JobStatus.CANCELLED, Owner.USER):
                 new, message, ended = JobStatus.CANCELLED, "cancelled before it ran", now
             elif job.status in sources(JobStatus.CANCELLING, Owner.USER):
                 new, message, ended = JobStatus.CANCELLING, "cancellation requested", None
             else:
                 return job, []  # already ending or ended: nothing to do
-            await conn.execute(
+            conn.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?",
                 (new.value, ended, now, job_id),
             )
-            transitions = await self._append_history(conn, [(job.id, job.queue, new, now, message)])
-            job = await self._locked_job(conn, job_id, None)
-        return job, transitions
+            transitions = self._append_history(conn, [(job.id, job.queue, new, now, message)])
+            job = self._locked_job(conn, job_id, None)
+            return job, transitions
+
+        return await self.file.write(request_cancel)
 
     async def job_rerun(
         self, job_id: str, by: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
-        async with self.file.transaction() as conn:
-            job = await self._locked_job(conn, job_id, None)
+        def rerun(conn: sqlite3.Connection) -> tuple[Job, list[Transition]]:
+            job = self._locked_job(conn, job_id, None)
             if job.status not in _RERUN_FROM:
                 raise InvalidTransition(
                     f"job {job_id} is {job.status.value}; only"
                     f" {', '.join(sorted(_RERUN_FROM))} jobs can be rerun"
                 )
-            await conn.execute(
+            conn.execute(
                 "UPDATE jobs SET status = 'queued', attempts = 0, orphanings = 0, result = NULL,"
                 " error = NULL, traceback = NULL, progress = NULL, started_at = NULL,"
                 " scheduled_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
                 (now, job_id),
             )
             message = f"rerun by {by}" if by else "rerun"
-            transitions = await self._append_history(
+            transitions = self._append_history(
                 conn, [(job.id, job.queue, JobStatus.QUEUED, now, message)]
             )
-            job = await self._locked_job(conn, job_id, None)
-        return job, transitions
+            job = self._locked_job(conn, job_id, None)
+            return job, transitions
+
+        return await self.file.write(rerun)
 
     async def jobs_purge(self, params: PurgeParams) -> int:
         statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
@@ -390,15 +407,18 @@ class SQLiteStore(SQLiteReads):
         args: list[Any] = [params.finished_before, *statuses]
         if params.queue is not None:
             args.append(params.queue)
-        async with self.file.transaction() as conn:
+
+        def purge(conn: sqlite3.Connection) -> int:
             ids = [
                 row[0]
-                for row in await conn.execute_fetchall(
+                for row in conn.execute(
                     f"SELECT id FROM jobs WHERE {where} LIMIT ?", [*args, params.limit]
-                )
+                ).fetchall()
             ]
             for chunk in chunks(ids, ROWS_PER_STATEMENT):
                 marks = ", ".join("?" * len(chunk))
-                await conn.execute(f"DELETE FROM job_history WHERE job_id IN ({marks})", chunk)
-                await conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
-        return len(ids)
+                conn.execute(f"DELETE FROM job_history WHERE job_id IN ({marks})", chunk)
+                conn.execute(f"DELETE FROM jobs WHERE id IN ({marks})", chunk)
+            return len(ids)
+
+        return await self.file.write(purge)
