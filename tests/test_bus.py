@@ -68,6 +68,22 @@ async def test_a_stream_full_of_transitions_is_dropped_with_an_error() -> None:
     assert [e.seq async for e in fast] == [1, 2, 3, 4, 5]
 
 
+async def test_a_stream_dropped_in_the_middle_of_a_batch_gets_no_more_of_it() -> None:
+    bus = EventBus()
+    slow = bus.subscribe(max_buffer=3)
+    overflows: list[None] = []
+    slow.on_overflow = lambda: overflows.append(None)
+    fast = bus.subscribe()
+    bus.publish_all([event(f"j{seq}", JobStatus.QUEUED, seq) for seq in range(1, 7)])
+    assert len(overflows) == 1  # told once, however much of the batch was left
+    got = [(await slow.__anext__()).seq for _ in range(3)]
+    with pytest.raises(EventStreamOverflow):
+        await slow.__anext__()
+    assert got == [1, 2, 3]
+    await fast.aclose()
+    assert [e.seq async for e in fast] == [1, 2, 3, 4, 5, 6]
+
+
 async def test_publishing_never_waits_for_a_consumer() -> None:
     bus = EventBus()
     bus.subscribe(max_buffer=10)  # never read

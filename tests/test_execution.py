@@ -10,7 +10,15 @@ from typing import Any
 import anyio
 import pytest
 
-from conveyor import JobCancelled, JobStatus, Queue, Runtime, check_cancelled, current_job
+from conveyor import (
+    JobCancelled,
+    JobStatus,
+    Progress,
+    Queue,
+    Runtime,
+    check_cancelled,
+    current_job,
+)
 
 from .conftest import next_event, wait_until
 
@@ -149,6 +157,58 @@ async def test_cancelling_a_running_async_job(db_path: Path) -> None:
         again = await rt.request_job_cancel("blocking", job.id)
         assert again.status is JobStatus.CANCELLED
         assert len(await rt.history(job.id)) == 4
+
+
+async def test_the_cancelling_event_carries_the_latest_progress(db_path: Path) -> None:
+    # Progress reaches the store coalesced (here at most every 60 s): the cancellation's
+    # events must still show the last report, not an older stored one, or a live bar
+    # would jump back as the job is cancelled.
+    class Reporting(Queue):
+        name = "reporting"
+
+        def __init__(self) -> None:
+            self.reported = anyio.Event()
+
+        async def handle_item(self, item: Any) -> None:
+            for step in range(1, 4):
+                self.report_progress(current=step, total=10)
+            self.reported.set()
+            await anyio.sleep_forever()
+
+    reporting = Reporting()
+    async with Runtime(db_path, queues=[reporting], progress_interval=60) as rt:
+        stream = rt.events(statuses=[JobStatus.CANCELLING, JobStatus.CANCELLED])
+        job = await rt.enqueue("reporting", {})
+        with anyio.fail_after(10):
+            await reporting.reported.wait()
+            await rt.request_job_cancel("reporting", job.id)
+            cancelling = await next_event(stream, job_id=job.id, status=JobStatus.CANCELLING)
+            cancelled = await next_event(stream, job_id=job.id, status=JobStatus.CANCELLED)
+        assert (cancelling.progress.current, cancelling.progress.total) == (3, 10)
+        assert (cancelled.progress.current, cancelled.progress.total) == (3, 10)
+
+
+async def test_reports_are_events_when_the_running_transition_went_out_first(
+    db_path: Path,
+) -> None:
+    # The store tail can publish a claim's "running" transition before the worker that
+    # got the job registers its run. Forced here (white-box: the engine starts a run for
+    # a transition the tail has already published); its reports must still be events.
+    # The runtime runs no workers: the job waits, and the test plays the worker.
+    async with Runtime(db_path, queues=[Blocking()], workers=False) as rt:
+        stream = rt.events()
+        job = await rt.enqueue("blocking", {})
+        with anyio.fail_after(10):
+            queued = await next_event(stream, job_id=job.id, status=JobStatus.QUEUED)
+        engine = rt._engine
+        run = engine.start_run(job, "token", queued.seq, is_async=True)
+        try:
+            run.ctx.report(Progress(current=1, total=2))
+            with anyio.fail_after(10):
+                event = await next_event(stream, job_id=job.id)
+            assert (event.progress.current, event.progress.total) == (1, 2)
+        finally:
+            engine.end_run(run)
 
 
 async def test_cancelling_a_running_sync_job_stops_it_at_check_cancelled(db_path: Path) -> None:

@@ -474,3 +474,28 @@ async def test_a_port_in_use_is_a_plain_oserror(db_path: Path) -> None:
         with pytest.raises(OSError, match="address already in use"):
             async with Runtime(db_path, queues=[Work()], serve=("127.0.0.1", port)):
                 pass
+
+
+async def test_subscribers_see_the_jobs_a_stop_puts_back_before_the_server_closes(
+    db_path: Path,
+) -> None:
+    hold = Hold()
+    rt = Runtime(db_path, queues=[hold], serve=("127.0.0.1", 0), shutdown_grace=0)
+    async with rt:
+        c = await open_conn(rt)
+        await c.call("subscribe")
+        job = await rt.enqueue("hold", {})
+        with anyio.fail_after(10):
+            while (await c.event())["status"] != "running":
+                pass
+    # The runtime is gone; what it sent before closing is still readable.
+    statuses: list[str] = []
+    with anyio.fail_after(10):
+        try:
+            while True:
+                event = await c.event()
+                if event["job_id"] == job.id:
+                    statuses.append(event["status"])
+        except ConnectionClosed:
+            pass
+    assert "queued" in statuses  # put back as the worker stopped, and said so

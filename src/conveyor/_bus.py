@@ -73,6 +73,8 @@ class EventStream:
         self.on_overflow: Callable[[], None] | None = None
 
     def _push(self, event: Event, is_progress: bool) -> None:
+        if self._closed:  # closed while a batch was being published to it
+            return
         if self.queue is not None and event.queue != self.queue:
             return
         if self.statuses is not None and event.status not in self.statuses:
@@ -212,9 +214,17 @@ class EventBus:
         return bool(self._all) or job_id in self._by_job
 
     def publish(self, event: Event, *, is_progress: bool = False) -> None:
-        for stream in list(self._all):
-            stream._push(event, is_progress)
-        streams = self._by_job.get(event.job_id)
-        if streams:
-            for stream in list(streams):
+        self.publish_all((event,), is_progress=is_progress)
+
+    def publish_all(self, events: Iterable[Event], *, is_progress: bool = False) -> None:
+        """Publish events in order. The unfiltered streams are listed once per call, not
+        once per event: copying a WeakSet is most of the cost of a publish."""
+        everyone = list(self._all)
+        by_job = self._by_job
+        for event in events:
+            for stream in everyone:
                 stream._push(event, is_progress)
+            streams = by_job.get(event.job_id)
+            if streams:
+                for stream in list(streams):
+                    stream._push(event, is_progress)

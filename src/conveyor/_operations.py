@@ -245,6 +245,10 @@ class JobOperations:
         finished is returned unchanged."""
         self._require_open()
         self._check_queue_name(queue)
+        if job_id in self._engine.running:
+            # Its reports reach the store coalesced: write them first, or the cancelling
+            # event would carry an older report than the events before it.
+            await self._engine.flush_progress()
         job, transitions = await self.store.job_request_cancel(job_id, queue, self.clock.now())
         self._engine.committed(transitions)
         if any(t.status is JobStatus.CANCELLING for t in transitions):

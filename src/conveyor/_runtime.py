@@ -196,7 +196,7 @@ class Runtime(JobOperations):
             self._tg = tg = await stack.enter_async_context(anyio.create_task_group())
             tg.start_soon(self._engine.inserter.run)
             tg.start_soon(self._engine.finisher.run)
-            tg.start_soon(self._engine.tail_loop)
+            await tg.start(self._engine.tail_loop)
             if self.workers:
                 await self._engine.start_workers(tg, list(self.queues.values()), self._periodic)
             if self._server is not None:
@@ -233,6 +233,7 @@ class Runtime(JobOperations):
                 if self.workers:
                     await engine.flush_progress()
                     await engine.release_all()
+                await engine.publish_committed()
         finally:
             self._tg.cancel_scope.cancel()
             await self._stack.__aexit__(exc_type, exc, tb)

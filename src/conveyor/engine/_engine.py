@@ -5,14 +5,11 @@ bus, never a concrete backend and never the server."""
 from __future__ import annotations
 
 import math
-import os
-import secrets
-import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
+from anyio.abc import TaskGroup, TaskStatus
 
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
@@ -34,6 +31,7 @@ from ..store import (
 )
 from ._batcher import Batcher
 from ._executor import RunningJob, StopReason
+from ._owners import new_owner_id, owner_is_dead
 from ._pool import QueuePool
 
 log = get_logger("conveyor.engine")
@@ -54,30 +52,6 @@ def transition_event(t: Transition, progress: Progress | None = None) -> Event:
         at=to_datetime(t.at),
         message=t.message,
     )
-
-
-def new_owner_id() -> str:
-    """``host/pid/random``: unique per runtime; host and pid let a restarted worker on the
-    same machine tell that a lease's owner process is gone."""
-    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
-
-
-def _owner_is_dead(owner: str) -> bool:
-    """True only when the owner ran on this host and its process no longer exists."""
-    host, _, rest = owner.partition("/")
-    pid_text, _, _ = rest.partition("/")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False  # another runtime in this very process: alive
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # exists, owned by someone else
-    return False
 
 
 class Engine:
@@ -114,6 +88,7 @@ class Engine:
         self._progress_dirty = anyio.Event()
         self._tail_seq = 0
         self._tail_kick = anyio.Event()
+        self._tail_lock = anyio.Lock()
         self._promote_kick = anyio.Event()
 
     # -- events ------------------------------------------------------------------------
@@ -141,6 +116,7 @@ class Engine:
 
     def _publish(self, transitions: Iterable[Transition]) -> None:
         bus = self.bus
+        events: list[Event] = []
         for t in transitions:
             run = self.running.get(t.job_id)
             progress = None
@@ -149,7 +125,8 @@ class Engine:
                 run.announced = True
                 progress = run.ctx.progress
             if bus.wants(t.job_id):
-                bus.publish(transition_event(t, progress))
+                events.append(transition_event(t, progress))
+        bus.publish_all(events)
 
     def _on_progress(self, ctx: JobContext) -> None:
         job = ctx.job
@@ -177,6 +154,10 @@ class Engine:
 
     def start_run(self, job: Job, token: str, seq: int, is_async: bool) -> RunningJob:
         run = RunningJob(JobContext(job, self._on_progress), token, seq, is_async)
+        # The tail may have published its "running" transition already (it reads the
+        # claim's commit while the job is on its way to a worker): then its reports are
+        # events from the first one, or they would reach subscribers never.
+        run.announced = seq <= self._tail_seq
         self.running[job.id] = run
         return run
 
@@ -224,15 +205,17 @@ class Engine:
                 await self._enqueue_ticks(ticking, ticking.schedule.latest(now, ticking.catch_up))
             tg.start_soon(self._periodic_loop, ticking)
 
-    async def tail_loop(self) -> None:
+    async def tail_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Publish transitions in seq order and react to other processes' writes.
 
         Woken at once by this runtime's own commits. Other processes' commits cannot wake
         it (SQLite has no notifications), so it also checks every ``poll_interval`` —
         a cheap in-memory look at the file's change counter, and a read only when it
-        moved.
+        moved. Started (``tg.start``) once it knows where the history ends, so no commit
+        of this runtime can fall before that point unpublished.
         """
         self._tail_seq = await self.store.last_seq()
+        task_status.started()
         while True:
             with anyio.move_on_after(self.poll_interval):
                 await self._tail_kick.wait()
@@ -244,7 +227,19 @@ class Engine:
             except StoreError as exc:
                 log.warning("reading the job history failed, will retry: %s", exc)
 
+    async def publish_committed(self) -> None:
+        """Publish every transition committed so far: the stop's last step before the
+        task group (and the server with it) goes, so subscribers see the jobs it put back."""
+        try:
+            await self._tail_once()
+        except StoreError as exc:
+            log.warning("publishing the last transitions failed: %s", exc)
+
     async def _tail_once(self) -> None:
+        async with self._tail_lock:  # the loop and publish_committed: never both at once
+            await self._tail_until_caught_up()
+
+    async def _tail_until_caught_up(self) -> None:
         while True:
             # Own rows are read back only when someone listens; others' always matter.
             transitions, self._tail_seq = await self.store.history_after(
@@ -282,7 +277,7 @@ class Engine:
         """Return jobs of lost workers to the queue: those whose lease expired, and at
         once those whose owner process on this machine is gone."""
         try:
-            dead = [owner for owner in await self.store.lease_owners() if _owner_is_dead(owner)]
+            dead = [owner for owner in await self.store.lease_owners() if owner_is_dead(owner)]
             if dead_only and not dead:
                 return
             now = self.clock.now()
