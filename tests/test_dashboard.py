@@ -77,7 +77,7 @@ def page_url(rt: Runtime) -> str:
 @pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[Page]:
     if not await anyio.Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (make test does)")
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(
             executable_path=CHROMIUM,
@@ -134,6 +134,7 @@ async def test_live_progress_cancel_rerun_filters_and_job_view(
         detail = page.locator("#detail")
         await expect(detail).to_be_visible()
         await expect(page.locator("#detail-title")).to_have_text(bad.id)
+        assert page.url.endswith(f"#job={bad.id}")  # the view has a link of its own
         await expect(page.locator("#detail-payload")).to_contain_text("<b>not markup</b>")
         await expect(page.locator("#detail-error")).to_have_text("RuntimeError: disk on fire")
         await expect(page.locator("#detail-traceback")).to_contain_text("Traceback")
@@ -157,6 +158,7 @@ async def test_live_progress_cancel_rerun_filters_and_job_view(
         assert any("dashboard" in (entry.message or "") for entry in stored)
         await page.locator("#detail-close").click()
         await expect(detail).to_be_hidden()
+        assert "#job" not in page.url
 
         # Queue counts, and the filters.
         steps_card = page.locator('.queue[data-queue="steps"]')
@@ -239,3 +241,40 @@ async def test_token_flow(page: Page, db_path: Path) -> None:
         assert "token" not in fresh.url
         await expect(row(fresh, job.id)).to_be_visible(timeout=WAIT_MS)
         await fresh.close()
+
+
+async def test_a_link_opens_the_job_view(page: Page, db_path: Path) -> None:
+    rt, _ = make_runtime(db_path)
+    async with rt:
+        job = await rt.enqueue("flaky", {"linked": True})
+        assert (await rt.wait(job.id, timeout=10)).status is JobStatus.FAILED
+        await page.goto(page_url(rt) + f"#job={job.id}")
+        await expect(page.locator("#detail-title")).to_have_text(job.id, timeout=WAIT_MS)
+        await expect(page.locator("#detail-payload")).to_contain_text('"linked": true')
+        await expect(page.locator("#detail-history li .badge")).to_have_text(
+            ["queued", "running", "failed"]
+        )
+        # A link to a job that does not exist (purged, mistyped) says so and shows none.
+        await page.goto(page_url(rt) + "#job=01NOSUCHJOB")
+        await expect(page.locator(".toast")).to_contain_text("01NOSUCHJOB", timeout=WAIT_MS)
+        await expect(page.locator("#detail")).to_be_hidden()
+
+
+async def test_older_jobs_page_by_page(page: Page, db_path: Path) -> None:
+    rt, _ = make_runtime(db_path)
+    async with rt:
+        jobs = await rt.enqueue_many("flaky", [{"n": n} for n in range(105)], delay=3600)
+        await page.goto(page_url(rt))
+        rows = page.locator("tr[data-job-id]")
+        await expect(rows).to_have_count(100, timeout=WAIT_MS)  # the newest page
+        await expect(row(page, jobs[-1].id)).to_be_visible()
+        await expect(row(page, jobs[0].id)).to_have_count(0)
+        older = page.locator("#older")
+        await older.click()
+        await expect(rows).to_have_count(105, timeout=WAIT_MS)
+        await expect(rows.last).to_have_attribute("data-job-id", jobs[0].id)
+        await expect(older).to_be_hidden()  # nothing older is left
+        # A job enqueued now goes on top, and the older ones stay.
+        latest = await rt.enqueue("flaky", {}, delay=3600)
+        await expect(rows.first).to_have_attribute("data-job-id", latest.id, timeout=WAIT_MS)
+        await expect(rows).to_have_count(106)

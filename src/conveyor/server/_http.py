@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import http
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Final
@@ -17,13 +18,26 @@ if TYPE_CHECKING:
     from .._runtime import Runtime
 
 _STATIC: Final = resources.files(__package__).joinpath("static")
-# The dashboard: static files holding no data, so they are served without the token
-# (the page asks for it). Everything else on the port requires it.
-PAGES: Final = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-    "/app.css": ("app.css", "text/css; charset=utf-8"),
+_CONTENT_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",  # ES modules: the type browsers require
+    ".css": "text/css; charset=utf-8",
 }
+# The dashboard: static files holding no data, so they are served without the token
+# (the page asks for it). Everything else on the port requires it. Path -> file name.
+PAGES: Final = {"/": "index.html"} | {
+    f"/{file.name}": file.name
+    for file in _STATIC.iterdir()
+    if file.name != "index.html" and file.name.endswith(tuple(_CONTENT_TYPES))
+}
+
+
+@functools.cache
+def _page(name: str) -> tuple[bytes, str]:
+    """A static file's bytes and content type, read from the package once."""
+    return _STATIC.joinpath(name).read_bytes(), _CONTENT_TYPES[name[name.rindex(".") :]]
+
+
 PUBLIC_PATHS: Final = frozenset(PAGES) | {"/healthz"}
 _PAGE_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:;"
@@ -60,8 +74,7 @@ async def route(rt: Runtime, request: Request) -> Response:
     query = {k: v[-1] for k, v in parse_qs(url.query).items()}
     try:
         if path in PAGES:
-            name, content_type = PAGES[path]
-            return respond(200, _STATIC.joinpath(name).read_bytes(), content_type)
+            return respond(200, *_page(PAGES[path]))
         if path == "/healthz":
             return json_response(200, {"status": "ok"})
         if path == "/api/queues":
