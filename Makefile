@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The dashboard tests drive Debian's Chromium through playwright (browser downloads are
+# impossible here); another Chromium or Chrome binary: `make test CHROMIUM=/path/to/it`.
+CHROMIUM ?= /usr/bin/chromium
+export CONVEYOR_CHROMIUM := $(CHROMIUM)
 
 .PHONY: demo test lint bench clean
 
@@ -20,8 +24,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/pytest
+
+# Installed when missing, as root or through sudo without a password; otherwise it says how.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo=sudo; \
+	else echo "make test needs Chromium at $(CHROMIUM): sudo apt-get install chromium" \
+	     "(or make test CHROMIUM=/path/to/chromium)"; exit 1; fi; \
+	command -v apt-get >/dev/null || { echo "no apt-get: install Chromium at $(CHROMIUM)"; exit 1; }; \
+	echo "installing Debian's chromium for the dashboard tests"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get update -qq && \
+	$$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --peers huey,arq,saq,taskiq,procrastinate,pgqueuer
