@@ -7,6 +7,9 @@ the median is printed (the machine is shared and noisy: single runs mislead). Sc
 
   e2e          N no-op jobs, enqueued in chunks while workers run, until every
                completion is committed (synchronous=FULL: durable), jobs/s
+  store-e2e    the ceiling under e2e: the same N jobs through the SQLite store alone,
+               inserted, claimed and finished in transactions of 1,000, one after the
+               other (no engine, no handlers, no events), jobs/s
   enqueue-1by1 enqueue awaited one at a time, no workers, jobs/s
   enqueue-conc 50 concurrent producers awaiting enqueue (group commit), jobs/s
   enqueue-bulk enqueue_many in chunks of 1,000, jobs/s
@@ -37,7 +40,7 @@ from typing import Any
 import anyio
 
 HERE = Path(__file__).parent
-SCENARIOS = ("e2e", "enqueue-1by1", "enqueue-conc", "enqueue-bulk", "latency")
+SCENARIOS = ("e2e", "store-e2e", "enqueue-1by1", "enqueue-conc", "enqueue-bulk", "latency")
 
 
 def _peak_rss_mb() -> float:
@@ -91,6 +94,9 @@ async def _scenario(name: str, jobs: int, db: Path) -> dict[str, Any]:
             "p99_ms": _percentile(latencies, 0.99) * 1000,
         }
 
+    if name == "store-e2e":
+        return {"jobs_per_s": jobs / await _store_only(jobs, db)}
+
     if name == "latency":
         count = min(jobs, 1000)
         async with Runtime(db, queues=[Noop()]) as rt:
@@ -126,6 +132,46 @@ async def _scenario(name: str, jobs: int, db: Path) -> dict[str, Any]:
             raise SystemExit(f"unknown scenario {name}")
         elapsed = time.perf_counter() - started
     return {"jobs_per_s": jobs / elapsed}
+
+
+async def _store_only(jobs: int, db: Path) -> float:
+    """Seconds to insert, claim and finish ``jobs`` jobs, 1,000 per transaction."""
+    from conveyor import JobStatus
+    from conveyor._ids import IdGenerator
+    from conveyor._models import NO_PROGRESS
+    from conveyor.store import ClaimParams, Finish, NewJob, SQLiteStore
+
+    store = SQLiteStore(db)
+    await store.open("bench")
+    ids = IdGenerator()
+    started = time.perf_counter()
+    for start in range(0, jobs, 1000):
+        n = min(1000, jobs - start)
+        now = time.time()
+        await store.jobs_insert(
+            [
+                NewJob(
+                    id=ids.new(),
+                    queue="noop",
+                    status=JobStatus.QUEUED,
+                    payload=b"{}",
+                    created_at=now,
+                )
+                for _ in range(n)
+            ]
+        )
+        claim = ClaimParams(
+            queue="noop", limit=n, owner="bench", token="t", now=now, lease_expires_at=now + 30
+        )
+        claimed, _ = await store.jobs_claim(claim)
+        finishes = [
+            Finish(job_id=job.id, token="t", status=JobStatus.COMPLETED, progress=NO_PROGRESS)
+            for job in claimed
+        ]
+        await store.jobs_finish(finishes, time.time())
+    elapsed = time.perf_counter() - started
+    await store.close()
+    return elapsed
 
 
 def _run_child(name: str, jobs: int) -> dict[str, Any]:

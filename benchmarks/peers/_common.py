@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import json
 import resource
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+PRODUCERS = 50  # concurrent producers, each awaiting one enqueue at a time
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -36,3 +43,37 @@ async def fresh_postgres_database(name: str) -> str:
     finally:
         await admin.close()
     return f"postgresql://postgres@127.0.0.1/{name}"
+
+
+def jobs_argument() -> int:
+    """The --jobs argument, rounded down to a multiple of PRODUCERS."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, default=20_000)
+    return int(parser.parse_args().jobs) // PRODUCERS * PRODUCERS
+
+
+class Tally:
+    """What each peer's no-op task does: record its enqueue -> start latency; ``done`` is
+    set when all ``jobs`` have run."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self.latencies: list[float] = []
+        self.done = asyncio.Event()
+
+    def ran(self, enqueued_at: float) -> None:
+        self.latencies.append(time.perf_counter() - enqueued_at)
+        if len(self.latencies) == self.jobs:
+            self.done.set()
+
+    async def produce(self, enqueue_one: Callable[[], Awaitable[Any]]) -> None:
+        """Enqueue all the jobs from PRODUCERS concurrent producers."""
+
+        async def producer() -> None:
+            for _ in range(self.jobs // PRODUCERS):
+                await enqueue_one()
+
+        await asyncio.gather(*(producer() for _ in range(PRODUCERS)))
+
+    def report(self, label: str, elapsed: float) -> None:
+        report(label, self.jobs, elapsed, self.latencies)

@@ -7,7 +7,6 @@ keeps nothing on disk: this is arq at its fastest, not durable.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -19,26 +18,17 @@ from arq.connections import RedisSettings
 from arq.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report
+from _common import Tally, jobs_argument
 
 QUEUE = "conveyor-bench:arq"
-JOBS = 0
-latencies: list[float] = []
-done = asyncio.Event()
+tally = Tally(jobs_argument())
 
 
 async def noop(ctx: dict[str, Any], t: float) -> None:
-    latencies.append(time.perf_counter() - t)
-    if len(latencies) == JOBS:
-        done.set()
+    tally.ran(t)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
-    global JOBS
-    jobs = JOBS = parser.parse_args().jobs // 50 * 50
-
     redis = await create_pool(RedisSettings(host="127.0.0.1"))
     await redis.delete(QUEUE)
     worker = Worker(
@@ -53,16 +43,12 @@ async def main() -> None:
     runner = asyncio.create_task(worker.async_run())
     started = time.perf_counter()
 
-    async def produce(count: int) -> None:
-        for _ in range(count):
-            await redis.enqueue_job("noop", time.perf_counter(), _queue_name=QUEUE)
-
-    await asyncio.gather(*(produce(jobs // 50) for _ in range(50)))
-    await done.wait()
+    await tally.produce(lambda: redis.enqueue_job("noop", time.perf_counter(), _queue_name=QUEUE))
+    await tally.done.wait()
     elapsed = time.perf_counter() - started
     await worker.close()
     runner.cancel()
-    report("arq 0.28 (Redis, no fsync)", jobs, elapsed, latencies)
+    tally.report("arq 0.28 (Redis, no fsync)", elapsed)
 
 
 if __name__ == "__main__":

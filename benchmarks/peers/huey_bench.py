@@ -6,7 +6,6 @@ result is stored. Latency is enqueue -> task start, for every task.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import threading
@@ -16,13 +15,11 @@ from pathlib import Path
 from huey import SqliteHuey
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report
+from _common import jobs_argument, report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
-    jobs = parser.parse_args().jobs
+    jobs = jobs_argument()
     latencies: list[float] = []
     lock = threading.Lock()
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,7 +8,6 @@ when the worker has run them all. Latency is enqueue -> task start.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import sys
@@ -18,19 +17,12 @@ from pathlib import Path
 import procrastinate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import fresh_postgres_database, report
+from _common import Tally, fresh_postgres_database, jobs_argument
 
-JOBS = 0
-latencies: list[float] = []
-done = asyncio.Event()
+tally = Tally(jobs_argument())
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
-    global JOBS
-    jobs = JOBS = parser.parse_args().jobs // 50 * 50
-
     dsn = await fresh_postgres_database("conveyor_bench_procrastinate")
     app = procrastinate.App(
         connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=4, max_size=20)
@@ -38,9 +30,7 @@ async def main() -> None:
 
     @app.task(queue="bench")
     async def noop(t: float) -> None:
-        latencies.append(time.perf_counter() - t)
-        if len(latencies) == JOBS:
-            done.set()
+        tally.ran(t)
 
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
@@ -54,17 +44,13 @@ async def main() -> None:
         )
         started = time.perf_counter()
 
-        async def produce(count: int) -> None:
-            for _ in range(count):
-                await noop.defer_async(t=time.perf_counter())
-
-        await asyncio.gather(*(produce(jobs // 50) for _ in range(50)))
-        await done.wait()
+        await tally.produce(lambda: noop.defer_async(t=time.perf_counter()))
+        await tally.done.wait()
         elapsed = time.perf_counter() - started
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await worker
-    report(f"procrastinate {procrastinate.__version__} (PostgreSQL)", jobs, elapsed, latencies)
+    tally.report(f"procrastinate {procrastinate.__version__} (PostgreSQL)", elapsed)
 
 
 if __name__ == "__main__":

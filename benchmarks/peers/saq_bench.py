@@ -7,7 +7,6 @@ nothing on disk: this is SAQ at its fastest, not durable. Latency is enqueue -> 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
@@ -18,25 +17,16 @@ from typing import Any
 from saq import Queue, Worker
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report
+from _common import Tally, jobs_argument
 
-JOBS = 0
-latencies: list[float] = []
-done = asyncio.Event()
+tally = Tally(jobs_argument())
 
 
 async def noop(ctx: dict[str, Any], *, t: float) -> None:
-    latencies.append(time.perf_counter() - t)
-    if len(latencies) == JOBS:
-        done.set()
+    tally.ran(t)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
-    global JOBS
-    jobs = JOBS = parser.parse_args().jobs // 50 * 50
-
     queue = Queue.from_url("redis://127.0.0.1:6379", name=f"conveyor-bench-{time.time_ns()}")
     await queue.connect()
     worker = Worker(queue, functions=[noop], concurrency=50)
@@ -44,17 +34,13 @@ async def main() -> None:
     runner = asyncio.create_task(worker.start())
     started = time.perf_counter()
 
-    async def produce(count: int) -> None:
-        for _ in range(count):
-            await queue.enqueue("noop", t=time.perf_counter())
-
-    await asyncio.gather(*(produce(jobs // 50) for _ in range(50)))
-    await asyncio.wait_for(done.wait(), 600)
+    await tally.produce(lambda: queue.enqueue("noop", t=time.perf_counter()))
+    await asyncio.wait_for(tally.done.wait(), 600)
     elapsed = time.perf_counter() - started
     await asyncio.wait_for(worker.stop(), 10)
     runner.cancel()
     await queue.disconnect()
-    report(f"saq {version('saq')} (Redis, no fsync)", jobs, elapsed, latencies)
+    tally.report(f"saq {version('saq')} (Redis, no fsync)", elapsed)
 
 
 if __name__ == "__main__":

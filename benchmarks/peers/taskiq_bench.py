@@ -8,7 +8,6 @@ keeps nothing on disk: not durable. Latency is enqueue -> start.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import os
@@ -21,39 +20,26 @@ from taskiq.api import run_receiver_task
 from taskiq_redis import RedisStreamBroker
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import report
+from _common import Tally, jobs_argument
 
-JOBS = 0
-latencies: list[float] = []
-done = asyncio.Event()
+tally = Tally(jobs_argument())
 broker = RedisStreamBroker("redis://127.0.0.1:6379", queue_name=f"conveyor-bench-{time.time_ns()}")
 
 
 @broker.task
 async def noop(t: float) -> None:
-    latencies.append(time.perf_counter() - t)
-    if len(latencies) == JOBS:
-        done.set()
+    tally.ran(t)
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=20_000)
-    global JOBS
-    jobs = JOBS = parser.parse_args().jobs // 50 * 50
-
     await broker.startup()
     receiver = asyncio.create_task(run_receiver_task(broker, max_async_tasks=100))
     started = time.perf_counter()
 
-    async def produce(count: int) -> None:
-        for _ in range(count):
-            await noop.kiq(time.perf_counter())
-
-    await asyncio.gather(*(produce(jobs // 50) for _ in range(50)))
-    await asyncio.wait_for(done.wait(), 600)
+    await tally.produce(lambda: noop.kiq(time.perf_counter()))
+    await asyncio.wait_for(tally.done.wait(), 600)
     elapsed = time.perf_counter() - started
-    report(f"taskiq {version('taskiq')} (Redis streams, no fsync)", jobs, elapsed, latencies)
+    tally.report(f"taskiq {version('taskiq')} (Redis streams, no fsync)", elapsed)
     # The receiver does not always end on cancel (it logs and keeps a task running):
     # bounded cleanup, then leave.
     receiver.cancel()
