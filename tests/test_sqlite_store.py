@@ -1,7 +1,10 @@
-"""The SQLite store on real files: locks, read-only files, schema versions, indexes."""
+"""The SQLite store on real files: locks, read-only files, a full disk, schema versions,
+indexes."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -21,7 +24,10 @@ from conveyor import (
     StoreError,
     StoreUnavailable,
 )
+from conveyor.client import Client
 from conveyor.store._sqlite_schema import MIGRATIONS
+
+from .conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -160,3 +166,100 @@ async def test_synchronous_full_is_the_default(db_path: Path) -> None:
     assert store.synchronous == "FULL"
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteStore(db_path, synchronous="OFF")  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 4 MiB filesystem (tmpfs) to fill up. Mounting needs root, which CI has."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mount not permitted here: {mounted.stderr.decode().strip()}")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a ballast file until the filesystem says it is full."""
+    ballast = disk / "ballast"
+    block = b"\0" * 4096
+    with ballast.open("wb", buffering=0) as f:
+        with contextlib.suppress(OSError):  # ENOSPC: full
+            for _ in range(100_000):  # bounded: 400 MB, far past the 4 MiB disk
+                f.write(block)
+    return ballast
+
+
+class Gated(Queue):
+    name = "gated"
+    worker_count = 3
+
+    def __init__(self, holding: int) -> None:
+        self.holding = holding
+        self.all_running = anyio.Event()
+        self.gate = anyio.Event()
+
+    async def handle_item(self, item: Any) -> Any:
+        self.holding -= 1
+        if self.holding == 0:
+            self.all_running.set()
+        await self.gate.wait()
+        return item
+
+
+async def test_a_full_disk_refuses_writes_with_a_clear_error_and_loses_nothing(
+    small_disk: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    gated = Gated(holding=3)
+    async with Runtime(
+        small_disk / "jobs.db", queues=[gated], serve=("127.0.0.1", 0), shutdown_grace=0
+    ) as rt:
+        held = [await rt.enqueue("gated", {"n": n}) for n in range(3)]
+        with anyio.fail_after(10):
+            await gated.all_running.wait()
+        ballast = await anyio.to_thread.run_sync(fill, small_disk)
+
+        # Enqueue until a write needs room the file system no longer has (bounded: the
+        # WAL has some room left from earlier writes).
+        accepted: list[str] = []
+        refused: StoreUnavailable | None = None
+        for n in range(900):
+            try:
+                job = await rt.enqueue("gated", {"pad": "x" * 4_000, "n": n})
+            except StoreUnavailable as exc:
+                refused = exc
+                break
+            accepted.append(job.id)
+        assert refused is not None, "900 jobs of 4 kB fitted on a full 4 MiB disk"
+        assert f"{small_disk / 'jobs.db'}: database or disk is full" in str(refused)
+        # Over the websocket: an error reply that names it; the connection keeps serving.
+        async with Client(rt.server_url) as client:
+            with pytest.raises(StoreUnavailable, match="disk is full"):
+                await client.enqueue("gated", {"pad": "x" * 4_000})
+            assert len(await client.list_jobs(queue="gated", limit=500)) == 3 + len(accepted)
+
+            # The held jobs finish while the disk is full: their completions cannot be
+            # written, so they stay running (retried in the background), and nothing is
+            # lost or reported done before it is stored.
+            caplog.clear()
+            gated.gate.set()
+            with anyio.fail_after(10):
+                await wait_until(lambda: "write failed, retrying" in caplog.text)
+            assert {(await rt.job(j.id)).status for j in held} == {JobStatus.RUNNING}
+
+            ballast.unlink()
+            for job in held:
+                assert (await rt.wait(job.id, timeout=20)).status is JobStatus.COMPLETED
+            later = await client.enqueue("gated", {"after": True})
+            assert (await client.wait(later.id, timeout=20)).result == {"after": True}
+        for job_id in accepted:
+            assert (await rt.wait(job_id, timeout=20)).status is JobStatus.COMPLETED
+        ids = [j.id for j in await rt.list_jobs(queue="gated", limit=1_000)]
+        assert sorted(ids) == sorted([j.id for j in held] + accepted + [later.id])
