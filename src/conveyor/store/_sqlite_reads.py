@@ -14,7 +14,8 @@ from ._sqlite_rows import JOB_COLUMNS, TRANSITION_COLUMNS, row_to_job, row_to_tr
 
 
 class SQLiteReads:
-    """The read half of SQLiteStore (which adds the writes)."""
+    """The reads of SQLiteStore, on the reader connection (SQLiteUpkeep and SQLiteStore
+    add the writes)."""
 
     def __init__(self, file: SQLiteFile) -> None:
         self.file = file
