@@ -28,7 +28,7 @@ from ._models import Event, HistoryEntry, Job
 from ._options import JobOptions, job_options, seconds
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
-from .engine import Engine, transition_event
+from .engine import Engine, purge, transition_event
 from .store import ListParams, NewJob, Store
 
 MAX_LIST_LIMIT = 1000
@@ -339,7 +339,7 @@ class JobOperations:
             raise ValidationError(str(exc)) from None
         if not wanted <= TERMINAL:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
-        return await self._engine.purge(wanted, self.clock.now() - age, queue)
+        return await purge(self.store, wanted, self.clock.now() - age, queue)
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until no job of this runtime's queues is runnable: none queued, running

@@ -13,8 +13,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
-from .._errors import RuntimeClosed, StoreError
-from .._ids import derived_id
+from .._errors import StoreError
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
 from .._periodic import PeriodicQueue
@@ -24,7 +23,6 @@ from ..store import (
     Finish,
     NewJob,
     ProgressWrite,
-    PurgeParams,
     RescueParams,
     Store,
     Transition,
@@ -33,12 +31,12 @@ from ._batcher import Batcher
 from ._executor import RunningJob, StopReason
 from ._owners import new_owner_id, owner_is_dead
 from ._pool import QueuePool
+from ._upkeep import apply_retention, enqueue_ticks, periodic_loop, retention_loop
 
 log = get_logger("conveyor.engine")
 
 TAIL_BATCH = 1000  # history rows read per tail query
 PROMOTE_BATCH = 500  # scheduled jobs queued per transaction
-RETENTION_INTERVAL = 600.0  # seconds between applications of the retention periods
 
 
 def transition_event(t: Transition, progress: Progress | None = None) -> Event:
@@ -190,20 +188,21 @@ class Engine:
     ) -> None:
         """Rescue jobs of dead workers on this machine, then start the loops and pools."""
         await self.rescue_once(dead_only=True)
-        await self.apply_retention()
+        await apply_retention(self.store, self.retention, self.clock.now())
         tg.start_soon(self._heartbeat_loop)
         tg.start_soon(self._rescue_loop)
         tg.start_soon(self._progress_loop)
         tg.start_soon(self._promote_loop)
-        tg.start_soon(self._retention_loop)
+        tg.start_soon(retention_loop, self.store, self.retention, self.clock)
         for queue in queues:
             pool = self.pools[queue.name] = QueuePool(self, queue)
             await tg.start(pool.run)
         for ticking in periodic:
             if ticking.catch_up:  # before returning: missed ticks are there at start
                 now = self.clock.now()
-                await self._enqueue_ticks(ticking, ticking.schedule.latest(now, ticking.catch_up))
-            tg.start_soon(self._periodic_loop, ticking)
+                ticks = ticking.schedule.latest(now, ticking.catch_up)
+                await enqueue_ticks(self.inserter, ticking, ticks, self.clock)
+            tg.start_soon(periodic_loop, self.inserter, ticking, self.clock)
 
     async def tail_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Publish transitions in seq order and react to other processes' writes.
@@ -318,74 +317,6 @@ class Engine:
                 due, now = self.clock.now() + 1.0, self.clock.now()
             with anyio.move_on_after(math.inf if due is None else due - now):
                 await self._promote_kick.wait()
-
-    async def purge(
-        self, statuses: frozenset[JobStatus], finished_before: float, queue: str | None
-    ) -> int:
-        """Delete matching finished jobs, a batch per transaction so that no single
-        write holds the database for long."""
-        total = 0
-        while True:
-            params = PurgeParams(statuses=statuses, finished_before=finished_before, queue=queue)
-            deleted = await self.store.jobs_purge(params)
-            total += deleted
-            if deleted < params.limit:
-                return total
-
-    async def _periodic_loop(self, queue: PeriodicQueue) -> None:
-        """Enqueue one job per tick of the queue's schedule.
-
-        Each tick's job has an id derived from the queue and the tick, so processes
-        racing for the same tick, or a restart repeating one, store it once. Ticks
-        missed while down are skipped, but for the latest ``catch_up`` of them, which
-        start_workers enqueued already.
-        """
-        schedule = queue.schedule
-        tick = schedule.next_after(self.clock.now())
-        while True:
-            await anyio.sleep(max(0.0, tick - self.clock.now()))
-            await self._enqueue_ticks(queue, [tick])
-            tick = schedule.next_after(max(tick, self.clock.now()))
-
-    async def _enqueue_ticks(self, queue: PeriodicQueue, ticks: Sequence[float]) -> None:
-        jobs = [
-            NewJob(
-                id=derived_id(round(tick * 1000), f"{queue.name}@{tick!r}"),
-                queue=queue.name,
-                status=JobStatus.QUEUED,
-                payload=queue.payload,
-                created_by="periodic",
-                created_at=self.clock.now(),
-                derived_id=True,
-            )
-            for tick in ticks
-        ]
-        for attempt in range(3):
-            try:
-                await self.inserter.submit(jobs)
-                return
-            except RuntimeClosed:
-                return  # the runtime is stopping: this tick belongs to the next start
-            except StoreError as exc:
-                log.warning("periodic %s: enqueue failed (try %d): %s", queue.name, attempt, exc)
-                await anyio.sleep(1.0)
-        log.error("periodic %s: ticks %s skipped", queue.name, ticks)
-
-    async def apply_retention(self) -> None:
-        """Delete the finished jobs older than their status's retention period."""
-        now = self.clock.now()
-        try:
-            for status, keep in self.retention.items():
-                deleted = await self.purge(frozenset({status}), now - keep, None)
-                if deleted:
-                    log.info("retention: deleted %d %s jobs", deleted, status.value)
-        except StoreError as exc:
-            log.warning("retention: deleting old jobs failed, will retry: %s", exc)
-
-    async def _retention_loop(self) -> None:
-        while True:
-            await anyio.sleep(RETENTION_INTERVAL)
-            await self.apply_retention()
 
     async def _progress_loop(self) -> None:
         """Write the latest progress of each running job, at most every interval."""
