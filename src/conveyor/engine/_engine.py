@@ -207,13 +207,14 @@ class Engine:
     async def tail_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Publish transitions in seq order and react to other processes' writes.
 
-        Woken at once by this runtime's own commits. Other processes' commits cannot wake
-        it (SQLite has no notifications), so it also checks every ``poll_interval`` —
-        a cheap in-memory look at the file's change counter, and a read only when it
-        moved. Started (``tg.start``) once it knows where the history ends, so no commit
-        of this runtime can fall before that point unpublished.
+        Woken at once by this runtime's own commits, and by other processes' commits
+        where the store can notify (PostgreSQL's LISTEN). SQLite cannot, so it also checks
+        every ``poll_interval`` — a cheap in-memory look at the file's change counter,
+        and a read only when it moved. Started (``tg.start``) once it knows where the
+        history ends, so no commit of this runtime can fall before that point unpublished.
         """
         self._tail_seq = await self.store.last_seq()
+        self.store.watch_commits(lambda: self._tail_kick.set())
         task_status.started()
         while True:
             with anyio.move_on_after(self.poll_interval):

@@ -11,7 +11,7 @@ subclasses (never a driver's own exception), and a failed call changed nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import msgspec
@@ -210,5 +210,12 @@ class Store(Protocol):
     async def last_seq(self) -> int: ...
 
     async def changed(self) -> bool:
-        """Whether another connection committed since the last call (cheap; no I/O on disk)."""
+        """Whether another runtime committed since the last call (cheap; no I/O on disk).
+        True when the store cannot tell."""
+        ...
+
+    def watch_commits(self, wake: Callable[[], None]) -> None:
+        """Have ``wake()`` called, on the event loop, when another runtime commits a
+        transition. A store that cannot be notified (SQLite) never calls it: the engine
+        then learns of those commits by calling ``changed()`` every poll interval."""
         ...

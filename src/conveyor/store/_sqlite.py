@@ -21,8 +21,10 @@ from .. import _codec
 from .._models import NO_PROGRESS, Job
 from .._states import BY_VALUE, JobStatus
 from ._base import ClaimParams, Finish, NewJob, ProgressWrite, Transition
+from ._rows import JOB_COLUMNS, row_to_job
+from ._rules import UNFINISHED_SQL
 from ._sqlite_file import SQLiteFile
-from ._sqlite_rows import JOB_COLUMNS, ROWS_PER_STATEMENT, chunks, row_to_job, values_list
+from ._sqlite_rows import ROWS_PER_STATEMENT, chunks, values_list
 from ._sqlite_upkeep import SQLiteUpkeep
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
@@ -119,7 +121,7 @@ class SQLiteStore(SQLiteUpkeep):
     def _unfinished_with_key(self, conn: sqlite3.Connection, queue: str, key: str | None) -> Job:
         rows = conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND unique_key = ?"
-            " AND status IN ('scheduled', 'queued', 'running', 'cancelling')",
+            f" AND status IN {UNFINISHED_SQL}",
             (queue, key),
         ).fetchall()
         return row_to_job(rows[0])

@@ -3,14 +3,16 @@ behind a write."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._clock import to_datetime
 from .._models import HistoryEntry, Job
 from .._states import BY_VALUE, JobStatus
 from ._base import ListParams, Transition
+from ._rows import JOB_COLUMNS, TRANSITION_COLUMNS, row_to_job, row_to_transition
+from ._rules import tail_position
 from ._sqlite_file import SQLiteFile
-from ._sqlite_rows import JOB_COLUMNS, TRANSITION_COLUMNS, row_to_job, row_to_transition
 
 
 class SQLiteReads:
@@ -85,11 +87,8 @@ class SQLiteReads:
             )
         )
         transitions = [row_to_transition(row[1:]) for row in rows if row[1] is not None]
-        if not rows:
-            return transitions, seq
-        if len(transitions) == limit:
-            return transitions, transitions[-1].seq
-        return transitions, max(seq, int(rows[0][0]))
+        top = int(rows[0][0]) if rows else None
+        return transitions, tail_position(seq, [t.seq for t in transitions], limit, top)
 
     async def history_page(
         self, after: int, limit: int, *, queue: str | None, job_id: str | None
@@ -121,6 +120,9 @@ class SQLiteReads:
     async def last_seq(self) -> int:
         rows = list(await self.file.read("SELECT coalesce(max(seq), 0) FROM job_history"))
         return int(rows[0][0])
+
+    def watch_commits(self, wake: Callable[[], None]) -> None:
+        """SQLite has no notifications: the engine polls changed() instead."""
 
     async def changed(self) -> bool:
         rows = list(await self.file.read("PRAGMA data_version"))

@@ -1,4 +1,4 @@
-"""Rows to records, and the small SQL-building helpers of the SQLite store."""
+"""The small SQL-building helpers of the SQLite store."""
 
 from __future__ import annotations
 
@@ -6,61 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from .. import _codec
-from .._clock import maybe_datetime, to_datetime
-from .._models import NO_PROGRESS, Job
-from .._states import BY_VALUE
-from ._base import Transition
-
-JOB_COLUMNS: Final = (
-    "id, queue, status, payload, result, error, traceback, progress, attempts, max_attempts,"
-    " priority, created_by, created_at, scheduled_at, started_at, finished_at, updated_at,"
-    " timeout"
-)
 ROWS_PER_STATEMENT: Final = 500  # keeps VALUES lists under SQLite's host-parameter limit
-
-
-def row_to_job(row: Any) -> Job:
-    return Job(
-        id=row[0],
-        queue=row[1],
-        status=BY_VALUE[row[2]],
-        payload=_codec.decode(row[3]),
-        result=None if row[4] is None else _codec.decode(row[4]),
-        error=row[5],
-        traceback=row[6],
-        progress=NO_PROGRESS if row[7] is None else _codec.decode_progress(row[7]),
-        attempts=row[8],
-        max_attempts=row[9],
-        priority=row[10],
-        created_by=row[11],
-        created_at=to_datetime(row[12]),
-        scheduled_at=maybe_datetime(row[13]),
-        started_at=maybe_datetime(row[14]),
-        finished_at=maybe_datetime(row[15]),
-        updated_at=to_datetime(row[16]),
-        timeout=row[17],
-    )
-
-
-TRANSITION_COLUMNS: Final = (
-    "h.seq, h.job_id, h.queue, h.status, h.at, h.message, h.origin, jobs.progress"
-)
-
-
-def row_to_transition(row: Any) -> Transition:
-    """A row of TRANSITION_COLUMNS (history joined with its job) as a Transition."""
-    seq, job_id, queue, status, at, message, origin, progress = row
-    return Transition(
-        seq=seq,
-        job_id=job_id,
-        queue=queue,
-        status=BY_VALUE[status],
-        at=at,
-        message=message,
-        origin=origin,
-        progress=None if progress is None else _codec.decode_progress(progress),
-    )
 
 
 def values_list(width: int, rows: int) -> str:

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any
 
 from .._errors import InvalidTransition, JobNotFound
 from .._models import Job
-from .._states import TERMINAL, JobStatus, Owner, sources
+from .._states import TERMINAL, JobStatus
+from . import _rules as rules
 from ._base import PurgeParams, RescueParams, Transition
+from ._rows import JOB_COLUMNS, row_to_job
 from ._sqlite_reads import SQLiteReads
-from ._sqlite_rows import JOB_COLUMNS, ROWS_PER_STATEMENT, chunks, row_to_job, values_list
-
-_RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
+from ._sqlite_rows import ROWS_PER_STATEMENT, chunks, values_list
 
 
 class SQLiteUpkeep(SQLiteReads):
@@ -96,18 +96,7 @@ class SQLiteUpkeep(SQLiteReads):
             updates: list[tuple[Any, ...]] = []
             history: list[tuple[str, str, JobStatus, float, str | None]] = []
             for job_id, queue, status, orphanings in rows:
-                lost = orphanings + (max_orphanings is not None)
-                error = None
-                if status == JobStatus.CANCELLING:
-                    new, message = JobStatus.CANCELLED, "cancelled: its worker stopped"
-                elif max_orphanings is None:
-                    new, message = JobStatus.QUEUED, "requeued: worker shut down"
-                elif lost >= max_orphanings:
-                    new, error = JobStatus.FAILED, f"worker lost ({lost} times)"
-                    message = f"failed: worker lost {lost} times"
-                else:
-                    new = JobStatus.QUEUED
-                    message = f"requeued: worker lost (lease expired; {lost} of {max_orphanings})"
+                new, error, message, lost = rules.put_back(status, orphanings, max_orphanings)
                 ended = None if new is JobStatus.QUEUED else now
                 updates.append((new.value, error, ended, now, lost, job_id))
                 history.append((job_id, queue, new, now, message))
@@ -147,12 +136,11 @@ class SQLiteUpkeep(SQLiteReads):
     ) -> tuple[Job, list[Transition]]:
         def request_cancel(conn: sqlite3.Connection) -> tuple[Job, list[Transition]]:
             job = self._locked_job(conn, job_id, queue)
-            if job.status in sources(JobStatus.CANCELLED, Owner.USER):
-                new, message, ended = JobStatus.CANCELLED, "cancelled before it ran", now
-            elif job.status in sources(JobStatus.CANCELLING, Owner.USER):
-                new, message, ended = JobStatus.CANCELLING, "cancellation requested", None
-            else:
+            outcome = rules.cancel_request(job.status)
+            if outcome is None:
                 return job, []  # already ending or ended: nothing to do
+            new, message = outcome
+            ended = now if new is JobStatus.CANCELLED else None
             conn.execute(
                 "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?",
                 (new.value, ended, now, job_id),
@@ -168,11 +156,9 @@ class SQLiteUpkeep(SQLiteReads):
     ) -> tuple[Job, list[Transition]]:
         def rerun(conn: sqlite3.Connection) -> tuple[Job, list[Transition]]:
             job = self._locked_job(conn, job_id, None)
-            if job.status not in _RERUN_FROM:
-                raise InvalidTransition(
-                    f"job {job_id} is {job.status.value}; only"
-                    f" {', '.join(sorted(_RERUN_FROM))} jobs can be rerun"
-                )
+            refusal = rules.rerun_refusal(job_id, job.status)
+            if refusal is not None:
+                raise InvalidTransition(refusal)
             conn.execute(
                 "UPDATE jobs SET status = 'queued', attempts = 0, orphanings = 0, result = NULL,"
                 " error = NULL, traceback = NULL, progress = NULL, started_at = NULL,"

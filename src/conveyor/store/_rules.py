@@ -1,0 +1,62 @@
+"""The decisions every store makes the same way, whatever its SQL: what a job becomes
+when its worker is gone or stops, when cancellation is asked, and whether it can be
+rerun. Each follows the one transition table (conveyor._states)."""
+
+from __future__ import annotations
+
+from typing import Final, NamedTuple
+
+from .._states import JobStatus, Owner, sources
+
+RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
+CANCEL_AT_ONCE: Final = frozenset(sources(JobStatus.CANCELLED, Owner.USER))
+CANCEL_BY_REQUEST: Final = frozenset(sources(JobStatus.CANCELLING, Owner.USER))
+UNFINISHED_SQL: Final = "('scheduled', 'queued', 'running', 'cancelling')"  # jobs_unique's
+
+
+class PutBack(NamedTuple):
+    status: JobStatus
+    error: str | None
+    message: str
+    orphanings: int
+
+
+def put_back(status: str, orphanings: int, max_orphanings: int | None) -> PutBack:
+    """A leased job whose worker stopped (``max_orphanings`` None: it shut down) or was
+    lost (counted; failed once lost ``max_orphanings`` times); cancelled instead where
+    cancellation was pending."""
+    lost = orphanings + (max_orphanings is not None)
+    if status == JobStatus.CANCELLING:
+        return PutBack(JobStatus.CANCELLED, None, "cancelled: its worker stopped", lost)
+    if max_orphanings is None:
+        return PutBack(JobStatus.QUEUED, None, "requeued: worker shut down", lost)
+    if lost >= max_orphanings:
+        error = f"worker lost ({lost} times)"
+        return PutBack(JobStatus.FAILED, error, f"failed: worker lost {lost} times", lost)
+    message = f"requeued: worker lost (lease expired; {lost} of {max_orphanings})"
+    return PutBack(JobStatus.QUEUED, None, message, lost)
+
+
+def cancel_request(status: JobStatus) -> tuple[JobStatus, str] | None:
+    """What a cancellation request makes of a job in ``status``: cancelled at once if it
+    waits, cancelling if it runs; None if it is already ending or ended."""
+    if status in CANCEL_AT_ONCE:
+        return JobStatus.CANCELLED, "cancelled before it ran"
+    if status in CANCEL_BY_REQUEST:
+        return JobStatus.CANCELLING, "cancellation requested"
+    return None
+
+
+def rerun_refusal(job_id: str, status: JobStatus) -> str | None:
+    """Why a job in ``status`` cannot be rerun, or None if it can."""
+    if status in RERUN_FROM:
+        return None
+    return f"job {job_id} is {status.value}; only {', '.join(sorted(RERUN_FROM))} jobs can be rerun"
+
+
+def tail_position(seq: int, seqs: list[int], limit: int, top: int | None) -> int:
+    """Where the next history_after call starts: after the last row returned when the
+    page was full, else at the newest seq of the snapshot (past rows it skipped)."""
+    if len(seqs) == limit:
+        return seqs[-1]
+    return seq if top is None else max(seq, top)
