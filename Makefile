@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export CONVEYOR_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint postgres bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,19 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
-test: lint $(CHROMIUM)
+test: lint $(CHROMIUM) postgres
 	$(BIN)/pytest
+
+# The PostgreSQL store's tests use the server at $$CONVEYOR_TEST_POSTGRES (default
+# postgresql://postgres@127.0.0.1:5432/test), each in a schema of its own. A Debian
+# cluster that is installed but stopped is started here; with no server at all those
+# tests skip (CI sets CONVEYOR_REQUIRE_POSTGRES=1, which makes that a failure).
+postgres:
+	@if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1; then \
+	  for version in $$(ls /etc/postgresql 2>/dev/null); do \
+	    pg_ctlcluster --skip-systemctl-redirect $$version main start || true; done; \
+	  for i in $$(seq 50); do pg_isready -q -h 127.0.0.1 && break; sleep 0.2; done; \
+	fi
 
 # Installed when missing, as root or through sudo without a password; otherwise it says how.
 $(CHROMIUM):

@@ -1,13 +1,16 @@
-"""Durable throughput and latency of conveyor on SQLite, next to peer job queues.
+"""Durable throughput and latency of conveyor, next to peer job queues.
 
     python benchmarks/throughput.py [--jobs N] [--runs R] [--peers huey,arq,saq,...]
+                                    [--store sqlite|postgres]
 
-Each scenario runs R times, each time in a fresh process on a fresh database file, and
-the median is printed (the machine is shared and noisy: single runs mislead). Scenarios:
+Each scenario runs R times, each time in a fresh process on a fresh database file (or,
+with --store postgres, a fresh schema of $CONVEYOR_BENCH_POSTGRES, default
+postgresql://postgres@127.0.0.1:5432/test), and the median is printed (the machine is
+shared and noisy: single runs mislead). Scenarios:
 
   e2e          N no-op jobs, enqueued in chunks while workers run, until every
                completion is committed (synchronous=FULL: durable), jobs/s
-  store-e2e    the ceiling under e2e: the same N jobs through the SQLite store alone,
+  store-e2e    the ceiling under e2e: the same N jobs through the store alone,
                inserted, claimed and finished in transactions of 1,000, one after the
                other (no engine, no handlers, no events), jobs/s
   enqueue-1by1 enqueue awaited one at a time, no workers, jobs/s
@@ -52,7 +55,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def _scenario(name: str, jobs: int, db: Path) -> dict[str, Any]:
+async def _scenario(name: str, jobs: int, db: str) -> dict[str, Any]:
     from conveyor import Event, JobStatus, Queue, Runtime
 
     latencies: list[float] = []
@@ -134,14 +137,14 @@ async def _scenario(name: str, jobs: int, db: Path) -> dict[str, Any]:
     return {"jobs_per_s": jobs / elapsed}
 
 
-async def _store_only(jobs: int, db: Path) -> float:
+async def _store_only(jobs: int, db: str) -> float:
     """Seconds to insert, claim and finish ``jobs`` jobs, 1,000 per transaction."""
     from conveyor import JobStatus
     from conveyor._ids import IdGenerator
     from conveyor._models import NO_PROGRESS
-    from conveyor.store import ClaimParams, Finish, NewJob, SQLiteStore
+    from conveyor.store import ClaimParams, Finish, NewJob, store_at
 
-    store = SQLiteStore(db)
+    store = store_at(db)
     await store.open("bench")
     ids = IdGenerator()
     started = time.perf_counter()
@@ -174,14 +177,33 @@ async def _store_only(jobs: int, db: Path) -> float:
     return elapsed
 
 
-def _run_child(name: str, jobs: int) -> dict[str, Any]:
+PG_URL = os.environ.get("CONVEYOR_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+async def _drop_schema(schema: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
+
+
+def _run_child(name: str, jobs: int, store: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
-        result = subprocess.run(
-            [sys.executable, __file__, "--child", name, "--jobs", str(jobs), "--db", f"{tmp}/b.db"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        schema = f"bench_{os.getpid()}_{time.monotonic_ns()}"
+        db = f"{PG_URL}?schema={schema}" if store == "postgres" else f"{tmp}/b.db"
+        try:
+            result = subprocess.run(
+                [sys.executable, __file__, "--child", name, "--jobs", str(jobs), "--db", db],
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+        finally:
+            if store == "postgres":
+                anyio.run(_drop_schema, schema)
     if result.returncode != 0:
         raise SystemExit(f"{name} failed:\n{result.stderr}")
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
@@ -218,21 +240,23 @@ def main() -> None:
         default="",
         help="comma-separated: huey,arq,saq,taskiq,procrastinate,pgqueuer",
     )
+    parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        figures = anyio.run(_scenario, args.child, args.jobs, Path(args.db))
+        figures = anyio.run(_scenario, args.child, args.jobs, args.db)
         figures["peak_rss_mb"] = _peak_rss_mb()
         print(json.dumps(figures))
         return
 
-    print(f"conveyor on SQLite (synchronous=FULL), {args.jobs} jobs, median of {args.runs} runs")
+    where = "SQLite (synchronous=FULL)" if args.store == "sqlite" else f"PostgreSQL ({PG_URL})"
+    print(f"conveyor on {where}, {args.jobs} jobs, median of {args.runs} runs")
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     table: dict[str, dict[str, Any]] = {}
     for name in args.scenarios.split(","):
-        runs = [_run_child(name, args.jobs) for _ in range(args.runs)]
+        runs = [_run_child(name, args.jobs, args.store) for _ in range(args.runs)]
         table[name] = figures = _median(runs)
         spread = ""
         if "jobs_per_s" in figures:

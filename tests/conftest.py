@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,6 +27,54 @@ def anyio_backend() -> str:
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
+
+
+POSTGRES_URL = os.environ.get("CONVEYOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema() -> AsyncIterator[str]:
+    """A real PostgreSQL database, in a schema of its own (dropped after): the URL to
+    give Runtime. Skips when no server answers, unless CONVEYOR_REQUIRE_POSTGRES is set
+    (CI sets it: there a missing server is a failure, not a skip)."""
+    import asyncpg
+
+    try:
+        with anyio.fail_after(5):
+            conn = await asyncpg.connect(POSTGRES_URL)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        message = f"no PostgreSQL at {POSTGRES_URL}: {exc}"
+        if os.environ.get("CONVEYOR_REQUIRE_POSTGRES"):
+            pytest.fail(message)
+        pytest.skip(message)
+    schema = f"test_{secrets.token_hex(6)}"
+    try:
+        yield f"{POSTGRES_URL}?schema={schema}"
+    finally:
+        with anyio.CancelScope(shield=True):
+            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await conn.close()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    async with postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def location(store_kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    """Where a store lives, once per kind: a SQLite file, or a PostgreSQL schema."""
+    if store_kind == "sqlite":
+        yield str(tmp_path / "jobs.db")
+        return
+    async with postgres_schema() as url:
+        yield url
 
 
 async def next_event(
@@ -58,9 +107,10 @@ async def wait_until(
 
 
 class Worker:
-    """A real worker process running tests/worker_app.py on a database file."""
+    """A real worker process running tests/worker_app.py on a SQLite file or a
+    PostgreSQL URL."""
 
-    def __init__(self, db: Path, *args: str) -> None:
+    def __init__(self, db: str, *args: str) -> None:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.proc = subprocess.Popen(
             [sys.executable, str(WORKER_APP), str(db), *args],
@@ -92,12 +142,13 @@ class Worker:
 
 
 @pytest.fixture
-def spawn(db_path: Path) -> Iterator[type[Worker]]:
+def spawn(location: str) -> Iterator[type[Worker]]:
+    """Worker processes on the test's ``location``: once per kind of store."""
     workers: list[Worker] = []
 
     class Spawner(Worker):
         def __init__(self, *args: str) -> None:
-            super().__init__(db_path, *args)
+            super().__init__(location, *args)
             workers.append(self)
 
     yield Spawner

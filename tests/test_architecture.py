@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import conveyor
@@ -93,3 +95,16 @@ def test_the_engine_depends_on_the_store_protocol_not_a_backend() -> None:
     for module, imports in _modules().items():
         if module.startswith("engine/"):
             assert not any("_sqlite" in i or "server" in i for i in imports), module
+
+
+def test_the_core_import_path_loads_no_optional_package() -> None:
+    """asyncpg (the postgres extra) and rich (the cli extra) load only when used."""
+    code = (
+        "import sys, conveyor, conveyor.store, conveyor.server, conveyor.client\n"
+        "conveyor.store.store_at('jobs.db')\n"
+        "print(sorted({'asyncpg', 'rich'} & {m.split('.')[0] for m in sys.modules}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert out.stdout.strip() == "[]"

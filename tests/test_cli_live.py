@@ -83,13 +83,23 @@ async def test_demo_streams_varied_jobs_serves_the_dashboard_and_stops_on_ctrl_c
     assert sum(counts["training"].values()) > 0
 
 
+@pytest.fixture
+async def rt_anywhere(location: str) -> AsyncIterator[Runtime]:
+    """The runtime of ``rt``, once on a SQLite file and once on a PostgreSQL schema."""
+    async with Runtime(
+        location, queues=[Work()], serve=("127.0.0.1", 0), shutdown_grace=0, poll_interval=0.05
+    ) as runtime:
+        yield runtime
+
+
 async def test_serve_shows_and_operates_a_database_it_does_not_run(
-    rt: Runtime, db_path: Path
+    rt_anywhere: Runtime, location: str
 ) -> None:
+    rt = rt_anywhere
     done = await rt.enqueue("work", {"n": 1})
     held = await rt.enqueue("work", {"hold": True})
     await rt.wait(done.id, timeout=10)
-    async with conveyor_command("serve", "--db", str(db_path), "--serve", "127.0.0.1:0") as cmd:
+    async with conveyor_command("serve", "--db", location, "--serve", "127.0.0.1:0") as cmd:
         with anyio.fail_after(30):
             page = url_in(await cmd.line(lambda line: "on http://" in line))
         status, body = await anyio.to_thread.run_sync(http_get, page + "/api/queues")
@@ -134,8 +144,9 @@ async def test_serve_and_jobs_db_refuse_a_missing_file(tmp_path: Path) -> None:
     assert not (tmp_path / "nope.db").exists()
 
 
-async def test_jobs_against_a_database_file(rt: Runtime, db_path: Path) -> None:
-    db = ["--db", str(db_path)]
+async def test_jobs_against_a_database(rt_anywhere: Runtime, location: str) -> None:
+    rt = rt_anywhere
+    db = ["--db", location]
     bad = await rt.enqueue("work", {"fail": True})
     held = await rt.enqueue("work", {"hold": True})
     await rt.wait(bad.id, timeout=10)

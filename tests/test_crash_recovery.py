@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -53,8 +52,8 @@ async def running_elsewhere(
     await wait_until(started)
 
 
-async def test_job_survives_sigkill_and_runs_on_restart(db_path: Path, spawn: type[Worker]) -> None:
-    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+async def test_job_survives_sigkill_and_runs_on_restart(location: str, spawn: type[Worker]) -> None:
+    async with Runtime(location, queues=[Work(), SyncWork()], workers=False) as client:
         job = await client.enqueue("work", {"block": True})
         victim = spawn()
         with anyio.fail_after(30):
@@ -65,7 +64,7 @@ async def test_job_survives_sigkill_and_runs_on_restart(db_path: Path, spawn: ty
         assert (await client.job_status("work", job.id)).status is JobStatus.RUNNING
 
     # The same machine restarts a worker: it sees the dead owner at once, no lease wait.
-    async with Runtime(db_path, queues=[Work(), SyncWork()], lease_ttl=3600) as rt:
+    async with Runtime(location, queues=[Work(), SyncWork()], lease_ttl=3600) as rt:
         with anyio.fail_after(10):
             done = await rt.wait(job.id)
         assert done.status is JobStatus.COMPLETED
@@ -83,11 +82,11 @@ async def test_job_survives_sigkill_and_runs_on_restart(db_path: Path, spawn: ty
 
 
 async def test_expired_lease_is_rescued_and_the_stale_worker_writes_nothing(
-    db_path: Path, spawn: type[Worker]
+    location: str, spawn: type[Worker]
 ) -> None:
     """A frozen worker (SIGSTOP) keeps its pid but stops renewing its lease."""
     async with Runtime(
-        db_path, queues=[Work(), SyncWork()], workers=False, lease_ttl=1.0
+        location, queues=[Work(), SyncWork()], workers=False, lease_ttl=1.0
     ) as client:
         job = await client.enqueue("work", {"sleep": 1.5})
         stale = spawn("--lease-ttl", "1.0")
@@ -95,7 +94,7 @@ async def test_expired_lease_is_rescued_and_the_stale_worker_writes_nothing(
             await running_elsewhere(client, job.id)
         stale.signal(signal.SIGSTOP)
     try:
-        async with Runtime(db_path, queues=[Work(), SyncWork()], lease_ttl=1.0) as rt:
+        async with Runtime(location, queues=[Work(), SyncWork()], lease_ttl=1.0) as rt:
             with anyio.fail_after(30):
                 done = await rt.wait(job.id)
             assert done.status is JobStatus.COMPLETED
@@ -116,29 +115,29 @@ async def test_expired_lease_is_rescued_and_the_stale_worker_writes_nothing(
 
 
 async def test_job_orphaned_three_times_fails_with_worker_lost(
-    db_path: Path, spawn: type[Worker]
+    location: str, spawn: type[Worker]
 ) -> None:
-    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+    async with Runtime(location, queues=[Work(), SyncWork()], workers=False) as client:
         job = await client.enqueue("work", {"block": True})
     for attempt in (1, 2, 3):
         # Each new worker first rescues the previous one's job, then runs it again.
-        async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+        async with Runtime(location, queues=[Work(), SyncWork()], workers=False) as client:
             victim = spawn()
             with anyio.fail_after(30):
                 await running_elsewhere(client, job.id, attempt=attempt)
             victim.signal(signal.SIGKILL)
             with anyio.fail_after(10):
                 await victim.exited()
-    async with Runtime(db_path, queues=[Work(), SyncWork()]) as rt:
+    async with Runtime(location, queues=[Work(), SyncWork()]) as rt:
         done = await rt.job_status("work", job.id)
         assert done.status is JobStatus.FAILED
         assert done.error == "worker lost (3 times)"
         assert done.attempts == 3
 
 
-async def test_two_processes_share_one_file(db_path: Path, spawn: type[Worker]) -> None:
+async def test_two_processes_share_one_file(location: str, spawn: type[Worker]) -> None:
     worker = spawn()
-    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+    async with Runtime(location, queues=[Work(), SyncWork()], workers=False) as client:
         jobs = await client.enqueue_many("work", [{"sleep": 0} for _ in range(20)])
         with anyio.fail_after(30):
             results = [await client.wait(j.id) for j in jobs]
@@ -163,10 +162,10 @@ async def test_two_processes_share_one_file(db_path: Path, spawn: type[Worker]) 
 
 
 async def test_sigterm_requeues_running_jobs_after_the_grace_period(
-    db_path: Path, spawn: type[Worker]
+    location: str, spawn: type[Worker]
 ) -> None:
     worker = spawn("--grace", "0.5")
-    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+    async with Runtime(location, queues=[Work(), SyncWork()], workers=False) as client:
         job = await client.enqueue("work", {"block": True})
         quick = await client.enqueue("work", {"sleep": 0.2})
         with anyio.fail_after(30):
@@ -182,9 +181,9 @@ async def test_sigterm_requeues_running_jobs_after_the_grace_period(
         assert (await client.job_status("work", quick.id)).status is JobStatus.COMPLETED
 
 
-async def test_second_sigterm_stops_at_once(db_path: Path, spawn: type[Worker]) -> None:
+async def test_second_sigterm_stops_at_once(location: str, spawn: type[Worker]) -> None:
     worker = spawn("--grace", "3600")
-    async with Runtime(db_path, queues=[Work(), SyncWork()], workers=False) as client:
+    async with Runtime(location, queues=[Work(), SyncWork()], workers=False) as client:
         job = await client.enqueue("work", {"block": True})
         with anyio.fail_after(30):
             await running_elsewhere(client, job.id)
@@ -211,7 +210,7 @@ def _peek(worker: Worker) -> str:
 
 
 async def test_leaving_the_block_lets_short_jobs_finish_and_requeues_long_ones(
-    db_path: Path,
+    location: str,
 ) -> None:
     started = anyio.Event()
 
@@ -224,20 +223,20 @@ async def test_leaving_the_block_lets_short_jobs_finish_and_requeues_long_ones(
             await anyio.sleep(item["sleep"])
             return "finished"
 
-    async with Runtime(db_path, queues=[Mixed()], shutdown_grace=0.5) as rt:
+    async with Runtime(location, queues=[Mixed()], shutdown_grace=0.5) as rt:
         short = await rt.enqueue("mixed", {"sleep": 0.1})
         long = await rt.enqueue("mixed", {"sleep": 3600})
         with anyio.fail_after(10):
             await started.wait()
             await wait_until(lambda: len(rt._engine.running) == 2)
-    async with Runtime(db_path, queues=[Mixed()], workers=False) as rt:
+    async with Runtime(location, queues=[Mixed()], workers=False) as rt:
         assert (await rt.job_status("mixed", short.id)).status is JobStatus.COMPLETED
         requeued = await rt.job_status("mixed", long.id)
         assert requeued.status is JobStatus.QUEUED
         assert (await rt.history(long.id))[-1].message == "requeued: worker shutting down"
 
 
-async def test_a_live_worker_keeps_its_lease_past_the_ttl(db_path: Path) -> None:
+async def test_a_live_worker_keeps_its_lease_past_the_ttl(location: str) -> None:
     """Heartbeats renew the lease: another worker on the file must not rescue the job."""
     release = anyio.Event()
     runs: list[str] = []
@@ -250,8 +249,8 @@ async def test_a_live_worker_keeps_its_lease_past_the_ttl(db_path: Path) -> None
             await release.wait()
 
     async with (
-        Runtime(db_path, queues=[Long()], lease_ttl=0.3) as a,
-        Runtime(db_path, queues=[Long()], lease_ttl=0.3) as b,
+        Runtime(location, queues=[Long()], lease_ttl=0.3) as a,
+        Runtime(location, queues=[Long()], lease_ttl=0.3) as b,
     ):
         job = await a.enqueue("long", {})
         with anyio.fail_after(10):

@@ -38,8 +38,8 @@ class Ticker(Queue):
         return item["kind"]
 
 
-async def test_a_periodic_queue_enqueues_a_job_per_tick(db_path: Path) -> None:
-    async with Runtime(db_path, queues=[Ticker()]) as rt:
+async def test_a_periodic_queue_enqueues_a_job_per_tick(location: str) -> None:
+    async with Runtime(location, queues=[Ticker()]) as rt:
         with anyio.fail_after(10):
             await wait_until(lambda: _count(rt, 5))
         jobs = await rt.list_jobs(queue="ticker", limit=100)
@@ -55,11 +55,11 @@ async def _count(rt: Runtime, n: int) -> bool:
     return len(done) >= n
 
 
-async def test_two_processes_on_one_file_make_one_job_per_tick(db_path: Path) -> None:
+async def test_two_processes_on_one_file_make_one_job_per_tick(location: str) -> None:
     started = time.time()
     async with (
-        Runtime(db_path, queues=[Ticker()]) as a,
-        Runtime(db_path, queues=[Ticker()]) as b,
+        Runtime(location, queues=[Ticker()]) as a,
+        Runtime(location, queues=[Ticker()]) as b,
     ):
         with anyio.fail_after(10):
             await wait_until(lambda: _count(a, 8))
@@ -71,14 +71,14 @@ async def test_two_processes_on_one_file_make_one_job_per_tick(db_path: Path) ->
 
 
 async def test_worker_processes_racing_for_ticks_make_one_job_each(
-    db_path: Path, spawn: type[Worker]
+    location: str, spawn: type[Worker]
 ) -> None:
     class Tick(Queue):
         name = "tick"
 
     started = time.time()
     workers = [spawn("--periodic") for _ in range(3)]
-    async with Runtime(db_path, queues=[Tick()], workers=False) as rt:
+    async with Runtime(location, queues=[Tick()], workers=False) as rt:
 
         async def enough() -> bool:
             return len(await rt.list_jobs(queue="tick", status="completed", limit=100)) >= 10
@@ -107,15 +107,15 @@ class Hourly(Queue):
         return None
 
 
-async def test_a_restart_between_ticks_does_not_repeat_a_tick(db_path: Path) -> None:
+async def test_a_restart_between_ticks_does_not_repeat_a_tick(location: str) -> None:
     for _ in range(3):
-        async with Runtime(db_path, queues=[Hourly()]) as rt:
+        async with Runtime(location, queues=[Hourly()]) as rt:
             jobs = await rt.list_jobs(queue="hourly")
     assert len(jobs) == 1  # the latest hour's tick, caught up once
     assert tick_ms(jobs[0].id) == int(time.time() // 3600 * 3600 * 1000)
 
 
-async def test_no_burst_of_missed_ticks_after_downtime(db_path: Path) -> None:
+async def test_no_burst_of_missed_ticks_after_downtime(location: str) -> None:
     class Fast(Hourly):
         name = "fast"
         periodic = 0.05
@@ -127,9 +127,9 @@ async def test_no_burst_of_missed_ticks_after_downtime(db_path: Path) -> None:
         periodic_catch_up = 3
 
     before = time.time()
-    async with Runtime(db_path, queues=[Fast(), CatchUp()], workers=False) as rt:
+    async with Runtime(location, queues=[Fast(), CatchUp()], workers=False) as rt:
         pass  # nothing runs: as if the workers were down for a while
-    async with Runtime(db_path, queues=[Fast(), CatchUp()]) as rt:
+    async with Runtime(location, queues=[Fast(), CatchUp()]) as rt:
         caught_up = await rt.list_jobs(queue="catch_up")
         fast = await rt.list_jobs(queue="fast")
     # catch_up=3: the three latest missed ticks, at once; catch_up=0: none of them.
@@ -137,12 +137,12 @@ async def test_no_burst_of_missed_ticks_after_downtime(db_path: Path) -> None:
     assert all(tick_ms(j.id) >= int(before * 1000) - 200 for j in fast)
 
 
-async def test_cron_schedules(db_path: Path) -> None:
+async def test_cron_schedules(location: str) -> None:
     class EveryMinute(Hourly):
         name = "every_minute"
         periodic = "* * * * *"
 
-    async with Runtime(db_path, queues=[EveryMinute()]) as rt:
+    async with Runtime(location, queues=[EveryMinute()]) as rt:
         (job,) = await rt.list_jobs(queue="every_minute")
     assert tick_ms(job.id) % 60_000 == 0
     assert tick_ms(job.id) <= time.time() * 1000

@@ -1,6 +1,8 @@
 """A worker process for the crash, shutdown and two-process tests.
 
-Usage: python worker_app.py DB [--lease-ttl S] [--grace S]
+Usage: python worker_app.py DB [--lease-ttl S] [--grace S] [--poll-interval S]
+
+DB is a SQLite file or a postgresql:// URL.
 
 Queue "work": the payload says what the handler does:
   {"block": true}   report progress, then wait forever (until cancelled or killed)
@@ -65,11 +67,16 @@ async def main() -> None:
     parser.add_argument("db")
     parser.add_argument("--lease-ttl", type=float, default=30.0)
     parser.add_argument("--grace", type=float, default=10.0)
+    parser.add_argument("--poll-interval", type=float, default=0.1)
     parser.add_argument("--periodic", action="store_true")
     args = parser.parse_args()
     queues = [*QUEUES, Tick()] if args.periodic else QUEUES
     async with Runtime(
-        args.db, queues=queues, lease_ttl=args.lease_ttl, shutdown_grace=args.grace
+        args.db,
+        queues=queues,
+        lease_ttl=args.lease_ttl,
+        shutdown_grace=args.grace,
+        poll_interval=args.poll_interval,
     ) as rt:
         print("ready", flush=True)
         await rt.run_until_signalled()

@@ -9,7 +9,6 @@ import signal
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -29,7 +28,7 @@ from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue
 from ._states import JobStatus
 from .engine import Engine, stop_workers
-from .store import SQLiteStore, Store
+from .store import Store, store_at
 
 if TYPE_CHECKING:
     from .server import Server
@@ -42,6 +41,8 @@ class Runtime(JobOperations):
 
     ``async with Runtime("conveyor.db", queues=[ExportQueue()]) as rt:`` opens (or
     creates) the SQLite file, starts a worker pool per queue and returns once they run.
+    A ``postgresql://`` URL instead uses that database (the ``postgres`` extra), where
+    worker processes on many machines share the queues; a Store object, that store.
     Leaving the block stops claiming, gives running jobs ``shutdown_grace`` seconds to
     finish, then cancels the rest and puts them back to ``queued`` for the next start.
 
@@ -53,7 +54,8 @@ class Runtime(JobOperations):
 
     Tuning: ``lease_ttl`` is how long a crashed worker's jobs stay claimed before another
     worker takes them back (live workers renew their leases every third of it);
-    ``poll_interval`` bounds how late this runtime notices what other processes did;
+    ``poll_interval`` bounds how late this runtime notices what other processes did
+    on SQLite (PostgreSQL notifies at once);
     ``progress_interval`` is how often progress reports are written to the store (they
     are broadcast at once regardless).
 
@@ -86,9 +88,7 @@ class Runtime(JobOperations):
         retain_completed: float | timedelta = timedelta(days=7),
         retain_failed: float | timedelta = timedelta(days=30),
     ) -> None:
-        self.store: Store = (
-            SQLiteStore(Path(store)) if isinstance(store, (str, os.PathLike)) else store
-        )
+        self.store: Store = store_at(store) if isinstance(store, (str, os.PathLike)) else store
         self.queues: dict[str, Queue[Any]] = {}
         for queue in queues:
             check_queue_class(queue, workers)

@@ -13,7 +13,7 @@ from .._models import HistoryEntry, Job
 from .._runtime import Runtime
 from .._states import JobStatus
 from ..client import Client
-from ._usage import UsageError
+from ._usage import DATABASE_HELP, require_database
 
 
 class JobSource(Protocol):
@@ -87,9 +87,8 @@ class _FileSource:
 @asynccontextmanager
 async def open_source(args: argparse.Namespace) -> AsyncIterator[JobSource]:
     if args.db is not None:
-        if not await anyio.Path(args.db).is_file():
-            raise UsageError(f"no database at {args.db}")
-        # Observes every queue of the file; workers elsewhere see its changes as theirs.
+        await require_database(args.db)
+        # Observes every queue of the database; workers elsewhere see its changes as theirs.
         async with Runtime(args.db, workers=False) as rt:
             yield _FileSource(rt)
     else:
@@ -100,7 +99,7 @@ async def open_source(args: argparse.Namespace) -> AsyncIterator[JobSource]:
 def _source_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--url", help="a server, e.g. ws://127.0.0.1:8765")
-    where.add_argument("--db", help="a database file, e.g. conveyor.db")
+    where.add_argument("--db", help=DATABASE_HELP)
     parser.add_argument("--token", help="the server's token, if it requires one")
     parser.add_argument("--json", action="store_true", help="JSON output, for scripts")
 

@@ -1,4 +1,4 @@
-"""``conveyor serve --db PATH``: the dashboard, websocket and JSON of a database file,
+"""``conveyor serve --db PATH|URL``: the dashboard, websocket and JSON of a database,
 without running any handler (operators watching a fleet of workers)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from typing import Any
 import anyio
 
 from .._runtime import Runtime
+from ..store import without_password
 from ._logs import add_log_level_option
-from ._usage import UsageError
+from ._usage import DATABASE_HELP, UsageError, require_database
 
 DEFAULT_PORT = 8765
 
@@ -45,7 +46,7 @@ def add_serve_command(commands: Any) -> None:
         " queue in the file. Handlers run elsewhere (conveyor worker); cancel, rerun"
         " and purge work from here.",
     )
-    serve.add_argument("--db", default="conveyor.db", help="the database file")
+    serve.add_argument("--db", default="conveyor.db", help=DATABASE_HELP)
     serve.add_argument(
         "--serve",
         dest="address",
@@ -58,12 +59,12 @@ def add_serve_command(commands: Any) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> int:
-    if not await anyio.Path(args.db).is_file():
-        raise UsageError(f"no database at {args.db}")
+    await require_database(args.db)
     host, port = parse_address(args.address)
     rt = Runtime(args.db, workers=False)
     rt.attach_server(host, port, token=args.token)
     async with rt:
-        print(f"conveyor serve: {args.db} on {page_url(rt)}; Ctrl-C to stop", flush=True)
+        where = without_password(args.db)
+        print(f"conveyor serve: {where} on {page_url(rt)}; Ctrl-C to stop", flush=True)
         await rt.run_until_signalled()
     return 0

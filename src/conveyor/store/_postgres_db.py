@@ -1,0 +1,279 @@
+"""The connections to one PostgreSQL database, through asyncpg.
+
+Two pools and one listening connection. Like the SQLite store's two writers, one pool
+commits durably (enqueues, outcomes, cancellations) and one with
+``synchronous_commit = off`` for writes whose loss is harmless: claims, lease renewals,
+progress. A lost claim only means the job runs again, which at-least-once allows, and
+the server's next durable commit flushes the write-ahead log with it. Reads use the
+durable pool. The listening connection LISTENs on the schema's channel: every history
+write NOTIFYs it, so other runtimes hear commits (new jobs, cancellations) at once
+instead of polling.
+
+asyncpg and server errors leave here as StoreErrors. The one case where "nothing was
+changed" cannot be promised is a connection lost while COMMIT was in flight: the server
+may have committed. The error says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final, TypeAlias, TypeVar
+
+import anyio
+import asyncpg
+import asyncpg.pool
+
+from .._errors import StoreBusy, StoreError, StoreUnavailable
+from ._open import without_password
+from ._postgres_schema import MIGRATIONS
+
+T = TypeVar("T")
+Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+Pool: TypeAlias = "asyncpg.Pool[asyncpg.Record]"
+
+SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,47}")
+_BUSY_STATES: Final = frozenset(
+    {
+        "40001",  # serialization_failure
+        "40P01",  # deadlock_detected
+        "55P03",  # lock_not_available: lock_timeout ran out
+        "57014",  # query_canceled: statement_timeout ran out
+    }
+)
+_UNAVAILABLE_CLASSES: Final = ("08", "53", "57P", "3D", "28")  # connection, resources,
+# shutdown, no such database, authentication
+_READ_ONLY: Final = "25006"
+_LINK_ERRORS: Final = (asyncpg.InterfaceError, OSError, TimeoutError)  # the connection
+_RETRIES: Final = 3  # a deadlock or serialization failure is retried this many times
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+class PostgresDB:
+    """The pools of one database and schema, the schema's migrations, and the only ways
+    in: a ``write()`` transaction, ``fetch()`` for reads, ``listen()`` for commits."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str,
+        lock_timeout: float,
+        command_timeout: float,
+        pool_size: int,
+    ) -> None:
+        if not SCHEMA_NAME.fullmatch(schema):
+            raise ValueError(
+                f"schema must be a lower-case SQL name (letters, digits, _), not {schema!r}"
+            )
+        self.dsn = dsn
+        self.schema = schema
+        self.channel = f"conveyor_{schema}"
+        self.lock_timeout = lock_timeout
+        self.command_timeout = command_timeout
+        self.pool_size = pool_size
+        self._pool: Pool | None = None
+        self._fast_pool: Pool | None = None
+        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._on_notify: Callable[[str], None] = lambda origin: None
+
+    @property
+    def where(self) -> str:
+        """The database, for messages, without the password."""
+        return f"{without_password(self.dsn)} (schema {self.schema})"
+
+    def error(self, exc: BaseException, *, committing: bool = False) -> StoreError:
+        state = getattr(exc, "sqlstate", None) or ""
+        text = f"{self.where}: {_describe(exc)}"
+        if state in _BUSY_STATES:
+            return StoreBusy(f"{text}; nothing was changed")
+        if state == _READ_ONLY or state.startswith(_UNAVAILABLE_CLASSES):
+            return StoreUnavailable(f"{text}; nothing was changed")
+        if isinstance(exc, asyncpg.PostgresError):
+            return StoreError(f"{text}; nothing was changed")
+        # The connection itself failed (refused, reset, closed, timed out).
+        if committing:
+            return StoreUnavailable(
+                f"{text}; the connection was lost while committing, so the change may or"
+                " may not have been stored"
+            )
+        return StoreUnavailable(f"{text}; nothing was changed")
+
+    async def _setup(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        # JSON columns travel as the bytes msgspec reads and writes: no str round trip.
+        await conn.set_type_codec(
+            "json",
+            encoder=bytes,
+            decoder=bytes,
+            schema="pg_catalog",
+            format="binary",
+        )
+
+    async def _reset(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        """Nothing to reset between uses: the store leaves no session state on pooled
+        connections (no session locks, cursors, LISTENs or SETs; write() always ends its
+        transaction), so asyncpg's default reset would only cost a round trip per use."""
+
+    async def _create_pool(self, **settings: str) -> Pool:
+        return await asyncpg.create_pool(
+            self.dsn,
+            min_size=1,
+            max_size=self.pool_size,
+            command_timeout=self.command_timeout,
+            init=self._setup,
+            reset=self._reset,
+            server_settings={
+                "application_name": "conveyor",
+                "lock_timeout": str(int(self.lock_timeout * 1000)),
+                **settings,
+            },
+        )
+
+    async def open(self, on_notify: Callable[[str], None]) -> None:
+        """Connect, migrate, and start listening; ``on_notify(origin)`` is called for
+        every commit that wrote history, in this process or another, and with origin
+        ``""`` when the listening connection is lost."""
+        self._on_notify = on_notify
+        try:
+            with anyio.fail_after(self.command_timeout):
+                self._pool = await self._create_pool()
+                await self._migrate()
+                self._fast_pool = await self._create_pool(synchronous_commit="off")
+                await self._start_listening()
+        except (asyncpg.PostgresError, *_LINK_ERRORS) as exc:
+            await self.close()
+            raise self.error(exc) from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _start_listening(self) -> None:
+        self._listener = await asyncpg.connect(
+            self.dsn,
+            command_timeout=self.command_timeout,
+            server_settings={"application_name": "conveyor-listen"},
+        )
+        await self._listener.add_listener(self.channel, self._notified)
+        self._listener.add_termination_listener(self._lost)
+
+    def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        self._on_notify(str(payload))
+
+    def _lost(self, conn: object) -> None:
+        # Commits may go unheard until the listener is back: wake the reader now (its
+        # next changed() reconnects, and reads whatever was missed meanwhile).
+        self._on_notify("")
+
+    def _stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.remove_termination_listener(self._lost)
+            self._listener.terminate()
+            self._listener = None
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def relisten(self) -> None:
+        """Reconnect the listening connection after it was lost (the server restarted)."""
+        self._stop_listening()
+        try:
+            with anyio.fail_after(self.command_timeout):
+                await self._start_listening()
+        except (asyncpg.PostgresError, *_LINK_ERRORS) as exc:
+            raise self.error(exc) from exc
+
+    async def close(self) -> None:
+        self._stop_listening()
+        with anyio.CancelScope(shield=True):
+            for pool in (self._fast_pool, self._pool):
+                if pool is not None:
+                    with anyio.move_on_after(self.command_timeout):
+                        await pool.close()
+                    pool.terminate()
+        self._pool = self._fast_pool = None
+
+    async def _migrate(self) -> None:
+        async def migrate(conn: Connection) -> None:
+            s = self.schema
+            # Several processes may start at once: one migrates, the others wait for it.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"conveyor.{s}")
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.version (number integer)")
+            version = await conn.fetchval(f"SELECT max(number) FROM {s}.version") or 0
+            if version > len(MIGRATIONS):
+                raise StoreUnavailable(
+                    f"{self.where}: schema version {version} is newer than this conveyor"
+                    f" understands ({len(MIGRATIONS)}); upgrade conveyor"
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                await conn.execute(script.format(schema=s))
+                await conn.execute(f"INSERT INTO {s}.version (number) VALUES ($1)", number)
+
+        await self.write(migrate)
+
+    async def write(self, body: Callable[[Connection], Awaitable[T]], *, durable: bool = True) -> T:
+        """Run ``body`` as one transaction on a pooled connection: BEGIN, body, COMMIT
+        (ROLLBACK if it raises). ``durable=False`` commits without waiting for the log
+        flush (see the module docstring). A deadlock or serialization failure rolls
+        back and runs ``body`` again, and a connection found closed at BEGIN is
+        replaced, up to three attempts in all.
+
+        Shielded from cancellation: once begun, a transaction commits or rolls back
+        before the caller sees a cancellation (``command_timeout`` bounds the wait).
+        """
+        pool = self._pool if durable else self._fast_pool
+        if pool is None:
+            raise StoreError("store is not open")
+        with anyio.CancelScope(shield=True):
+            for attempt in range(1, _RETRIES + 1):
+                begun = committing = False
+                try:
+                    async with pool.acquire() as conn:
+                        transaction = conn.transaction()
+                        await transaction.start()
+                        begun = True
+                        try:
+                            result = await body(conn)
+                        except BaseException:
+                            # A rollback failing (the connection is gone) must not hide
+                            # the error that caused it; the server rolls back anyway.
+                            with contextlib.suppress(asyncpg.PostgresError, *_LINK_ERRORS):
+                                await transaction.rollback()
+                            raise
+                        committing = True
+                        await transaction.commit()
+                    return result
+                except asyncpg.PostgresError as exc:
+                    state = exc.sqlstate or ""
+                    conflict = state in ("40001", "40P01")
+                    cut_before_begin = not begun and state.startswith(("57P", "08"))
+                    if (conflict or cut_before_begin) and attempt < _RETRIES:
+                        continue
+                    raise self.error(exc) from exc
+                except _LINK_ERRORS as exc:
+                    # A pooled connection the server closed fails at BEGIN, before
+                    # anything was sent: safe to try again on a fresh one.
+                    if not begun and attempt < _RETRIES:
+                        continue
+                    raise self.error(exc, committing=committing) from exc
+        raise AssertionError("unreachable")
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Any]:
+        pool = self._pool
+        if pool is None:
+            raise StoreError("store is not open")
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                return list(await pool.fetch(sql, *args))
+            except _LINK_ERRORS as exc:
+                if attempt < _RETRIES:
+                    continue  # a read is safe to repeat, on a fresh connection
+                raise self.error(exc) from exc
+            except asyncpg.PostgresError as exc:
+                raise self.error(exc) from exc
+        raise AssertionError("unreachable")

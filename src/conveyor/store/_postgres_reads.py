@@ -1,0 +1,150 @@
+"""The PostgreSQL store's reads, and how it hears other runtimes' commits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Final
+
+from .._clock import to_datetime
+from .._errors import StoreError
+from .._models import HistoryEntry, Job
+from .._states import BY_VALUE, JobStatus
+from ._base import ListParams, Transition
+from ._postgres_db import PostgresDB
+from ._rows import JOB_COLUMNS, TRANSITION_COLUMNS, row_to_job, row_to_transition
+from ._rules import tail_position
+
+RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
+
+
+class PostgresReads:
+    """The reads of PostgresStore (PostgresStore adds the writes). ``self.t`` is the
+    schema-qualified table prefix, e.g. ``conveyor.``."""
+
+    def __init__(self, db: PostgresDB) -> None:
+        self.db = db
+        self.t = f"{db.schema}."
+        self._origin = ""  # this process's mark on the history rows it writes
+        self._changed = True
+        self._wake: Callable[[], None] = lambda: None
+        self._relisten_at = 0.0
+
+    def _notified(self, origin: str) -> None:
+        if origin != self._origin:
+            self._changed = True
+            self._wake()
+
+    def watch_commits(self, wake: Callable[[], None]) -> None:
+        self._wake = wake
+
+    async def changed(self) -> bool:
+        if not self.db.listening:
+            # Notifications are lost until the listener is back: read on every call.
+            if time.monotonic() >= self._relisten_at:
+                self._relisten_at = time.monotonic() + RELISTEN_EVERY
+                try:
+                    await self.db.relisten()
+                except StoreError:
+                    pass  # the tail's read reports the outage; try again later
+            return True
+        changed, self._changed = self._changed, False
+        return changed
+
+    async def next_due(self) -> float | None:
+        rows = await self.db.fetch(
+            f"SELECT min(scheduled_at) FROM {self.t}jobs WHERE status = 'scheduled'"
+        )
+        return None if rows[0][0] is None else float(rows[0][0])
+
+    async def lease_owners(self) -> set[str]:
+        rows = await self.db.fetch(
+            f"SELECT DISTINCT lease_owner FROM {self.t}jobs WHERE lease_token IS NOT NULL"
+        )
+        return {row[0] for row in rows}
+
+    async def job_get(self, job_id: str) -> Job | None:
+        rows = await self.db.fetch(f"SELECT {JOB_COLUMNS} FROM {self.t}jobs WHERE id = $1", job_id)
+        return row_to_job(rows[0]) if rows else None
+
+    async def jobs_list(self, params: ListParams) -> list[Job]:
+        where: list[str] = []
+        args: list[Any] = []
+        for test, value in (
+            ("queue = ", params.queue),
+            ("status = ", None if params.status is None else params.status.value),
+            ("id < ", params.before),
+        ):
+            if value is not None:
+                args.append(value)
+                where.append(f"{test}${len(args)}")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self.db.fetch(
+            f"SELECT {JOB_COLUMNS} FROM {self.t}jobs{clause} ORDER BY id DESC LIMIT"
+            f" ${len(args) + 1}",
+            *args,
+            params.limit,
+        )
+        return [row_to_job(row) for row in rows]
+
+    async def job_history(self, job_id: str) -> list[HistoryEntry]:
+        rows = await self.db.fetch(
+            f"SELECT seq, job_id, status, at, message FROM {self.t}job_history"
+            " WHERE job_id = $1 ORDER BY seq",
+            job_id,
+        )
+        return [
+            HistoryEntry(
+                seq=seq, job_id=jid, status=BY_VALUE[status], at=to_datetime(at), message=msg
+            )
+            for seq, jid, status, at, msg in rows
+        ]
+
+    async def history_after(
+        self, seq: int, limit: int, *, include_own: bool
+    ) -> tuple[list[Transition], int]:
+        # One statement, so one snapshot: the high-water mark and the rows agree. Seqs
+        # become visible in order (see history_seq in the schema), so nothing below the
+        # mark can still appear later.
+        rows = await self.db.fetch(
+            f"SELECT top.last, {TRANSITION_COLUMNS} FROM {self.t}history_seq AS top"
+            f" LEFT JOIN {self.t}job_history AS h"
+            "  ON h.seq > $1 AND h.seq <= top.last AND h.origin <> $2"
+            f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $3",
+            seq,
+            "" if include_own else self._origin,
+            limit,
+        )
+        transitions = [row_to_transition(row[1:]) for row in rows if row[1] is not None]
+        top = int(rows[0][0]) if rows else None
+        return transitions, tail_position(seq, [t.seq for t in transitions], limit, top)
+
+    async def history_page(
+        self, after: int, limit: int, *, queue: str | None, job_id: str | None
+    ) -> list[Transition]:
+        args: list[Any] = [after]
+        where = ["h.seq > $1"]
+        for test, value in (("h.queue = ", queue), ("h.job_id = ", job_id)):
+            if value is not None:
+                args.append(value)
+                where.append(f"{test}${len(args)}")
+        rows = await self.db.fetch(
+            f"SELECT {TRANSITION_COLUMNS} FROM {self.t}job_history AS h"
+            f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id"
+            f" WHERE {' AND '.join(where)} ORDER BY h.seq LIMIT ${len(args) + 1}",
+            *args,
+            limit,
+        )
+        return [row_to_transition(row) for row in rows]
+
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
+        counts: dict[str, dict[JobStatus, int]] = {}
+        for queue, status, n in await self.db.fetch(
+            f"SELECT queue, status, count(*) FROM {self.t}jobs GROUP BY queue, status"
+        ):
+            counts.setdefault(queue, {})[BY_VALUE[status]] = n
+        return counts
+
+    async def last_seq(self) -> int:
+        rows = await self.db.fetch(f"SELECT last FROM {self.t}history_seq")
+        return int(rows[0][0])

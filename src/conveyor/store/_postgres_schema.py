@@ -1,0 +1,74 @@
+"""The PostgreSQL schema, as an ordered list of migrations applied inside the store's
+own schema (``{schema}`` below); ``{schema}.version`` holds the number applied. Append
+new migrations; never edit a shipped one.
+
+The same shape as the SQLite schema (_sqlite_schema.py), so rows map to records the
+same way: times are Unix seconds, payloads and results JSON.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 1: jobs, their history, and the counter that hands out history seqs.
+    """
+    CREATE TABLE {schema}.jobs (
+        id               text PRIMARY KEY,
+        queue            text NOT NULL,
+        status           text NOT NULL,
+        payload          json NOT NULL,
+        result           json,
+        error            text,
+        traceback        text,
+        progress         json,                 -- Progress; NULL before any report
+        attempts         bigint NOT NULL DEFAULT 0,
+        max_attempts     bigint NOT NULL DEFAULT 1,
+        priority         integer NOT NULL DEFAULT 0,
+        created_by       text,
+        created_at       double precision NOT NULL,  -- Unix seconds
+        scheduled_at     double precision,
+        started_at       double precision,
+        finished_at      double precision,
+        updated_at       double precision NOT NULL,
+        timeout          double precision,
+        unique_key       text,
+        lease_owner      text,
+        lease_token      text,                 -- set while a worker runs it; fences its writes
+        lease_expires_at double precision,
+        orphanings       integer NOT NULL DEFAULT 0
+    );
+    -- Claiming reads the head of this partial index, skipping rows other workers lock.
+    CREATE INDEX jobs_ready ON {schema}.jobs (queue, priority DESC, id) WHERE status = 'queued';
+    CREATE INDEX jobs_leased ON {schema}.jobs (lease_expires_at) WHERE lease_token IS NOT NULL;
+    CREATE INDEX jobs_due ON {schema}.jobs (scheduled_at) WHERE status = 'scheduled';
+    CREATE INDEX jobs_by_queue ON {schema}.jobs (queue, id);
+    CREATE INDEX jobs_by_status ON {schema}.jobs (status, id);
+    CREATE INDEX jobs_by_queue_status ON {schema}.jobs (queue, status, id);
+    CREATE INDEX jobs_finished ON {schema}.jobs (finished_at) WHERE finished_at IS NOT NULL;
+    -- At most one unfinished job per (queue, unique_key).
+    CREATE UNIQUE INDEX jobs_unique ON {schema}.jobs (queue, unique_key)
+        WHERE unique_key IS NOT NULL
+        AND status IN ('scheduled', 'queued', 'running', 'cancelling');
+
+    CREATE TABLE {schema}.job_history (
+        seq     bigint PRIMARY KEY,             -- from history_seq: commit order, no gaps
+        job_id  text NOT NULL,
+        queue   text NOT NULL,
+        status  text NOT NULL,
+        at      double precision NOT NULL,
+        message text,
+        origin  text NOT NULL                   -- the runtime that wrote it
+    );
+    CREATE INDEX job_history_by_job ON {schema}.job_history (job_id, seq);
+
+    -- One row. A transaction takes its seqs from it as its last step, holding the row
+    -- lock until it commits, so seqs become visible in order: a reader that has seen
+    -- seq n has seen every seq below it (a sequence would not promise that).
+    CREATE TABLE {schema}.history_seq (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        last     bigint NOT NULL
+    );
+    INSERT INTO {schema}.history_seq (last) VALUES (0);
+    """,
+)

@@ -1,0 +1,207 @@
+"""The PostgreSQL store with real worker processes sharing one real database: each job
+runs once, events stay in seq order whichever process wrote them, other processes hear
+new jobs and cancellations through LISTEN/NOTIFY (the polls here are 30 s apart, so
+nothing else could deliver them in time), a SIGKILLed worker's job is taken over, and
+locks and outages give typed errors. The store's own semantics, shared with SQLite, are
+in test_store_contract.py."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+import anyio
+import asyncpg
+import pytest
+
+from conveyor import JobStatus, Runtime, StoreBusy, StoreUnavailable
+from conveyor.store._postgres import PostgresStore, split_schema
+
+from .conftest import Worker, next_event, wait_until
+from .worker_app import Work
+
+pytestmark = pytest.mark.anyio
+NO_POLL = 30.0  # seconds: longer than any deadline here, so only notifications wake
+NO_POLL_ARGS = ("--poll-interval", str(NO_POLL))
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """Only PostgreSQL here: ``location`` is a schema of its own, ``spawn`` starts
+    worker processes on it."""
+    return "postgres"
+
+
+async def ready(worker: Worker) -> None:
+    assert worker.proc.stdout is not None
+    line = await anyio.to_thread.run_sync(worker.proc.stdout.readline)
+    assert line.strip() == b"ready", line + worker.output().encode()
+
+
+async def test_two_worker_processes_share_a_queue_and_run_each_job_once(
+    location: str, spawn: type[Worker]
+) -> None:
+    workers = [spawn(*NO_POLL_ARGS), spawn(*NO_POLL_ARGS)]
+    with anyio.fail_after(30):
+        for w in workers:
+            await ready(w)
+    async with Runtime(location, queues=[Work()], workers=False, poll_interval=NO_POLL) as rt:
+        async with rt.events(
+            statuses=[JobStatus.COMPLETED, JobStatus.QUEUED, JobStatus.RUNNING]
+        ) as events:
+            jobs = await rt.enqueue_many("work", [{"sleep": 0.01}] * 200)
+            seqs: list[int] = []
+            completed: set[str] = set()
+            with anyio.fail_after(30):
+                async for event in events:
+                    seqs.append(event.seq)
+                    if event.status is JobStatus.COMPLETED:
+                        completed.add(event.job_id)
+                        if len(completed) == len(jobs):
+                            break
+        # One ordered stream, whichever process committed: no seq skipped or repeated.
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        assert completed == {j.id for j in jobs}
+        pids = set()
+        for job in jobs:
+            history = [h.status for h in await rt.history(job.id)]
+            assert history == [JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.COMPLETED]
+            done = await rt.job(job.id)
+            pids.add(done.result["pid"])
+        assert pids == {w.pid for w in workers}  # both took their share
+
+
+async def test_a_killed_workers_job_moves_on_and_a_cancel_from_elsewhere_reaches_it(
+    location: str, spawn: type[Worker]
+) -> None:
+    first = spawn("--lease-ttl", "1", *NO_POLL_ARGS)
+    with anyio.fail_after(30):
+        await ready(first)
+    async with Runtime(location, queues=[Work()], workers=False, poll_interval=NO_POLL) as rt:
+        job = await rt.enqueue("work", {"block": True})
+        with anyio.fail_after(15):
+            await wait_until(lambda: _status(rt, job.id, JobStatus.RUNNING))
+        first.signal(signal.SIGKILL)
+        second = spawn("--lease-ttl", "1", *NO_POLL_ARGS)
+        async with rt.events(job_id=job.id) as events:
+            with anyio.fail_after(30):
+                await next_event(events, status=JobStatus.QUEUED)  # rescued
+                await next_event(events, status=JobStatus.RUNNING)  # by the second worker
+            await rt.request_job_cancel("work", job.id)
+            with anyio.fail_after(10):
+                await next_event(events, status=JobStatus.CANCELLED)
+        history = await rt.history(job.id)
+        assert [h.status for h in history] == [
+            JobStatus.QUEUED,
+            JobStatus.RUNNING,
+            JobStatus.QUEUED,
+            JobStatus.RUNNING,
+            JobStatus.CANCELLING,
+            JobStatus.CANCELLED,
+        ]
+        assert history[2].message is not None
+        assert "worker lost" in history[2].message
+        second.signal(signal.SIGTERM)
+        with anyio.fail_after(15):
+            assert await second.exited() == 0
+
+
+async def _status(rt: Runtime, job_id: str, status: JobStatus) -> bool:
+    return (await rt.job(job_id)).status is status
+
+
+async def test_a_held_lock_gives_store_busy_and_the_runtime_keeps_serving(location: str) -> None:
+    dsn, schema = split_schema(location)
+    store = PostgresStore(location, lock_timeout=0.2)
+    async with Runtime(store, queues=[Work()], shutdown_grace=0) as rt:
+        before = await rt.enqueue("work", {})
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SELECT * FROM {schema}.history_seq FOR UPDATE")
+                with pytest.raises(StoreBusy, match="lock timeout") as raised:
+                    await rt.enqueue("work", {})
+                assert "nothing was changed" in str(raised.value)
+        finally:
+            await conn.close()
+        after = await rt.enqueue("work", {})
+        with anyio.fail_after(10):
+            for job in (before, after):
+                assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+        assert len(await rt.list_jobs()) == 2  # the refused enqueue stored nothing
+
+
+async def test_an_unreachable_server_is_store_unavailable_naming_it() -> None:
+    url = "postgresql://postgres:secret@127.0.0.1:1/test"
+    with pytest.raises(
+        StoreUnavailable, match=re.escape("postgresql://postgres@127.0.0.1:1/test")
+    ) as raised:
+        async with Runtime(url, queues=[Work()]):
+            pass
+    assert "secret" not in str(raised.value)
+
+
+async def test_a_lost_listener_reconnects_and_misses_nothing(
+    location: str, spawn: type[Worker]
+) -> None:
+    worker = spawn(*NO_POLL_ARGS)
+    with anyio.fail_after(30):
+        await ready(worker)
+    dsn, schema = split_schema(location)
+    conn = await asyncpg.connect(dsn)
+    try:
+        ended = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = 'conveyor-listen' AND query LIKE $1",
+            f"%conveyor_{schema}%",
+        )
+        assert [row[0] for row in ended] == [True]  # the worker's one listener
+    finally:
+        await conn.close()
+    async with Runtime(location, queues=[Work()], workers=False, poll_interval=NO_POLL) as rt:
+        job = await rt.enqueue("work", {})
+        # Well before the worker's rescue loop (every 5 s) would read the history anyway.
+        with anyio.fail_after(3):
+            assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+
+
+def test_a_schema_name_must_be_a_plain_sql_name() -> None:
+    with pytest.raises(ValueError, match="schema must be"):
+        PostgresStore("postgresql://localhost/test?schema=x;drop table jobs")
+
+
+def test_split_schema_keeps_other_parameters() -> None:
+    assert split_schema("postgresql://h/db?sslmode=disable&schema=s1") == (
+        "postgresql://h/db?sslmode=disable",
+        "s1",
+    )
+    assert split_schema("postgresql://h/db") == ("postgresql://h/db", None)
+
+
+async def test_connections_cut_by_the_server_are_replaced(location: str) -> None:
+    """pg_terminate_backend on every connection of the runtime, as a server restart
+    would: the next calls open new ones, and nothing is lost."""
+    dsn, _ = split_schema(location)
+    async with Runtime(location, queues=[Work()], shutdown_grace=0, poll_interval=NO_POLL) as rt:
+        before = await rt.enqueue("work", {})
+        conn = await asyncpg.connect(dsn)
+        try:
+            cut = await conn.fetch(
+                "SELECT pid, pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'conveyor%' AND pid <> pg_backend_pid()"
+            )
+            assert len(cut) >= 3  # both pools and the listener
+            pids = [row[0] for row in cut]
+            with anyio.fail_after(10):
+                await wait_until(lambda: _all_gone(conn, pids))
+        finally:
+            await conn.close()
+        after = await rt.enqueue("work", {})
+        with anyio.fail_after(10):
+            for job in (before, after):
+                assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+
+
+async def _all_gone(conn: asyncpg.Connection, pids: list[int]) -> bool:
+    rows = await conn.fetch("SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)", pids)
+    return not rows
