@@ -6,13 +6,19 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from .._clock import to_datetime
 from .._errors import StoreError
 from .._models import HistoryEntry, Job
 from .._states import BY_VALUE, JobStatus
 from ._base import ListParams, Transition
 from ._postgres_db import PostgresDB
-from ._rows import JOB_COLUMNS, TRANSITION_COLUMNS, row_to_job, row_to_transition
+from ._rows import (
+    HISTORY_COLUMNS,
+    JOB_COLUMNS,
+    TRANSITION_COLUMNS,
+    row_to_history_entry,
+    row_to_job,
+    row_to_transition,
+)
 from ._rules import tail_position
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
@@ -89,16 +95,10 @@ class PostgresReads:
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self.db.fetch(
-            f"SELECT seq, job_id, status, at, message FROM {self.t}job_history"
-            " WHERE job_id = $1 ORDER BY seq",
+            f"SELECT {HISTORY_COLUMNS} FROM {self.t}job_history WHERE job_id = $1 ORDER BY seq",
             job_id,
         )
-        return [
-            HistoryEntry(
-                seq=seq, job_id=jid, status=BY_VALUE[status], at=to_datetime(at), message=msg
-            )
-            for seq, jid, status, at, msg in rows
-        ]
+        return [row_to_history_entry(row) for row in rows]
 
     async def history_after(
         self, seq: int, limit: int, *, include_own: bool

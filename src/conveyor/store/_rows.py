@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from .. import _codec
 from .._clock import maybe_datetime, to_datetime
-from .._models import NO_PROGRESS, Job
+from .._models import NO_PROGRESS, HistoryEntry, Job
 from .._states import BY_VALUE
 from ._base import Transition
 
@@ -58,4 +58,14 @@ def row_to_transition(row: Any) -> Transition:
         message=message,
         origin=origin,
         progress=None if progress is None else _codec.decode_progress(progress),
+    )
+
+
+HISTORY_COLUMNS: Final = "seq, job_id, status, at, message"
+
+
+def row_to_history_entry(row: Any) -> HistoryEntry:
+    seq, job_id, status, at, message = row
+    return HistoryEntry(
+        seq=seq, job_id=job_id, status=BY_VALUE[status], at=to_datetime(at), message=message
     )

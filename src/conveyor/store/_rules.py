@@ -4,9 +4,12 @@ rerun. Each follows the one transition table (conveyor._states)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
+from .._models import Job
 from .._states import JobStatus, Owner, sources
+from ._base import NewJob, Transition
 
 RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
 CANCEL_AT_ONCE: Final = frozenset(sources(JobStatus.CANCELLED, Owner.USER))
@@ -60,3 +63,12 @@ def tail_position(seq: int, seqs: list[int], limit: int, top: int | None) -> int
     if len(seqs) == limit:
         return seqs[-1]
     return seq if top is None else max(seq, top)
+
+
+def insert_outcomes(
+    jobs: Sequence[NewJob], transitions: Sequence[Transition], kept_out_by: Mapping[str, Job]
+) -> list[Transition | Job]:
+    """What jobs_insert returns: per job, in order, its transition, or (``kept_out_by``,
+    keyed by the skipped job's id) the job whose unique key or derived id it met."""
+    inserted = {t.job_id: t for t in transitions}
+    return [inserted[j.id] if j.id in inserted else kept_out_by[j.id] for j in jobs]

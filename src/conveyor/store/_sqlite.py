@@ -17,12 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final, Literal
 
+from msgspec.structs import replace
+
 from .. import _codec
 from .._models import NO_PROGRESS, Job
 from .._states import BY_VALUE, JobStatus
+from . import _rules as rules
 from ._base import ClaimParams, Finish, NewJob, ProgressWrite, Transition
 from ._rows import JOB_COLUMNS, row_to_job
-from ._rules import UNFINISHED_SQL
 from ._sqlite_file import SQLiteFile
 from ._sqlite_rows import ROWS_PER_STATEMENT, chunks, values_list
 from ._sqlite_upkeep import SQLiteUpkeep
@@ -105,23 +107,23 @@ class SQLiteStore(SQLiteUpkeep):
             )
             if inserted is None:
                 return list(transitions)
-            by_id = {t.job_id: t for t in transitions}
-            results: list[Transition | Job] = []
-            for j in jobs:
-                if j.id in by_id:
-                    results.append(by_id[j.id])
-                elif j.unique_key is not None:
-                    results.append(self._unfinished_with_key(conn, j.queue, j.unique_key))
-                else:
-                    results.append(self._locked_job(conn, j.id, None))
-            return results
+            kept_out_by = {
+                j.id: (
+                    self._unfinished_with_key(conn, j.queue, j.unique_key)
+                    if j.unique_key is not None
+                    else self._locked_job(conn, j.id, None)
+                )
+                for j in jobs
+                if j.id not in inserted
+            }
+            return rules.insert_outcomes(jobs, transitions, kept_out_by)
 
         return await self.file.write(insert)
 
-    def _unfinished_with_key(self, conn: sqlite3.Connection, queue: str, key: str | None) -> Job:
+    def _unfinished_with_key(self, conn: sqlite3.Connection, queue: str, key: str) -> Job:
         rows = conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND unique_key = ?"
-            f" AND status IN {UNFINISHED_SQL}",
+            f" AND status IN {rules.UNFINISHED_SQL}",
             (queue, key),
         ).fetchall()
         return row_to_job(rows[0])
@@ -198,18 +200,7 @@ class SQLiteStore(SQLiteUpkeep):
 
         transitions = await self.file.write(finish)
         progress = {f.job_id: f.progress for f in finishes}
-        return [
-            Transition(
-                seq=t.seq,
-                job_id=t.job_id,
-                queue=t.queue,
-                status=t.status,
-                at=t.at,
-                message=t.message,
-                progress=progress[t.job_id],
-            )
-            for t in transitions
-        ]
+        return [replace(t, progress=progress[t.job_id]) for t in transitions]
 
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:

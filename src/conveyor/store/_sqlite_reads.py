@@ -6,11 +6,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._clock import to_datetime
 from .._models import HistoryEntry, Job
 from .._states import BY_VALUE, JobStatus
 from ._base import ListParams, Transition
-from ._rows import JOB_COLUMNS, TRANSITION_COLUMNS, row_to_job, row_to_transition
+from ._rows import (
+    HISTORY_COLUMNS,
+    JOB_COLUMNS,
+    TRANSITION_COLUMNS,
+    row_to_history_entry,
+    row_to_job,
+    row_to_transition,
+)
 from ._rules import tail_position
 from ._sqlite_file import SQLiteFile
 
@@ -61,16 +67,10 @@ class SQLiteReads:
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self.file.read(
-            "SELECT seq, job_id, status, at, message FROM job_history WHERE job_id = ?"
-            " ORDER BY seq",
+            f"SELECT {HISTORY_COLUMNS} FROM job_history WHERE job_id = ? ORDER BY seq",
             (job_id,),
         )
-        return [
-            HistoryEntry(
-                seq=seq, job_id=jid, status=BY_VALUE[status], at=to_datetime(at), message=msg
-            )
-            for seq, jid, status, at, msg in rows
-        ]
+        return [row_to_history_entry(row) for row in rows]
 
     async def history_after(
         self, seq: int, limit: int, *, include_own: bool

@@ -1,0 +1,218 @@
+"""The PostgreSQL store's writes off the hot path: the history every write appends,
+keeping leases (heartbeat, rescue, release), promoting due jobs, and what operators ask
+for (cancel, rerun, purge). Each is one transaction (PostgresDB.write). The hot path
+(insert, claim, finish, progress) is in _postgres.py, on top of this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from .._errors import InvalidTransition, JobNotFound
+from .._models import Job
+from .._states import TERMINAL, JobStatus
+from . import _rules as rules
+from ._base import PurgeParams, RescueParams, Transition
+from ._postgres_db import Connection
+from ._postgres_reads import PostgresReads
+from ._rows import JOB_COLUMNS, row_to_job
+
+History = tuple[str, str, JobStatus, float, str | None]  # job_id, queue, status, at, message
+
+
+class PostgresUpkeep(PostgresReads):
+    """The reads, the history appender every write uses, and the writes off the hot path."""
+
+    async def _append_history(self, conn: Connection, rows: Sequence[History]) -> list[Transition]:
+        """Append history rows and notify listeners, in one statement. Taking the seqs
+        locks the counter row until this transaction ends: keep this the last step."""
+        if not rows:
+            return []
+        n = len(rows)
+        last = await conn.fetchval(
+            f"WITH s AS (UPDATE {self.t}history_seq SET last = last + $1 RETURNING last),"
+            f" ins AS (INSERT INTO {self.t}job_history"
+            "   (seq, job_id, queue, status, at, message, origin)"
+            "   SELECT s.last - $1 + r.ord, r.job_id, r.queue, r.status, r.at, r.message, $7"
+            "   FROM s, unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::text[])"
+            "   WITH ORDINALITY AS r(job_id, queue, status, at, message, ord))"
+            " SELECT last, pg_notify($8, $7) FROM s",
+            n,
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [r[2].value for r in rows],
+            [r[3] for r in rows],
+            [r[4] for r in rows],
+            self._origin,
+            self.db.channel,
+        )
+        first = int(last) - n + 1
+        return [
+            Transition(seq=first + i, job_id=r[0], queue=r[1], status=r[2], at=r[3], message=r[4])
+            for i, r in enumerate(rows)
+        ]
+
+    # -- leases ------------------------------------------------------------------------
+
+    async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
+        async def renew(conn: Connection) -> set[str]:
+            rows = await conn.fetch(
+                f"UPDATE {self.t}jobs SET lease_expires_at = $1"
+                " WHERE lease_owner = $2 AND lease_token IS NOT NULL RETURNING id",
+                lease_expires_at,
+                owner,
+            )
+            return {row[0] for row in rows}
+
+        return await self.db.write(renew, durable=False)
+
+    async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
+        if params.expired_before is None and not params.dead_owners:
+            return []
+        # Another runtime rescuing the same jobs, or their owner finishing them, holds
+        # their rows: skip those rather than wait (whoever holds them decides).
+        return await self._put_back(
+            "(lease_expires_at < $1 OR lease_owner = ANY($2::text[])) FOR UPDATE SKIP LOCKED",
+            [params.expired_before, list(params.dead_owners)],
+            params.now,
+            max_orphanings=params.max_orphanings,
+        )
+
+    async def jobs_release(self, owner: str, now: float) -> list[Transition]:
+        return await self._put_back(
+            "lease_owner = $1 FOR UPDATE", [owner], now, max_orphanings=None
+        )
+
+    async def _put_back(
+        self, condition: str, args: list[Any], now: float, *, max_orphanings: int | None
+    ) -> list[Transition]:
+        """Clear the leases of jobs matching ``condition`` (see rules.put_back)."""
+
+        async def put_back(conn: Connection) -> list[Transition]:
+            rows = await conn.fetch(
+                f"SELECT id, queue, status, orphanings FROM {self.t}jobs"
+                f" WHERE lease_token IS NOT NULL AND {condition}",
+                *args,
+            )
+            outcomes = [rules.put_back(r[2], r[3], max_orphanings) for r in rows]
+            await conn.execute(
+                f"UPDATE {self.t}jobs AS jobs SET status = u.status, error = u.error,"
+                " finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE $1::float8 END,"
+                " updated_at = $1, orphanings = u.orphanings,"
+                " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+                " FROM unnest($2::text[], $3::text[], $4::text[], $5::int4[])"
+                "  AS u(id, status, error, orphanings) WHERE jobs.id = u.id",
+                now,
+                [r[0] for r in rows],
+                [o.status.value for o in outcomes],
+                [o.error for o in outcomes],
+                [o.orphanings for o in outcomes],
+            )
+            return await self._append_history(
+                conn,
+                [
+                    (r[0], r[1], o.status, now, o.message)
+                    for r, o in zip(rows, outcomes, strict=True)
+                ],
+            )
+
+        return await self.db.write(put_back)
+
+    async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
+        async def promote(conn: Connection) -> list[Transition]:
+            rows = await conn.fetch(
+                f"UPDATE {self.t}jobs SET status = 'queued', updated_at = $1"
+                f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE status = 'scheduled'"
+                "  AND scheduled_at <= $1 ORDER BY scheduled_at LIMIT $2"
+                "  FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, queue",
+                now,
+                limit,
+            )
+            return await self._append_history(
+                conn, [(job_id, queue, JobStatus.QUEUED, now, "due") for job_id, queue in rows]
+            )
+
+        return await self.db.write(promote)
+
+    # -- what operators ask for --------------------------------------------------------
+
+    async def _locked_job(
+        self, conn: Connection, job_id: str, queue: str | None, *, lock: bool = True
+    ) -> Job:
+        row = await conn.fetchrow(
+            f"SELECT {JOB_COLUMNS} FROM {self.t}jobs WHERE id = $1"
+            + (" FOR UPDATE" if lock else ""),
+            job_id,
+        )
+        if row is None or (queue is not None and row[1] != queue):
+            raise JobNotFound(job_id)
+        return row_to_job(row)
+
+    async def job_request_cancel(
+        self, job_id: str, queue: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        async def request_cancel(conn: Connection) -> tuple[Job, list[Transition]]:
+            job = await self._locked_job(conn, job_id, queue)
+            outcome = rules.cancel_request(job.status)
+            if outcome is None:
+                return job, []  # already ending or ended: nothing to do
+            new, message = outcome
+            await conn.execute(
+                f"UPDATE {self.t}jobs SET status = $1, finished_at = $2, updated_at = $3"
+                " WHERE id = $4",
+                new.value,
+                now if new is JobStatus.CANCELLED else None,
+                now,
+                job_id,
+            )
+            job = await self._locked_job(conn, job_id, None)
+            return job, await self._append_history(conn, [(job.id, job.queue, new, now, message)])
+
+        return await self.db.write(request_cancel)
+
+    async def job_rerun(
+        self, job_id: str, by: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        async def rerun(conn: Connection) -> tuple[Job, list[Transition]]:
+            job = await self._locked_job(conn, job_id, None)
+            refusal = rules.rerun_refusal(job_id, job.status)
+            if refusal is not None:
+                raise InvalidTransition(refusal)
+            await conn.execute(
+                f"UPDATE {self.t}jobs SET status = 'queued', attempts = 0, orphanings = 0,"
+                " result = NULL, error = NULL, traceback = NULL, progress = NULL,"
+                " started_at = NULL, scheduled_at = NULL, finished_at = NULL, updated_at = $1"
+                " WHERE id = $2",
+                now,
+                job_id,
+            )
+            job = await self._locked_job(conn, job_id, None)
+            message = f"rerun by {by}" if by else "rerun"
+            history = [(job.id, job.queue, JobStatus.QUEUED, now, message)]
+            return job, await self._append_history(conn, history)
+
+        return await self.db.write(rerun)
+
+    async def jobs_purge(self, params: PurgeParams) -> int:
+        statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
+        if not statuses:
+            return 0
+
+        async def purge(conn: Connection) -> int:
+            rows = await conn.fetch(
+                f"SELECT id FROM {self.t}jobs WHERE finished_at < $1"
+                " AND status = ANY($2::text[]) AND ($3::text IS NULL OR queue = $3)"
+                " LIMIT $4 FOR UPDATE SKIP LOCKED",
+                params.finished_before,
+                statuses,
+                params.queue,
+                params.limit,
+            )
+            ids = [row[0] for row in rows]
+            await conn.execute(f"DELETE FROM {self.t}job_history WHERE job_id = ANY($1)", ids)
+            await conn.execute(f"DELETE FROM {self.t}jobs WHERE id = ANY($1)", ids)
+            return len(ids)
+
+        return await self.db.write(purge)
