@@ -14,7 +14,7 @@ import anyio
 import asyncpg
 import pytest
 
-from conveyor import JobStatus, Runtime, StoreBusy, StoreUnavailable
+from conveyor import Job, JobStatus, Runtime, StoreBusy, StoreUnavailable
 from conveyor.store._postgres import PostgresStore, split_schema
 
 from .conftest import Worker, next_event, wait_until
@@ -106,6 +106,12 @@ async def test_a_killed_workers_job_moves_on_and_a_cancel_from_elsewhere_reaches
             assert await second.exited() == 0
 
 
+async def all_complete(rt: Runtime, *jobs: Job) -> None:
+    with anyio.fail_after(10):
+        for job in jobs:
+            assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+
+
 async def _status(rt: Runtime, job_id: str, status: JobStatus) -> bool:
     return (await rt.job(job_id)).status is status
 
@@ -124,10 +130,7 @@ async def test_a_held_lock_gives_store_busy_and_the_runtime_keeps_serving(locati
                 assert "nothing was changed" in str(raised.value)
         finally:
             await conn.close()
-        after = await rt.enqueue("work", {})
-        with anyio.fail_after(10):
-            for job in (before, after):
-                assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+        await all_complete(rt, before, await rt.enqueue("work", {}))
         assert len(await rt.list_jobs()) == 2  # the refused enqueue stored nothing
 
 
@@ -196,10 +199,7 @@ async def test_connections_cut_by_the_server_are_replaced(location: str) -> None
                 await wait_until(lambda: _all_gone(conn, pids))
         finally:
             await conn.close()
-        after = await rt.enqueue("work", {})
-        with anyio.fail_after(10):
-            for job in (before, after):
-                assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+        await all_complete(rt, before, await rt.enqueue("work", {}))
 
 
 async def _all_gone(conn: asyncpg.Connection, pids: list[int]) -> bool:

@@ -3,6 +3,7 @@ SQLite file and a real PostgreSQL schema. Every test here runs once per store.""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -26,10 +27,10 @@ NOW = 1_800_000_000.0
 S = JobStatus
 
 
-@pytest.fixture
-async def store(location: str) -> AsyncIterator[Store]:
+@contextlib.asynccontextmanager
+async def opened(location: str, origin: str) -> AsyncIterator[Store]:
     store = store_at(location)
-    await store.open("me")
+    await store.open(origin)
     try:
         yield store
     finally:
@@ -37,14 +38,16 @@ async def store(location: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
+async def store(location: str) -> AsyncIterator[Store]:
+    async with opened(location, "me") as store:
+        yield store
+
+
+@pytest.fixture
 async def other(location: str, store: Store) -> AsyncIterator[Store]:
     """A second runtime's connection to the same store."""
-    other = store_at(location)
-    await other.open("them")
-    try:
+    async with opened(location, "them") as other:
         yield other
-    finally:
-        await other.close()
 
 
 def new(n: int, *, queue: str = "q", status: JobStatus = S.QUEUED, **fields: object) -> NewJob:

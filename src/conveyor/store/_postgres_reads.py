@@ -18,8 +18,8 @@ from ._rows import (
     row_to_history_entry,
     row_to_job,
     row_to_transition,
+    tail_page,
 )
-from ._rules import tail_position
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
 
@@ -115,9 +115,7 @@ class PostgresReads:
             "" if include_own else self._origin,
             limit,
         )
-        transitions = [row_to_transition(row[1:]) for row in rows if row[1] is not None]
-        top = int(rows[0][0]) if rows else None
-        return transitions, tail_position(seq, [t.seq for t in transitions], limit, top)
+        return tail_page(rows, seq, limit)
 
     async def history_page(
         self, after: int, limit: int, *, queue: str | None, job_id: str | None

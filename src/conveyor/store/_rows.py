@@ -3,6 +3,7 @@ Transition (the stores keep the same columns, with times as Unix seconds)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 from .. import _codec
@@ -69,3 +70,14 @@ def row_to_history_entry(row: Any) -> HistoryEntry:
     return HistoryEntry(
         seq=seq, job_id=job_id, status=BY_VALUE[status], at=to_datetime(at), message=message
     )
+
+
+def tail_page(rows: Sequence[Any], seq: int, limit: int) -> tuple[list[Transition], int]:
+    """history_after's answer from its rows, each the snapshot's newest seq followed by
+    TRANSITION_COLUMNS (NULLs when no row is new): the transitions, and where the next
+    call starts — after the last row returned when the page was full, else at the newest
+    seq (past the rows the query skipped)."""
+    transitions = [row_to_transition(row[1:]) for row in rows if row[1] is not None]
+    if len(transitions) == limit:
+        return transitions, transitions[-1].seq
+    return transitions, max(seq, int(rows[0][0])) if rows else seq

@@ -57,14 +57,6 @@ def rerun_refusal(job_id: str, status: JobStatus) -> str | None:
     return f"job {job_id} is {status.value}; only {', '.join(sorted(RERUN_FROM))} jobs can be rerun"
 
 
-def tail_position(seq: int, seqs: list[int], limit: int, top: int | None) -> int:
-    """Where the next history_after call starts: after the last row returned when the
-    page was full, else at the newest seq of the snapshot (past rows it skipped)."""
-    if len(seqs) == limit:
-        return seqs[-1]
-    return seq if top is None else max(seq, top)
-
-
 def insert_outcomes(
     jobs: Sequence[NewJob], transitions: Sequence[Transition], kept_out_by: Mapping[str, Job]
 ) -> list[Transition | Job]:
