@@ -15,7 +15,8 @@ import asyncpg
 import pytest
 
 from conveyor import Job, JobStatus, Runtime, StoreBusy, StoreUnavailable
-from conveyor.store._postgres import PostgresStore, split_schema
+from conveyor.store import PostgresStore
+from conveyor.store._postgres import split_schema
 
 from .conftest import Worker, next_event, wait_until
 from .worker_app import Work

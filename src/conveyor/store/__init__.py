@@ -1,4 +1,9 @@
-"""Persistence backends behind one protocol. Only this package writes SQL."""
+"""Persistence backends behind one protocol. Only this package writes SQL.
+
+``PostgresStore`` is imported on first use (it needs asyncpg, the ``postgres`` extra).
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from ._base import (
     ClaimParams as ClaimParams,
@@ -32,11 +37,15 @@ from ._open import store_at as store_at
 from ._open import without_password as without_password
 from ._sqlite import SQLiteStore as SQLiteStore
 
+if TYPE_CHECKING:
+    from ._postgres import PostgresStore as PostgresStore
+
 __all__ = (
     "ClaimParams",
     "Finish",
     "ListParams",
     "NewJob",
+    "PostgresStore",
     "ProgressWrite",
     "PurgeParams",
     "RescueParams",
@@ -47,3 +56,11 @@ __all__ = (
     "store_at",
     "without_password",
 )
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PostgresStore":
+        from ._postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -41,6 +41,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     -- Claiming reads the head of this partial index, skipping rows other workers lock.
     CREATE INDEX jobs_ready ON {schema}.jobs (queue, priority DESC, id) WHERE status = 'queued';
     CREATE INDEX jobs_leased ON {schema}.jobs (lease_expires_at) WHERE lease_token IS NOT NULL;
+    CREATE INDEX jobs_leased_by ON {schema}.jobs (lease_owner) WHERE lease_token IS NOT NULL;
     CREATE INDEX jobs_due ON {schema}.jobs (scheduled_at) WHERE status = 'scheduled';
     CREATE INDEX jobs_by_queue ON {schema}.jobs (queue, id);
     CREATE INDEX jobs_by_status ON {schema}.jobs (status, id);
