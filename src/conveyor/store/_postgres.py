@@ -9,8 +9,10 @@ and a runtime tailing the history never skips one (see _postgres_schema.py).
 
 The connections are in _postgres_db.py, the reads in _postgres_reads.py, the writes off
 the hot path (history, leases, promotion, cancel, rerun, purge) in _postgres_upkeep.py;
-this module holds the hot path: insert, claim, finish and progress. Every write is one
-transaction, one statement per step whatever the batch size (arrays, ``unnest``).
+this module holds the hot path: insert, claim, finish and progress. Each of these is a
+single statement whatever the batch size (arrays, ``unnest``), which makes its change,
+appends its history and notifies in one round trip (see _with_history): no BEGIN and
+COMMIT round trips, which had been most of an idle runtime's enqueue-to-start latency.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from msgspec.structs import replace
 from .. import _codec
 from .._errors import StoreBusy
 from .._models import NO_PROGRESS, Job
-from .._states import BY_VALUE, JobStatus
+from .._states import JobStatus
 from . import _rules as rules
 from ._base import (
     ClaimParams,
@@ -34,7 +36,7 @@ from ._base import (
     Transition,
 )
 from ._postgres_db import Connection, PostgresDB
-from ._postgres_upkeep import History, PostgresUpkeep
+from ._postgres_upkeep import PostgresUpkeep
 from ._rows import JOB_COLUMNS, row_to_job
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
@@ -94,37 +96,42 @@ class PostgresStore(PostgresUpkeep):
         if not jobs:
             return []
         may_clash = any(j.unique_key is not None or j.derived_id for j in jobs)
+        sql = self._with_history(
+            f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
+            " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
+            " SELECT id, queue, status, payload, priority, max_attempts, created_by,"
+            "  created_at, scheduled_at, created_at, timeout, unique_key"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int4[],"
+            "  $6::int8[], $7::text[], $8::float8[], $9::float8[], $10::float8[],"
+            "  $11::text[]) AS r(id, queue, status, payload, priority, max_attempts,"
+            "  created_by, created_at, scheduled_at, timeout, unique_key)"
+            + (" ON CONFLICT DO NOTHING" if may_clash else "")
+            + " RETURNING id AS h_job_id, queue AS h_queue, status AS h_status,"
+            " created_at AS h_at, NULL::text AS h_message",
+            11,
+            order_by='h_job_id COLLATE "C"',  # ids grow: the order they were made in
+        )
+        args = (
+            [j.id for j in jobs],
+            [j.queue for j in jobs],
+            [j.status.value for j in jobs],
+            [j.payload for j in jobs],
+            [j.priority for j in jobs],
+            [j.max_attempts for j in jobs],
+            [j.created_by for j in jobs],
+            [j.created_at for j in jobs],
+            [j.scheduled_at for j in jobs],
+            [j.timeout for j in jobs],
+            [j.unique_key for j in jobs],
+            *self._history_args(),
+        )
+        if not may_clash:
+            by_id = {t.job_id: t for t in self._transitions(await self.db.statement(sql, *args))}
+            return [by_id[j.id] for j in jobs]
 
         async def insert(conn: Connection) -> list[Transition | Job]:
-            rows = await conn.fetch(
-                f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
-                " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
-                " SELECT id, queue, status, payload, priority, max_attempts, created_by,"
-                "  created_at, scheduled_at, created_at, timeout, unique_key"
-                " FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int4[],"
-                "  $6::int8[], $7::text[], $8::float8[], $9::float8[], $10::float8[],"
-                "  $11::text[]) AS r(id, queue, status, payload, priority, max_attempts,"
-                "  created_by, created_at, scheduled_at, timeout, unique_key)"
-                + (" ON CONFLICT DO NOTHING RETURNING id" if may_clash else ""),
-                [j.id for j in jobs],
-                [j.queue for j in jobs],
-                [j.status.value for j in jobs],
-                [j.payload for j in jobs],
-                [j.priority for j in jobs],
-                [j.max_attempts for j in jobs],
-                [j.created_by for j in jobs],
-                [j.created_at for j in jobs],
-                [j.scheduled_at for j in jobs],
-                [j.timeout for j in jobs],
-                [j.unique_key for j in jobs],
-            )
-            inserted = {row[0] for row in rows} if may_clash else None
-            new = jobs if inserted is None else [j for j in jobs if j.id in inserted]
-            transitions = await self._append_history(
-                conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new]
-            )
-            if inserted is None:
-                return list(transitions)
+            transitions = self._transitions(await conn.fetch(sql, *args))
+            inserted = {t.job_id for t in transitions}
             kept_out_by = {
                 j.id: await (
                     self._unfinished_with_key(conn, j.queue, j.unique_key)
@@ -154,40 +161,39 @@ class PostgresStore(PostgresUpkeep):
         return row_to_job(row)
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
-        async def claim(conn: Connection) -> tuple[list[Job], list[Transition]]:
-            rows = await conn.fetch(
+        rows = await self.db.statement(
+            self._with_history(
                 f"UPDATE {self.t}jobs AS jobs SET status = 'running', attempts = attempts + 1,"
                 " progress = NULL, lease_owner = $1, lease_token = $2, lease_expires_at = $3,"
                 " started_at = $4, updated_at = $4"
                 f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE queue = $5"
                 "  AND status = 'queued' ORDER BY priority DESC, id LIMIT $6"
                 "  FOR UPDATE SKIP LOCKED)"
-                f" RETURNING {_JOBS_COLUMNS}",
-                params.owner,
-                params.token,
-                params.lease_expires_at,
-                params.now,
-                params.queue,
-                params.limit,
-            )
-            jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
-            transitions = await self._append_history(
-                conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
-            )
-            return jobs, transitions
-
-        return await self.db.write(claim, durable=False)
+                f" RETURNING {_JOBS_COLUMNS}, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+                " 'running'::text AS h_status, $4::float8 AS h_at, NULL::text AS h_message",
+                6,
+                order_by='priority DESC, id COLLATE "C"',  # as Python sorts them below
+            ),
+            params.owner,
+            params.token,
+            params.lease_expires_at,
+            params.now,
+            params.queue,
+            params.limit,
+            *self._history_args(),
+            durable=False,
+        )
+        jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
+        return jobs, self._transitions(rows)
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
         if not finishes:
             return []
-        by_id = {f.job_id: f for f in finishes}
-
-        async def finish(conn: Connection) -> list[Transition]:
-            # A run put back or retried while its cancellation was pending ends
-            # cancelled instead.
-            put_back = "f.status IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
-            rows = await conn.fetch(
+        # A run put back or retried while its cancellation was pending ends cancelled
+        # instead.
+        put_back = "f.status IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
+        rows = await self.db.statement(
+            self._with_history(
                 f"UPDATE {self.t}jobs AS jobs SET"
                 f" status = CASE WHEN {put_back} THEN 'cancelled' ELSE f.status END,"
                 f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
@@ -195,49 +201,43 @@ class PostgresStore(PostgresUpkeep):
                 " progress = f.progress, scheduled_at = f.scheduled_at, updated_at = $1,"
                 " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
                 " FROM unnest($2::text[], $3::text[], $4::text[], $5::json[], $6::text[],"
-                "  $7::text[], $8::json[], $9::float8[], $10::float8[])"
-                "  AS f(id, token, status, result, error, traceback, progress, finished_at,"
-                "  scheduled_at)"
+                "  $7::text[], $8::json[], $9::float8[], $10::float8[], $11::text[])"
+                "  WITH ORDINALITY AS f(id, token, status, result, error, traceback, progress,"
+                "  finished_at, scheduled_at, message, ord)"
                 " WHERE jobs.id = f.id AND jobs.lease_token = f.token"
-                " RETURNING jobs.id, jobs.queue, jobs.status",
-                now,
-                [f.job_id for f in finishes],
-                [f.token for f in finishes],
-                [f.status.value for f in finishes],
-                [f.result for f in finishes],
-                [f.error for f in finishes],
-                [f.traceback for f in finishes],
-                [
-                    None if f.progress is NO_PROGRESS else _codec.encode(f.progress)
-                    for f in finishes
-                ],
-                [None if f.status in _NOT_ENDED else now for f in finishes],
-                [f.scheduled_at for f in finishes],
-            )
-            history: list[History] = []
-            order = {job_id: i for i, job_id in enumerate(by_id)}  # the callers' order
-            for job_id, queue, status in sorted(rows, key=lambda row: order[row[0]]):
-                f = by_id[job_id]
-                message = f.message if status == f.status.value else "cancelled"
-                history.append((job_id, queue, BY_VALUE[status], now, message))
-            return await self._append_history(conn, history)
-
-        transitions = await self.db.write(finish)
-        return [replace(t, progress=by_id[t.job_id].progress) for t in transitions]
+                " RETURNING f.ord, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+                " jobs.status AS h_status, $1::float8 AS h_at,"
+                " CASE WHEN jobs.status = f.status THEN f.message ELSE 'cancelled' END"
+                "  AS h_message",
+                11,
+                order_by="ord",  # the callers' order
+            ),
+            now,
+            [f.job_id for f in finishes],
+            [f.token for f in finishes],
+            [f.status.value for f in finishes],
+            [f.result for f in finishes],
+            [f.error for f in finishes],
+            [f.traceback for f in finishes],
+            [None if f.progress is NO_PROGRESS else _codec.encode(f.progress) for f in finishes],
+            [None if f.status in _NOT_ENDED else now for f in finishes],
+            [f.scheduled_at for f in finishes],
+            [f.message for f in finishes],
+            *self._history_args(),
+        )
+        progress = {f.job_id: f.progress for f in finishes}
+        return [replace(t, progress=progress[t.job_id]) for t in self._transitions(rows)]
 
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:
             return
-
-        async def write_progress(conn: Connection) -> None:
-            await conn.execute(
-                f"UPDATE {self.t}jobs AS jobs SET progress = f.progress, updated_at = $1"
-                " FROM unnest($2::text[], $3::text[], $4::json[]) AS f(id, token, progress)"
-                " WHERE jobs.id = f.id AND jobs.lease_token = f.token",
-                now,
-                [w.job_id for w in writes],
-                [w.token for w in writes],
-                [_codec.encode(w.progress) for w in writes],
-            )
-
-        await self.db.write(write_progress, durable=False)
+        await self.db.statement(
+            f"UPDATE {self.t}jobs AS jobs SET progress = f.progress, updated_at = $1"
+            " FROM unnest($2::text[], $3::text[], $4::json[]) AS f(id, token, progress)"
+            " WHERE jobs.id = f.id AND jobs.lease_token = f.token",
+            now,
+            [w.job_id for w in writes],
+            [w.token for w in writes],
+            [_codec.encode(w.progress) for w in writes],
+            durable=False,
+        )

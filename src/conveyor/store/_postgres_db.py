@@ -55,7 +55,8 @@ def _describe(exc: BaseException) -> str:
 
 class PostgresDB:
     """The pools of one database and schema, the schema's migrations, and the only ways
-    in: a ``write()`` transaction, ``fetch()`` for reads, ``listen()`` for commits."""
+    in: a ``write()`` transaction, a ``statement()`` that is its own transaction,
+    ``fetch()`` for reads, and ``on_notify`` (given to ``open()``) for commits."""
 
     def __init__(
         self,
@@ -264,16 +265,35 @@ class PostgresDB:
         raise AssertionError("unreachable")
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Any]:
-        pool = self._pool
+        """A read. A connection found cut is replaced and the read repeated."""
+        return await self._alone(self._pool, sql, args, repeatable=True)
+
+    async def statement(self, sql: str, *args: Any, durable: bool = True) -> Sequence[Any]:
+        """One statement as its own transaction (no BEGIN and COMMIT round trips), its
+        rows. Deadlocks are retried; a connection lost while it ran leaves the outcome
+        unknown, and the StoreUnavailable says so."""
+        return await self._alone(
+            self._pool if durable else self._fast_pool, sql, args, repeatable=False
+        )
+
+    async def _alone(
+        self, pool: Pool | None, sql: str, args: Sequence[Any], *, repeatable: bool
+    ) -> Sequence[Any]:
         if pool is None:
             raise StoreError("store is not open")
-        for attempt in range(1, _RETRIES + 1):
-            try:
-                return list(await pool.fetch(sql, *args))
-            except _LINK_ERRORS as exc:
-                if attempt < _RETRIES:
-                    continue  # a read is safe to repeat, on a fresh connection
-                raise self.error(exc) from exc
-            except asyncpg.PostgresError as exc:
-                raise self.error(exc) from exc
+        with anyio.CancelScope(shield=True):  # a write, once sent, is seen to its end
+            for attempt in range(1, _RETRIES + 1):
+                try:
+                    return list(await pool.fetch(sql, *args))
+                except asyncpg.PostgresError as exc:
+                    state = exc.sqlstate or ""
+                    # Rolled back whole, or refused before it ran (the server shuts down).
+                    again = state in ("40001", "40P01") or state.startswith(("57P", "08"))
+                    if again and attempt < _RETRIES:
+                        continue
+                    raise self.error(exc) from exc
+                except _LINK_ERRORS as exc:
+                    if repeatable and attempt < _RETRIES:
+                        continue
+                    raise self.error(exc, committing=not repeatable) from exc
         raise AssertionError("unreachable")

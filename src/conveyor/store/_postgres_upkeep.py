@@ -11,7 +11,7 @@ from typing import Any
 
 from .._errors import InvalidTransition, JobNotFound
 from .._models import Job
-from .._states import TERMINAL, JobStatus
+from .._states import BY_VALUE, TERMINAL, JobStatus
 from . import _rules as rules
 from ._base import PurgeParams, RescueParams, Transition
 from ._postgres_db import Connection
@@ -53,19 +53,63 @@ class PostgresUpkeep(PostgresReads):
             for i, r in enumerate(rows)
         ]
 
+    def _with_history(self, change: str, n_args: int, order_by: str) -> str:
+        """One statement that makes ``change`` and appends its history, then notifies:
+        ``change`` is a data-modifying statement (with ``n_args`` parameters) whose
+        RETURNING has, per changed job, its history row as ``h_job_id, h_queue,
+        h_status, h_at, h_message``; the rows get seqs in ``order_by`` order (a
+        column list of ``change``'s RETURNING). Pass the origin and the channel as the
+        two parameters after ``change``'s. Returns the RETURNING rows and ``h_seq``.
+
+        Taking the seqs locks the counter row until this statement's transaction ends,
+        as _append_history does. Nothing changed: no seq taken, no notification.
+        """
+        origin, channel = f"${n_args + 1}", f"${n_args + 2}"
+        return (
+            f"WITH changed AS ({change}),"
+            f" s AS (UPDATE {self.t}history_seq SET last = last + (SELECT count(*) FROM changed)"
+            "   WHERE EXISTS (SELECT 1 FROM changed) RETURNING last),"
+            " numbered AS (SELECT changed.*, (SELECT last FROM s) - count(*) OVER ()"
+            f"   + row_number() OVER (ORDER BY {order_by}) AS h_seq FROM changed),"
+            f" ins AS (INSERT INTO {self.t}job_history"
+            "   (seq, job_id, queue, status, at, message, origin)"
+            f"   SELECT h_seq, h_job_id, h_queue, h_status, h_at, h_message, {origin}::text"
+            "   FROM numbered),"
+            f" note AS (SELECT pg_notify({channel}::text, {origin}::text) FROM s)"
+            " SELECT numbered.*, (SELECT count(*) FROM note) AS h_notified FROM numbered"
+        )
+
+    def _history_args(self) -> tuple[str, str]:
+        return self._origin, self.db.channel
+
+    @staticmethod
+    def _transitions(rows: Sequence[Any]) -> list[Transition]:
+        """The transitions of _with_history's rows, in seq order."""
+        transitions = [
+            Transition(
+                seq=row["h_seq"],
+                job_id=row["h_job_id"],
+                queue=row["h_queue"],
+                status=BY_VALUE[row["h_status"]],
+                at=row["h_at"],
+                message=row["h_message"],
+            )
+            for row in rows
+        ]
+        transitions.sort(key=lambda t: t.seq)
+        return transitions
+
     # -- leases ------------------------------------------------------------------------
 
     async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
-        async def renew(conn: Connection) -> set[str]:
-            rows = await conn.fetch(
-                f"UPDATE {self.t}jobs SET lease_expires_at = $1"
-                " WHERE lease_owner = $2 AND lease_token IS NOT NULL RETURNING id",
-                lease_expires_at,
-                owner,
-            )
-            return {row[0] for row in rows}
-
-        return await self.db.write(renew, durable=False)
+        rows = await self.db.statement(
+            f"UPDATE {self.t}jobs SET lease_expires_at = $1"
+            " WHERE lease_owner = $2 AND lease_token IS NOT NULL RETURNING id",
+            lease_expires_at,
+            owner,
+            durable=False,
+        )
+        return {row[0] for row in rows}
 
     async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
         if params.expired_before is None and not params.dead_owners:
