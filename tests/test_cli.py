@@ -182,3 +182,13 @@ async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("conveyor: ")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_a_postgresql_server_that_does_not_answer() -> None:
+    url = "postgresql://app:secret@127.0.0.1:1/jobs"
+    for args in (("jobs", "ls", "--db", url), ("serve", "--db", url, "--serve", "127.0.0.1:0")):
+        result = await conveyor(*args)
+        assert result.returncode == 1
+        assert result.stderr.startswith("conveyor: postgresql://app@127.0.0.1:1/jobs (schema")
+        assert len(result.stderr.strip().splitlines()) == 1
+        assert "secret" not in result.stderr + result.stdout

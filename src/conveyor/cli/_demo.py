@@ -22,9 +22,11 @@ from .. import backoff
 from .._queue import Queue, current_job
 from .._runtime import Runtime
 from .._states import JobStatus
+from ..store import without_password
 from ._live import show
 from ._logs import add_log_level_option
 from ._serve import DEFAULT_PORT, page_url
+from ._usage import DATABASE_HELP
 
 
 class ExportQueue(Queue[dict[str, Any]]):
@@ -129,7 +131,7 @@ def add_demo_command(commands: Any) -> None:
         " SQLite file with a steady varied stream of jobs: some fail, some are retried,"
         " some are cancelled. Serves the dashboard. Ctrl-C stops it.",
     )
-    demo.add_argument("--db", default="conveyor.db", help="the database file")
+    demo.add_argument("--db", default="conveyor.db", help=DATABASE_HELP)
     demo.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help="dashboard port (0: any free one)"
     )
@@ -141,10 +143,11 @@ def add_demo_command(commands: Any) -> None:
 
 async def _demo(args: argparse.Namespace) -> int:
     rt = Runtime(args.db, queues=demo_queues(), shutdown_grace=1.0)
+    where = without_password(args.db)
     rt.attach_server("127.0.0.1", args.port)
     async with rt:
         print(
-            f"conveyor demo: exports, image_processing and training on {args.db}\n"
+            f"conveyor demo: exports, image_processing and training on {where}\n"
             f"conveyor demo: dashboard on {page_url(rt)} ; Ctrl-C to stop",
             flush=True,
         )
@@ -156,5 +159,5 @@ async def _demo(args: argparse.Namespace) -> int:
                 await rt.run_until_signalled()
             tg.cancel_scope.cancel()
         print("conveyor demo: stopping; running jobs go back to the queue", flush=True)
-    print(f"conveyor demo: stopped. Every job's record is kept in {args.db}", flush=True)
+    print(f"conveyor demo: stopped. Every job's record is kept in {where}", flush=True)
     return 0
