@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import Any
 
 import anyio
 import pytest
 
 from conveyor import JobStatus, Queue, Runtime
+from conveyor.store import ClaimParams, NewJob, store_at
 
 from .conftest import Worker, next_event, wait_until
 
@@ -267,3 +269,49 @@ async def test_a_live_worker_keeps_its_lease_past_the_ttl(location: str) -> None
     assert done.status is JobStatus.COMPLETED
     assert done.attempts == 1
     assert runs == ["run"]
+
+
+async def test_a_lease_the_worker_does_not_know_it_holds_expires(location: str) -> None:
+    """A claim can commit while its answer is lost with the connection (PostgreSQL): the
+    worker then holds a lease it does not know of. Its heartbeat must not keep that one
+    alive, so the job comes back and runs. The lost answer is staged by claiming through
+    a second connection under the runtime's own owner id (no other way to reach it)."""
+    release = anyio.Event()
+
+    class Long(Queue):
+        name = "long"
+        worker_count = 2
+
+        async def handle_item(self, item: Any) -> str:
+            if item.get("hold"):
+                await release.wait()
+            return "ran"
+
+    rt = Runtime(location, queues=[Long()], lease_ttl=0.6)
+    side = store_at(location)
+    await side.open("side")
+    try:
+        await side.jobs_insert(
+            [NewJob(id="lost", queue="long", status=JobStatus.QUEUED, payload=b"{}", created_at=0)]
+        )
+        now = time.time()
+        claim = ClaimParams(
+            queue="long",
+            limit=1,
+            owner=rt._engine.owner,
+            token="answer-lost",
+            now=now,
+            lease_expires_at=now + 0.6,
+        )
+        assert [j.id for j in (await side.jobs_claim(claim))[0]] == ["lost"]
+    finally:
+        await side.close()
+    async with rt:
+        held = await rt.enqueue("long", {"hold": True})  # so that heartbeats run
+        with anyio.fail_after(15):
+            done = await rt.wait("lost")
+        assert done.status is JobStatus.COMPLETED
+        assert done.attempts == 2
+        assert "lease expired" in str((await rt.history("lost"))[2].message)
+        assert (await rt.job_status("long", held.id)).status is JobStatus.RUNNING
+        release.set()

@@ -221,7 +221,9 @@ async def test_leases_renew_rescue_and_release(store: Store) -> None:
     await store.jobs_claim(claim(1, owner="lost"))
     await store.jobs_claim(claim(2, owner="alive", token="t2"))
     assert await store.lease_owners() == {"lost", "alive"}
-    assert await store.jobs_heartbeat("alive", NOW + 100) == {"job0002", "job0003"}
+    renewed = await store.jobs_heartbeat("alive", ["job0002", "job0001", "nope"], NOW + 100)
+    assert renewed == {"job0002"}  # only the named jobs it holds
+    assert await store.jobs_heartbeat("alive", ["job0003"], NOW + 100) == {"job0003"}
     rescue = RescueParams(now=NOW + 31, expired_before=NOW + 31, max_orphanings=2)
     (requeued,) = await store.jobs_rescue(rescue)
     assert requeued.job_id == "job0001"

@@ -262,7 +262,7 @@ class Engine:
             before = set(self.running)
             try:
                 held = await self.store.jobs_heartbeat(
-                    self.owner, self.clock.now() + self.lease_ttl
+                    self.owner, before, self.clock.now() + self.lease_ttl
                 )
             except StoreError as exc:
                 log.warning("renewing leases failed, will retry: %s", exc)

@@ -11,7 +11,7 @@ subclasses (never a driver's own exception), and a failed call changed nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 import msgspec
@@ -143,8 +143,12 @@ class Store(Protocol):
         """Store the latest progress of running jobs (fenced by lease token, no history)."""
         ...
 
-    async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
-        """Extend every lease ``owner`` holds; returns the ids it still holds."""
+    async def jobs_heartbeat(
+        self, owner: str, job_ids: Collection[str], lease_expires_at: float
+    ) -> set[str]:
+        """Extend the leases ``owner`` holds on ``job_ids``; returns the ids it still
+        holds. Only the named ones: a lease the owner does not know it holds (a claim
+        whose answer was lost with the connection) must expire, so the job runs again."""
         ...
 
     async def jobs_rescue(self, params: RescueParams) -> list[Transition]:

@@ -6,7 +6,7 @@ for (cancel, rerun, purge). Each is one transaction (PostgresDB.write). The hot 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from .._errors import InvalidTransition, JobNotFound
@@ -101,12 +101,16 @@ class PostgresUpkeep(PostgresReads):
 
     # -- leases ------------------------------------------------------------------------
 
-    async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
+    async def jobs_heartbeat(
+        self, owner: str, job_ids: Collection[str], lease_expires_at: float
+    ) -> set[str]:
         rows = await self.db.statement(
             f"UPDATE {self.t}jobs SET lease_expires_at = $1"
-            " WHERE lease_owner = $2 AND lease_token IS NOT NULL RETURNING id",
+            " WHERE lease_owner = $2 AND lease_token IS NOT NULL AND id = ANY($3::text[])"
+            " RETURNING id",
             lease_expires_at,
             owner,
+            list(job_ids),
             durable=False,
         )
         return {row[0] for row in rows}

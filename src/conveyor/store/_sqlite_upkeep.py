@@ -9,7 +9,7 @@ finish, progress) is in _sqlite.py, on top of this class.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from .._errors import InvalidTransition, JobNotFound
@@ -50,14 +50,22 @@ class SQLiteUpkeep(SQLiteReads):
             ]
         return transitions
 
-    async def jobs_heartbeat(self, owner: str, lease_expires_at: float) -> set[str]:
+    async def jobs_heartbeat(
+        self, owner: str, job_ids: Collection[str], lease_expires_at: float
+    ) -> set[str]:
+        ids = list(job_ids)
+
         def renew(conn: sqlite3.Connection) -> set[str]:
-            rows = conn.execute(
-                "UPDATE jobs SET lease_expires_at = ?"
-                " WHERE lease_owner = ? AND lease_token IS NOT NULL RETURNING id",
-                (lease_expires_at, owner),
-            ).fetchall()
-            return {row[0] for row in rows}
+            held: set[str] = set()
+            for chunk in chunks(ids, ROWS_PER_STATEMENT):
+                rows = conn.execute(
+                    "UPDATE jobs SET lease_expires_at = ? WHERE lease_owner = ?"
+                    f" AND lease_token IS NOT NULL AND id IN ({', '.join('?' * len(chunk))})"
+                    " RETURNING id",
+                    (lease_expires_at, owner, *chunk),
+                ).fetchall()
+                held |= {row[0] for row in rows}
+            return held
 
         return await self.file.write(renew, durable=False)
 
