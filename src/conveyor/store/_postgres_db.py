@@ -46,6 +46,9 @@ _UNAVAILABLE_CLASSES: Final = ("08", "53", "57P", "3D", "28")  # connection, res
 # shutdown, no such database, authentication
 _READ_ONLY: Final = "25006"
 _LINK_ERRORS: Final = (asyncpg.InterfaceError, OSError, TimeoutError)  # the connection
+# asyncpg refused to send on a connection the server has closed, in the moment before
+# the client sees the socket close: nothing was sent, so trying again is safe.
+_NOT_SENT: Final = asyncpg.exceptions.InternalClientError
 _RETRIES: Final = 3  # a deadlock or serialization failure is retried this many times
 
 
@@ -145,7 +148,7 @@ class PostgresDB:
                 await self._migrate()
                 self._fast_pool = await self._create_pool(synchronous_commit="off")
                 await self._start_listening()
-        except (asyncpg.PostgresError, *_LINK_ERRORS) as exc:
+        except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS) as exc:
             await self.close()
             raise self.error(exc) from exc
         except BaseException:
@@ -185,7 +188,7 @@ class PostgresDB:
         try:
             with anyio.fail_after(self.command_timeout):
                 await self._start_listening()
-        except (asyncpg.PostgresError, *_LINK_ERRORS) as exc:
+        except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS) as exc:
             raise self.error(exc) from exc
 
     async def close(self) -> None:
@@ -235,25 +238,37 @@ class PostgresDB:
                 begun = committing = False
                 try:
                     async with pool.acquire() as conn:
-                        transaction = conn.transaction()
-                        await transaction.start()
-                        begun = True
                         try:
-                            result = await body(conn)
-                        except BaseException:
-                            # A rollback failing (the connection is gone) must not hide
-                            # the error that caused it; the server rolls back anyway.
-                            with contextlib.suppress(asyncpg.PostgresError, *_LINK_ERRORS):
-                                await transaction.rollback()
+                            transaction = conn.transaction()
+                            await transaction.start()
+                            begun = True
+                            try:
+                                result = await body(conn)
+                            except BaseException:
+                                # A rollback failing (the connection is gone) must not
+                                # hide the error that caused it; the server rolls back.
+                                with contextlib.suppress(
+                                    asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS
+                                ):
+                                    await transaction.rollback()
+                                raise
+                            committing = True
+                            await transaction.commit()
+                        except _NOT_SENT:
+                            conn.terminate()  # not back into the pool as it is
                             raise
-                        committing = True
-                        await transaction.commit()
                     return result
                 except asyncpg.PostgresError as exc:
                     state = exc.sqlstate or ""
                     conflict = state in ("40001", "40P01")
                     cut_before_begin = not begun and state.startswith(("57P", "08"))
                     if (conflict or cut_before_begin) and attempt < _RETRIES:
+                        continue
+                    raise self.error(exc) from exc
+                except _NOT_SENT as exc:
+                    # Before COMMIT went out the server aborts the transaction with
+                    # the connection; at COMMIT nothing was sent.
+                    if attempt < _RETRIES:
                         continue
                     raise self.error(exc) from exc
                 except _LINK_ERRORS as exc:
@@ -284,12 +299,21 @@ class PostgresDB:
         with anyio.CancelScope(shield=True):  # a write, once sent, is seen to its end
             for attempt in range(1, _RETRIES + 1):
                 try:
-                    return list(await pool.fetch(sql, *args))
+                    async with pool.acquire() as conn:
+                        try:
+                            return list(await conn.fetch(sql, *args))
+                        except _NOT_SENT:
+                            conn.terminate()  # not back into the pool as it is
+                            raise
                 except asyncpg.PostgresError as exc:
                     state = exc.sqlstate or ""
                     # Rolled back whole, or refused before it ran (the server shuts down).
                     again = state in ("40001", "40P01") or state.startswith(("57P", "08"))
                     if again and attempt < _RETRIES:
+                        continue
+                    raise self.error(exc) from exc
+                except _NOT_SENT as exc:
+                    if attempt < _RETRIES:
                         continue
                     raise self.error(exc) from exc
                 except _LINK_ERRORS as exc:
