@@ -49,7 +49,9 @@ _LINK_ERRORS: Final = (asyncpg.InterfaceError, OSError, TimeoutError)  # the con
 # asyncpg refused to send on a connection the server has closed, in the moment before
 # the client sees the socket close: nothing was sent, so trying again is safe.
 _NOT_SENT: Final = asyncpg.exceptions.InternalClientError
-_RETRIES: Final = 3  # a deadlock or serialization failure is retried this many times
+_CONFLICTS: Final = ("40001", "40P01")  # serialization failure, deadlock: rolled back
+_CUT: Final = ("57P", "08")  # the server shuts down or drops the connection
+_RETRIES: Final = 3  # attempts in all, when trying again is safe (see _attempts)
 
 
 def _describe(exc: BaseException) -> str:
@@ -223,101 +225,91 @@ class PostgresDB:
     async def write(self, body: Callable[[Connection], Awaitable[T]], *, durable: bool = True) -> T:
         """Run ``body`` as one transaction on a pooled connection: BEGIN, body, COMMIT
         (ROLLBACK if it raises). ``durable=False`` commits without waiting for the log
-        flush (see the module docstring). A deadlock or serialization failure rolls
-        back and runs ``body`` again, and a connection found closed at BEGIN is
-        replaced, up to three attempts in all.
+        flush (see the module docstring). Retried as _attempts says."""
 
-        Shielded from cancellation: once begun, a transaction commits or rolls back
-        before the caller sees a cancellation (``command_timeout`` bounds the wait).
-        """
-        pool = self._pool if durable else self._fast_pool
-        if pool is None:
-            raise StoreError("store is not open")
-        with anyio.CancelScope(shield=True):
-            for attempt in range(1, _RETRIES + 1):
-                begun = committing = False
-                try:
-                    async with pool.acquire() as conn:
-                        try:
-                            transaction = conn.transaction()
-                            await transaction.start()
-                            begun = True
-                            try:
-                                result = await body(conn)
-                            except BaseException:
-                                # A rollback failing (the connection is gone) must not
-                                # hide the error that caused it; the server rolls back.
-                                with contextlib.suppress(
-                                    asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS
-                                ):
-                                    await transaction.rollback()
-                                raise
-                            committing = True
-                            await transaction.commit()
-                        except _NOT_SENT:
-                            conn.terminate()  # not back into the pool as it is
-                            raise
-                    return result
-                except asyncpg.PostgresError as exc:
-                    state = exc.sqlstate or ""
-                    conflict = state in ("40001", "40P01")
-                    cut_before_begin = not begun and state.startswith(("57P", "08"))
-                    if (conflict or cut_before_begin) and attempt < _RETRIES:
-                        continue
-                    raise self.error(exc) from exc
-                except _NOT_SENT as exc:
-                    # Before COMMIT went out the server aborts the transaction with
-                    # the connection; at COMMIT nothing was sent.
-                    if attempt < _RETRIES:
-                        continue
-                    raise self.error(exc) from exc
-                except _LINK_ERRORS as exc:
-                    # A pooled connection the server closed fails at BEGIN, before
-                    # anything was sent: safe to try again on a fresh one.
-                    if not begun and attempt < _RETRIES:
-                        continue
-                    raise self.error(exc, committing=committing) from exc
-        raise AssertionError("unreachable")
+        async def transaction(conn: Connection, sent: _Sent) -> T:
+            transaction = conn.transaction()
+            await transaction.start()
+            sent.begun = True
+            try:
+                result = await body(conn)
+            except BaseException:
+                # A rollback failing (the connection is gone) must not hide the error
+                # that caused it; the server rolls back anyway.
+                with contextlib.suppress(asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS):
+                    await transaction.rollback()
+                raise
+            sent.committing = True
+            await transaction.commit()
+            return result
 
-    async def fetch(self, sql: str, *args: Any) -> Sequence[Any]:
-        """A read. A connection found cut is replaced and the read repeated."""
-        return await self._alone(self._pool, sql, args, repeatable=True)
+        return await self._attempts(self._pool if durable else self._fast_pool, transaction)
 
     async def statement(self, sql: str, *args: Any, durable: bool = True) -> Sequence[Any]:
         """One statement as its own transaction (no BEGIN and COMMIT round trips), its
-        rows. Deadlocks are retried; a connection lost while it ran leaves the outcome
-        unknown, and the StoreUnavailable says so."""
-        return await self._alone(
-            self._pool if durable else self._fast_pool, sql, args, repeatable=False
-        )
+        rows. A connection lost while it ran leaves the outcome unknown, and the
+        StoreUnavailable says so."""
 
-    async def _alone(
-        self, pool: Pool | None, sql: str, args: Sequence[Any], *, repeatable: bool
-    ) -> Sequence[Any]:
+        async def alone(conn: Connection, sent: _Sent) -> Sequence[Any]:
+            sent.begun = sent.committing = True
+            return list(await conn.fetch(sql, *args))
+
+        return await self._attempts(self._pool if durable else self._fast_pool, alone)
+
+    async def fetch(self, sql: str, *args: Any) -> Sequence[Any]:
+        """A read: whatever cut it short, it is safe to repeat."""
+
+        async def read(conn: Connection, sent: _Sent) -> Sequence[Any]:
+            return list(await conn.fetch(sql, *args))
+
+        return await self._attempts(self._pool, read)
+
+    async def _attempts(
+        self, pool: Pool | None, attempt: Callable[[Connection, _Sent], Awaitable[T]]
+    ) -> T:
+        """Run ``attempt`` on a pooled connection, again (up to three times in all) when
+        that cannot have changed anything twice: a deadlock or serialization failure
+        (rolled back), any error the server reported because it is shutting down or
+        dropping the connection (the transaction died with it), a send asyncpg refused,
+        and a connection lost before the attempt began (``sent`` tells how far it got).
+
+        Shielded from cancellation: once sent, a write is seen to its end before the
+        caller sees a cancellation (``command_timeout`` bounds the wait).
+        """
         if pool is None:
             raise StoreError("store is not open")
-        with anyio.CancelScope(shield=True):  # a write, once sent, is seen to its end
-            for attempt in range(1, _RETRIES + 1):
+        with anyio.CancelScope(shield=True):
+            for number in range(1, _RETRIES + 1):
+                sent = _Sent()
+                last = number == _RETRIES
                 try:
                     async with pool.acquire() as conn:
                         try:
-                            return list(await conn.fetch(sql, *args))
+                            return await attempt(conn, sent)
                         except _NOT_SENT:
                             conn.terminate()  # not back into the pool as it is
                             raise
                 except asyncpg.PostgresError as exc:
                     state = exc.sqlstate or ""
-                    # Rolled back whole, or refused before it ran (the server shuts down).
-                    again = state in ("40001", "40P01") or state.startswith(("57P", "08"))
-                    if again and attempt < _RETRIES:
+                    if not last and (state in _CONFLICTS or state.startswith(_CUT)):
                         continue
                     raise self.error(exc) from exc
                 except _NOT_SENT as exc:
-                    if attempt < _RETRIES:
+                    if not last:
                         continue
                     raise self.error(exc) from exc
                 except _LINK_ERRORS as exc:
-                    if repeatable and attempt < _RETRIES:
+                    if not last and not sent.begun:
                         continue
-                    raise self.error(exc, committing=not repeatable) from exc
+                    raise self.error(exc, committing=sent.committing) from exc
         raise AssertionError("unreachable")
+
+
+class _Sent:
+    """How far one attempt got, so a failure can tell what it may have changed."""
+
+    __slots__ = ("begun", "committing")
+
+    def __init__(self) -> None:
+        self.begun = False  # something that writes reached the server
+        self.committing = False  # ... and may have committed
