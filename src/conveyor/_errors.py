@@ -14,11 +14,13 @@ Every error conveyor raises on purpose is a :class:`ConveyorError`::
     ├── NotInJob               a job helper (report_progress, ...) called outside a handler
     ├── EventStreamOverflow    an events() consumer fell too far behind and was dropped
     └── StoreError             the store could not do what was asked; nothing was changed
-        ├── StoreBusy          another writer held the database past the busy timeout
-        └── StoreUnavailable   the database cannot be written (read-only, disk full, ...)
+        ├── StoreBusy          another writer held a lock past the busy or lock timeout
+        └── StoreUnavailable   the database cannot be written (read-only, disk full,
+                               server down, ...)
 
-A StoreError always means the whole operation was rolled back: an enqueue that raised it
-stored nothing, so retrying it is safe.
+A StoreError means the whole operation was rolled back: an enqueue that raised it stored
+nothing, so retrying it is safe. The one exception is a PostgreSQL connection lost while a
+write was committing: the server may have committed it, and the message says so.
 """
 
 from __future__ import annotations
@@ -98,8 +100,10 @@ class StoreError(ConveyorError):
 
 
 class StoreBusy(StoreError):
-    """Another connection held the database's write lock past the busy timeout."""
+    """Another connection held a lock this write needed past the timeout: SQLite's write
+    lock past ``busy_timeout``, a PostgreSQL row past ``lock_timeout``."""
 
 
 class StoreUnavailable(StoreError):
-    """The database cannot be written or opened: read-only file, full disk, bad path."""
+    """The database cannot be written or opened: read-only file, full disk, bad path, a
+    PostgreSQL server that does not answer."""
