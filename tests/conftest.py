@@ -41,7 +41,7 @@ async def postgres_schema() -> AsyncIterator[str]:
 
     try:
         with anyio.fail_after(5):
-            conn = await asyncpg.connect(POSTGRES_URL)
+            await (await asyncpg.connect(POSTGRES_URL)).close()
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         message = f"no PostgreSQL at {POSTGRES_URL}: {exc}"
         if os.environ.get("CONVEYOR_REQUIRE_POSTGRES"):
@@ -51,9 +51,13 @@ async def postgres_schema() -> AsyncIterator[str]:
     try:
         yield f"{POSTGRES_URL}?schema={schema}"
     finally:
-        with anyio.CancelScope(shield=True):
-            await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            await conn.close()
+        with anyio.CancelScope(shield=True), anyio.fail_after(30):
+            # A new connection: a test may have restarted the server meanwhile.
+            conn = await asyncpg.connect(POSTGRES_URL)
+            try:
+                await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            finally:
+                await conn.close()
 
 
 @pytest.fixture

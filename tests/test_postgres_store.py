@@ -7,8 +7,11 @@ in test_store_contract.py."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import signal
+import subprocess
 
 import anyio
 import asyncpg
@@ -18,7 +21,7 @@ from conveyor import Job, JobStatus, Runtime, StoreBusy, StoreUnavailable
 from conveyor.store import PostgresStore
 from conveyor.store._postgres import split_schema
 
-from .conftest import Worker, next_event, wait_until
+from .conftest import POSTGRES_URL, Worker, next_event, wait_until
 from .worker_app import Work
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +38,7 @@ def store_kind() -> str:
 
 async def ready(worker: Worker) -> None:
     assert worker.proc.stdout is not None
-    line = await anyio.to_thread.run_sync(worker.proc.stdout.readline)
+    line = await anyio.to_thread.run_sync(worker.proc.stdout.readline, abandon_on_cancel=True)
     assert line.strip() == b"ready", line + worker.output().encode()
 
 
@@ -206,3 +209,67 @@ async def test_connections_cut_by_the_server_are_replaced(location: str) -> None
 async def _all_gone(conn: asyncpg.Connection, pids: list[int]) -> bool:
     rows = await conn.fetch("SELECT 1 FROM pg_stat_activity WHERE pid = ANY($1)", pids)
     return not rows
+
+
+def _local_cluster() -> list[str]:
+    """The command that restarts the test server, when this test may: it is Debian's
+    cluster on this machine and we are root. Otherwise the test skips."""
+    versions = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if os.geteuid() != 0 or not shutil.which("pg_ctlcluster") or len(versions) != 1:
+        pytest.skip("restarting PostgreSQL needs root and one local Debian cluster")
+    if "@127.0.0.1:" not in POSTGRES_URL and "@localhost:" not in POSTGRES_URL:
+        pytest.skip("the test server is not on this machine")
+    return ["pg_ctlcluster", "--skip-systemctl-redirect", versions[0], "main"]
+
+
+async def said(worker: Worker, words: str) -> None:
+    """Read the worker's output up to a line with ``words`` (callers bound the wait)."""
+    assert worker.proc.stdout is not None
+    while True:
+        line = await anyio.to_thread.run_sync(worker.proc.stdout.readline, abandon_on_cancel=True)
+        if not line:
+            raise AssertionError(f"the worker ended without saying {words!r}")
+        if words.encode() in line:
+            return
+
+
+async def test_a_server_outage_loses_no_job(location: str, spawn: type[Worker]) -> None:
+    """The real server stopped while a worker process runs jobs, and started again once
+    the worker failed to write an outcome: those writes and the claims are retried, the
+    listener comes back, and every job enqueued before and after completes once."""
+    cluster = _local_cluster()
+    worker = spawn()
+    with anyio.fail_after(30):
+        await ready(worker)
+    async with Runtime(location, queues=[Work()], workers=False) as rt:
+        before = await rt.enqueue_many("work", [{"sleep": 0.5}] * 40)  # 5 s for 4 workers
+        with anyio.fail_after(15):
+            await wait_until(lambda: _status(rt, before[0].id, JobStatus.RUNNING))
+        try:
+            stopped = await anyio.to_thread.run_sync(
+                lambda: subprocess.run([*cluster, "stop"], capture_output=True, timeout=60)
+            )
+            assert stopped.returncode == 0, stopped.stderr
+            with anyio.fail_after(30):
+                await said(worker, "finish write failed, retrying")
+        finally:  # whatever happened, leave the server running for the other tests
+            started = await anyio.to_thread.run_sync(
+                lambda: subprocess.run([*cluster, "start"], capture_output=True, timeout=60)
+            )
+        assert started.returncode == 0, started.stderr
+        with anyio.fail_after(60):
+            while True:
+                try:
+                    after = await rt.enqueue_many("work", [{"sleep": 0.01}] * 12)
+                    break
+                except StoreUnavailable:  # this runtime's pool meets the outage too
+                    await anyio.sleep(0.2)
+            for job in [*before, *after]:
+                done = await rt.wait(job.id)
+                assert done.status is JobStatus.COMPLETED, done
+        for job in [*before, *after]:
+            statuses = [h.status for h in await rt.history(job.id)]
+            assert statuses.count(JobStatus.COMPLETED) == 1
+    worker.signal(signal.SIGTERM)
+    with anyio.fail_after(15):
+        assert await worker.exited() == 0
