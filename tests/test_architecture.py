@@ -108,3 +108,21 @@ def test_the_core_import_path_loads_no_optional_package() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_postgresql_url_without_asyncpg_says_what_to_install() -> None:
+    """asyncpg is installed here (dev extra), so its absence is staged: a None entry in
+    sys.modules makes importing it fail, as it would without the postgres extra."""
+    code = (
+        "import sys\n"
+        "sys.modules['asyncpg'] = None\n"
+        "from conveyor import Runtime, StoreUnavailable\n"
+        "try:\n"
+        "    Runtime('postgresql://localhost/jobs')\n"
+        "except StoreUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert "pip install 'conveyor[postgres]'" in out.stdout
