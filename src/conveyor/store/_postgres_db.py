@@ -10,8 +10,8 @@ write NOTIFYs it, so other runtimes hear commits (new jobs, cancellations) at on
 instead of polling.
 
 asyncpg and server errors leave here as StoreErrors. The one case where "nothing was
-changed" cannot be promised is a connection lost while COMMIT was in flight: the server
-may have committed. The error says so.
+changed" cannot be promised is a connection lost while a write was committing (a COMMIT,
+or a single-statement write, in flight): the server may have committed. The error says so.
 """
 
 from __future__ import annotations
@@ -158,13 +158,18 @@ class PostgresDB:
             raise
 
     async def _start_listening(self) -> None:
-        self._listener = await asyncpg.connect(
+        listener = await asyncpg.connect(
             self.dsn,
             command_timeout=self.command_timeout,
             server_settings={"application_name": "conveyor-listen"},
         )
-        await self._listener.add_listener(self.channel, self._notified)
-        self._listener.add_termination_listener(self._lost)
+        try:
+            await listener.add_listener(self.channel, self._notified)
+        except BaseException:
+            listener.terminate()  # connected but not listening: not a listener
+            raise
+        listener.add_termination_listener(self._lost)
+        self._listener = listener
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
         self._on_notify(str(payload))
