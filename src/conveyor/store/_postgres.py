@@ -11,7 +11,7 @@ The connections are in _postgres_db.py, the reads in _postgres_reads.py, the wri
 the hot path (history, leases, promotion, cancel, rerun, purge) in _postgres_upkeep.py;
 this module holds the hot path: insert, claim, finish and progress. Each of these is a
 single statement whatever the batch size (arrays, ``unnest``), which makes its change,
-appends its history and notifies in one round trip (see _with_history): no BEGIN and
+appends its history and notifies in one round trip (see _change): no BEGIN and
 COMMIT round trips, which had been most of an idle runtime's enqueue-to-start latency.
 """
 
@@ -96,7 +96,7 @@ class PostgresStore(PostgresUpkeep):
         if not jobs:
             return []
         may_clash = any(j.unique_key is not None or j.derived_id for j in jobs)
-        sql = self._with_history(
+        change = (
             f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
             " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
             " SELECT id, queue, status, payload, priority, max_attempts, created_by,"
@@ -107,11 +107,9 @@ class PostgresStore(PostgresUpkeep):
             "  created_by, created_at, scheduled_at, timeout, unique_key)"
             + (" ON CONFLICT DO NOTHING" if may_clash else "")
             + " RETURNING id AS h_job_id, queue AS h_queue, status AS h_status,"
-            " created_at AS h_at, NULL::text AS h_message",
-            11,
-            order_by='h_job_id COLLATE "C"',  # ids grow: the order they were made in
+            " created_at AS h_at, NULL::text AS h_message"
         )
-        args = (
+        args = [
             [j.id for j in jobs],
             [j.queue for j in jobs],
             [j.status.value for j in jobs],
@@ -123,14 +121,16 @@ class PostgresStore(PostgresUpkeep):
             [j.scheduled_at for j in jobs],
             [j.timeout for j in jobs],
             [j.unique_key for j in jobs],
-            *self._history_args(),
-        )
+        ]
+        order_by = 'h_job_id COLLATE "C"'  # ids grow: the order they were made in
         if not may_clash:
-            by_id = {t.job_id: t for t in self._transitions(await self.db.statement(sql, *args))}
+            rows = await self._change(change, args, order_by=order_by)
+            by_id = {t.job_id: t for t in self._transitions(rows)}
             return [by_id[j.id] for j in jobs]
 
         async def insert(conn: Connection) -> list[Transition | Job]:
-            transitions = self._transitions(await conn.fetch(sql, *args))
+            rows = await self._change(change, args, order_by=order_by, conn=conn)
+            transitions = self._transitions(rows)
             inserted = {t.job_id for t in transitions}
             kept_out_by = {
                 j.id: await (
@@ -161,26 +161,24 @@ class PostgresStore(PostgresUpkeep):
         return row_to_job(row)
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
-        rows = await self.db.statement(
-            self._with_history(
-                f"UPDATE {self.t}jobs AS jobs SET status = 'running', attempts = attempts + 1,"
-                " progress = NULL, lease_owner = $1, lease_token = $2, lease_expires_at = $3,"
-                " started_at = $4, updated_at = $4"
-                f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE queue = $5"
-                "  AND status = 'queued' ORDER BY priority DESC, id LIMIT $6"
-                "  FOR UPDATE SKIP LOCKED)"
-                f" RETURNING {_JOBS_COLUMNS}, jobs.id AS h_job_id, jobs.queue AS h_queue,"
-                " 'running'::text AS h_status, $4::float8 AS h_at, NULL::text AS h_message",
-                6,
-                order_by='priority DESC, id COLLATE "C"',  # as Python sorts them below
-            ),
-            params.owner,
-            params.token,
-            params.lease_expires_at,
-            params.now,
-            params.queue,
-            params.limit,
-            *self._history_args(),
+        rows = await self._change(
+            f"UPDATE {self.t}jobs AS jobs SET status = 'running', attempts = attempts + 1,"
+            " progress = NULL, lease_owner = $1, lease_token = $2, lease_expires_at = $3,"
+            " started_at = $4, updated_at = $4"
+            f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE queue = $5"
+            "  AND status = 'queued' ORDER BY priority DESC, id LIMIT $6"
+            "  FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_JOBS_COLUMNS}, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+            " 'running'::text AS h_status, $4::float8 AS h_at, NULL::text AS h_message",
+            [
+                params.owner,
+                params.token,
+                params.lease_expires_at,
+                params.now,
+                params.queue,
+                params.limit,
+            ],
+            order_by='priority DESC, id COLLATE "C"',  # as Python sorts them below
             durable=False,
         )
         jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
@@ -192,38 +190,39 @@ class PostgresStore(PostgresUpkeep):
         # A run put back or retried while its cancellation was pending ends cancelled
         # instead.
         put_back = "f.status IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
-        rows = await self.db.statement(
-            self._with_history(
-                f"UPDATE {self.t}jobs AS jobs SET"
-                f" status = CASE WHEN {put_back} THEN 'cancelled' ELSE f.status END,"
-                f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
-                " result = f.result, error = f.error, traceback = f.traceback,"
-                " progress = f.progress, scheduled_at = f.scheduled_at, updated_at = $1,"
-                " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-                " FROM unnest($2::text[], $3::text[], $4::text[], $5::json[], $6::text[],"
-                "  $7::text[], $8::json[], $9::float8[], $10::float8[], $11::text[])"
-                "  WITH ORDINALITY AS f(id, token, status, result, error, traceback, progress,"
-                "  finished_at, scheduled_at, message, ord)"
-                " WHERE jobs.id = f.id AND jobs.lease_token = f.token"
-                " RETURNING f.ord, jobs.id AS h_job_id, jobs.queue AS h_queue,"
-                " jobs.status AS h_status, $1::float8 AS h_at,"
-                " CASE WHEN jobs.status = f.status THEN f.message ELSE 'cancelled' END"
-                "  AS h_message",
-                11,
-                order_by="ord",  # the callers' order
-            ),
-            now,
-            [f.job_id for f in finishes],
-            [f.token for f in finishes],
-            [f.status.value for f in finishes],
-            [f.result for f in finishes],
-            [f.error for f in finishes],
-            [f.traceback for f in finishes],
-            [None if f.progress is NO_PROGRESS else _codec.encode(f.progress) for f in finishes],
-            [None if f.status in _NOT_ENDED else now for f in finishes],
-            [f.scheduled_at for f in finishes],
-            [f.message for f in finishes],
-            *self._history_args(),
+        rows = await self._change(
+            f"UPDATE {self.t}jobs AS jobs SET"
+            f" status = CASE WHEN {put_back} THEN 'cancelled' ELSE f.status END,"
+            f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
+            " result = f.result, error = f.error, traceback = f.traceback,"
+            " progress = f.progress, scheduled_at = f.scheduled_at, updated_at = $1,"
+            " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+            " FROM unnest($2::text[], $3::text[], $4::text[], $5::json[], $6::text[],"
+            "  $7::text[], $8::json[], $9::float8[], $10::float8[], $11::text[])"
+            "  WITH ORDINALITY AS f(id, token, status, result, error, traceback, progress,"
+            "  finished_at, scheduled_at, message, ord)"
+            " WHERE jobs.id = f.id AND jobs.lease_token = f.token"
+            " RETURNING f.ord, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+            " jobs.status AS h_status, $1::float8 AS h_at,"
+            " CASE WHEN jobs.status = f.status THEN f.message ELSE 'cancelled' END"
+            "  AS h_message",
+            [
+                now,
+                [f.job_id for f in finishes],
+                [f.token for f in finishes],
+                [f.status.value for f in finishes],
+                [f.result for f in finishes],
+                [f.error for f in finishes],
+                [f.traceback for f in finishes],
+                [
+                    None if f.progress is NO_PROGRESS else _codec.encode(f.progress)
+                    for f in finishes
+                ],
+                [None if f.status in _NOT_ENDED else now for f in finishes],
+                [f.scheduled_at for f in finishes],
+                [f.message for f in finishes],
+            ],
+            order_by="ord",  # the callers' order
         )
         progress = {f.job_id: f.progress for f in finishes}
         return [replace(t, progress=progress[t.job_id]) for t in self._transitions(rows)]

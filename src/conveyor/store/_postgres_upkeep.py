@@ -53,19 +53,28 @@ class PostgresUpkeep(PostgresReads):
             for i, r in enumerate(rows)
         ]
 
-    def _with_history(self, change: str, n_args: int, order_by: str) -> str:
-        """One statement that makes ``change`` and appends its history, then notifies:
-        ``change`` is a data-modifying statement (with ``n_args`` parameters) whose
-        RETURNING has, per changed job, its history row as ``h_job_id, h_queue,
-        h_status, h_at, h_message``; the rows get seqs in ``order_by`` order (a
-        column list of ``change``'s RETURNING). Pass the origin and the channel as the
-        two parameters after ``change``'s. Returns the RETURNING rows and ``h_seq``.
+    async def _change(
+        self,
+        change: str,
+        args: Sequence[Any],
+        *,
+        order_by: str,
+        durable: bool = True,
+        conn: Connection | None = None,
+    ) -> Sequence[Any]:
+        """Make ``change``, append its history and notify, in one statement: on ``conn``
+        inside its transaction, else as a transaction of its own (one round trip).
 
-        Taking the seqs locks the counter row until this statement's transaction ends,
-        as _append_history does. Nothing changed: no seq taken, no notification.
+        ``change`` is a data-modifying statement taking ``args`` whose RETURNING has,
+        per changed job, its history row as ``h_job_id, h_queue, h_status, h_at,
+        h_message``; the rows take seqs in ``order_by`` order (columns of that
+        RETURNING). Returns the RETURNING rows, each with its ``h_seq``.
+
+        Taking the seqs locks the counter row until the transaction ends, as
+        _append_history does. Nothing changed: no seq taken, no notification.
         """
-        origin, channel = f"${n_args + 1}", f"${n_args + 2}"
-        return (
+        origin, channel = f"${len(args) + 1}", f"${len(args) + 2}"
+        sql = (
             f"WITH changed AS ({change}),"
             f" s AS (UPDATE {self.t}history_seq SET last = last + (SELECT count(*) FROM changed)"
             "   WHERE EXISTS (SELECT 1 FROM changed) RETURNING last),"
@@ -78,13 +87,13 @@ class PostgresUpkeep(PostgresReads):
             f" note AS (SELECT pg_notify({channel}::text, {origin}::text) FROM s)"
             " SELECT numbered.*, (SELECT count(*) FROM note) AS h_notified FROM numbered"
         )
-
-    def _history_args(self) -> tuple[str, str]:
-        return self._origin, self.db.channel
+        if conn is not None:
+            return await conn.fetch(sql, *args, self._origin, self.db.channel)
+        return await self.db.statement(sql, *args, self._origin, self.db.channel, durable=durable)
 
     @staticmethod
     def _transitions(rows: Sequence[Any]) -> list[Transition]:
-        """The transitions of _with_history's rows, in seq order."""
+        """The transitions of _change's rows, in seq order."""
         transitions = [
             Transition(
                 seq=row["h_seq"],
