@@ -1,7 +1,7 @@
-"""The PostgreSQL store's writes off the hot path: the history every write appends,
-keeping leases (heartbeat, rescue, release), promoting due jobs, and what operators ask
-for (cancel, rerun, purge). Each is one transaction (PostgresDB.write). The hot path
-(insert, claim, finish, progress) is in _postgres.py, on top of this class.
+"""The PostgreSQL store's writes off the hot path: keeping leases (heartbeat, rescue,
+release), promoting due jobs, and what operators ask for (cancel, rerun, purge); and
+``_change``, the one way every write appends history and notifies. The hot path (insert,
+claim, finish, progress) is in _postgres.py, on top of this class.
 """
 
 from __future__ import annotations
@@ -18,40 +18,9 @@ from ._postgres_db import Connection
 from ._postgres_reads import PostgresReads
 from ._rows import JOB_COLUMNS, row_to_job
 
-History = tuple[str, str, JobStatus, float, str | None]  # job_id, queue, status, at, message
-
 
 class PostgresUpkeep(PostgresReads):
     """The reads, the history appender every write uses, and the writes off the hot path."""
-
-    async def _append_history(self, conn: Connection, rows: Sequence[History]) -> list[Transition]:
-        """Append history rows and notify listeners, in one statement. Taking the seqs
-        locks the counter row until this transaction ends: keep this the last step."""
-        if not rows:
-            return []
-        n = len(rows)
-        last = await conn.fetchval(
-            f"WITH s AS (UPDATE {self.t}history_seq SET last = last + $1 RETURNING last),"
-            f" ins AS (INSERT INTO {self.t}job_history"
-            "   (seq, job_id, queue, status, at, message, origin)"
-            "   SELECT s.last - $1 + r.ord, r.job_id, r.queue, r.status, r.at, r.message, $7"
-            "   FROM s, unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::text[])"
-            "   WITH ORDINALITY AS r(job_id, queue, status, at, message, ord))"
-            " SELECT last, pg_notify($8, $7) FROM s",
-            n,
-            [r[0] for r in rows],
-            [r[1] for r in rows],
-            [r[2].value for r in rows],
-            [r[3] for r in rows],
-            [r[4] for r in rows],
-            self._origin,
-            self.db.channel,
-        )
-        first = int(last) - n + 1
-        return [
-            Transition(seq=first + i, job_id=r[0], queue=r[1], status=r[2], at=r[3], message=r[4])
-            for i, r in enumerate(rows)
-        ]
 
     async def _change(
         self,
@@ -70,8 +39,10 @@ class PostgresUpkeep(PostgresReads):
         h_message``; the rows take seqs in ``order_by`` order (columns of that
         RETURNING). Returns the RETURNING rows, each with its ``h_seq``.
 
-        Taking the seqs locks the counter row until the transaction ends, as
-        _append_history does. Nothing changed: no seq taken, no notification.
+        Taking the seqs locks the counter row until the transaction ends, so seqs
+        become visible in commit order (see the schema); it happens after the change,
+        so keep ``_change`` a transaction's last write. Nothing changed: no seq taken,
+        no notification.
         """
         origin, channel = f"${len(args) + 1}", f"${len(args) + 2}"
         sql = (
@@ -153,45 +124,43 @@ class PostgresUpkeep(PostgresReads):
                 *args,
             )
             outcomes = [rules.put_back(r[2], r[3], max_orphanings) for r in rows]
-            await conn.execute(
+            changed = await self._change(
                 f"UPDATE {self.t}jobs AS jobs SET status = u.status, error = u.error,"
                 " finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE $1::float8 END,"
                 " updated_at = $1, orphanings = u.orphanings,"
                 " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-                " FROM unnest($2::text[], $3::text[], $4::text[], $5::int4[])"
-                "  AS u(id, status, error, orphanings) WHERE jobs.id = u.id",
-                now,
-                [r[0] for r in rows],
-                [o.status.value for o in outcomes],
-                [o.error for o in outcomes],
-                [o.orphanings for o in outcomes],
-            )
-            return await self._append_history(
-                conn,
+                " FROM unnest($2::text[], $3::text[], $4::text[], $5::int4[], $6::text[])"
+                "  WITH ORDINALITY AS u(id, status, error, orphanings, message, ord)"
+                " WHERE jobs.id = u.id"
+                " RETURNING u.ord, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+                " u.status AS h_status, $1::float8 AS h_at, u.message AS h_message",
                 [
-                    (r[0], r[1], o.status, now, o.message)
-                    for r, o in zip(rows, outcomes, strict=True)
+                    now,
+                    [r[0] for r in rows],
+                    [o.status.value for o in outcomes],
+                    [o.error for o in outcomes],
+                    [o.orphanings for o in outcomes],
+                    [o.message for o in outcomes],
                 ],
+                order_by="ord",
+                conn=conn,
             )
+            return self._transitions(changed)
 
         return await self.db.write(put_back)
 
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
-        async def promote(conn: Connection) -> list[Transition]:
-            rows = await conn.fetch(
-                f"UPDATE {self.t}jobs SET status = 'queued', updated_at = $1"
-                f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE status = 'scheduled'"
-                "  AND scheduled_at <= $1 ORDER BY scheduled_at LIMIT $2"
-                "  FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, queue",
-                now,
-                limit,
-            )
-            return await self._append_history(
-                conn, [(job_id, queue, JobStatus.QUEUED, now, "due") for job_id, queue in rows]
-            )
-
-        return await self.db.write(promote)
+        rows = await self._change(
+            f"UPDATE {self.t}jobs AS jobs SET status = 'queued', updated_at = $1"
+            f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE status = 'scheduled'"
+            "  AND scheduled_at <= $1 ORDER BY scheduled_at LIMIT $2"
+            "  FOR UPDATE SKIP LOCKED)"
+            " RETURNING jobs.scheduled_at, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+            " 'queued'::text AS h_status, $1::float8 AS h_at, 'due'::text AS h_message",
+            [now, limit],
+            order_by='scheduled_at, h_job_id COLLATE "C"',
+        )
+        return self._transitions(rows)
 
     # -- what operators ask for --------------------------------------------------------
 
@@ -216,16 +185,15 @@ class PostgresUpkeep(PostgresReads):
             if outcome is None:
                 return job, []  # already ending or ended: nothing to do
             new, message = outcome
-            await conn.execute(
+            changed = await self._change(
                 f"UPDATE {self.t}jobs SET status = $1, finished_at = $2, updated_at = $3"
-                " WHERE id = $4",
-                new.value,
-                now if new is JobStatus.CANCELLED else None,
-                now,
-                job_id,
+                " WHERE id = $4 RETURNING id AS h_job_id, queue AS h_queue,"
+                " status AS h_status, $3::float8 AS h_at, $5::text AS h_message",
+                [new.value, now if new is JobStatus.CANCELLED else None, now, job_id, message],
+                order_by="h_job_id",
+                conn=conn,
             )
-            job = await self._locked_job(conn, job_id, None)
-            return job, await self._append_history(conn, [(job.id, job.queue, new, now, message)])
+            return await self._locked_job(conn, job_id, None), self._transitions(changed)
 
         return await self.db.write(request_cancel)
 
@@ -237,18 +205,17 @@ class PostgresUpkeep(PostgresReads):
             refusal = rules.rerun_refusal(job_id, job.status)
             if refusal is not None:
                 raise InvalidTransition(refusal)
-            await conn.execute(
+            changed = await self._change(
                 f"UPDATE {self.t}jobs SET status = 'queued', attempts = 0, orphanings = 0,"
                 " result = NULL, error = NULL, traceback = NULL, progress = NULL,"
                 " started_at = NULL, scheduled_at = NULL, finished_at = NULL, updated_at = $1"
-                " WHERE id = $2",
-                now,
-                job_id,
+                " WHERE id = $2 RETURNING id AS h_job_id, queue AS h_queue,"
+                " status AS h_status, $1::float8 AS h_at, $3::text AS h_message",
+                [now, job_id, f"rerun by {by}" if by else "rerun"],
+                order_by="h_job_id",
+                conn=conn,
             )
-            job = await self._locked_job(conn, job_id, None)
-            message = f"rerun by {by}" if by else "rerun"
-            history = [(job.id, job.queue, JobStatus.QUEUED, now, message)]
-            return job, await self._append_history(conn, history)
+            return await self._locked_job(conn, job_id, None), self._transitions(changed)
 
         return await self.db.write(rerun)
 
