@@ -163,6 +163,29 @@ async def test_two_processes_share_one_file(location: str, spawn: type[Worker]) 
             assert (await client.wait(sync_job.id)).status is JobStatus.CANCELLED
 
 
+async def test_progress_of_a_job_another_process_runs_reaches_subscribers_here(
+    location: str, spawn: type[Worker]
+) -> None:
+    """What `conveyor serve` beside a worker fleet relies on: reports made in the worker
+    process arrive here as progress events, in order, while the job runs."""
+    spawn()
+    async with Runtime(location, queues=[Work(), SyncWork()], workers=False) as watcher:
+        async with watcher.events() as stream:
+            job = await watcher.enqueue("work", {"steps": 4, "every": 0.6})
+            steps: list[int | float] = []
+            with anyio.fail_after(30):
+                async for event in stream:
+                    if event.job_id != job.id:
+                        continue
+                    if event.status is JobStatus.COMPLETED:
+                        break
+                    message = event.progress.message or ""
+                    if event.status is JobStatus.RUNNING and message.startswith("step"):
+                        steps.append(event.progress.current)
+    assert steps == sorted(steps)  # in order
+    assert {1, 2, 3} <= set(steps)  # every report made well before the end, live
+
+
 async def test_sigterm_requeues_running_jobs_after_the_grace_period(
     location: str, spawn: type[Worker]
 ) -> None:

@@ -179,6 +179,19 @@ async def test_progress_is_fenced_and_kept(store: Store) -> None:
     assert job.progress == Progress(current=2, total=4)
 
 
+async def test_running_progress_of_other_owners(store: Store) -> None:
+    await store.jobs_insert([new(1), new(2), new(3)])
+    _, (running,) = await store.jobs_claim(claim(1, owner="w1"))
+    await store.jobs_claim(claim(1, owner="w2", token="t2"))
+    await store.jobs_progress([ProgressWrite("job0001", "t1", Progress(current=2, total=4))], NOW)
+    rows = await store.jobs_running_progress("w2")
+    assert [(r.job_id, r.queue, r.seq, r.progress) for r in rows] == [
+        ("job0001", "q", running.seq, Progress(current=2, total=4))
+    ]
+    assert [r.job_id for r in await store.jobs_running_progress("w1")] == ["job0002"]
+    assert [r.progress for r in await store.jobs_running_progress("w1")] == [None]
+
+
 async def test_cancel_waiting_running_and_ended_jobs(store: Store) -> None:
     await store.jobs_insert([new(1), new(2), new(3, status=S.SCHEDULED, scheduled_at=NOW)])
     await store.jobs_claim(claim(1))  # job0001 runs

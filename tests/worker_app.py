@@ -7,6 +7,7 @@ DB is a SQLite file or a postgresql:// URL.
 Queue "work": the payload says what the handler does:
   {"block": true}   report progress, then wait forever (until cancelled or killed)
   {"sleep": S}      sleep S seconds, then complete
+  {"steps": N, "every": S}  report progress "step i" N times, S seconds apart
   {"seconds": S}    a sync handler loop that checks cancellation (queue "sync_work")
 With --periodic, queue "tick" also enqueues a job every 0.1 s.
 Results carry the worker's pid, so tests can tell which process finished a job.
@@ -32,6 +33,10 @@ class Work(Queue):
         report_progress(1, 2, "started")
         if item.get("block"):
             await anyio.sleep_forever()
+        steps = item.get("steps", 0)
+        for step in range(1, steps + 1):
+            await anyio.sleep(item.get("every", 0.1))
+            report_progress(step, steps, f"step {step}")
         await anyio.sleep(item.get("sleep", 0))
         return {"pid": os.getpid()}
 

@@ -31,6 +31,7 @@ from ._batcher import Batcher
 from ._executor import RunningJob, StopReason
 from ._owners import new_owner_id, owner_is_dead
 from ._pool import QueuePool
+from ._relay import ProgressRelay
 from ._upkeep import apply_retention, enqueue_ticks, periodic_loop, retention_loop
 
 log = get_logger("conveyor.engine")
@@ -88,6 +89,14 @@ class Engine:
         self._tail_kick = anyio.Event()
         self._tail_lock = anyio.Lock()
         self._promote_kick = anyio.Event()
+        self.relay = ProgressRelay(
+            store,
+            bus,
+            clock,
+            owner=self.owner,
+            interval=progress_interval,
+            published_until=lambda: self._tail_seq,
+        )
 
     # -- events ------------------------------------------------------------------------
     #
@@ -210,20 +219,25 @@ class Engine:
         Woken at once by this runtime's own commits, and by other processes' commits
         where the store can notify (PostgreSQL's LISTEN). SQLite cannot, so it also checks
         every ``poll_interval`` — a cheap in-memory look at the file's change counter,
-        and a read only when it moved. Started (``tg.start``) once it knows where the
+        and a read only when it moved. Other processes' progress reports follow through
+        the relay (see _relay.py). Started (``tg.start``) once it knows where the
         history ends, so no commit of this runtime can fall before that point unpublished.
         """
         self._tail_seq = await self.store.last_seq()
         self.store.watch_commits(lambda: self._tail_kick.set())
         task_status.started()
         while True:
-            with anyio.move_on_after(self.poll_interval):
+            with anyio.move_on_after(min(self.poll_interval, self.relay.wait())):
                 await self._tail_kick.wait()
             kicked = self._tail_kick.is_set()
             self._tail_kick = anyio.Event()
             try:
-                if await self.store.changed() or kicked:
+                if await self.store.changed():
+                    self.relay.store_changed()
                     await self._tail_once()
+                elif kicked:
+                    await self._tail_once()
+                await self.relay.relay_if_due()
             except StoreError as exc:
                 log.warning("reading the job history failed, will retry: %s", exc)
 

@@ -27,6 +27,9 @@ from ._base import (
     RescueParams as RescueParams,
 )
 from ._base import (
+    RunningProgress as RunningProgress,
+)
+from ._base import (
     Store as Store,
 )
 from ._base import (
@@ -49,6 +52,7 @@ __all__ = (
     "ProgressWrite",
     "PurgeParams",
     "RescueParams",
+    "RunningProgress",
     "SQLiteStore",
     "Store",
     "Transition",

@@ -96,6 +96,15 @@ class RescueParams(msgspec.Struct, frozen=True, kw_only=True):
     max_orphanings: int = 3
 
 
+class RunningProgress(msgspec.Struct, frozen=True):
+    """The stored progress of a running job, and the seq of its latest transition."""
+
+    job_id: str
+    queue: str
+    seq: int
+    progress: Progress | None
+
+
 class PurgeParams(msgspec.Struct, frozen=True, kw_only=True):
     """Delete jobs in ``statuses`` (terminal ones only) that finished before
     ``finished_before``, optionally of one queue, at most ``limit`` at once."""
@@ -195,6 +204,11 @@ class Store(Protocol):
     ) -> tuple[list[Transition], int]:
         """Transitions after ``seq``, oldest first (only other runtimes' unless
         ``include_own``), and the seq to pass next time (past skipped rows too)."""
+        ...
+
+    async def jobs_running_progress(self, other_than: str) -> list[RunningProgress]:
+        """The stored progress of every running job whose lease another owner than
+        ``other_than`` holds (an index range over running jobs only)."""
         ...
 
     async def jobs_purge(self, params: PurgeParams) -> int:

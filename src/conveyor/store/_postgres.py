@@ -230,13 +230,18 @@ class PostgresStore(PostgresUpkeep):
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:
             return
+        # Notified like a transition, so that other runtimes relay it to their subscribers.
         await self.db.statement(
-            f"UPDATE {self.t}jobs AS jobs SET progress = f.progress, updated_at = $1"
-            " FROM unnest($2::text[], $3::text[], $4::json[]) AS f(id, token, progress)"
-            " WHERE jobs.id = f.id AND jobs.lease_token = f.token",
+            f"WITH written AS (UPDATE {self.t}jobs AS jobs SET progress = f.progress,"
+            " updated_at = $1"
+            "  FROM unnest($2::text[], $3::text[], $4::json[]) AS f(id, token, progress)"
+            "  WHERE jobs.id = f.id AND jobs.lease_token = f.token RETURNING 1)"
+            " SELECT pg_notify($5, $6) WHERE EXISTS (SELECT 1 FROM written)",
             now,
             [w.job_id for w in writes],
             [w.token for w in writes],
             [_codec.encode(w.progress) for w in writes],
+            self.db.channel,
+            self._origin,
             durable=False,
         )

@@ -9,14 +9,16 @@ from typing import Any, Final
 from .._errors import StoreError
 from .._models import HistoryEntry, Job
 from .._states import BY_VALUE, JobStatus
-from ._base import ListParams, Transition
+from ._base import ListParams, RunningProgress, Transition
 from ._postgres_db import PostgresDB
 from ._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
+    RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
     row_to_job,
+    row_to_running_progress,
     row_to_transition,
     tail_page,
 )
@@ -134,6 +136,10 @@ class PostgresReads:
             limit,
         )
         return [row_to_transition(row) for row in rows]
+
+    async def jobs_running_progress(self, other_than: str) -> list[RunningProgress]:
+        sql = RUNNING_PROGRESS.format(t=self.t, owner="$1")
+        return [row_to_running_progress(row) for row in await self.db.fetch(sql, other_than)]
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}

@@ -10,7 +10,7 @@ from .. import _codec
 from .._clock import maybe_datetime, to_datetime
 from .._models import NO_PROGRESS, HistoryEntry, Job
 from .._states import BY_VALUE
-from ._base import Transition
+from ._base import RunningProgress, Transition
 
 JOB_COLUMNS: Final = (
     "id, queue, status, payload, result, error, traceback, progress, attempts, max_attempts,"
@@ -81,3 +81,17 @@ def tail_page(rows: Sequence[Any], seq: int, limit: int) -> tuple[list[Transitio
     if len(transitions) == limit:
         return transitions, transitions[-1].seq
     return transitions, max(seq, int(rows[0][0])) if rows else seq
+
+
+RUNNING_PROGRESS: Final = (
+    "SELECT id, queue, (SELECT max(seq) FROM {t}job_history AS h WHERE h.job_id = jobs.id),"
+    " progress FROM {t}jobs AS jobs WHERE status = 'running' AND lease_owner <> {owner}"
+)
+"""The query of jobs_running_progress: ``{t}`` the table prefix, ``{owner}`` a parameter."""
+
+
+def row_to_running_progress(row: Any) -> RunningProgress:
+    job_id, queue, seq, progress = row
+    return RunningProgress(
+        job_id, queue, seq or 0, None if progress is None else _codec.decode_progress(progress)
+    )

@@ -8,13 +8,15 @@ from typing import Any
 
 from .._models import HistoryEntry, Job
 from .._states import BY_VALUE, JobStatus
-from ._base import ListParams, Transition
+from ._base import ListParams, RunningProgress, Transition
 from ._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
+    RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
     row_to_job,
+    row_to_running_progress,
     row_to_transition,
     tail_page,
 )
@@ -106,6 +108,10 @@ class SQLiteReads:
             [*args, limit],
         )
         return [row_to_transition(row) for row in rows]
+
+    async def jobs_running_progress(self, other_than: str) -> list[RunningProgress]:
+        rows = await self.file.read(RUNNING_PROGRESS.format(t="", owner="?"), (other_than,))
+        return [row_to_running_progress(row) for row in rows]
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
