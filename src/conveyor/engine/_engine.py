@@ -31,7 +31,7 @@ from ._batcher import Batcher
 from ._executor import RunningJob, StopReason
 from ._owners import new_owner_id, owner_is_dead
 from ._pool import QueuePool
-from ._relay import ProgressRelay
+from ._relay import ProgressRelay, progress_event
 from ._upkeep import apply_retention, enqueue_ticks, periodic_loop, retention_loop
 
 log = get_logger("conveyor.engine")
@@ -145,17 +145,8 @@ class Engine:
         # Before its "running" transition is published, a report would overtake it; that
         # event will carry the latest report instead.
         if run.announced and self.bus.wants(job.id):
-            self.bus.publish(
-                Event(
-                    seq=run.seq,
-                    job_id=job.id,
-                    queue=job.queue,
-                    status=JobStatus.RUNNING,
-                    progress=ctx.progress,
-                    at=to_datetime(self.clock.now()),
-                ),
-                is_progress=True,
-            )
+            event = progress_event(run.seq, job.id, job.queue, ctx.progress, self.clock.now())
+            self.bus.publish(event, is_progress=True)
 
     # -- runs --------------------------------------------------------------------------
 

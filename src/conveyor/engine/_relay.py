@@ -21,6 +21,19 @@ from .._states import JobStatus
 from ..store import Store
 
 
+def progress_event(seq: int, job_id: str, queue: str, progress: Progress, at: float) -> Event:
+    """The event of a progress report: status running, the seq of the job's latest
+    transition (see docs/protocol.md)."""
+    return Event(
+        seq=seq,
+        job_id=job_id,
+        queue=queue,
+        status=JobStatus.RUNNING,
+        progress=progress,
+        at=to_datetime(at),
+    )
+
+
 class ProgressRelay:
     """Reads other owners' stored progress and publishes what moved.
 
@@ -71,23 +84,13 @@ class ProgressRelay:
         published_until = self._published_until()
         last, self._last = self._last, {}
         events: list[Event] = []
-        at = to_datetime(self.clock.now())
+        at = self.clock.now()
         for row in rows:
             if row.seq > published_until:
                 continue  # its latest transition is not out yet: a report must not overtake it
             self._last[row.job_id] = row.progress
             if row.job_id in last and last[row.job_id] == row.progress:
                 continue
-            if row.progress is None or not self.bus.wants(row.job_id):
-                continue
-            events.append(
-                Event(
-                    seq=row.seq,
-                    job_id=row.job_id,
-                    queue=row.queue,
-                    status=JobStatus.RUNNING,
-                    progress=row.progress,
-                    at=at,
-                )
-            )
+            if row.progress is not None and self.bus.wants(row.job_id):
+                events.append(progress_event(row.seq, row.job_id, row.queue, row.progress, at))
         self.bus.publish_all(events, is_progress=True)
