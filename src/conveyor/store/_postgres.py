@@ -122,7 +122,7 @@ class PostgresStore(PostgresUpkeep):
             [j.timeout for j in jobs],
             [j.unique_key for j in jobs],
         ]
-        order_by = 'h_job_id COLLATE "C"'  # ids grow: the order they were made in
+        order_by = "h_job_id"  # ids grow: the order they were made in
         if not may_clash:
             rows = await self._change(change, args, order_by=order_by)
             by_id = {t.job_id: t for t in self._transitions(rows)}
@@ -178,7 +178,7 @@ class PostgresStore(PostgresUpkeep):
                 params.queue,
                 params.limit,
             ],
-            order_by='priority DESC, id COLLATE "C"',  # as Python sorts them below
+            order_by="priority DESC, id",  # as Python sorts them below (ids collate as bytes)
             durable=False,
         )
         jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))

@@ -14,7 +14,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # 1: jobs, their history, and the counter that hands out history seqs.
     """
     CREATE TABLE {schema}.jobs (
-        id               text PRIMARY KEY,
+        id               text COLLATE "C" PRIMARY KEY,  -- ids sort as bytes, as in Python
         queue            text NOT NULL,
         status           text NOT NULL,
         payload          json NOT NULL,
@@ -54,7 +54,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
 
     CREATE TABLE {schema}.job_history (
         seq     bigint PRIMARY KEY,             -- from history_seq: commit order, no gaps
-        job_id  text NOT NULL,
+        job_id  text COLLATE "C" NOT NULL,
         queue   text NOT NULL,
         status  text NOT NULL,
         at      double precision NOT NULL,

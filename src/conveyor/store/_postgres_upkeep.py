@@ -158,7 +158,7 @@ class PostgresUpkeep(PostgresReads):
             " RETURNING jobs.scheduled_at, jobs.id AS h_job_id, jobs.queue AS h_queue,"
             " 'queued'::text AS h_status, $1::float8 AS h_at, 'due'::text AS h_message",
             [now, limit],
-            order_by='scheduled_at, h_job_id COLLATE "C"',
+            order_by="scheduled_at, h_job_id",
         )
         return self._transitions(rows)
 
