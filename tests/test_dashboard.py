@@ -4,6 +4,7 @@ real runtime serving a real SQLite file. Screenshots land in each test's tmp dir
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +16,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from playwright.async_api import Page, async_playwright, expect
 
 from conveyor import JobStatus, Queue, Runtime
+
+from .conftest import Worker
+from .worker_app import Work as WorkerQueue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
@@ -278,3 +282,27 @@ async def test_older_jobs_page_by_page(page: Page, db_path: Path) -> None:
         latest = await rt.enqueue("flaky", {}, delay=3600)
         await expect(rows.first).to_have_attribute("data-job-id", latest.id, timeout=WAIT_MS)
         await expect(rows).to_have_count(106)
+
+
+async def test_a_dashboard_beside_a_worker_process_shows_its_progress(
+    page: Page, location: str, spawn: type[Worker]
+) -> None:
+    """`conveyor serve` watching a fleet: the handler runs in another process, and its
+    progress bar still moves on this page (on SQLite and on PostgreSQL)."""
+    worker = spawn()
+    async with Runtime(
+        location, queues=[WorkerQueue()], workers=False, serve=("127.0.0.1", 0)
+    ) as rt:
+        await page.goto(page_url(rt))
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        job = await rt.enqueue("work", {"steps": 4, "every": 0.6})
+        bar = row(page, job.id)
+        await expect(bar.locator(".badge")).to_have_text("running", timeout=WAIT_MS)
+        # A report made between transitions, relayed from the worker's store writes.
+        await expect(bar.locator(".message")).to_have_text(
+            re.compile(r"^step [123]$"), timeout=WAIT_MS
+        )
+        await expect(bar.locator(".badge")).to_have_text("running")
+        await expect(bar.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
+        done = await rt.wait(job.id, timeout=10)
+        assert done.result == {"pid": worker.pid}
