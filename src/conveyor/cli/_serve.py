@@ -41,9 +41,9 @@ def page_url(rt: Runtime) -> str:
 def add_serve_command(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
-        help="serve the dashboard of a database file, without running jobs",
+        help="serve the dashboard of a database, without running jobs",
         description="Serves the dashboard, the websocket protocol and JSON reads for every"
-        " queue in the file. Handlers run elsewhere (conveyor worker); cancel, rerun"
+        " queue in the database. Handlers run elsewhere (conveyor worker); cancel, rerun"
         " and purge work from here.",
     )
     serve.add_argument("--db", default="conveyor.db", help=DATABASE_HELP)
