@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export CONVEYOR_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint postgres bench clean
+.PHONY: demo test lint postgres bench bench-postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ $(CHROMIUM):
 bench: $(STAMP)
 	$(BIN)/python benchmarks/throughput.py --peers huey,arq,saq,taskiq,procrastinate,pgqueuer
 	$(BIN)/python benchmarks/fanout.py
+
+bench-postgres: $(STAMP) postgres
+	$(BIN)/python benchmarks/throughput.py --store postgres --jobs 5000 \
+	    --peers pgqueuer,procrastinate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm
