@@ -40,11 +40,16 @@ def http_get(url: str) -> tuple[int, bytes]:
         return response.status, response.read()
 
 
+def serving(where: str | Path) -> Runtime:
+    """A runtime for the commands to talk to: it runs Work and serves on a free port."""
+    return Runtime(
+        where, queues=[Work()], serve=("127.0.0.1", 0), shutdown_grace=0, poll_interval=0.05
+    )
+
+
 @pytest.fixture
 async def rt(db_path: Path) -> AsyncIterator[Runtime]:
-    async with Runtime(
-        db_path, queues=[Work()], serve=("127.0.0.1", 0), shutdown_grace=0, poll_interval=0.05
-    ) as runtime:
+    async with serving(db_path) as runtime:
         yield runtime
 
 
@@ -86,9 +91,7 @@ async def test_demo_streams_varied_jobs_serves_the_dashboard_and_stops_on_ctrl_c
 @pytest.fixture
 async def rt_anywhere(location: str) -> AsyncIterator[Runtime]:
     """The runtime of ``rt``, once on a SQLite file and once on a PostgreSQL schema."""
-    async with Runtime(
-        location, queues=[Work()], serve=("127.0.0.1", 0), shutdown_grace=0, poll_interval=0.05
-    ) as runtime:
+    async with serving(location) as runtime:
         yield runtime
 
 
