@@ -263,7 +263,7 @@ class Failing(Queue):
         ("raise", "ValueError: bad row 7", True),
         ("fail_job", "nothing to export", False),
         ("swallowed", "still failed", False),
-        ("unencodable", "not JSON-serialisable", True),
+        ("unencodable", "cannot be stored as JSON", False),
     ],
 )
 async def test_failures_keep_the_error(

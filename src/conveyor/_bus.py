@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
 
 import anyio
@@ -37,8 +37,10 @@ class EventStream:
         "_buffer",
         "_bus",
         "_closed",
+        "_floor",
         "_overflowed",
         "_waiter",
+        "first",
         "job_id",
         "max_buffer",
         "on_overflow",
@@ -71,6 +73,11 @@ class EventStream:
         # Called once when the stream is dropped for overflowing, for a consumer that may
         # be blocked elsewhere (on a stuck socket) rather than waiting on this stream.
         self.on_overflow: Callable[[], None] | None = None
+        # Optional: read once, before the first event, for an event to yield before any
+        # other (a job's current state). Until it is read, events wait in the buffer;
+        # transitions it already covers (seq <= its seq) are then skipped.
+        self.first: Callable[[], Awaitable[Event | None]] | None = None
+        self._floor = 0
 
     def _push(self, event: Event, is_progress: bool) -> None:
         if self._closed:  # closed while a batch was being published to it
@@ -79,7 +86,14 @@ class EventStream:
             return
         if self.statuses is not None and event.status not in self.statuses:
             return
-        if self.sink is not None and not self._buffer and self.sink(event, is_progress):
+        if not is_progress and event.seq <= self._floor:
+            return  # covered by the first event
+        if (
+            self.sink is not None
+            and self.first is None
+            and not self._buffer
+            and self.sink(event, is_progress)
+        ):
             return
         if len(self._buffer) >= self.max_buffer:
             self._coalesce()
@@ -132,16 +146,28 @@ class EventStream:
                 return
 
     async def _next_item(self) -> tuple[Event, bool]:
-        while not self._buffer:
-            if self._closed:
-                if self._overflowed:
-                    raise EventStreamOverflow(
-                        f"subscriber fell more than {self.max_buffer} transitions behind"
-                    )
-                raise StopAsyncIteration
-            self._waiter = waiter = anyio.Event()
-            await waiter.wait()
-        return self._buffer.popleft()
+        if self.first is not None:
+            try:
+                event = await self.first()
+            finally:
+                self.first = None
+            if event is not None:
+                self._floor = event.seq
+                if self.statuses is None or event.status in self.statuses:
+                    return event, False
+        while True:
+            while not self._buffer:
+                if self._closed:
+                    if self._overflowed:
+                        raise EventStreamOverflow(
+                            f"subscriber fell more than {self.max_buffer} transitions behind"
+                        )
+                    raise StopAsyncIteration
+                self._waiter = waiter = anyio.Event()
+                await waiter.wait()
+            event, is_progress = self._buffer.popleft()
+            if is_progress or event.seq > self._floor:
+                return event, is_progress
 
     async def aclose(self) -> None:
         """Unsubscribe; iteration then ends after the events already buffered."""

@@ -47,6 +47,8 @@ def encode_payload(payload: Any, payload_type: Any, max_bytes: int) -> bytes:
         data = json_encoder.encode(payload)
     except (TypeError, ValueError, OverflowError) as exc:
         raise ValidationError(f"payload is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        raise ValidationError("payload is nested too deeply to encode as JSON") from None
     if len(data) > max_bytes:
         raise ValidationError(f"payload is {len(data)} bytes, over the {max_bytes}-byte limit")
     if payload_type is not Any:
@@ -54,4 +56,6 @@ def encode_payload(payload: Any, payload_type: Any, max_bytes: int) -> bytes:
             decoder_for(payload_type).decode(data)
         except msgspec.ValidationError as exc:
             raise ValidationError(f"invalid payload: {exc}") from None
+        except RecursionError:
+            raise ValidationError("payload is nested too deeply to decode") from None
     return data

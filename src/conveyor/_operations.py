@@ -24,8 +24,9 @@ from ._errors import (
     WaitTimeout,
 )
 from ._ids import IdGenerator
+from ._limits import Limits, name, optional_text, text
 from ._models import Event, HistoryEntry, Job
-from ._options import JobOptions, job_options, seconds
+from ._options import JobOptions, job_options, optional_seconds, seconds
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
 from .engine import Engine, purge, transition_event
@@ -42,7 +43,7 @@ class JobOperations:
     workers: bool
     clock: Clock
     bus: EventBus
-    max_payload_bytes: int
+    limits: Limits
     _engine: Engine
     _ids: IdGenerator
     _open: bool
@@ -58,18 +59,17 @@ class JobOperations:
         """True for a runtime without queues nor workers: it reads every queue."""
         return not self.queues and not self.workers
 
-    def _queue(self, name: str) -> Queue[Any]:
-        queue = self.queues.get(name)
+    def _queue(self, queue_name: str) -> Queue[Any]:
+        queue = self.queues.get(queue_name) if isinstance(queue_name, str) else None
         if queue is None:
-            raise QueueNotFound(name)
+            raise QueueNotFound(str(queue_name))
         return queue
 
-    def _check_queue_name(self, name: str) -> None:
+    def _check_queue_name(self, queue: str) -> None:
         """QueueNotFound unless reads of this queue are this runtime's to answer."""
-        if not isinstance(name, str):
-            raise ValidationError(f"queue must be a string, not {type(name).__name__}")
+        name("queue", queue)
         if not self.observes_all:
-            self._queue(name)
+            self._queue(queue)
 
     def _new_job(
         self,
@@ -79,7 +79,7 @@ class JobOperations:
         now: float,
         unique_key: str | None,
     ) -> NewJob:
-        data = _codec.encode_payload(payload, queue.payload_type, self.max_payload_bytes)
+        data = _codec.encode_payload(payload, queue.payload_type, self.limits.payload_bytes)
         return NewJob(
             id=self._ids.new(),
             queue=queue.name,
@@ -133,8 +133,10 @@ class JobOperations:
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
         stored; safe to retry). Concurrent calls share one commit.
         """
-        if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
-            raise ValidationError("unique_key must be a non-empty string")
+        if unique_key is not None:
+            text("unique_key", unique_key, self.limits.unique_key_bytes)
+            if not unique_key:
+                raise ValidationError("unique_key must not be empty")
         (job,) = await self._enqueue(
             queue,
             [payload],
@@ -186,7 +188,7 @@ class JobOperations:
             )
         q = self._queue(queue)
         now = self.clock.now()
-        checked = job_options(q, now, **options)
+        checked = job_options(q, now, self.limits, **options)
         new = [self._new_job(q, p, checked, now, unique_key) for p in payloads]
         if not new:
             return []
@@ -196,8 +198,7 @@ class JobOperations:
         ]
 
     async def _get(self, job_id: str, queue: str | None = None) -> Job:
-        if not isinstance(job_id, str):
-            raise ValidationError(f"job_id must be a string, not {type(job_id).__name__}")
+        name("job_id", job_id)
         job = await self.store.job_get(job_id)
         if job is None or (queue is not None and job.queue != queue):
             raise JobNotFound(job_id)
@@ -245,6 +246,7 @@ class JobOperations:
         finished is returned unchanged."""
         self._require_open()
         self._check_queue_name(queue)
+        name("job_id", job_id)
         if job_id in self._engine.running:
             # Its reports reach the store coalesced: write them first, or the cancelling
             # event would carry an older report than the events before it.
@@ -259,6 +261,8 @@ class JobOperations:
         """Wait until the job reaches a terminal state and return it. WaitTimeout after
         ``timeout`` seconds (the job is unaffected)."""
         self._require_open()
+        timeout = optional_seconds("timeout", timeout)
+        name("job_id", job_id)
         async with self.bus.subscribe(job_id=job_id, max_buffer=64) as stream:
             try:
                 with anyio.fail_after(timeout):
@@ -286,7 +290,7 @@ class JobOperations:
         if status is not None:
             try:
                 status = JobStatus(status)
-            except ValueError:
+            except (ValueError, TypeError):
                 raise ValidationError(f"unknown status {status!r}") from None
         if (
             not isinstance(limit, int)
@@ -294,8 +298,8 @@ class JobOperations:
             or not 1 <= limit <= MAX_LIST_LIMIT
         ):
             raise ValidationError(f"limit must be an int from 1 to {MAX_LIST_LIMIT}")
-        if cursor is not None and not isinstance(cursor, str):
-            raise ValidationError("cursor must be a job id string")
+        if cursor is not None:
+            name("cursor", cursor)
         return await self.store.jobs_list(
             ListParams(queue=queue, status=status, limit=limit, before=cursor)
         )
@@ -303,6 +307,7 @@ class JobOperations:
     async def history(self, job_id: str) -> list[HistoryEntry]:
         """Every transition of the job, oldest first, with time and message."""
         self._require_open()
+        name("job_id", job_id)
         entries = await self.store.job_history(job_id)
         if not entries:
             await self._get(job_id)  # raises JobNotFound
@@ -312,6 +317,8 @@ class JobOperations:
         """Put a completed, failed or cancelled job back to ``queued``, attempts reset.
         InvalidTransition for a job that is still pending or running."""
         self._require_open()
+        name("job_id", job_id)
+        by = optional_text("by", by, self.limits.created_by_bytes)
         job, transitions = await self.store.job_rerun(job_id, by, self.clock.now())
         self._engine.committed(transitions)
         return job
@@ -333,10 +340,7 @@ class JobOperations:
         if queue is not None:
             self._check_queue_name(queue)
         age = seconds("older_than", older_than)
-        try:
-            wanted = frozenset(JobStatus(s) for s in statuses)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        wanted = _statuses("statuses", statuses)
         if not wanted <= TERMINAL:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
         return await purge(self.store, wanted, self.clock.now() - age, queue)
@@ -349,6 +353,7 @@ class JobOperations:
         WaitTimeout after ``timeout`` seconds.
         """
         self._require_open()
+        timeout = optional_seconds("timeout", timeout)
         if not self.workers:
             raise RuntimeClosed("drain() needs a runtime with workers")
         busy = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING)
@@ -382,12 +387,55 @@ class JobOperations:
         """Live ``queue.job.changed`` events from now on, optionally filtered by queue,
         job and status (a progress report's status is ``running``).
 
-        ``async for event in rt.events(queue="exports"): ...``. See EventStream for the
-        buffer bound and overflow policy.
+        ``async for event in rt.events(queue="exports"): ...``. With ``job_id``, the
+        first event is the job's current state (so a loop waiting for a job that has
+        already finished ends at once; JobNotFound if there is no such job), then its
+        changes. See EventStream for the buffer bound and overflow policy.
         """
         self._require_open()
         if queue is not None:
             self._check_queue_name(queue)
-        return self.bus.subscribe(
-            queue=queue, job_id=job_id, statuses=statuses, max_buffer=max_buffer
+        if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
+            raise ValidationError(f"max_buffer must be an int >= 1, not {max_buffer!r}")
+        wanted = None if statuses is None else _statuses("statuses", statuses)
+        stream = self.bus.subscribe(
+            queue=queue,
+            job_id=None if job_id is None else name("job_id", job_id),
+            statuses=wanted,
+            max_buffer=max_buffer,
         )
+        if job_id is not None:
+            stream.first = lambda: self.current_event(job_id)
+        return stream
+
+    async def current_event(self, job_id: str) -> Event:
+        """The job's current state as an event: its status and progress, with the seq
+        of its latest transition (what ``events(job_id=...)`` yields first)."""
+        self._require_open()
+        # History first: should a transition fall between the reads, the seq is the
+        # older one, so that transition is delivered after this (a repeat, never a gap).
+        history = await self.store.job_history(job_id)
+        job = await self._get(job_id)
+        last = history[-1] if history else None
+        run = self._engine.running.get(job_id)
+        return Event(
+            seq=0 if last is None else last.seq,
+            job_id=job.id,
+            queue=job.queue,
+            status=job.status,
+            progress=job.progress if run is None else run.ctx.progress,
+            at=job.updated_at,
+            message=None if last is None else last.message,
+        )
+
+
+def _statuses(field: str, values: Any) -> frozenset[JobStatus]:
+    """Statuses given as JobStatus values or their strings, checked."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValidationError(f"{field} must be a list of statuses, not {values!r}")
+    try:
+        return frozenset(JobStatus(s) for s in values)
+    except (ValueError, TypeError):
+        raise ValidationError(
+            f"{field} must hold statuses ({', '.join(JobStatus)}), not {list(values)!r}"
+        ) from None

@@ -14,7 +14,9 @@ from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
 import anyio.from_thread
 
-from ._errors import JobCancelled, JobFailed, NotInJob
+from . import _limits
+from ._errors import JobCancelled, JobFailed, NotInJob, ValidationError
+from ._limits import DEFAULT_LIMITS, Limits
 from ._models import Job, Progress
 from .backoff import exponential
 
@@ -24,10 +26,24 @@ PayloadT = TypeVar("PayloadT")
 class JobContext:
     """What a handler can reach of its running job. Made by the executor, one per run."""
 
-    __slots__ = ("_on_progress", "_thread", "cancel_requested", "failed_error", "job", "progress")
+    __slots__ = (
+        "_on_progress",
+        "_thread",
+        "cancel_requested",
+        "failed_error",
+        "job",
+        "limits",
+        "progress",
+    )
 
-    def __init__(self, job: Job, on_progress: Callable[[JobContext], None]) -> None:
+    def __init__(
+        self,
+        job: Job,
+        on_progress: Callable[[JobContext], None],
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.job = job
+        self.limits = limits
         self.progress = job.progress
         # A threading.Event, because sync handlers poll it from their worker thread.
         self.cancel_requested = threading.Event()
@@ -65,8 +81,20 @@ def report_progress(
 
     Cheap enough to call in a tight loop: the event goes out immediately, while the store
     write is coalesced (the latest report per job is written every fraction of a second).
+
+    ``current`` and ``total`` are finite numbers, ``message`` text within the runtime's
+    ``Limits.progress_message_bytes``; anything else raises ValidationError naming the
+    argument, and the report is not made (the job goes on unless the error escapes).
     """
-    _context("report_progress").report(Progress(current=current, total=total, message=message))
+    ctx = _context("report_progress")
+    progress = Progress(
+        current=_limits.number("report_progress(current=)", current),
+        total=None if total is None else _limits.number("report_progress(total=)", total),
+        message=_limits.optional_text(
+            "report_progress(message=)", message, ctx.limits.progress_message_bytes
+        ),
+    )
+    ctx.report(progress)
 
 
 def check_cancelled() -> None:
@@ -80,10 +108,15 @@ def check_cancelled() -> None:
 
 
 def fail_job(error: str) -> None:
-    """End the running job as ``failed`` with ``error`` and no retry. Does not return."""
+    """End the running job as ``failed`` with ``error`` and no retry. Does not return.
+
+    ``error`` must be a string (ValidationError otherwise); past the runtime's
+    ``Limits.error_bytes`` it is stored cut, with a note saying so."""
     ctx = _context("fail_job")
-    ctx.failed_error = error
-    raise JobFailed(error)
+    if not isinstance(error, str):
+        raise ValidationError(f"fail_job(error=) must be a string, not {type(error).__name__}")
+    ctx.failed_error = _limits.storable(error, ctx.limits.error_bytes)
+    raise JobFailed(ctx.failed_error)
 
 
 def current_job() -> Job:

@@ -21,6 +21,7 @@ from ._bus import EventBus
 from ._clock import Clock, SystemClock
 from ._errors import RuntimeClosed, ValidationError
 from ._ids import IdGenerator
+from ._limits import DEFAULT_LIMITS, Limits
 from ._logging import get_logger
 from ._operations import JobOperations
 from ._options import check_queue_class, seconds
@@ -57,7 +58,8 @@ class Runtime(JobOperations):
     ``poll_interval`` bounds how late this runtime notices what other processes did
     on SQLite (PostgreSQL notifies at once);
     ``progress_interval`` is how often progress reports are written to the store (they
-    are broadcast at once regardless).
+    are broadcast at once regardless). ``limits`` bounds the sizes of what enters (see
+    :class:`Limits` for the table and the defaults).
 
     Retention: a worker runtime deletes completed and cancelled jobs ``retain_completed``
     after they finished (default 7 days) and failed ones after ``retain_failed`` (30
@@ -79,7 +81,7 @@ class Runtime(JobOperations):
         lease_ttl: float = 30.0,
         poll_interval: float = 0.1,
         progress_interval: float = 0.25,
-        max_payload_bytes: int = 1 << 20,
+        limits: Limits = DEFAULT_LIMITS,
         clock: Clock | None = None,
         serve: tuple[str, int] | None = None,
         token: str | None = None,
@@ -105,6 +107,9 @@ class Runtime(JobOperations):
                 raise ValidationError(f"{name} must be a number >= 0, not {value!r}")
         if lease_ttl <= 0 or poll_interval <= 0:
             raise ValidationError("lease_ttl and poll_interval must be > 0")
+        if not isinstance(limits, Limits):
+            raise ValidationError(f"limits must be a conveyor.Limits, not {type(limits).__name__}")
+        self.limits = limits
         self._stack: AsyncExitStack | None = None
         self._server: Server | None = None
         if serve is not None:
@@ -114,12 +119,13 @@ class Runtime(JobOperations):
                 allowed_origins=allowed_origins,
                 max_message_bytes=max_message_bytes,
             )
-        self.max_payload_bytes = max_payload_bytes
         self._periodic = [
             PeriodicQueue(
                 q.name,
                 parse_schedule(f"{type(q).__name__}.periodic", type(q).periodic),
-                _codec.encode_payload(type(q).periodic_payload, q.payload_type, max_payload_bytes),
+                _codec.encode_payload(
+                    type(q).periodic_payload, q.payload_type, limits.payload_bytes
+                ),
                 type(q).periodic_catch_up,
             )
             for q in self.queues.values()
@@ -127,7 +133,6 @@ class Runtime(JobOperations):
         ]
         self.workers = workers
         self.shutdown_grace = float(shutdown_grace)
-        self.max_payload_bytes = max_payload_bytes
         self.clock: Clock = clock or SystemClock()
         self.bus = EventBus()
         self._engine = Engine(
@@ -142,6 +147,7 @@ class Runtime(JobOperations):
                 JobStatus.CANCELLED: seconds("retain_completed", retain_completed),
                 JobStatus.FAILED: seconds("retain_failed", retain_failed),
             },
+            limits=limits,
         )
         self._ids = IdGenerator()
         self._tg: TaskGroup | None = None

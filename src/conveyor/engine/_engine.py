@@ -13,7 +13,8 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
-from .._errors import StoreError
+from .._errors import StoreBusy, StoreError, StoreUnavailable
+from .._limits import DEFAULT_LIMITS, Limits
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
 from .._periodic import PeriodicQueue
@@ -28,7 +29,7 @@ from ..store import (
     Transition,
 )
 from ._batcher import Batcher
-from ._executor import RunningJob, StopReason
+from ._executor import RunningJob, StopReason, internal_failure
 from ._owners import new_owner_id, owner_is_dead
 from ._pool import QueuePool
 from ._relay import ProgressRelay, progress_event
@@ -66,6 +67,7 @@ class Engine:
         poll_interval: float,
         progress_interval: float,
         retention: dict[JobStatus, float],
+        limits: Limits = DEFAULT_LIMITS,
         max_orphanings: int = 3,
     ) -> None:
         self.store = store
@@ -77,10 +79,13 @@ class Engine:
         self.progress_interval = progress_interval
         self.max_orphanings = max_orphanings
         self.retention = retention
+        self.limits = limits
         self.inserter: Batcher[NewJob, Transition | Job] = Batcher(
             self._write_inserts, name="enqueue"
         )
-        self.finisher: Batcher[Finish, None] = Batcher(self._write_finishes, name="finish")
+        self.finisher: Batcher[Finish, None] = Batcher(
+            self._write_finishes, name="finish", salvage=self._salvage_finish
+        )
         self.pools: dict[str, QueuePool] = {}
         self.running: dict[str, RunningJob] = {}
         self._progress: dict[str, ProgressWrite] = {}
@@ -151,7 +156,7 @@ class Engine:
     # -- runs --------------------------------------------------------------------------
 
     def start_run(self, job: Job, token: str, seq: int, is_async: bool) -> RunningJob:
-        run = RunningJob(JobContext(job, self._on_progress), token, seq, is_async)
+        run = RunningJob(JobContext(job, self._on_progress, self.limits), token, seq, is_async)
         # The tail may have published its "running" transition already (it reads the
         # claim's commit while the job is on its way to a worker): then its reports are
         # events from the first one, or they would reach subscribers never.
@@ -180,6 +185,13 @@ class Engine:
         transitions = await self.store.jobs_finish(finishes, self.clock.now())
         self.committed(transitions)
         return [None] * len(finishes)
+
+    def _salvage_finish(self, finish: Finish, error: BaseException) -> Finish | None:
+        """An outcome the store refused still ends its job: failed, saying why, with
+        nothing of what was refused. (If even that is refused, the job's lease expires
+        and it runs again: never lost, never stuck.)"""
+        bare = internal_failure(finish.job_id, finish.token, error, self.limits)
+        return None if finish == bare else bare
 
     # -- loops -------------------------------------------------------------------------
 
@@ -336,11 +348,18 @@ class Engine:
         writes, self._progress = list(self._progress.values()), {}
         try:
             await self.store.jobs_progress(writes, self.clock.now())
-        except StoreError as exc:
+        except (StoreBusy, StoreUnavailable) as exc:
             log.warning("writing progress failed, will retry: %s", exc)
             for w in writes:
                 self._progress.setdefault(w.job_id, w)
             self._progress_dirty.set()
+        except Exception as exc:  # something the store refused: keep the other reports
+            log.warning("writing progress refused (%s); writing each report alone", exc)
+            for w in writes:
+                try:
+                    await self.store.jobs_progress([w], self.clock.now())
+                except Exception as alone:
+                    log.error("dropped a progress report of job %s: %s", w.job_id, alone)
 
     async def release_all(self) -> None:
         """Put back whatever this runtime still holds (shutdown's last write)."""

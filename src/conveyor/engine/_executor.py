@@ -15,8 +15,9 @@ import msgspec
 from .. import _codec
 from .._clock import Clock
 from .._errors import JobCancelled, JobFailed
+from .._limits import Limits, describe, storable
 from .._logging import get_logger
-from .._models import Job
+from .._models import NO_PROGRESS, Job, Progress
 from .._queue import JobContext, Queue, bind
 from .._queue import reset as _current_reset
 from .._states import JobStatus
@@ -69,8 +70,9 @@ class RunningJob:
 class Handler:
     """A queue's ``handle_item`` and how to call it."""
 
-    def __init__(self, queue: Queue[Any]) -> None:
+    def __init__(self, queue: Queue[Any], limits: Limits) -> None:
         fn: Callable[[Any], Any] = queue.handle_item  # type: ignore[attr-defined]
+        self.limits = limits
         self.fn = fn
         self.is_async = inspect.iscoroutinefunction(fn)
         self.payload_type = queue.payload_type
@@ -103,28 +105,93 @@ def _stopped(run: RunningJob) -> Finish | None:
             return _finish(run, JobStatus.CANCELLED, message="cancelled")
 
 
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+MAX_RETRY_DELAY = 365 * 86400.0  # a backoff beyond a year is taken as a year
+
+
+def _traceback_text(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except Exception:  # a broken __str__ or __traceback__: the error itself still counts
+        return f"{describe(exc)} (its traceback could not be formatted)"
+
+
+def _retry_delay(handler: Handler, attempt: int) -> float:
+    """The queue's backoff after failed attempt ``attempt``, as finite seconds >= 0."""
+    delay = float(handler.backoff(attempt))
+    if delay != delay:  # NaN
+        raise ValueError(f"backoff({attempt}) returned NaN")
+    return min(max(0.0, delay), MAX_RETRY_DELAY)
 
 
 def _failed(handler: Handler, run: RunningJob, exc: BaseException, now: float) -> Finish:
-    """Fail the run: for good, or (attempts and ``retry_on`` allowing) until a retry."""
-    error = _error_text(exc)
-    tb = "".join(traceback.format_exception(exc))
+    """Fail the run: for good, or (attempts and ``retry_on`` allowing) until a retry.
+
+    Whatever the exception holds, what is stored is text within the limits: an error
+    whose ``str()`` raises is recorded by its type, a long one is cut, saying so."""
+    limits = handler.limits
+    error = storable(describe(exc), limits.error_bytes)
+    tb = storable(_traceback_text(exc), limits.traceback_bytes, keep="tail")
     job = run.job
     retry_on = handler.retry_on
     if job.attempts < job.max_attempts and (retry_on is None or isinstance(exc, retry_on)):
-        delay = max(0.0, float(handler.backoff(job.attempts)))
+        try:
+            delay = _retry_delay(handler, job.attempts)
+        except Exception as backoff_exc:  # the queue's own backoff is broken: no retry
+            error = storable(
+                f"{error} (and backoff failed: {describe(backoff_exc)})", limits.error_bytes
+            )
+            return _finish(run, JobStatus.FAILED, error=error, traceback=tb, message=error)
         return _finish(
             run,
             JobStatus.SCHEDULED,
             error=error,
             traceback=tb,
             scheduled_at=now + delay,
-            message=f"attempt {job.attempts} of {job.max_attempts} failed;"
-            f" retry in {delay:.3g}s: {error}",
+            message=storable(
+                f"attempt {job.attempts} of {job.max_attempts} failed;"
+                f" retry in {delay:.3g}s: {error}",
+                limits.error_bytes,
+            ),
         )
     return _finish(run, JobStatus.FAILED, error=error, traceback=tb, message=error)
+
+
+def _completed(handler: Handler, run: RunningJob, result: Any) -> Finish:
+    """Complete the run with ``result``, or fail it for good when the result cannot be
+    stored (not JSON, or over ``Limits.result_bytes``): a retry would return the same."""
+    try:
+        encoded = _codec.encode(result)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        error = storable(
+            f"the handler's result cannot be stored as JSON: {describe(exc)}",
+            handler.limits.error_bytes,
+        )
+        return _finish(run, JobStatus.FAILED, error=error, message=error)
+    if len(encoded) > handler.limits.result_bytes:
+        error = (
+            f"the handler's result is {len(encoded)} bytes of JSON, over the"
+            f" {handler.limits.result_bytes}-byte limit (Limits.result_bytes)"
+        )
+        return _finish(run, JobStatus.FAILED, error=error, message=error)
+    return _finish(run, JobStatus.COMPLETED, result=encoded)
+
+
+def internal_failure(
+    job_id: str, token: str, exc: BaseException, limits: Limits, progress: Progress = NO_PROGRESS
+) -> Finish:
+    """The outcome of a run that conveyor itself failed to carry out or to record (a bug,
+    or an outcome the store refused): the job fails, saying why, and the runtime goes on."""
+    error = storable(
+        f"conveyor could not record this run's outcome: {describe(exc)}", limits.error_bytes
+    )
+    return Finish(
+        job_id=job_id,
+        token=token,
+        status=JobStatus.FAILED,
+        error=error,
+        progress=progress,
+        message=error,
+    )
 
 
 async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None:
@@ -173,16 +240,14 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
                 )
             if run.ctx.failed_error is not None:  # fail_job() raised, and was swallowed
                 raise JobFailed(run.ctx.failed_error)
-            try:
-                encoded = _codec.encode(result)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise TypeError(f"the handler's result is not JSON-serialisable: {exc}") from None
-            outcome = _finish(run, JobStatus.COMPLETED, result=encoded)
+            outcome = _completed(handler, run, result)
         except JobFailed as exc:
-            outcome = _finish(run, JobStatus.FAILED, error=exc.error, message=exc.error)
+            text = exc.error if isinstance(exc.error, str) else describe(exc)
+            error = storable(text, handler.limits.error_bytes)
+            outcome = _finish(run, JobStatus.FAILED, error=error, message=error)
         except JobCancelled:
             outcome = _stopped(run)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a handler fails its job only
             outcome = _failed(handler, run, exc, clock.now())
     if run.scope.cancelled_caught:
         if run.reason is None:  # nobody stopped it: the deadline passed

@@ -20,7 +20,7 @@ from .._models import Job
 from .._queue import Queue
 from .._states import JobStatus
 from ..store import ClaimParams, Finish
-from ._executor import Handler, execute
+from ._executor import Handler, execute, internal_failure
 
 if TYPE_CHECKING:
     from ._engine import Engine
@@ -89,7 +89,7 @@ class QueuePool:
         self.engine = engine
         self.name = queue.name
         self.capacity = queue.worker_count
-        self.handler = Handler(queue)
+        self.handler = Handler(queue, engine.limits)
         self.free = self.capacity
         self.rate_limit = type(queue).rate_limit
         self._starts: deque[float] = deque()  # claim times inside the rate-limit window
@@ -193,6 +193,9 @@ class QueuePool:
                 run = engine.start_run(job, token, seq, self.handler.is_async)
                 try:
                     outcome = await execute(self.handler, run, engine.clock)
+                except Exception as exc:  # conveyor's own bug: this job fails, the rest go on
+                    log.exception("internal error while running job %s", job.id)
+                    outcome = internal_failure(job.id, token, exc, engine.limits, run.ctx.progress)
                 finally:
                     engine.end_run(run)
                 if outcome is not None:

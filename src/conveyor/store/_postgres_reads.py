@@ -20,6 +20,7 @@ from ._rows import (
     row_to_job,
     row_to_running_progress,
     row_to_transition,
+    rows_to_jobs,
     tail_page,
 )
 
@@ -93,7 +94,7 @@ class PostgresReads:
             *args,
             params.limit,
         )
-        return [row_to_job(row) for row in rows]
+        return rows_to_jobs(rows)
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self.db.fetch(

@@ -1,16 +1,62 @@
 """Rows to records: the column lists both stores select, and their mapping to Job and
-Transition (the stores keep the same columns, with times as Unix seconds)."""
+Transition (the stores keep the same columns, with times as Unix seconds).
+
+A row that cannot be read whole (a hand edit, a bug of an older version) is reported for
+that row and never breaks a read of others: a JSON column that does not decode comes
+back as its raw text (progress as a note in its message), and is logged; a row whose
+status or times are unreadable is left out of lists (logged) and is a StoreError when
+asked for by id.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Final
+
+import msgspec
 
 from .. import _codec
 from .._clock import maybe_datetime, to_datetime
-from .._models import NO_PROGRESS, HistoryEntry, Job
+from .._errors import StoreError
+from .._logging import get_logger
+from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
 from .._states import BY_VALUE
 from ._base import RunningProgress, Transition
+
+log = get_logger("conveyor.store")
+
+_UNREADABLE: Final = (msgspec.DecodeError, msgspec.ValidationError, RecursionError, TypeError)
+
+
+class UnreadableRow(StoreError):
+    """A stored row that cannot be read back as a record."""
+
+
+def _raw_text(data: Any) -> str:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data).decode("utf-8", "replace")
+    return str(data)
+
+
+def _json(job_id: str, column: str, data: Any) -> Any:
+    try:
+        return _codec.decode(data)
+    except _UNREADABLE as exc:
+        log.warning(
+            "job %s: its stored %s is not valid JSON (%s); shown as text", job_id, column, exc
+        )
+        return _raw_text(data)
+
+
+def _progress(job_id: str, data: Any) -> Progress:
+    if data is None:
+        return NO_PROGRESS
+    try:
+        return _codec.decode_progress(data)
+    except _UNREADABLE as exc:
+        log.warning("job %s: its stored progress cannot be read (%s)", job_id, exc)
+        return Progress(message=f"(stored progress unreadable: {_raw_text(data)[:200]})")
+
 
 JOB_COLUMNS: Final = (
     "id, queue, status, payload, result, error, traceback, progress, attempts, max_attempts,"
@@ -20,15 +66,35 @@ JOB_COLUMNS: Final = (
 
 
 def row_to_job(row: Any) -> Job:
+    """The Job of a row of JOB_COLUMNS; UnreadableRow if its status or times are broken."""
+    try:
+        return _row_to_job(row)
+    except (KeyError, TypeError, ValueError, OverflowError, OSError) as exc:
+        raise UnreadableRow(f"the stored row of job {row[0]!r} cannot be read: {exc!r}") from None
+
+
+def rows_to_jobs(rows: Iterable[Any]) -> list[Job]:
+    """The Jobs of rows, leaving out (and logging) any that cannot be read."""
+    jobs: list[Job] = []
+    for row in rows:
+        try:
+            jobs.append(row_to_job(row))
+        except UnreadableRow as exc:
+            log.error("%s; left out of the list", exc)
+    return jobs
+
+
+def _row_to_job(row: Any) -> Job:
+    job_id = row[0]
     return Job(
-        id=row[0],
+        id=job_id,
         queue=row[1],
         status=BY_VALUE[row[2]],
-        payload=_codec.decode(row[3]),
-        result=None if row[4] is None else _codec.decode(row[4]),
+        payload=_json(job_id, "payload", row[3]),
+        result=None if row[4] is None else _json(job_id, "result", row[4]),
         error=row[5],
         traceback=row[6],
-        progress=NO_PROGRESS if row[7] is None else _codec.decode_progress(row[7]),
+        progress=_progress(job_id, row[7]),
         attempts=row[8],
         max_attempts=row[9],
         priority=row[10],
@@ -58,7 +124,7 @@ def row_to_transition(row: Any) -> Transition:
         at=at,
         message=message,
         origin=origin,
-        progress=None if progress is None else _codec.decode_progress(progress),
+        progress=None if progress is None else _progress(job_id, progress),
     )
 
 
@@ -93,5 +159,5 @@ RUNNING_PROGRESS: Final = (
 def row_to_running_progress(row: Any) -> RunningProgress:
     job_id, queue, seq, progress = row
     return RunningProgress(
-        job_id, queue, seq or 0, None if progress is None else _codec.decode_progress(progress)
+        job_id, queue, seq or 0, None if progress is None else _progress(job_id, progress)
     )

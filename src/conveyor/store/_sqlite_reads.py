@@ -18,6 +18,7 @@ from ._rows import (
     row_to_job,
     row_to_running_progress,
     row_to_transition,
+    rows_to_jobs,
     tail_page,
 )
 from ._sqlite_file import SQLiteFile
@@ -65,7 +66,7 @@ class SQLiteReads:
             f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",
             [*args, params.limit],
         )
-        return [row_to_job(row) for row in rows]
+        return rows_to_jobs(rows)
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self.file.read(

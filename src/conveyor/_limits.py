@@ -1,0 +1,138 @@
+"""What enters conveyor, checked where it enters: the size limits, and the checks of text
+and numbers that every boundary (enqueue options, handler reports, wire requests, CLI
+arguments) shares, so that nothing reaches a store that the store cannot hold or give
+back.
+
+Two kinds of check. What a caller passes (an enqueue option, a progress report) is
+*refused*: :class:`ValidationError` naming the field, nothing stored. What a handler's
+failure produces (an exception's text, its traceback) cannot be refused, since the job
+must still end: it is *made storable* instead, cut to its limit with a note that says so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import msgspec
+
+from ._errors import ValidationError
+
+KIB: Final = 1024
+MIB: Final = 1024 * KIB
+
+MAX_INT64: Final = 2**63 - 1
+
+
+class Limits(msgspec.Struct, frozen=True, kw_only=True):
+    """Size limits, in bytes of UTF-8 (JSON for payloads and results), applied where each
+    value enters: ``Runtime(..., limits=Limits(result_bytes=8 * MIB))``.
+
+    ========================== ========= ===========================================
+    limit                      default   over it
+    ========================== ========= ===========================================
+    ``payload_bytes``          1 MiB     enqueue refused (ValidationError)
+    ``result_bytes``           1 MiB     the job fails, saying so
+    ``progress_message_bytes`` 4 KiB     report_progress raises ValidationError
+    ``error_bytes``            16 KiB    the error text is cut, saying so
+    ``traceback_bytes``        64 KiB    the traceback is cut (its last part kept)
+    ``unique_key_bytes``       1 KiB     enqueue refused (ValidationError)
+    ``created_by_bytes``       1 KiB     enqueue refused (ValidationError)
+    ========================== ========= ===========================================
+    """
+
+    payload_bytes: int = MIB
+    result_bytes: int = MIB
+    progress_message_bytes: int = 4 * KIB
+    error_bytes: int = 16 * KIB
+    traceback_bytes: int = 64 * KIB
+    unique_key_bytes: int = KIB
+    created_by_bytes: int = KIB
+
+    def __post_init__(self) -> None:
+        for field in self.__struct_fields__:
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValidationError(f"Limits.{field} must be an int >= 1, not {value!r}")
+        # An error text shorter than this could not even say that it was cut.
+        for field in ("error_bytes", "traceback_bytes"):
+            if getattr(self, field) < 128:
+                raise ValidationError(f"Limits.{field} must be >= 128")
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+def text(field: str, value: Any, max_bytes: int) -> str:
+    """``value`` as a string a store can hold and give back, or ValidationError: a str,
+    valid Unicode (no lone surrogates), no NUL (PostgreSQL text cannot hold one), at most
+    ``max_bytes`` bytes of UTF-8."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, not {type(value).__name__}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            f"{field} is not valid Unicode text (a lone surrogate at {exc.start})"
+        ) from None
+    if "\x00" in value:
+        raise ValidationError(f"{field} contains a NUL character")
+    if size > max_bytes:
+        raise ValidationError(f"{field} is {size} bytes, over the {max_bytes}-byte limit")
+    return value
+
+
+def optional_text(field: str, value: Any, max_bytes: int) -> str | None:
+    return None if value is None else text(field, value, max_bytes)
+
+
+def name(field: str, value: Any) -> str:
+    """A queue name or a job id: non-empty text of at most 200 bytes."""
+    checked = text(field, value, 200)
+    if not checked:
+        raise ValidationError(f"{field} must not be empty")
+    return checked
+
+
+def number(field: str, value: Any) -> int | float:
+    """A finite int or float (not a bool), an int within 64 bits."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{field} must be a number, not {type(value).__name__}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValidationError(f"{field} must be a finite number, not {value!r}")
+    if isinstance(value, int) and not -MAX_INT64 - 1 <= value <= MAX_INT64:
+        raise ValidationError(f"{field} is out of range (64-bit)")
+    return value
+
+
+def integer(field: str, value: Any, low: int, high: int) -> int:
+    """An int (not a bool) from ``low`` to ``high``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{field} must be an int, not {type(value).__name__}")
+    if not low <= value <= high:
+        raise ValidationError(f"{field} must be from {low} to {high}, not {value}")
+    return value
+
+
+def storable(value: str, max_bytes: int, *, keep: str = "head") -> str:
+    """``value`` made storable whatever it holds: lone surrogates and NULs replaced, and
+    cut to ``max_bytes`` of UTF-8 with a note of how much was cut. ``keep="tail"`` keeps
+    the end instead (of a traceback, the frames nearest the error)."""
+    data = value.encode("utf-8", "replace").replace(b"\x00", b"\\x00")
+    if len(data) <= max_bytes:
+        return data.decode("utf-8")
+    note = f" [cut to the {max_bytes}-byte limit from {len(data)} bytes] "
+    room = max_bytes - len(note)
+    if keep == "head":
+        return data[:room].decode("utf-8", "ignore") + note.rstrip()
+    return note.lstrip() + data[len(data) - room :].decode("utf-8", "ignore")
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, even one whose ``str()`` raises."""
+    kind = type(exc).__name__
+    try:
+        message = str(exc)
+    except Exception:
+        return f"{kind} (its message could not be read)"
+    return f"{kind}: {message}" if message else kind
