@@ -22,7 +22,7 @@ import anyio
 import msgspec
 from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ._errors import (
     ConveyorError,
@@ -86,6 +86,35 @@ class _ErrorReply(msgspec.Struct, tag_field="type", tag="error"):
 _decoder = msgspec.json.Decoder(_Reply | _ErrorReply | Event)
 _encoder = msgspec.json.Encoder()
 
+MAX_MESSAGE_BYTES = 64 << 20
+
+
+def _decode(message: str | bytes) -> _Reply | _ErrorReply | Event | None:
+    """A message from the server, or None (logged) for one this client cannot read: a
+    newer server's message type, say. It never ends the connection."""
+    try:
+        item: _Reply | _ErrorReply | Event = _decoder.decode(message)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        log.warning("ignored a message from the server that this client cannot read: %s", exc)
+        return None
+    return item
+
+
+def websocket_url(url: str) -> str:
+    """The websocket address of a server given as ``ws(s)://`` or ``http(s)://``."""
+    if not isinstance(url, str):
+        raise ValidationError(f"url must be a string, not {type(url).__name__}")
+    scheme, sep, rest = url.partition("://")
+    schemes = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+    if not sep or scheme.lower() not in schemes or not rest.strip("/"):
+        raise ValidationError(
+            f"url must look like ws://127.0.0.1:8765 (or http://...), not {url!r}"
+        )
+    host = rest.split("/", 1)[0].split("?", 1)[0]
+    if not host:
+        raise ValidationError(f"url {url!r} names no host")
+    return f"{schemes[scheme.lower()]}://{rest}"
+
 
 class _Pending:
     __slots__ = ("done", "error", "name", "value")
@@ -104,6 +133,10 @@ class Client:
     iterator has its own, which it re-opens with exponential backoff (``min_backoff``
     to ``max_backoff`` seconds) after a drop, resuming after the last seq it saw: no
     transition is lost or repeated across a reconnect.
+
+    ``url`` is the server's ``ws://`` or ``wss://`` address; the ``http://`` address of
+    its dashboard works too. Replies of up to ``max_message_bytes`` are read (the server
+    pages lists to stay well below the default).
     """
 
     def __init__(
@@ -113,8 +146,10 @@ class Client:
         token: str | None = None,
         min_backoff: float = 0.05,
         max_backoff: float = 5.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
-        self.url = url
+        self.url = websocket_url(url)
+        self.max_message_bytes = max_message_bytes
         self.token = token
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -147,7 +182,12 @@ class Client:
 
     def _connect(self) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
-        return connect(self.url, additional_headers=headers, open_timeout=10)
+        return connect(
+            self.url,
+            additional_headers=headers,
+            open_timeout=10,
+            max_size=self.max_message_bytes,
+        )
 
     async def _open(self) -> ClientConnection:
         try:
@@ -156,7 +196,9 @@ class Client:
             status = exc.response.status_code
             raise ServerError(f"http_{status}", "the server refused us") from exc
         except (OSError, TimeoutError) as exc:
-            raise ServerError("unreachable", str(exc)) from exc
+            raise ServerError("unreachable", f"{self.url}: {exc}") from exc
+        except (InvalidURI, InvalidHandshake) as exc:
+            raise ServerError("unreachable", f"{self.url}: {exc}") from exc
         return ws
 
     def _adopt(self, ws: ClientConnection) -> None:
@@ -177,8 +219,8 @@ class Client:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for message in ws:
-                reply = _decoder.decode(message)
-                if isinstance(reply, Event) or not isinstance(reply.id, int):
+                reply = _decode(message)
+                if reply is None or isinstance(reply, Event) or not isinstance(reply.id, int):
                     continue
                 pending = self._pending.pop(reply.id, None)
                 if pending is None:
@@ -324,7 +366,9 @@ class Client:
                     resume = {} if last_seq is None else {"since": last_seq}
                     await ws.send(_encoder.encode({"id": 0, **request, **resume}), text=True)
                     async for message in ws:
-                        item = _decoder.decode(message)
+                        item = _decode(message)
+                        if item is None:
+                            continue
                         if isinstance(item, _ErrorReply):
                             raise _error(item.code, item.message)
                         if isinstance(item, _Reply):

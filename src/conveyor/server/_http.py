@@ -12,7 +12,10 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
-from ._protocol import encoder
+from .._logging import get_logger
+from ._protocol import encoder, jobs_page
+
+log = get_logger("conveyor.server")
 
 if TYPE_CHECKING:
     from .._runtime import Runtime
@@ -81,16 +84,14 @@ async def route(rt: Runtime, request: Request) -> Response:
             counts = await rt.queue_counts()
             return json_response(200, {"queues": counts})
         if path == "/api/jobs":
-            limit_text = query.get("limit", "50")
-            limit = int(limit_text) if limit_text.isdigit() else 0  # 0 is refused below
+            limit = _int_query(query, "limit", 50)
             jobs = await rt.list_jobs(
                 queue=query.get("queue"),
                 status=query.get("status"),
                 limit=limit,
                 cursor=query.get("cursor"),
             )
-            cursor = jobs[-1].id if len(jobs) == limit else None
-            return json_response(200, {"jobs": jobs, "cursor": cursor})
+            return json_response(200, jobs_page(jobs, limit))
         if path.startswith("/api/jobs/"):
             job_id = path.removeprefix("/api/jobs/")
             return json_response(200, await rt.job(job_id))
@@ -100,4 +101,16 @@ async def route(rt: Runtime, request: Request) -> Response:
         return error_response(400, "invalid", str(exc))
     except ConveyorError as exc:
         return error_response(503, "unavailable", str(exc))
+    except Exception:
+        log.exception("GET %s failed", request.path)
+        return error_response(500, "internal", "internal error; see the server's log")
     return error_response(404, "not_found", f"no such path: {path}")
+
+
+def _int_query(query: dict[str, str], key: str, default: int) -> int:
+    text = query.get(key)
+    if text is None:
+        return default
+    if len(text) > 20 or not text.isascii() or not text.lstrip("-").isdigit():
+        raise ValidationError(f"{key} must be an integer, not {text[:40]!r}")
+    return int(text)

@@ -7,10 +7,11 @@ docs/protocol.md for the protocol as a client sees it.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 
+from .._models import Job
 from .._states import JobStatus
 
 RequestId = int | str | None
@@ -24,7 +25,8 @@ class Subscribe(_Request, frozen=True, tag="subscribe"):
     queue: str | None = None
     job_id: str | None = None
     statuses: list[JobStatus] | None = None
-    since: int | None = None  # resume: first replay what came after this seq
+    # resume: first replay what came after this seq
+    since: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
 
 
 class Unsubscribe(_Request, frozen=True, tag="unsubscribe"):
@@ -121,11 +123,15 @@ def decode_request(data: bytes | str) -> Request | Error:
         problem = str(exc)
     except msgspec.DecodeError as exc:
         return Error(None, "bad_json", f"not valid JSON: {exc}")
+    except RecursionError:
+        return Error(None, "bad_json", "JSON nested too deeply")
     # Not a valid request: decode it loosely to say why, and to echo its id if it has one.
     try:
         raw = _any_decoder.decode(data)
     except msgspec.DecodeError as exc:  # e.g. a valid prefix, then garbage
         return Error(None, "bad_json", f"not valid JSON: {exc}")
+    except RecursionError:
+        return Error(None, "bad_json", "JSON nested too deeply")
     if not isinstance(raw, dict):
         return Error(None, "bad_request", "a request must be a JSON object")
     rid = raw.get("id")
@@ -137,3 +143,25 @@ def decode_request(data: bytes | str) -> Request | Error:
     if not isinstance(op, str) or op not in OPS:
         return Error(rid, "unknown_op", f"unknown op {op!r}; known: {', '.join(sorted(OPS))}")
     return Error(rid, "bad_request", problem)
+
+
+REPLY_BUDGET: Final = 4 << 20
+"""Bytes of jobs one list reply carries at most (but always one job): a page of large
+jobs ends early, with the cursor of its last job, so every reply stays within what
+clients read (conveyor.client reads frames of up to 64 MiB)."""
+
+
+def jobs_page(jobs: list[Job], limit: int) -> dict[str, Any]:
+    """A list reply: the jobs that fit in REPLY_BUDGET, and the cursor of the next page
+    (None when this is the last)."""
+    sizes = [len(encoder.encode(job)) for job in jobs] if len(jobs) > 1 else []
+    if sum(sizes) > REPLY_BUDGET:
+        total, count = 0, 0
+        for size in sizes:
+            if count and total + size > REPLY_BUDGET:
+                break
+            total += size
+            count += 1
+        jobs = jobs[:count]
+        return {"jobs": jobs, "cursor": jobs[-1].id}
+    return {"jobs": jobs, "cursor": jobs[-1].id if len(jobs) == limit else None}

@@ -40,6 +40,7 @@ from ._protocol import (
     Unsubscribe,
     decode_request,
     encoder,
+    jobs_page,
 )
 
 if TYPE_CHECKING:
@@ -154,8 +155,7 @@ class Session:
                     limit=request.limit,
                     cursor=request.cursor,
                 )
-                cursor = jobs[-1].id if len(jobs) == request.limit else None
-                return {"jobs": jobs, "cursor": cursor}
+                return jobs_page(jobs, request.limit)
             case QueueCounts():
                 return {"queues": await rt.queue_counts()}
             case GetHistory(job_id=job_id):
@@ -173,8 +173,8 @@ class Session:
                 return {"deleted": deleted}
 
     async def _subscribe(self, request: Subscribe) -> str:
-        if request.since is not None and request.since < 0:
-            raise ValidationError("since must be a seq >= 0")
+        if request.job_id is not None:
+            await self.rt.job(request.job_id)  # JobNotFound now, as a reply
         sub = f"s{next(self._ids)}"
         # Subscribe before reading what was missed, so nothing falls between the two.
         stream = self.rt.events(
@@ -183,6 +183,8 @@ class Session:
             statuses=request.statuses,
             max_buffer=self.server.max_buffer,
         )
+        if request.since is not None:
+            stream.first = None  # the replay from `since` brings it up to date instead
         forward = _Forward(self, sub, stream)
         self._subscriptions[sub] = forward.scope
         self._tg.start_soon(forward.run, request)
@@ -255,6 +257,8 @@ class _Forward:
                             break  # do not keep writing to a client that stopped reading
                 except EventStreamOverflow:
                     pass
+                except ConveyorError as exc:  # the job went (purged) or the store failed
+                    log.info("subscription %s ended: %s", self.sub, exc)
             if self.overflowed:
                 await self.session.close_too_slow(
                     f"subscription {self.sub} fell more than {stream.max_buffer} events behind"
