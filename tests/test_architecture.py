@@ -16,7 +16,7 @@ SRC = Path(conveyor.__file__).parent
 
 def test_all_lists_exactly_the_public_names() -> None:
     public = {name for name in vars(conveyor) if not name.startswith("_")}
-    modules = {"store", "engine", "server", "client", "backoff", "testing"}  # not re-exports
+    modules = {"store", "engine", "server", "client", "backoff", "testing", "cli"}  # not re-exports
     assert set(conveyor.__all__) == public - modules
     assert isinstance(conveyor.__all__, tuple)
     for name in conveyor.__all__:

@@ -100,7 +100,7 @@ async def test_jobs_ls_show_cancel_rerun_purge(rt: Runtime) -> None:
     rerun = await conveyor("jobs", "rerun", bad.id, *url, "--json")
     assert json.loads(rerun.stdout)["status"] == "queued"
     await rt.wait(bad.id, timeout=10)
-    purged = await conveyor("jobs", "purge", *url, "--status", "completed", "--json")
+    purged = await conveyor("jobs", "purge", *url, "--all", "--status", "completed", "--json")
     assert json.loads(purged.stdout) == {"deleted": 1}
 
 
@@ -186,7 +186,7 @@ async def test_a_file_that_is_not_a_database(tmp_path: Path) -> None:
 
 async def test_a_postgresql_server_that_does_not_answer() -> None:
     url = "postgresql://app:secret@127.0.0.1:1/jobs"
-    for args in (("jobs", "ls", "--db", url), ("serve", "--db", url, "--serve", "127.0.0.1:0")):
+    for args in (("jobs", "ls", "--db", url), ("serve", "--db", url, "--port", "0")):
         result = await conveyor(*args)
         assert result.returncode == 1
         assert result.stderr.startswith("conveyor: postgresql://app@127.0.0.1:1/jobs (schema")

@@ -102,7 +102,7 @@ async def test_serve_shows_and_operates_a_database_it_does_not_run(
     done = await rt.enqueue("work", {"n": 1})
     held = await rt.enqueue("work", {"hold": True})
     await rt.wait(done.id, timeout=10)
-    async with conveyor_command("serve", "--db", location, "--serve", "127.0.0.1:0") as cmd:
+    async with conveyor_command("serve", "--db", location, "--port", "0") as cmd:
         with anyio.fail_after(30):
             page = url_in(await cmd.line(lambda line: "on http://" in line))
         status, body = await anyio.to_thread.run_sync(http_get, page + "/api/queues")
@@ -168,7 +168,7 @@ async def test_jobs_against_a_database(rt_anywhere: Runtime, location: str) -> N
     assert (await rt.wait(bad.id, timeout=20)).attempts == 1
     history = await rt.history(bad.id)
     assert any(h.message and "conveyor jobs" in h.message for h in history)
-    purged = await conveyor("jobs", "purge", *db, "--status", "cancelled", "--json")
+    purged = await conveyor("jobs", "purge", *db, "--all", "--status", "cancelled", "--json")
     assert json.loads(purged.stdout) == {"deleted": 1}
 
 
@@ -181,7 +181,7 @@ async def test_worker_serves_the_dashboard_of_its_runtime(tmp_path: Path) -> Non
         "        return item\n"
         f"runtime = Runtime({str(tmp_path / 'w.db')!r}, queues=[Echo()])\n"
     )
-    args = ("worker", "served:runtime", "--serve", "127.0.0.1:0")
+    args = ("worker", "served:runtime", "--port", "0")
     async with conveyor_command(*args, cwd=tmp_path) as worker:
         with anyio.fail_after(30):
             page = url_in(await worker.line(lambda line: "dashboard on" in line))

@@ -4,6 +4,9 @@ Durable queues on SQLite with bounded concurrency, live progress, cancellation a
 crash recovery. Start with :class:`Runtime` and :class:`Queue`.
 """
 
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
 from ._bus import EventStream as EventStream
 from ._clock import Clock as Clock
 from ._errors import ConveyorError as ConveyorError
@@ -20,6 +23,7 @@ from ._errors import StoreError as StoreError
 from ._errors import StoreUnavailable as StoreUnavailable
 from ._errors import ValidationError as ValidationError
 from ._errors import WaitTimeout as WaitTimeout
+from ._limits import Limits as Limits
 from ._logging import JobLogFilter as JobLogFilter
 from ._models import Event as Event
 from ._models import HistoryEntry as HistoryEntry
@@ -34,6 +38,11 @@ from ._runtime import Runtime as Runtime
 from ._states import TERMINAL as TERMINAL
 from ._states import JobStatus as JobStatus
 from .store import SQLiteStore as SQLiteStore
+
+try:
+    __version__ = _version("conveyor")
+except _PackageNotFoundError:  # pragma: no cover - run from a source tree, not installed
+    __version__ = "0+unknown"
 
 __all__ = (
     "TERMINAL",
@@ -50,6 +59,7 @@ __all__ = (
     "JobLogFilter",
     "JobNotFound",
     "JobStatus",
+    "Limits",
     "NotInJob",
     "Progress",
     "Queue",

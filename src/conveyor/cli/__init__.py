@@ -1,7 +1,7 @@
 """The ``conveyor`` command. Nothing in the package imports this module.
 
 Argument parsing is the standard library's argparse; tables and progress bars are
-rich's, an optional dependency (``pip install 'conveyor[cli]'``) imported only here.
+rich's (a dependency of conveyor, imported only by the commands that draw).
 User mistakes print one line and exit non-zero; they never print a traceback.
 """
 
@@ -11,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from .._errors import ConveyorError
 from ._demo import add_demo_command
 from ._jobs import add_jobs_commands
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="conveyor", description="Run, inspect and watch conveyor jobs."
     )
+    parser.add_argument("--version", action="version", version=f"conveyor {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_demo_command(commands)
     add_worker_command(commands)

@@ -22,11 +22,17 @@ from .. import backoff
 from .._queue import Queue, current_job
 from .._runtime import Runtime
 from .._states import JobStatus
-from ..store import without_password
+from .._urls import without_password
 from ._live import show
 from ._logs import add_log_level_option
-from ._serve import DEFAULT_PORT, page_url
-from ._usage import DATABASE_HELP
+from ._serve import page_url
+from ._usage import (
+    DEFAULT_PORT,
+    add_database_option,
+    add_listen_options,
+    duration,
+    positive_number,
+)
 
 
 class ExportQueue(Queue[dict[str, Any]]):
@@ -131,12 +137,14 @@ def add_demo_command(commands: Any) -> None:
         " SQLite file with a steady varied stream of jobs: some fail, some are retried,"
         " some are cancelled. Serves the dashboard. Ctrl-C stops it.",
     )
-    demo.add_argument("--db", default="conveyor.db", help=DATABASE_HELP)
-    demo.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="dashboard port (0: any free one)"
+    add_database_option(demo, "conveyor.db")
+    add_listen_options(
+        demo,
+        port_help=f"dashboard port (default {DEFAULT_PORT}; 0: any free one)",
+        default=DEFAULT_PORT,
     )
-    demo.add_argument("--rate", type=float, default=2.0, help="new jobs per second")
-    demo.add_argument("--duration", type=float, help="stop after this many seconds")
+    demo.add_argument("--rate", type=positive_number, default=2.0, help="new jobs per second")
+    demo.add_argument("--duration", type=duration, help="stop after this long (e.g. 30s, 5m)")
     add_log_level_option(demo, "WARNING")
     demo.set_defaults(run=lambda a: anyio.run(_demo, a))
 
@@ -144,7 +152,7 @@ def add_demo_command(commands: Any) -> None:
 async def _demo(args: argparse.Namespace) -> int:
     rt = Runtime(args.db, queues=demo_queues(), shutdown_grace=1.0)
     where = without_password(args.db)
-    rt.attach_server("127.0.0.1", args.port)
+    rt.attach_server(args.host, args.port, token=args.token)
     async with rt:
         print(
             f"conveyor demo: exports, image_processing and training on {where}\n"
@@ -152,7 +160,7 @@ async def _demo(args: argparse.Namespace) -> int:
             flush=True,
         )
         async with rt.events() as everything, anyio.create_task_group() as tg:
-            tg.start_soon(produce, rt, max(args.rate, 0.01))
+            tg.start_soon(produce, rt, args.rate)
             tg.start_soon(cancel_some, rt)
             tg.start_soon(show, everything)
             with anyio.move_on_after(args.duration):

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import anyio
 
+from .._errors import InvalidTransition
 from .._models import HistoryEntry, Job
 from .._runtime import Runtime
 from .._states import JobStatus
 from ..client import Client
-from ._usage import DATABASE_HELP, require_database
+from ._usage import (
+    DATABASE_HELP,
+    UsageError,
+    add_token_option,
+    duration,
+    limit,
+    require_database,
+)
 
 
 class JobSource(Protocol):
@@ -86,21 +95,27 @@ class _FileSource:
 
 @asynccontextmanager
 async def open_source(args: argparse.Namespace) -> AsyncIterator[JobSource]:
-    if args.db is not None:
-        await require_database(args.db)
+    url, db = args.url, args.db
+    if url is None and db is None:  # neither flag: the environment decides
+        url = os.environ.get("CONVEYOR_URL") or None
+        db = None if url else os.environ.get("CONVEYOR_DB") or None
+    if db is not None:
+        await require_database(db)
         # Observes every queue of the database; workers elsewhere see its changes as theirs.
-        async with Runtime(args.db, workers=False) as rt:
+        async with Runtime(db, workers=False) as rt:
             yield _FileSource(rt)
-    else:
-        async with Client(args.url, token=args.token) as client:
+    elif url is not None:
+        async with Client(url, token=args.token) as client:
             yield _ServerSource(client)
+    else:
+        raise UsageError("say where the jobs are: --url or --db (or $CONVEYOR_URL, $CONVEYOR_DB)")
 
 
 def _source_options(parser: argparse.ArgumentParser) -> None:
-    where = parser.add_mutually_exclusive_group(required=True)
-    where.add_argument("--url", help="a server, e.g. ws://127.0.0.1:8765")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--url", help="a server, e.g. ws://127.0.0.1:8765 (default: $CONVEYOR_URL)")
     where.add_argument("--db", help=DATABASE_HELP)
-    parser.add_argument("--token", help="the server's token, if it requires one")
+    add_token_option(parser, "the server's token, if it requires one (default: $CONVEYOR_TOKEN)")
     parser.add_argument("--json", action="store_true", help="JSON output, for scripts")
 
 
@@ -112,7 +127,7 @@ def add_jobs_commands(commands: Any) -> None:
     _source_options(ls)
     ls.add_argument("--queue")
     ls.add_argument("--status", choices=[s.value for s in JobStatus])
-    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--limit", type=limit, default=50, help="how many (1 to 1000, default 50)")
     ls.add_argument("--cursor", help="the last id of the previous page")
     ls.set_defaults(run=lambda a: anyio.run(_ls, a))
 
@@ -126,10 +141,28 @@ def add_jobs_commands(commands: Any) -> None:
         action.add_argument("job_id")
         action.set_defaults(run=lambda a, name=name: anyio.run(_one, a, name))
 
-    purge = actions.add_parser("purge", help="delete finished jobs")
+    purge = actions.add_parser(
+        "purge",
+        help="delete finished jobs and their history",
+        description="Deletes finished jobs (completed, failed and cancelled, unless --status"
+        " narrows it) and their history, for good. Say how old with --older-than (e.g."
+        " 7d), or --all for every finished job whatever its age.",
+    )
     _source_options(purge)
-    purge.add_argument("--older-than", type=float, default=0, help="seconds since it finished")
-    purge.add_argument("--status", action="append", choices=["completed", "failed", "cancelled"])
+    age = purge.add_mutually_exclusive_group()
+    age.add_argument(
+        "--older-than",
+        type=duration,
+        metavar="DURATION",
+        help="finished longer ago than this: 90s, 15m, 12h, 7d",
+    )
+    age.add_argument("--all", action="store_true", help="every finished job, whatever its age")
+    purge.add_argument(
+        "--status",
+        action="append",
+        choices=["completed", "failed", "cancelled"],
+        help="only jobs that ended so (repeatable; default: all three)",
+    )
     purge.add_argument("--queue")
     purge.set_defaults(run=lambda a: anyio.run(_purge, a))
 
@@ -158,7 +191,15 @@ async def _one(args: argparse.Namespace, action: str) -> int:
             else:
                 job_details(job, history)
             return 0
-        job = await (source.cancel if action == "cancel" else source.rerun)(args.job_id)
+        if action == "cancel":
+            current = await source.job(args.job_id)
+            if current.status.is_terminal:
+                raise InvalidTransition(
+                    f"job {current.id} is already {current.status.value}: nothing to cancel"
+                )
+            job = await source.cancel(args.job_id)
+        else:
+            job = await source.rerun(args.job_id)
     if args.json:
         print_json(job)
     else:
@@ -169,8 +210,12 @@ async def _one(args: argparse.Namespace, action: str) -> int:
 async def _purge(args: argparse.Namespace) -> int:
     from ._render import console, print_json
 
+    if args.older_than is None and not args.all:
+        raise UsageError(
+            "purge deletes finished jobs for good: say --older-than DURATION (e.g. 7d) or --all"
+        )
     async with open_source(args) as source:
-        deleted = await source.purge(args.older_than, args.status, args.queue)
+        deleted = await source.purge(args.older_than or 0.0, args.status, args.queue)
     if args.json:
         print_json({"deleted": deleted})
     else:

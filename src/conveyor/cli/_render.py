@@ -7,14 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from rich.console import Console
+from rich.table import Column, Table
 
 from .._models import HistoryEntry, Job
-
-try:
-    from rich.console import Console
-    from rich.table import Column, Table
-except ImportError:  # pragma: no cover - depends on the installation
-    raise SystemExit("conveyor: the command needs rich: pip install 'conveyor[cli]'") from None
 
 # Piped output keeps whole rows on a line (rich would wrap them to 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 240)

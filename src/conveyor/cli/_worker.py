@@ -12,8 +12,8 @@ import anyio
 
 from .._runtime import Runtime
 from ._logs import add_log_level_option
-from ._serve import add_server_options, page_url, parse_address
-from ._usage import UsageError
+from ._serve import page_url
+from ._usage import UsageError, add_listen_options
 
 
 def add_worker_command(commands: Any) -> None:
@@ -26,13 +26,11 @@ def add_worker_command(commands: Any) -> None:
         " at once.",
     )
     worker.add_argument("target", help="MODULE:ATTR, e.g. myapp.jobs:runtime")
-    worker.add_argument(
-        "--serve",
-        dest="address",
-        metavar="HOST:PORT",
-        help="also serve the dashboard and websocket here (port 0: any free port)",
+    add_listen_options(
+        worker,
+        port_help="also serve the dashboard and websocket on this port (0: any free one)",
+        default=None,
     )
-    add_server_options(worker)
     add_log_level_option(worker, "INFO")
     worker.set_defaults(run=_run)
 
@@ -59,14 +57,14 @@ def load_runtime(target: str) -> Runtime:
 
 def _run(args: argparse.Namespace) -> int:
     rt = load_runtime(args.target)
-    if args.address is not None:
-        rt.attach_server(*parse_address(args.address), token=args.token)
+    if args.port is not None:
+        rt.attach_server(args.host, args.port, token=args.token)
 
     async def serve() -> None:
         async with rt:
             names = ", ".join(rt.queues) or "no queues"
             print(f"conveyor worker: running {names}; Ctrl-C or SIGTERM to stop", flush=True)
-            if args.address is not None:
+            if args.port is not None:
                 print(f"conveyor worker: dashboard on {page_url(rt)}", flush=True)
             await rt.run_until_signalled()
             print("conveyor worker: stopping (a second signal stops at once)", flush=True)

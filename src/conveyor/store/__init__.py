@@ -35,9 +35,7 @@ from ._base import (
 from ._base import (
     Transition as Transition,
 )
-from ._open import is_postgres_url as is_postgres_url
 from ._open import store_at as store_at
-from ._open import without_password as without_password
 from ._sqlite import SQLiteStore as SQLiteStore
 
 if TYPE_CHECKING:
@@ -56,9 +54,7 @@ __all__ = (
     "SQLiteStore",
     "Store",
     "Transition",
-    "is_postgres_url",
     "store_at",
-    "without_password",
 )
 
 

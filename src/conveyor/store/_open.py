@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from .._errors import StoreUnavailable
+from .._urls import is_postgres_url
 from ._base import Store
 from ._sqlite import SQLiteStore
-
-URL_SCHEMES = ("postgresql://", "postgres://")
-
-
-def without_password(location: str | os.PathLike[str]) -> str:
-    """The location as it may be printed: a URL's password masked out."""
-    return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1@", str(location))
-
-
-def is_postgres_url(location: str | os.PathLike[str]) -> bool:
-    return isinstance(location, str) and location.startswith(URL_SCHEMES)
 
 
 def store_at(location: str | os.PathLike[str]) -> Store:

@@ -26,7 +26,7 @@ import asyncpg
 import asyncpg.pool
 
 from .._errors import StoreBusy, StoreError, StoreUnavailable
-from ._open import without_password
+from .._urls import without_password
 from ._postgres_schema import MIGRATIONS
 
 T = TypeVar("T")

@@ -1,0 +1,453 @@
+"""Property-based tests of every public entry point: whatever a user passes is accepted
+or refused with a ConveyorError, the runtime keeps serving, and every stored row reads
+back (list_jobs, history, the HTTP API, the CLI).
+
+Hypothesis drives each entry point from a worker thread (``anyio.from_thread``), so one
+real runtime, on a real SQLite file or PostgreSQL schema, serves all the examples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.asyncio.client import connect
+
+from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+
+# JSON-ish values, with the edges users reach: huge ints, non-finite floats, NUL, deep lists.
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**62, max_value=2**70)
+    | st.floats()
+    | st.text(max_size=20)
+    | st.sampled_from(["", "\x00", "a\x00b", "é", "💥"])
+)
+json_values = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def deep(n: int) -> Any:
+    value: Any = []
+    for _ in range(n):
+        value = [value]
+    return value
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+# Anything at all, as users pass it: JSON values, and the objects they should not.
+anything = (
+    json_values
+    | st.sampled_from(
+        [
+            object(),
+            pathlib.Path("/tmp/x"),
+            b"bytes",
+            "\ud800",
+            math.nan,
+            math.inf,
+            -math.inf,
+            10**30,
+            2**63,
+            timedelta(days=-1),
+            timedelta(days=10**6),
+            datetime(2026, 1, 1),  # naive
+            datetime(9999, 12, 31, tzinfo=UTC),
+            datetime(1, 1, 1, tzinfo=UTC),
+            deep(3000),
+            "x" * 5000,
+            ["a"] * 10,
+            Unprintable(),
+        ]
+    )
+    | st.floats(min_value=-1e13, max_value=1e13)
+)
+
+
+class Echo(Queue):
+    name = "echo"
+    worker_count = 4
+
+    async def handle_item(self, item: Any) -> Any:
+        return "ok"
+
+
+class Scripted(Queue):
+    """Does what its payload's script says, with the values a test generated (kept in
+    SCRIPTS by key, since some are not JSON)."""
+
+    name = "scripted"
+    worker_count = 4
+
+    async def handle_item(self, item: Any) -> Any:
+        kind, args = SCRIPTS[item]
+        if kind == "progress":
+            self.report_progress(*args[:3])
+        elif kind == "progress_kw":
+            self.report_progress(**args)
+        elif kind == "fail":
+            self.fail_job(args)
+        elif kind == "raise":
+            raise args
+        return args if kind == "return" else None
+
+
+SCRIPTS: dict[str, tuple[str, Any]] = {}
+
+LIMITS = Limits(payload_bytes=64 * 1024, result_bytes=16 * 1024, created_by_bytes=64)
+
+
+@pytest.fixture
+async def served(location: str) -> AsyncIterator[Runtime]:
+    async with Runtime(
+        location,
+        queues=[Echo(), Scripted()],
+        serve=("127.0.0.1", 0),
+        limits=LIMITS,
+        shutdown_grace=0,
+    ) as rt:
+        yield rt
+
+
+RAN: list[str] = []  # one entry per example run, so a test can tell hypothesis ran
+
+
+def on_loop(fn: Callable[..., Any], *args: Any) -> Any:
+    RAN.append(fn.__qualname__)
+    return anyio.from_thread.run(fn, *args)
+
+
+def ran(qualname_part: str) -> int:
+    return sum(qualname_part in name for name in RAN)
+
+
+async def assert_readable(rt: Runtime) -> None:
+    """Every stored job reads back whole: lists page to the end, each job and its history
+    load, and the HTTP API answers."""
+    cursor = None
+    seen = 0
+    while True:
+        page = await rt.list_jobs(limit=1000, cursor=cursor)
+        for job in page:
+            assert (await rt.job(job.id)).id == job.id
+            assert await rt.history(job.id)
+        seen += len(page)
+        if len(page) < 1000:
+            break
+        cursor = page[-1].id
+    status, body = await http_get(rt, "/api/jobs?limit=1000")
+    assert status == 200
+    assert len(body["jobs"]) == min(seen, 1000) or body["cursor"] is not None
+
+
+async def still_serves(rt: Runtime) -> None:
+    with anyio.fail_after(30):
+        job = await rt.enqueue("echo", {"alive": True})
+        assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+
+
+async def test_enqueue_accepts_or_refuses_anything(served: Runtime) -> None:
+    rt = served
+    options = st.fixed_dictionaries(
+        {},
+        optional=dict.fromkeys(("created_by", "priority", "delay", "at", "max_attempts", "timeout", "unique_key"), anything),
+    )
+
+    async def one(payload: Any, opts: dict[str, Any], many: bool) -> None:
+        with anyio.fail_after(20):
+            try:
+                if many:
+                    opts.pop("unique_key", None)
+                    await rt.enqueue_many("echo", [payload, {"ok": 1}], **opts)
+                else:
+                    await rt.enqueue("echo", payload, **opts)
+            except ConveyorError:
+                pass
+
+    @SETTINGS
+    @given(anything, options, st.booleans())
+    def fuzz(payload: Any, opts: dict[str, Any], many: bool) -> None:
+        on_loop(one, payload, opts, many)
+
+    await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_enqueue_accepts") >= 100
+    await assert_readable(rt)
+    await still_serves(rt)
+
+
+handler_calls = st.one_of(
+    st.tuples(st.just("progress"), st.lists(anything, max_size=3)),
+    st.tuples(
+        st.just("progress_kw"),
+        st.fixed_dictionaries(
+            {}, optional={"current": anything, "total": anything, "message": anything}
+        ),
+    ),
+    st.tuples(st.just("fail"), anything),
+    st.tuples(st.just("return"), anything),
+    st.tuples(
+        st.just("raise"),
+        st.sampled_from(
+            [
+                ValueError("x" * 100_000),
+                Unprintable(),
+                RuntimeError("a\x00b\ud800"),
+                SystemExit(3),
+                KeyError(object()),
+            ]
+        ),
+    ),
+)
+
+
+async def test_whatever_a_handler_does_its_job_ends_and_reads_back(served: Runtime) -> None:
+    rt = served
+    counter = iter(range(10**9))
+
+    async def one(call: tuple[str, Any]) -> None:
+        key = f"s{next(counter)}"
+        SCRIPTS[key] = call
+        with anyio.fail_after(20):
+            job = await rt.enqueue("scripted", key)
+            done = await rt.wait(job.id)
+        assert done.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+        assert (await rt.job(job.id)).status is done.status
+
+    @SETTINGS
+    @given(handler_calls)
+    def fuzz(call: tuple[str, Any]) -> None:
+        on_loop(one, call)
+
+    await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_whatever_a_handler") >= 100
+    await assert_readable(rt)
+    await still_serves(rt)
+
+
+wire_fields = st.dictionaries(
+    st.sampled_from(
+        [
+            "id",
+            "queue",
+            "payload",
+            "job_id",
+            "created_by",
+            "priority",
+            "delay",
+            "at",
+            "max_attempts",
+            "timeout",
+            "unique_key",
+            "status",
+            "statuses",
+            "limit",
+            "cursor",
+            "since",
+            "subscription",
+            "older_than",
+            "by",
+        ]
+    ),
+    json_values
+    | st.integers(min_value=2**63 - 2, max_value=2**64 + 2)
+    | st.sampled_from([1e12, -1e12, 1e308, "echo", "scripted", "queued", ["queued"]]),
+    max_size=6,
+)
+wire_ops = st.sampled_from(
+    [
+        "subscribe",
+        "unsubscribe",
+        "enqueue",
+        "job_status",
+        "list_jobs",
+        "queue_counts",
+        "history",
+        "cancel",
+        "rerun",
+        "purge",
+    ]
+)
+
+
+async def test_every_wire_op_answers_whatever_its_fields(served: Runtime) -> None:
+    rt = served
+    async with connect(rt.server_url, max_size=None) as ws:
+
+        async def one(message: str) -> None:
+            with anyio.fail_after(20):
+                await ws.send(message)
+                while True:
+                    reply = json.loads(await ws.recv())
+                    if reply["type"] != "event":
+                        break
+            assert reply["type"] in ("result", "error"), reply
+
+        @SETTINGS
+        @given(
+            st.one_of(
+                st.builds(lambda op, f: json.dumps({"op": op, **f}), wire_ops, wire_fields),
+                st.sampled_from(
+                    [
+                        "[" * 100_000 + "]" * 100_000,
+                        '{"op": "enqueue", "queue": "echo", "payload": '
+                        + "[" * 5000
+                        + "]" * 5000
+                        + "}",
+                        '{"op": "enqueue", "queue": "echo", "payload": 1, "delay": 1e12}',
+                        '{"op": "list_jobs", "limit": 9223372036854775808}',
+                        '{"op": "subscribe", "since": 9223372036854775808}',
+                        '{"op": "enqueue", "queue": "echo", "payload": 1, "priority": 1e400}',
+                    ]
+                ),
+            )
+        )
+        def fuzz(message: str) -> None:
+            on_loop(one, message)
+
+        await anyio.to_thread.run_sync(fuzz)
+        assert ran("test_every_wire_op") >= 100
+        assert ws.close_code is None  # never closed on us (no 1011)
+    await assert_readable(rt)
+    await still_serves(rt)
+
+
+async def http_get(rt: Runtime, path: str) -> tuple[int, Any]:
+    url = rt.server_url.replace("ws://", "http://") + path
+
+    def fetch() -> tuple[int, Any]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = response.read()
+                kind = response.headers["Content-Type"]
+                return response.status, json.loads(body) if "json" in kind else body
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    return await anyio.to_thread.run_sync(fetch)
+
+
+async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> None:
+    rt = served
+    await rt.enqueue("echo", {"a": 1})
+    segment = st.text(
+        st.characters(codec="ascii", exclude_characters="#"), max_size=12
+    ) | st.sampled_from(["api", "jobs", "queues", "healthz", "..", "%00", "%ff"])
+    paths = st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
+    queries = st.dictionaries(
+        st.sampled_from(["limit", "queue", "status", "cursor", "token", "x"]),
+        st.text(max_size=12)
+        | st.sampled_from(["-1", "0", "1001", "99999999999999999999999", "²", "queued"]),
+        max_size=4,
+    )
+
+    async def one(path: str, query: dict[str, str]) -> None:
+        quoted = urllib.parse.quote(path, safe="/%")
+        target = quoted + ("?" + urllib.parse.urlencode(query) if query else "")
+        with anyio.fail_after(20):
+            status, _ = await http_get(rt, target)
+        assert status in (200, 400, 404), (target, status)
+
+    @SETTINGS
+    @given(paths | st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues"]), queries)
+    def fuzz(path: str, query: dict[str, str]) -> None:
+        on_loop(one, path, query)
+
+    await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_http_paths") >= 100
+    await still_serves(rt)
+
+
+def test_cli_arguments_are_used_or_refused_in_one_line(tmp_path: Path) -> None:
+    """``conveyor`` with generated argv: exit 0, 1 or 2, and never a traceback."""
+    db = tmp_path / "cli.db"
+
+    async def make() -> None:
+        async with Runtime(db, queues=[Echo()]) as rt:
+            job = await rt.enqueue("echo", 1)
+            await rt.wait(job.id, timeout=10)
+
+    anyio.run(make)
+    words = st.sampled_from(
+        [
+            "jobs",
+            "ls",
+            "show",
+            "cancel",
+            "rerun",
+            "purge",
+            "--db",
+            str(db),
+            "--url",
+            "http://127.0.0.1:1",
+            "ws://",
+            "nope://x",
+            "--limit",
+            "0",
+            "5000",
+            "-1",
+            "--status",
+            "failed",
+            "bogus",
+            "--older-than",
+            "7d",
+            "1e400",
+            "x",
+            "--all",
+            "--json",
+            "--queue",
+            "\x00",
+            "--version",
+            "--port",
+            "70000",
+        ]
+    )
+    argv_lists = st.lists(words | st.text(max_size=6), max_size=7)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.one_of(argv_lists, argv_lists.map(lambda a: ["jobs", "ls", "--db", str(db), *a])))
+    def fuzz(argv: list[str]) -> None:
+        argv = [a for a in argv if "\x00" not in a]  # an OS cannot pass NUL in argv
+        if "demo" in argv or "serve" in argv or "worker" in argv or "watch" in argv:
+            return  # long-running commands: tested in test_cli_live
+        proc = subprocess.run(
+            [sys.executable, "-m", "conveyor", *argv],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+        )
+        assert proc.returncode in (0, 1, 2), (argv, proc.stderr)
+        assert "Traceback" not in proc.stderr, (argv, proc.stderr)
+
+    fuzz()
