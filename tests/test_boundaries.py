@@ -177,11 +177,14 @@ async def still_serves(rt: Runtime) -> None:
         assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
 
 
+ENQUEUE_OPTIONS = ("created_by", "priority", "delay", "at", "max_attempts", "timeout", "unique_key")
+
+
 async def test_enqueue_accepts_or_refuses_anything(served: Runtime) -> None:
     rt = served
     options = st.fixed_dictionaries(
         {},
-        optional=dict.fromkeys(("created_by", "priority", "delay", "at", "max_attempts", "timeout", "unique_key"), anything),
+        optional=dict.fromkeys(ENQUEUE_OPTIONS, anything),
     )
 
     async def one(payload: Any, opts: dict[str, Any], many: bool) -> None:

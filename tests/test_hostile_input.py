@@ -345,10 +345,10 @@ async def test_the_python_api_raises_validation_errors_for_the_same_values(
         ):
             with pytest.raises(ValidationError):
                 await rt.enqueue("other", 1, **options)
+        value: Any = []
+        for _ in range(5000):
+            value = [value]
         with pytest.raises(ValidationError, match="nested too deeply"):
-            value: Any = []
-            for _ in range(5000):
-                value = [value]
             await rt.enqueue("other", value)
         assert await rt.list_jobs() == []
 
