@@ -55,6 +55,6 @@ async def test_records_name_their_job(db_path: Path, caplog: pytest.LogCaptureFi
     assert (failure.job_id, failure.queue) == (bad.id, "logging")  # type: ignore[attr-defined]
     assert "no rows" in failure.getMessage()
     outside = next(r for r in records if r.getMessage() == "outside any job")
-    assert outside.job_id is None  # type: ignore[attr-defined]
+    assert outside.job_id == "-"  # type: ignore[attr-defined]
     # Every record of conveyor's loggers carries the fields, job or not.
     assert all(hasattr(r, "job_id") for r in records if r.name.startswith("conveyor"))

@@ -242,6 +242,7 @@ async def test_leases_renew_rescue_and_release(store: Store) -> None:
     assert requeued.job_id == "job0001"
     assert requeued.status is S.QUEUED
     assert requeued.message == "requeued: worker lost (lease expired; 1 of 2)"
+    assert (await store.job_get("job0001")).attempts == 0  # type: ignore[union-attr]
     await store.jobs_claim(claim(1, owner="lost", token="t3"))
     (failed,) = await store.jobs_rescue(
         RescueParams(now=NOW, expired_before=None, dead_owners=["lost"], max_orphanings=2)
@@ -250,8 +251,10 @@ async def test_leases_renew_rescue_and_release(store: Store) -> None:
     job = await store.job_get("job0001")
     assert job is not None
     assert job.error == "worker lost (2 times)"
+    assert job.attempts == 1  # the run that failed counts; the lost one before it did not
     released = await store.jobs_release("alive", NOW)
     assert sorted(statuses(released)) == [("job0002", S.QUEUED), ("job0003", S.QUEUED)]
+    assert {(await store.job_get(i)).attempts for i in ("job0002", "job0003")} == {0}  # type: ignore[union-attr]
     assert await store.lease_owners() == set()
 
 

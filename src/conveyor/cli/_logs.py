@@ -1,4 +1,4 @@
-"""``--log-level``: log records to stderr, each naming its job (or None)."""
+"""``--log-level``: log records to stderr, each naming its job (or "-")."""
 
 from __future__ import annotations
 

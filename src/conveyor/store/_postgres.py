@@ -190,12 +190,16 @@ class PostgresStore(PostgresUpkeep):
         # A run put back or retried while its cancellation was pending ends cancelled
         # instead.
         put_back = "f.status IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
+        # A run put back unfinished (its worker stopping) was no attempt.
+        requeued = "f.status = 'queued' AND jobs.status <> 'cancelling'"
         rows = await self._change(
             f"UPDATE {self.t}jobs AS jobs SET"
             f" status = CASE WHEN {put_back} THEN 'cancelled' ELSE f.status END,"
             f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
             " result = f.result, error = f.error, traceback = f.traceback,"
             " progress = f.progress, scheduled_at = f.scheduled_at, updated_at = $1,"
+            f" attempts = CASE WHEN {requeued} THEN greatest(jobs.attempts - 1, 0)"
+            "  ELSE jobs.attempts END,"
             " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
             " FROM unnest($2::text[], $3::text[], $4::text[], $5::json[], $6::text[],"
             "  $7::text[], $8::json[], $9::float8[], $10::float8[], $11::text[])"

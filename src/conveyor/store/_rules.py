@@ -27,7 +27,9 @@ class PutBack(NamedTuple):
 def put_back(status: str, orphanings: int, max_orphanings: int | None) -> PutBack:
     """A leased job whose worker stopped (``max_orphanings`` None: it shut down) or was
     lost (counted; failed once lost ``max_orphanings`` times); cancelled instead where
-    cancellation was pending."""
+    cancellation was pending. A job put back to queued also gets its attempt back (the
+    stores' SQL does that): a run that never ended was no attempt, so a crash or a
+    restart never uses up ``max_attempts``, and attempts never read "2 of 1"."""
     lost = orphanings + (max_orphanings is not None)
     if status == JobStatus.CANCELLING:
         return PutBack(JobStatus.CANCELLED, None, "cancelled: its worker stopped", lost)

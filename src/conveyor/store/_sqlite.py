@@ -180,12 +180,16 @@ class SQLiteStore(SQLiteUpkeep):
                 # A run put back or retried while its cancellation was pending ends
                 # cancelled instead.
                 put_back = "f.column3 IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
+                # A run put back unfinished (its worker stopping) was no attempt.
+                requeued = "f.column3 = 'queued' AND jobs.status <> 'cancelling'"
                 rows = conn.execute(
                     f"UPDATE jobs SET status = CASE WHEN {put_back}"
                     "   THEN 'cancelled' ELSE f.column3 END,"
                     f" finished_at = CASE WHEN {put_back} THEN ? ELSE f.column8 END,"
                     " result = f.column4, error = f.column5, traceback = f.column6,"
                     " progress = f.column7, scheduled_at = f.column9, updated_at = ?,"
+                    f" attempts = CASE WHEN {requeued} THEN max(jobs.attempts - 1, 0)"
+                    "  ELSE jobs.attempts END,"
                     " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
                     f" FROM (VALUES {values_list(9, len(chunk))}) AS f"
                     " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"

@@ -106,11 +106,13 @@ class SQLiteUpkeep(SQLiteReads):
             for job_id, queue, status, orphanings in rows:
                 new, error, message, lost = rules.put_back(status, orphanings, max_orphanings)
                 ended = None if new is JobStatus.QUEUED else now
-                updates.append((new.value, error, ended, now, lost, job_id))
+                requeued = int(new is JobStatus.QUEUED)  # an unfinished run was no attempt
+                updates.append((new.value, error, ended, now, lost, requeued, job_id))
                 history.append((job_id, queue, new, now, message))
             conn.executemany(
                 "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ?,"
-                " orphanings = ?, lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+                " orphanings = ?, attempts = max(attempts - ?, 0),"
+                " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
                 " WHERE id = ?",
                 updates,
             )
