@@ -16,7 +16,6 @@ import logging
 
 from ._queue import current_context
 
-
 NO_JOB = "-"
 
 
