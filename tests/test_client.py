@@ -163,3 +163,35 @@ async def test_events_resume_across_a_server_restart(db_path: Path) -> None:
     assert len(set(seen)) == len(seen)  # nothing twice
     for job_id in ids:  # nothing lost
         assert [s for _, j, s in seen if j == job_id] == [JobStatus.QUEUED, JobStatus.COMPLETED]
+
+
+async def test_leaving_the_client_while_a_timeout_cancels_its_events(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Square()], serve=("127.0.0.1", 0)) as rt:
+        with anyio.move_on_after(0.3) as scope:
+            async with Client(rt.server_url) as client:
+                await client.enqueue("square", {"n": 2})
+                async for _ in client.events():
+                    pass
+        assert scope.cancelled_caught  # and no "cancel scope isn't current" RuntimeError
+
+
+async def test_clients_that_vanish_mid_stream_are_not_errors(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from websockets.asyncio.client import connect
+
+    async with Runtime(db_path, queues=[Square()], serve=("127.0.0.1", 0)) as rt:
+        await rt.enqueue_many("square", [{"n": i} for i in range(500)])
+        for _ in range(5):
+            ws = await connect(rt.server_url)
+            # A replay of every event so far: the server is still sending when we go.
+            await ws.send('{"id": 1, "op": "subscribe", "since": 0}')
+            await ws.recv()
+            await rt.enqueue_many("square", [{"n": i} for i in range(100)])
+            ws.transport.abort()  # gone without a closing handshake, mid-stream
+        with anyio.fail_after(20):
+            await rt.drain()
+        async with Client(rt.server_url) as client:  # still serving
+            assert len(await client.list_jobs(limit=1000)) == 1000
+    errors = [r for r in caplog.records if r.levelno >= 40 or r.exc_info]
+    assert errors == []

@@ -87,6 +87,7 @@ _decoder = msgspec.json.Decoder(_Reply | _ErrorReply | Event)
 _encoder = msgspec.json.Encoder()
 
 MAX_MESSAGE_BYTES = 64 << 20
+CLOSE_TIMEOUT = 2.0  # seconds a closing handshake may take when leaving the client
 
 
 def _decode(message: str | bytes) -> _Reply | _ErrorReply | Event | None:
@@ -171,14 +172,20 @@ class Client:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._ws is not None:
-            await self._ws.close()
-        if self._tg is not None:
-            # The reader is cancelled and exits quietly; the body's own exception (if any)
-            # propagates as itself, not wrapped in a group by the task group.
-            self._tg.cancel_scope.cancel()
-            tg, self._tg = self._tg, None
-            await tg.__aexit__(None, None, None)
+        # Left while a cancellation is under way (a timeout around the block): the close
+        # is shielded and bounded, and the task group is exited whatever happens, or the
+        # enclosing cancel scopes could not be exited.
+        try:
+            if self._ws is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
+                    await self._ws.close()
+        finally:
+            if self._tg is not None:
+                # The reader is cancelled and exits quietly; the body's own exception (if
+                # any) propagates as itself, not wrapped in a group by the task group.
+                self._tg.cancel_scope.cancel()
+                tg, self._tg = self._tg, None
+                await tg.__aexit__(None, None, None)
 
     def _connect(self) -> Any:
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None

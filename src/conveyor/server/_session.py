@@ -89,14 +89,11 @@ class Session:
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                try:
-                    async for message in self.ws:
-                        await self._send(await self._answer(message))
-                except ConnectionClosed:
-                    pass
+                async for message in self.ws:
+                    await self._send(await self._answer(message))
                 tg.cancel_scope.cancel()
-        except ConnectionClosed:
-            pass
+        except* ConnectionClosed:
+            pass  # the client went (from the request loop or a forwarder): not an error
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
