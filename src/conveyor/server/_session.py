@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 log = get_logger("conveyor.server")
 
 CLOSE_TOO_SLOW = 4008  # the client fell too far behind its events
+SLOW_CLOSE_TIMEOUT = 10.0  # seconds a client closed for being slow has to read the close
 REPLAY_PAGE = 500
 
 _ERROR_CODES: tuple[tuple[type[ConveyorError], str], ...] = (
@@ -188,8 +189,13 @@ class Session:
         return sub
 
     async def close_too_slow(self, reason: str) -> None:
+        """Close with 4008 after what is already on its way. A slow client (not a dead
+        one) reads the frames before it, then the close frame: it gets SLOW_CLOSE_TIMEOUT
+        seconds for that, not the 2 s of an ordinary close, or the connection would be
+        cut under it and all it saw would be an EOF."""
         log.warning("closing a client that fell behind: %s", reason)
-        with anyio.move_on_after(2):
+        self.ws.close_timeout = SLOW_CLOSE_TIMEOUT
+        with anyio.move_on_after(SLOW_CLOSE_TIMEOUT + 1):
             await self.ws.close(CLOSE_TOO_SLOW, "too slow: event buffer overflowed")
         self._tg.cancel_scope.cancel()
 
