@@ -107,12 +107,29 @@ class Hourly(Queue):
         return None
 
 
-async def test_a_restart_between_ticks_does_not_repeat_a_tick(location: str) -> None:
+class Later:
+    """The wall clock moved ``offset`` seconds on: a worker that starts after downtime."""
+
+    def __init__(self, offset: float) -> None:
+        self.offset = offset
+
+    def now(self) -> float:
+        return time.time() + self.offset
+
+
+async def test_a_new_database_has_no_missed_tick_and_restarts_repeat_none(
+    location: str,
+) -> None:
     for _ in range(3):
         async with Runtime(location, queues=[Hourly()]) as rt:
             jobs = await rt.list_jobs(queue="hourly")
-    assert len(jobs) == 1  # the latest hour's tick, caught up once
-    assert tick_ms(jobs[0].id) == int(time.time() // 3600 * 3600 * 1000)
+    assert jobs == []  # the queue did not exist at the hour's tick: nothing was missed
+    # Two hours later (as the clock says): the latest missed tick, caught up once.
+    for _ in range(2):
+        async with Runtime(location, queues=[Hourly()], clock=Later(7200)) as rt:
+            jobs = await rt.list_jobs(queue="hourly")
+    assert len(jobs) == 1
+    assert tick_ms(jobs[0].id) == int((time.time() + 7200) // 3600 * 3600 * 1000)
 
 
 async def test_no_burst_of_missed_ticks_after_downtime(location: str) -> None:
@@ -126,9 +143,10 @@ async def test_no_burst_of_missed_ticks_after_downtime(location: str) -> None:
         periodic = 0.05
         periodic_catch_up = 3
 
+    async with Runtime(location, queues=[Fast(), CatchUp()]) as rt:
+        pass  # the queues exist from here on
     before = time.time()
-    async with Runtime(location, queues=[Fast(), CatchUp()], workers=False) as rt:
-        pass  # nothing runs: as if the workers were down for a while
+    await anyio.sleep(0.3)  # the downtime itself: six ticks go by with no worker
     async with Runtime(location, queues=[Fast(), CatchUp()]) as rt:
         caught_up = await rt.list_jobs(queue="catch_up")
         fast = await rt.list_jobs(queue="fast")
@@ -143,9 +161,11 @@ async def test_cron_schedules(location: str) -> None:
         periodic = "* * * * *"
 
     async with Runtime(location, queues=[EveryMinute()]) as rt:
-        (job,) = await rt.list_jobs(queue="every_minute")
+        pass
+    async with Runtime(location, queues=[EveryMinute()], clock=Later(120)) as rt:
+        (job,) = await rt.list_jobs(queue="every_minute")  # the latest minute, caught up
     assert tick_ms(job.id) % 60_000 == 0
-    assert tick_ms(job.id) <= time.time() * 1000
+    assert time.time() * 1000 < tick_ms(job.id) <= (time.time() + 120) * 1000
 
 
 @pytest.mark.parametrize(

@@ -315,3 +315,9 @@ async def test_purge_deletes_old_finished_jobs_and_their_history(store: Store) -
     assert await store.jobs_purge(purge(statuses=everything, finished_before=NOW)) == 0  # too new
     assert await store.jobs_purge(purge(statuses=everything, finished_before=NOW + 1)) == 1
     assert await store.job_get("job0003") is not None  # still running: never purged
+
+
+async def test_a_periodic_queue_is_first_seen_once(store: Store, other: Store) -> None:
+    assert await store.periodic_first_seen("nightly", NOW) == NOW
+    assert await other.periodic_first_seen("nightly", NOW + 50) == NOW  # another process
+    assert await store.periodic_first_seen("hourly", NOW + 60) == NOW + 60

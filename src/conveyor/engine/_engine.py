@@ -210,10 +210,15 @@ class Engine:
             pool = self.pools[queue.name] = QueuePool(self, queue)
             await tg.start(pool.run)
         for ticking in periodic:
+            now = self.clock.now()
+            first_seen = await self.store.periodic_first_seen(ticking.name, now)
             if ticking.catch_up:  # before returning: missed ticks are there at start
-                now = self.clock.now()
-                ticks = ticking.schedule.latest(now, ticking.catch_up)
-                await enqueue_ticks(self.inserter, ticking, ticks, self.clock)
+                # Only ticks missed while the queue existed: none on a new database.
+                ticks = [
+                    t for t in ticking.schedule.latest(now, ticking.catch_up) if t >= first_seen
+                ]
+                if ticks:
+                    await enqueue_ticks(self.inserter, ticking, ticks, self.clock)
             tg.start_soon(periodic_loop, self.inserter, ticking, self.clock)
 
     async def tail_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:

@@ -173,6 +173,11 @@ class Store(Protocol):
         """Move up to ``limit`` scheduled jobs that are due by ``now`` to queued."""
         ...
 
+    async def periodic_first_seen(self, queue: str, now: float) -> float:
+        """When the periodic ``queue`` first ran on this store: ``now`` the first time it
+        is asked (and stored), the stored time ever after, in whatever process."""
+        ...
+
     async def next_due(self) -> float | None:
         """When the earliest scheduled job becomes due, or None if none is scheduled."""
         ...

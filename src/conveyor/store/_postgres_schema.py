@@ -72,4 +72,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     INSERT INTO {schema}.history_seq (last) VALUES (0);
     """,
+    # 2: periodic queues remember when their schedule first ran here (see SQLite's 4).
+    """
+    CREATE TABLE {schema}.periodic (
+        queue      text PRIMARY KEY,
+        first_seen double precision NOT NULL  -- Unix seconds
+    );
+    """,
 )

@@ -151,6 +151,17 @@ class PostgresUpkeep(PostgresReads):
 
         return await self.db.write(put_back)
 
+    async def periodic_first_seen(self, queue: str, now: float) -> float:
+        rows = await self.db.statement(
+            f"WITH added AS (INSERT INTO {self.t}periodic (queue, first_seen) VALUES ($1, $2)"
+            "  ON CONFLICT DO NOTHING RETURNING first_seen)"
+            f" SELECT first_seen FROM added UNION ALL"
+            f" SELECT first_seen FROM {self.t}periodic WHERE queue = $1",
+            queue,
+            now,
+        )
+        return float(rows[0][0])
+
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
         rows = await self._change(
             f"UPDATE {self.t}jobs AS jobs SET status = 'queued', updated_at = $1"

@@ -64,4 +64,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     -- Retention deletes old finished jobs by age.
     CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
     """,
+    # 4: periodic queues remember when their schedule first ran here, so that catching
+    # up after downtime never enqueues ticks from before the queue existed.
+    """
+    CREATE TABLE periodic (
+        queue      TEXT PRIMARY KEY,
+        first_seen REAL NOT NULL              -- Unix seconds
+    );
+    """,
 )

@@ -120,6 +120,17 @@ class SQLiteUpkeep(SQLiteReads):
 
         return await self.file.write(put_back)
 
+    async def periodic_first_seen(self, queue: str, now: float) -> float:
+        def first_seen(conn: sqlite3.Connection) -> float:
+            conn.execute(
+                "INSERT INTO periodic (queue, first_seen) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (queue, now),
+            )
+            row = conn.execute("SELECT first_seen FROM periodic WHERE queue = ?", (queue,))
+            return float(row.fetchone()[0])
+
+        return await self.file.write(first_seen)
+
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
         def promote(conn: sqlite3.Connection) -> list[Transition]:
             rows = conn.execute(
