@@ -11,6 +11,8 @@ import pytest
 
 from conveyor import JobStatus, Queue, Runtime, ValidationError
 
+from .conftest import wait_until
+
 pytestmark = pytest.mark.anyio
 
 
@@ -122,6 +124,28 @@ async def test_retention_deletes_old_finished_jobs_and_their_history(db_path: Pa
         for gone in (done, failed, cancelled):
             with pytest.raises(Exception, match="unknown job"):
                 await rt.history(gone.id)
+
+
+def test_retention_runs_at_an_interval_that_follows_it() -> None:
+    from conveyor.engine._upkeep import retention_interval
+
+    day = 86400.0
+    assert retention_interval({JobStatus.COMPLETED: 7 * day, JobStatus.FAILED: 30 * day}) == 600
+    assert retention_interval({JobStatus.COMPLETED: 120, JobStatus.FAILED: day}) == 12
+    assert retention_interval({JobStatus.COMPLETED: 0}) == 1
+
+
+async def test_a_short_retention_is_applied_while_the_runtime_runs(db_path: Path) -> None:
+    async with Runtime(db_path, queues=[Gate()], retain_completed=1, retain_failed=3600) as rt:
+        jobs = await rt.enqueue_many("gate", ["ok"] * 300 + ["fail"])
+        for job in jobs:
+            await rt.wait(job.id, timeout=10)
+
+        async def only_the_failed_one_is_left() -> bool:
+            return [j.status for j in await rt.list_jobs(limit=1000)] == [JobStatus.FAILED]
+
+        with anyio.fail_after(10):  # within retention (1 s) + its interval (1 s), in batches
+            await wait_until(only_the_failed_one_is_left, interval=0.1)
 
 
 async def test_purge_on_demand(db_path: Path) -> None:

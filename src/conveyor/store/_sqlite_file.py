@@ -41,6 +41,9 @@ _UNAVAILABLE: Final = {
 }
 
 
+WAL_SIZE_LIMIT: Final = 64 << 20  # bytes of write-ahead log kept after a checkpoint
+
+
 class SQLiteFile:
     """The connections to one SQLite file, its schema, and the only two ways in: a
     ``write()`` transaction and a ``read()``. sqlite3 errors leave here as StoreErrors."""
@@ -80,6 +83,9 @@ class SQLiteFile:
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StoreUnavailable(f"{self.path}: cannot use WAL journal mode (got {mode})")
             await conn.execute(f"PRAGMA synchronous = {synchronous or self.synchronous}")
+            # The WAL is checkpointed every 1,000 pages (SQLite's default); this caps
+            # what it keeps on disk after each checkpoint, so it never only grows.
+            await conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             if query_only:
                 await conn.execute("PRAGMA query_only = 1")
         except BaseException:
