@@ -184,6 +184,14 @@ class Engine:
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
         transitions = await self.store.jobs_finish(finishes, self.clock.now())
         self.committed(transitions)
+        fenced = len(finishes) - len(transitions)
+        if fenced:
+            # This worker was too slow (stopped, cut off) and another took the jobs over.
+            log.warning(
+                "%d outcomes not written: their leases had expired and the jobs were"
+                " rescued; the rescued runs decide them",
+                fenced,
+            )
         return [None] * len(finishes)
 
     def _salvage_finish(self, finish: Finish, error: BaseException) -> Finish | None:
