@@ -54,11 +54,23 @@ json_values = st.recursive(
 )
 
 
+class Deep(list[Any]):
+    """A list nested ``n`` deep, with a short repr (hypothesis prints falsifying
+    examples, and printing this one the ordinary way would overflow the stack)."""
+
+    def __init__(self, n: int) -> None:
+        value: Any = []
+        for _ in range(n - 1):
+            value = [value]
+        super().__init__([value])
+        self.n = n
+
+    def __repr__(self) -> str:
+        return f"Deep({self.n})"
+
+
 def deep(n: int) -> Any:
-    value: Any = []
-    for _ in range(n):
-        value = [value]
-    return value
+    return Deep(n)
 
 
 class Unprintable(Exception):

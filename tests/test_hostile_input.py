@@ -350,6 +350,8 @@ async def test_the_python_api_raises_validation_errors_for_the_same_values(
             value = [value]
         with pytest.raises(ValidationError, match="nested too deeply"):
             await rt.enqueue("other", value)
+        with pytest.raises(ValidationError, match=r"delay must be a number of seconds, not \[\["):
+            await rt.enqueue("other", 1, delay=value)  # the message shows it short
         assert await rt.list_jobs() == []
 
 

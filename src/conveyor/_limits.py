@@ -12,6 +12,7 @@ must still end: it is *made storable* instead, cut to its limit with a note that
 from __future__ import annotations
 
 import math
+import reprlib
 from typing import Any, Final
 
 import msgspec
@@ -53,7 +54,7 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
         for field in self.__struct_fields__:
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValidationError(f"Limits.{field} must be an int >= 1, not {value!r}")
+                raise ValidationError(f"Limits.{field} must be an int >= 1, not {shown(value)}")
         # An error text shorter than this could not even say that it was cut.
         for field in ("error_bytes", "traceback_bytes"):
             if getattr(self, field) < 128:
@@ -61,6 +62,18 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
 
 
 DEFAULT_LIMITS: Final = Limits()
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlong = 3, 60, 60, 40
+
+
+def shown(value: Any) -> str:
+    """``value`` for an error message: a short repr, whatever it is (a value nested
+    thousands deep, or one whose ``__repr__`` raises, must not break the refusal)."""
+    try:
+        return _SHOWN.repr(value)
+    except Exception:
+        return f"<a {type(value).__name__}>"
 
 
 def text(field: str, value: Any, max_bytes: int) -> str:
@@ -99,7 +112,7 @@ def number(field: str, value: Any) -> int | float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{field} must be a number, not {type(value).__name__}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValidationError(f"{field} must be a finite number, not {value!r}")
+        raise ValidationError(f"{field} must be a finite number, not {shown(value)}")
     if isinstance(value, int) and not -MAX_INT64 - 1 <= value <= MAX_INT64:
         raise ValidationError(f"{field} is out of range (64-bit)")
     return value

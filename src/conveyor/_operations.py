@@ -24,7 +24,7 @@ from ._errors import (
     WaitTimeout,
 )
 from ._ids import IdGenerator
-from ._limits import Limits, name, optional_text, text
+from ._limits import Limits, name, optional_text, shown, text
 from ._models import Event, HistoryEntry, Job
 from ._options import JobOptions, job_options, optional_seconds, seconds
 from ._queue import Queue
@@ -291,7 +291,7 @@ class JobOperations:
             try:
                 status = JobStatus(status)
             except (ValueError, TypeError):
-                raise ValidationError(f"unknown status {status!r}") from None
+                raise ValidationError(f"unknown status {shown(status)}") from None
         if (
             not isinstance(limit, int)
             or isinstance(limit, bool)
@@ -396,7 +396,7 @@ class JobOperations:
         if queue is not None:
             self._check_queue_name(queue)
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
-            raise ValidationError(f"max_buffer must be an int >= 1, not {max_buffer!r}")
+            raise ValidationError(f"max_buffer must be an int >= 1, not {shown(max_buffer)}")
         wanted = None if statuses is None else _statuses("statuses", statuses)
         stream = self.bus.subscribe(
             queue=queue,
@@ -432,10 +432,10 @@ class JobOperations:
 def _statuses(field: str, values: Any) -> frozenset[JobStatus]:
     """Statuses given as JobStatus values or their strings, checked."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ValidationError(f"{field} must be a list of statuses, not {values!r}")
+        raise ValidationError(f"{field} must be a list of statuses, not {shown(values)}")
     try:
         return frozenset(JobStatus(s) for s in values)
     except (ValueError, TypeError):
         raise ValidationError(
-            f"{field} must hold statuses ({', '.join(JobStatus)}), not {list(values)!r}"
+            f"{field} must hold statuses ({', '.join(JobStatus)}), not {shown(values)}"
         ) from None

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from ._errors import ValidationError
-from ._limits import Limits, integer, name, optional_text
+from ._limits import Limits, integer, name, optional_text, shown
 from ._periodic import parse_schedule
 from ._queue import Queue
 
@@ -35,9 +35,11 @@ def _positive_seconds(name: str, value: Any, *, allow_zero: bool = False) -> flo
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValidationError(f"{name} must be a number of seconds, not {value!r}")
+        raise ValidationError(f"{name} must be a number of seconds, not {shown(value)}")
     if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
-        raise ValidationError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+        raise ValidationError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {shown(value)}"
+        )
     return float(value)
 
 

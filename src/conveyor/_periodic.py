@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import msgspec
 
 from ._errors import ValidationError
+from ._limits import shown
 
 
 class Schedule(Protocol):
@@ -49,7 +50,7 @@ class Cron:
                 "cron schedules need croniter: pip install 'conveyor[cron]'"
             ) from None
         if not croniter.is_valid(expression):
-            raise ValidationError(f"not a valid cron expression: {expression!r}")
+            raise ValidationError(f"not a valid cron expression: {shown(expression)}")
         self._croniter = croniter
         self.expression = expression
 
@@ -77,7 +78,7 @@ def parse_schedule(name: str, spec: Any) -> Schedule:
     if isinstance(spec, str):
         return Cron(spec)
     if isinstance(spec, bool) or not isinstance(spec, (int, float)):
-        raise ValidationError(f"{name} must be a cron expression or seconds, not {spec!r}")
+        raise ValidationError(f"{name} must be a cron expression or seconds, not {shown(spec)}")
     if not math.isfinite(spec) or spec <= 0:
-        raise ValidationError(f"{name} must be > 0 seconds, not {spec!r}")
+        raise ValidationError(f"{name} must be > 0 seconds, not {shown(spec)}")
     return Every(float(spec))

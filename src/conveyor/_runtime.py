@@ -21,7 +21,7 @@ from ._bus import EventBus
 from ._clock import Clock, SystemClock
 from ._errors import RuntimeClosed, ValidationError
 from ._ids import IdGenerator
-from ._limits import DEFAULT_LIMITS, Limits
+from ._limits import DEFAULT_LIMITS, Limits, shown
 from ._logging import get_logger
 from ._operations import JobOperations
 from ._options import check_queue_class, seconds
@@ -104,7 +104,7 @@ class Runtime(JobOperations):
             ("progress_interval", progress_interval),
         ):
             if not isinstance(value, (int, float)) or value < 0 or value != value:
-                raise ValidationError(f"{name} must be a number >= 0, not {value!r}")
+                raise ValidationError(f"{name} must be a number >= 0, not {shown(value)}")
         if lease_ttl <= 0 or poll_interval <= 0:
             raise ValidationError("lease_ttl and poll_interval must be > 0")
         if not isinstance(limits, Limits):

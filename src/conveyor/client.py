@@ -34,6 +34,7 @@ from ._errors import (
     ValidationError,
     WaitTimeout,
 )
+from ._limits import shown
 from ._logging import get_logger
 from ._models import Event, HistoryEntry, Job
 from ._states import TERMINAL, JobStatus
@@ -109,11 +110,11 @@ def websocket_url(url: str) -> str:
     schemes = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
     if not sep or scheme.lower() not in schemes or not rest.strip("/"):
         raise ValidationError(
-            f"url must look like ws://127.0.0.1:8765 (or http://...), not {url!r}"
+            f"url must look like ws://127.0.0.1:8765 (or http://...), not {shown(url)}"
         )
     host = rest.split("/", 1)[0].split("?", 1)[0]
     if not host:
-        raise ValidationError(f"url {url!r} names no host")
+        raise ValidationError(f"url {shown(url)} names no host")
     return f"{schemes[scheme.lower()]}://{rest}"
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
+from .._limits import shown
 from .._models import Job
 from .._states import JobStatus
 
@@ -141,7 +142,7 @@ def decode_request(data: bytes | str) -> Request | Error:
     if op is None:
         return Error(rid, "bad_request", "missing `op`")
     if not isinstance(op, str) or op not in OPS:
-        return Error(rid, "unknown_op", f"unknown op {op!r}; known: {', '.join(sorted(OPS))}")
+        return Error(rid, "unknown_op", f"unknown op {shown(op)}; known: {', '.join(sorted(OPS))}")
     return Error(rid, "bad_request", problem)
 
 

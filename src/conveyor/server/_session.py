@@ -22,6 +22,7 @@ from .._errors import (
     StoreError,
     ValidationError,
 )
+from .._limits import shown
 from .._logging import get_logger
 from .._models import Event
 from ._protocol import (
@@ -129,7 +130,7 @@ class Session:
             case Unsubscribe(subscription=sub):
                 scope = self._subscriptions.pop(sub, None)
                 if scope is None:
-                    raise ValidationError(f"no subscription {sub!r} on this connection")
+                    raise ValidationError(f"no subscription {shown(sub)} on this connection")
                 scope.cancel()
                 return {}
             case Enqueue():
