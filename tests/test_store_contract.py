@@ -321,3 +321,14 @@ async def test_a_periodic_queue_is_first_seen_once(store: Store, other: Store) -
     assert await store.periodic_first_seen("nightly", NOW) == NOW
     assert await other.periodic_first_seen("nightly", NOW + 50) == NOW  # another process
     assert await store.periodic_first_seen("hourly", NOW + 60) == NOW + 60
+
+
+async def test_a_rescue_keeps_what_the_rescuer_still_runs_or_writes(store: Store) -> None:
+    await store.jobs_insert([new(1), new(2)])
+    await store.jobs_claim(claim(2, owner="me", token="t1"))
+    # Both leases lapsed (the store was out of reach), but job0001's outcome is on its way.
+    rescue = RescueParams(now=NOW + 60, expired_before=NOW + 60, keep=["job0001"])
+    assert [t.job_id for t in await store.jobs_rescue(rescue)] == ["job0002"]
+    kept = await store.job_get("job0001")
+    assert kept is not None
+    assert kept.status is S.RUNNING

@@ -88,6 +88,7 @@ class Engine:
         )
         self.pools: dict[str, QueuePool] = {}
         self.running: dict[str, RunningJob] = {}
+        self.finishing: set[str] = set()  # outcomes handed to the finisher, not yet written
         self._progress: dict[str, ProgressWrite] = {}
         self._progress_dirty = anyio.Event()
         self._tail_seq = 0
@@ -181,8 +182,15 @@ class Engine:
         self.committed(r for r in results if isinstance(r, Transition))
         return results
 
+    async def finish(self, outcome: Finish) -> None:
+        """Hand a run's outcome to the finisher; until it is written, this runtime's own
+        rescue leaves the job alone (see RescueParams.keep)."""
+        self.finishing.add(outcome.job_id)
+        await self.finisher.put(outcome)
+
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
         transitions = await self.store.jobs_finish(finishes, self.clock.now())
+        self.finishing.difference_update(f.job_id for f in finishes)
         self.committed(transitions)
         fenced = len(finishes) - len(transitions)
         if fenced:
@@ -198,6 +206,7 @@ class Engine:
         """An outcome the store refused still ends its job: failed, saying why, with
         nothing of what was refused. (If even that is refused, the job's lease expires
         and it runs again: never lost, never stuck.)"""
+        self.finishing.discard(finish.job_id)  # should the salvage fail too: rescue it
         bare = internal_failure(finish.job_id, finish.token, error, self.limits)
         return None if finish == bare else bare
 
@@ -317,6 +326,7 @@ class Engine:
                     expired_before=None if dead_only else now,
                     dead_owners=dead,
                     max_orphanings=self.max_orphanings,
+                    keep=[*self.running, *self.finishing],
                 )
             )
         except StoreError as exc:

@@ -180,7 +180,7 @@ class QueuePool:
             job, seq, token = item
             try:
                 if self.stopping:  # claimed, never started: put it straight back
-                    await engine.finisher.put(
+                    await engine.finish(
                         Finish(
                             job_id=job.id,
                             token=token,
@@ -199,7 +199,7 @@ class QueuePool:
                 finally:
                     engine.end_run(run)
                 if outcome is not None:
-                    await engine.finisher.put(outcome)
+                    await engine.finish(outcome)
             finally:
                 self.free += 1
                 self._kick.set()

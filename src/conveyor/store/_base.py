@@ -94,6 +94,10 @@ class RescueParams(msgspec.Struct, frozen=True, kw_only=True):
     expired_before: float | None
     dead_owners: Sequence[str] = ()
     max_orphanings: int = 3
+    # Jobs the rescuing runtime still runs, or whose outcome it is still writing: never
+    # put back by it, whatever their lease says (its lease may have lapsed while the
+    # store was out of reach; the outcome on its way decides the job).
+    keep: Sequence[str] = ()
 
 
 class RunningProgress(msgspec.Struct, frozen=True):

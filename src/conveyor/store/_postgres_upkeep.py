@@ -101,8 +101,9 @@ class PostgresUpkeep(PostgresReads):
         # Another runtime rescuing the same jobs, or their owner finishing them, holds
         # their rows: skip those rather than wait (whoever holds them decides).
         return await self._put_back(
-            "(lease_expires_at < $1 OR lease_owner = ANY($2::text[])) FOR UPDATE SKIP LOCKED",
-            [params.expired_before, list(params.dead_owners)],
+            "(lease_expires_at < $1 OR lease_owner = ANY($2::text[]))"
+            " AND NOT (id = ANY($3::text[])) FOR UPDATE SKIP LOCKED",
+            [params.expired_before, list(params.dead_owners), list(params.keep)],
             params.now,
             max_orphanings=params.max_orphanings,
         )

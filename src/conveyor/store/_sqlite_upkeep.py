@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
+from .. import _codec
 from .._errors import InvalidTransition, JobNotFound
 from .._models import Job
 from .._states import TERMINAL, JobStatus
@@ -81,8 +82,12 @@ class SQLiteUpkeep(SQLiteReads):
             args += dead
         if not tests:
             return []
+        condition = " OR ".join(tests)
+        if params.keep:
+            condition = f"({condition}) AND id NOT IN (SELECT value FROM json_each(?))"
+            args.append(_codec.encode(list(params.keep)).decode())
         return await self._put_back(
-            " OR ".join(tests), args, params.now, max_orphanings=params.max_orphanings
+            condition, args, params.now, max_orphanings=params.max_orphanings
         )
 
     async def jobs_release(self, owner: str, now: float) -> list[Transition]:
