@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export CONVEYOR_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test lint postgres bench bench-postgres clean
+.PHONY: demo test soak lint postgres fuse bench bench-postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,26 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
-test: lint $(CHROMIUM) postgres
+test: lint $(CHROMIUM) postgres fuse
 	$(BIN)/pytest
+
+# The fault suite at full size (tests/reliability/: kill -9 and PostgreSQL rounds, the
+# power cut, load, and an hour of endurance); `pytest -s` prints each test's FIGURE line.
+soak: $(STAMP) postgres fuse
+	CONVEYOR_SOAK=1 $(BIN)/pytest tests/reliability -p no:cacheprovider -s -q
+
+# The power-cut test mounts a FUSE filesystem: Debian's fuse3 (fusermount3, libfuse3),
+# installed when missing, as root or through sudo; without it that test skips and says why.
+fuse:
+	@if [ -e /dev/fuse ] && ! command -v fusermount3 >/dev/null && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo=sudo; \
+	  else echo "the power-cut test needs fuse3: sudo apt-get install fuse3"; exit 0; fi; \
+	  echo "installing Debian's fuse3 for the power-cut test"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -qq --no-install-recommends fuse3 >/dev/null 2>&1 || \
+	  { $$sudo apt-get update -qq && \
+	    $$sudo apt-get install -y -qq --no-install-recommends fuse3 >/dev/null; }; \
+	fi
 
 # The PostgreSQL store's tests use the server at $$CONVEYOR_TEST_POSTGRES (default
 # postgresql://postgres@127.0.0.1:5432/test), each in a schema of its own. A Debian

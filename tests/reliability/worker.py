@@ -1,6 +1,7 @@
 """A worker process for the fault suite.
 
 Usage: python worker.py DB [--lease-ttl S] [--serve PORT] [--synchronous FULL|NORMAL]
+       [--retain S]
 
 Queue "soak" (8 at once): reports progress ``steps`` times, ``every`` seconds apart
 (payload fields), then completes with this process's pid. Queue "noop": completes at
@@ -46,6 +47,7 @@ async def main() -> None:
     parser.add_argument("--lease-ttl", type=float, default=30.0)
     parser.add_argument("--serve", type=int)
     parser.add_argument("--synchronous", default="FULL")
+    parser.add_argument("--retain", type=float, default=7 * 86400, help="seconds")
     args = parser.parse_args()
     store = (
         store_at(args.db)
@@ -57,6 +59,8 @@ async def main() -> None:
         queues=[Soak(), Noop()],
         lease_ttl=args.lease_ttl,
         shutdown_grace=0,
+        retain_completed=args.retain,
+        retain_failed=args.retain,
         serve=None if args.serve is None else ("127.0.0.1", args.serve),
     ) as rt:
         if args.serve is not None:
