@@ -466,3 +466,53 @@ def test_cli_arguments_are_used_or_refused_in_one_line(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr, (argv, proc.stderr)
 
     fuzz()
+
+
+QUEUE_SETTINGS = (
+    "name",
+    "worker_count",
+    "max_attempts",
+    "timeout",
+    "rate_limit",
+    "retry_on",
+    "backoff",
+    "periodic",
+    "periodic_catch_up",
+    "periodic_payload",
+)
+
+
+def test_queue_settings_are_checked_where_the_class_is_written(tmp_path: Path) -> None:
+    """A Queue subclass with any value for any setting: refused at definition with a
+    ValidationError naming ``Class.setting``, or a queue a Runtime can be built with."""
+
+    async def handle_item(self: Queue, item: Any) -> None:
+        return None
+
+    @SETTINGS
+    @given(
+        st.dictionaries(
+            st.sampled_from(QUEUE_SETTINGS),
+            anything
+            | st.sampled_from([(5, 1.0), (ValueError,), "*/5 * * * *", 0.5, abs])
+            | st.integers(-5, 20_000),
+            max_size=3,
+        )
+    )
+    def fuzz(settings_: dict[str, Any]) -> None:
+        attrs = {"name": "q", "handle_item": handle_item, **settings_}
+        refusal, stage = "", "definition"
+        try:
+            cls = type("Fuzzed", (Queue,), attrs)
+            stage = "construction"
+            Runtime(tmp_path / "q.db", queues=[cls()])
+        except ConveyorError as exc:
+            refusal = str(exc)
+        else:
+            return
+        if stage == "construction":  # only what the class alone cannot know: its payload
+            assert "payload" in refusal, refusal
+        else:
+            assert "Fuzzed." in refusal, refusal
+
+    fuzz()

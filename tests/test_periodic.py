@@ -178,13 +178,12 @@ async def test_cron_schedules(location: str) -> None:
         (True, "cron expression or seconds"),
     ],
 )
-def test_bad_schedules_fail_at_definition(db_path: Path, spec: Any, message: str) -> None:
-    class Bad(Hourly):
-        name = "bad"
-        periodic = spec
-
+def test_bad_schedules_fail_at_definition(spec: Any, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
-        Runtime(db_path, queues=[Bad()])
+
+        class Bad(Hourly):
+            name = "bad"
+            periodic = spec
 
 
 def test_a_periodic_payload_must_fit_the_queue_type(db_path: Path) -> None:

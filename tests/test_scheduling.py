@@ -255,23 +255,21 @@ def test_exponential_backoff_grows_to_its_cap_with_jitter() -> None:
         exponential(base=0)
 
 
-def test_bad_retry_settings_fail_at_construction(db_path: Path) -> None:
-    class NoAttempts(Record):
-        name = "no_attempts"
-        max_attempts = 0
+def test_bad_retry_settings_fail_at_definition() -> None:
+    with pytest.raises(ValidationError, match=r"NoAttempts\.max_attempts"):
 
-    class BadTimeout(Record):
-        name = "bad_timeout"
-        timeout = -1
+        class NoAttempts(Record):
+            name = "no_attempts"
+            max_attempts = 0
 
-    class BadRetryOn(Record):
-        name = "bad_retry_on"
-        retry_on = ValueError  # type: ignore[assignment]  # not a tuple
+    with pytest.raises(ValidationError, match=r"BadTimeout\.timeout"):
 
-    for queue, field in [
-        (NoAttempts(), "max_attempts"),
-        (BadTimeout(), "timeout"),
-        (BadRetryOn(), "retry_on"),
-    ]:
-        with pytest.raises(ValidationError, match=field):
-            Runtime(db_path, queues=[queue])
+        class BadTimeout(Record):
+            name = "bad_timeout"
+            timeout = -1
+
+    with pytest.raises(ValidationError, match=r"BadRetryOn\.retry_on"):
+
+        class BadRetryOn(Record):
+            name = "bad_retry_on"
+            retry_on = ValueError  # type: ignore[assignment]  # not a tuple

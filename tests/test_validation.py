@@ -160,23 +160,27 @@ async def test_bad_list_arguments(db_path: Path, kwargs: Any, message: str) -> N
             await rt.list_jobs(**kwargs)
 
 
-def test_bad_queue_definitions_fail_at_construction(db_path: Path) -> None:
+def test_bad_queue_definitions_fail_at_definition_or_construction(db_path: Path) -> None:
     class NoName(Queue):
         async def handle_item(self, item: Any) -> None: ...
 
-    class ZeroWorkers(Queue):
-        name = "zero"
-        worker_count = 0
+    with pytest.raises(ValidationError, match=r"ZeroWorkers\.worker_count must be from 1"):
 
-        async def handle_item(self, item: Any) -> None: ...
+        class ZeroWorkers(Queue):  # refused where it is written
+            name = "zero"
+            worker_count = 0
+
+    for bad_name in ("", "a\x00b", "x" * 300, 5):
+        with pytest.raises(ValidationError, match=r"Named\.name"):
+
+            class Named(Queue):
+                name = bad_name  # type: ignore[assignment]
 
     class NoHandler(Queue):
         name = "nohandler"
 
     with pytest.raises(ValidationError, match="name"):
         Runtime(db_path, queues=[NoName()])
-    with pytest.raises(ValidationError, match="worker_count"):
-        Runtime(db_path, queues=[ZeroWorkers()])
     with pytest.raises(ValidationError, match="handle_item"):
         Runtime(db_path, queues=[NoHandler()])
     Runtime(db_path, queues=[NoHandler()], workers=False)  # enqueue-only: no handler needed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import reprlib
+from datetime import timedelta
 from typing import Any, Final
 
 import msgspec
@@ -23,6 +24,10 @@ KIB: Final = 1024
 MIB: Final = 1024 * KIB
 
 MAX_INT64: Final = 2**63 - 1
+MAX_DELAY: Final = 100 * 365 * 86400.0  # seconds: a delay, an ``at`` or a timeout beyond is refused
+MAX_WORKER_COUNT: Final = 10_000  # tasks per queue and process, created up front
+MAX_ATTEMPTS: Final = 1_000_000
+PRIORITY_RANGE: Final = (-(2**31), 2**31 - 1)
 
 
 class Limits(msgspec.Struct, frozen=True, kw_only=True):
@@ -149,3 +154,33 @@ def describe(exc: BaseException) -> str:
     except Exception:
         return f"{kind} (its message could not be read)"
     return f"{kind}: {message}" if message else kind
+
+
+def _positive_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValidationError(f"{name} must be a number of seconds, not {shown(value)}")
+    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
+        raise ValidationError(
+            f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {shown(value)}"
+        )
+    return float(value)
+
+
+def seconds(name: str, value: Any) -> float:
+    """A duration >= 0 given as seconds or a timedelta."""
+    return _positive_seconds(name, value, allow_zero=True)
+
+
+def bounded_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A duration (seconds or a timedelta) of at most MAX_DELAY, > 0 (or >= 0)."""
+    checked = _positive_seconds(name, value, allow_zero=allow_zero)
+    if checked > MAX_DELAY:
+        raise ValidationError(f"{name} must be at most {MAX_DELAY:.0f} seconds (100 years)")
+    return checked
+
+
+def optional_seconds(name: str, value: Any) -> float | None:
+    """None, or a duration >= 0 (a wait's timeout)."""
+    return None if value is None else seconds(name, value)

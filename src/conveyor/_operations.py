@@ -24,9 +24,9 @@ from ._errors import (
     WaitTimeout,
 )
 from ._ids import IdGenerator
-from ._limits import Limits, name, optional_text, shown, text
+from ._limits import Limits, name, optional_seconds, optional_text, seconds, shown, text
 from ._models import Event, HistoryEntry, Job
-from ._options import JobOptions, job_options, optional_seconds, seconds
+from ._options import JobOptions, job_options
 from ._queue import Queue
 from ._states import TERMINAL, JobStatus
 from .engine import Engine, purge, transition_event

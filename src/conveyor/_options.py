@@ -4,21 +4,22 @@ anything is stored."""
 
 from __future__ import annotations
 
-import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from ._errors import ValidationError
-from ._limits import Limits, integer, name, optional_text, shown
-from ._periodic import parse_schedule
-from ._queue import Queue
-
-MAX_DELAY = 100 * 365 * 86400.0  # seconds: a delay, an ``at`` or a timeout beyond is refused
-MAX_WORKER_COUNT = 10_000  # tasks per queue and process, created up front
-MAX_ATTEMPTS = 1_000_000
-PRIORITY_RANGE = (-(2**31), 2**31 - 1)
+from ._limits import (
+    MAX_ATTEMPTS,
+    MAX_DELAY,
+    PRIORITY_RANGE,
+    Limits,
+    bounded_seconds,
+    integer,
+    optional_text,
+)
+from ._queue import Queue, check_settings
 
 
 class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -31,68 +32,14 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None
 
 
-def _positive_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ValidationError(f"{name} must be a number of seconds, not {shown(value)}")
-    if value < 0 or (value == 0 and not allow_zero) or math.isinf(value):
-        raise ValidationError(
-            f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {shown(value)}"
-        )
-    return float(value)
-
-
-def seconds(name: str, value: Any) -> float:
-    """A duration >= 0 given as seconds or a timedelta."""
-    return _positive_seconds(name, value, allow_zero=True)
-
-
-def bounded_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """A duration (seconds or a timedelta) of at most MAX_DELAY, > 0 (or >= 0)."""
-    checked = _positive_seconds(name, value, allow_zero=allow_zero)
-    if checked > MAX_DELAY:
-        raise ValidationError(f"{name} must be at most {MAX_DELAY:.0f} seconds (100 years)")
-    return checked
-
-
-def optional_seconds(name: str, value: Any) -> float | None:
-    """None, or a duration >= 0 (a wait's timeout)."""
-    return None if value is None else seconds(name, value)
-
-
-def _count(name: str, value: Any, high: int = 2**31 - 1) -> int:
-    return integer(name, value, 1, high)
-
-
 def check_queue_class(queue: Queue[Any], workers: bool) -> None:
+    """What a Runtime checks of each queue it is given: the settings (also checked when
+    the class is defined), a name, and a handler where jobs are to run."""
     cls = type(queue)
     queue_name = getattr(queue, "name", None)
     if not isinstance(queue_name, str) or not queue_name:
         raise ValidationError(f"{cls.__name__}.name must be a non-empty string")
-    name(f"{cls.__name__}.name", queue_name)
-    _count(f"{cls.__name__}.worker_count", cls.worker_count, MAX_WORKER_COUNT)
-    _count(f"{cls.__name__}.max_attempts", cls.max_attempts, MAX_ATTEMPTS)
-    if cls.timeout is not None:
-        bounded_seconds(f"{cls.__name__}.timeout", cls.timeout)
-    if cls.rate_limit is not None:
-        if not (isinstance(cls.rate_limit, tuple) and len(cls.rate_limit) == 2):
-            raise ValidationError(f"{cls.__name__}.rate_limit must be (count, seconds)")
-        _count(f"{cls.__name__}.rate_limit count", cls.rate_limit[0])
-        bounded_seconds(f"{cls.__name__}.rate_limit seconds", cls.rate_limit[1])
-    if not callable(cls.backoff):
-        raise ValidationError(f"{cls.__name__}.backoff must be callable (attempt -> seconds)")
-    retry_on = cls.retry_on
-    if retry_on is not None and not (
-        isinstance(retry_on, tuple)
-        and all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on)
-    ):
-        raise ValidationError(f"{cls.__name__}.retry_on must be a tuple of exception types")
-    if cls.periodic is not None:
-        parse_schedule(f"{cls.__name__}.periodic", cls.periodic)
-        catch_up = cls.periodic_catch_up
-        if isinstance(catch_up, bool) or not isinstance(catch_up, int) or not 0 <= catch_up <= 1000:
-            raise ValidationError(f"{cls.__name__}.periodic_catch_up must be an int from 0 to 1000")
+    check_settings(cls)
     if workers and not callable(getattr(queue, "handle_item", None)):
         raise ValidationError(f"{cls.__name__} defines no handle_item(self, item) method")
 
@@ -134,6 +81,6 @@ def job_options(
         scheduled_at=scheduled_at,
         max_attempts=cls.max_attempts
         if max_attempts is None
-        else _count("max_attempts", max_attempts, MAX_ATTEMPTS),
+        else integer("max_attempts", max_attempts, 1, MAX_ATTEMPTS),
         timeout=cls.timeout if timeout is None else bounded_seconds("timeout", timeout),
     )

@@ -18,6 +18,7 @@ from . import _limits
 from ._errors import JobCancelled, JobFailed, NotInJob, ValidationError
 from ._limits import DEFAULT_LIMITS, Limits
 from ._models import Job, Progress
+from ._periodic import parse_schedule
 from .backoff import exponential
 
 PayloadT = TypeVar("PayloadT")
@@ -181,6 +182,8 @@ class Queue(Generic[PayloadT]):
                 (arg,) = get_args(base)
                 if not isinstance(arg, TypeVar):
                     cls.payload_type = arg
+        # A setting that does not fit fails where it is written, at class definition.
+        check_settings(cls, own_only=True)
 
     def report_progress(
         self, current: int | float = 0, total: int | float | None = None, message: str | None = None
@@ -200,3 +203,41 @@ class Queue(Generic[PayloadT]):
     def current_job(self) -> Job:
         """See :func:`conveyor.current_job`."""
         return current_job()
+
+
+def check_settings(cls: type[Queue[Any]], *, own_only: bool = False) -> None:
+    """ValidationError, naming ``Class.setting``, for a queue setting that does not fit;
+    ``own_only``: only the settings ``cls`` itself sets (as it is being defined)."""
+
+    def given(setting: str) -> bool:
+        return not own_only or setting in vars(cls)
+
+    where = cls.__name__
+    if given("name") and hasattr(cls, "name"):
+        _limits.name(f"{where}.name", cls.name)
+    if given("worker_count"):
+        _limits.integer(f"{where}.worker_count", cls.worker_count, 1, _limits.MAX_WORKER_COUNT)
+    if given("max_attempts"):
+        _limits.integer(f"{where}.max_attempts", cls.max_attempts, 1, _limits.MAX_ATTEMPTS)
+    if given("timeout") and cls.timeout is not None:
+        _limits.bounded_seconds(f"{where}.timeout", cls.timeout)
+    if given("rate_limit") and cls.rate_limit is not None:
+        if not (isinstance(cls.rate_limit, tuple) and len(cls.rate_limit) == 2):
+            raise ValidationError(f"{where}.rate_limit must be (count, seconds)")
+        _limits.integer(f"{where}.rate_limit count", cls.rate_limit[0], 1, 2**31 - 1)
+        _limits.bounded_seconds(f"{where}.rate_limit seconds", cls.rate_limit[1])
+    if given("backoff") and not callable(cls.backoff):
+        raise ValidationError(f"{where}.backoff must be callable (attempt -> seconds)")
+    retry_on = cls.retry_on
+    if given("retry_on") and not (
+        retry_on is None
+        or (
+            isinstance(retry_on, tuple)
+            and all(isinstance(t, type) and issubclass(t, BaseException) for t in retry_on)
+        )
+    ):
+        raise ValidationError(f"{where}.retry_on must be a tuple of exception types")
+    if given("periodic") and cls.periodic is not None:
+        parse_schedule(f"{where}.periodic", cls.periodic)
+    if given("periodic_catch_up"):
+        _limits.integer(f"{where}.periodic_catch_up", cls.periodic_catch_up, 0, 1000)

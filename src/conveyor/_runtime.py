@@ -21,10 +21,10 @@ from ._bus import EventBus
 from ._clock import Clock, SystemClock
 from ._errors import RuntimeClosed, ValidationError
 from ._ids import IdGenerator
-from ._limits import DEFAULT_LIMITS, Limits, shown
+from ._limits import DEFAULT_LIMITS, Limits, seconds, shown
 from ._logging import get_logger
 from ._operations import JobOperations
-from ._options import check_queue_class, seconds
+from ._options import check_queue_class
 from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue
 from ._states import JobStatus
