@@ -54,6 +54,13 @@ _CUT: Final = ("57P", "08")  # the server shuts down or drops the connection
 _RETRIES: Final = 3  # attempts in all, when trying again is safe (see _attempts)
 
 
+async def _renew_idle(pool: Pool) -> None:
+    """After one connection was cut, replace the pool's others on their next use: the
+    server (restarted, failed over, or terminating backends) has most likely cut them
+    all, and retrying on one dead connection after another would use up the retries."""
+    await pool.expire_connections()
+
+
 def _describe(exc: BaseException) -> str:
     return str(exc).strip() or type(exc).__name__
 
@@ -296,14 +303,18 @@ class PostgresDB:
                             raise
                 except asyncpg.PostgresError as exc:
                     state = exc.sqlstate or ""
+                    if state.startswith(_CUT):
+                        await _renew_idle(pool)
                     if not last and (state in _CONFLICTS or state.startswith(_CUT)):
                         continue
                     raise self.error(exc) from exc
                 except _NOT_SENT as exc:
+                    await _renew_idle(pool)
                     if not last:
                         continue
                     raise self.error(exc) from exc
                 except _LINK_ERRORS as exc:
+                    await _renew_idle(pool)
                     if not last and not sent.begun:
                         continue
                     raise self.error(exc, committing=sent.committing) from exc
