@@ -332,3 +332,15 @@ async def test_a_rescue_keeps_what_the_rescuer_still_runs_or_writes(store: Store
     kept = await store.job_get("job0001")
     assert kept is not None
     assert kept.status is S.RUNNING
+
+
+async def test_jobs_of_a_claim_whose_answer_was_lost_are_put_back(store: Store) -> None:
+    await store.jobs_insert([new(1), new(2), new(3)])
+    await store.jobs_claim(claim(2, owner="me", token="lost"))
+    await store.jobs_claim(claim(1, owner="me", token="seen"))
+    back = await store.jobs_unclaim(["lost"], NOW)
+    assert sorted(statuses(back)) == [("job0001", S.QUEUED), ("job0002", S.QUEUED)]
+    assert {t.message for t in back} == {"requeued: the answer to its claim was lost"}
+    assert (await store.job_get("job0001")).attempts == 0  # type: ignore[union-attr]
+    assert (await store.job_get("job0003")).status is S.RUNNING  # type: ignore[union-attr]
+    assert await store.jobs_unclaim([], NOW) == []

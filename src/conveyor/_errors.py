@@ -106,4 +106,11 @@ class StoreBusy(StoreError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be written or opened: read-only file, full disk, bad path, a
-    PostgreSQL server that does not answer."""
+    PostgreSQL server that does not answer.
+
+    ``outcome_unknown`` is True in the one case where the change may have been stored
+    after all: a PostgreSQL connection lost while the write was committing."""
+
+    def __init__(self, message: str, *, outcome_unknown: bool = False) -> None:
+        super().__init__(message)
+        self.outcome_unknown = outcome_unknown

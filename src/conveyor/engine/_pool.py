@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from .._errors import StoreError
+from .._errors import StoreError, StoreUnavailable
 from .._logging import get_logger
 from .._models import Job
 from .._queue import Queue
@@ -97,6 +97,7 @@ class QueuePool:
         self._maybe_more = True  # jobs may be waiting: claim when a slot is free
         self._kick = anyio.Event()
         self._claim_scope = anyio.CancelScope()
+        self._lost_claims: list[str] = []  # tokens of claims that may have committed unseen
         self.done = anyio.Event()
 
     def wake(self) -> None:
@@ -146,8 +147,13 @@ class QueuePool:
                 lease_expires_at=now + engine.lease_ttl,
             )
             try:
+                await self._unclaim_lost()
                 jobs, transitions = await engine.store.jobs_claim(params)
             except StoreError as exc:
+                if isinstance(exc, StoreUnavailable) and exc.outcome_unknown:
+                    # It may have committed: jobs may be leased under this token that no
+                    # worker runs. Put them back once the store answers again.
+                    self._lost_claims.append(token)
                 log.warning("claiming from queue %r failed, retrying: %s", self.name, exc)
                 self._maybe_more = True
                 await anyio.sleep(CLAIM_RETRY_DELAY)
@@ -160,6 +166,16 @@ class QueuePool:
                 self._starts.extend([anyio.current_time()] * len(jobs))
             for job, transition in zip(jobs, transitions, strict=True):
                 handoff.put((job, transition.seq, token))
+
+    async def _unclaim_lost(self) -> None:
+        """Put back the jobs of claims whose answer was lost (see Store.jobs_unclaim)."""
+        if self._lost_claims:
+            now = self.engine.clock.now()
+            transitions = await self.engine.store.jobs_unclaim(self._lost_claims, now)
+            self._lost_claims.clear()
+            if transitions:
+                log.info("put back %d jobs of claims whose answer was lost", len(transitions))
+            self.engine.committed(transitions)
 
     def _allowance(self) -> tuple[int, float]:
         """How many jobs may start now under the rate limit, and if none, how long until

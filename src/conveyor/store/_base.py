@@ -173,6 +173,12 @@ class Store(Protocol):
         cancelled where cancellation was requested."""
         ...
 
+    async def jobs_unclaim(self, tokens: Sequence[str], now: float) -> list[Transition]:
+        """Put back the jobs held under claim ``tokens`` whose answer this runtime never
+        got (the connection was lost while the claim committed), so they run again now
+        rather than when their lease expires."""
+        ...
+
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
         """Move up to ``limit`` scheduled jobs that are due by ``now`` to queued."""
         ...

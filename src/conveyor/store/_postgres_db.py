@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar
 
@@ -52,6 +53,32 @@ _NOT_SENT: Final = asyncpg.exceptions.InternalClientError
 _CONFLICTS: Final = ("40001", "40P01")  # serialization failure, deadlock: rolled back
 _CUT: Final = ("57P", "08")  # the server shuts down or drops the connection
 _RETRIES: Final = 3  # attempts in all, when trying again is safe (see _attempts)
+LISTENER_ANSWER: Final = 2.0  # seconds a listener check may take before it counts as lost
+
+
+DEAD_PEER_SECONDS: Final = 10  # a connection whose far end is gone fails within this
+
+
+def _detect_dead_peers(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """TCP keepalives and a user timeout on the connection's socket, so that one whose
+    far end went away (a partition, a server that dropped it) fails within seconds
+    instead of sitting in retransmission backoff for minutes: an idle one is probed
+    after 5 s of silence, and unacknowledged data gives up after DEAD_PEER_SECONDS.
+    asyncpg has no public call for its socket; without one (a Unix socket, a newer
+    asyncpg) the connection keeps the system's defaults."""
+    transport = getattr(conn, "_transport", None)
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for option, value in (
+        ("TCP_KEEPIDLE", 5),
+        ("TCP_KEEPINTVL", 2),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", DEAD_PEER_SECONDS * 1000),
+    ):
+        if hasattr(socket, option):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
 
 
 async def _renew_idle(pool: Pool) -> None:
@@ -112,11 +139,13 @@ class PostgresDB:
         if committing:
             return StoreUnavailable(
                 f"{text}; the connection was lost while committing, so the change may or"
-                " may not have been stored"
+                " may not have been stored",
+                outcome_unknown=True,
             )
         return StoreUnavailable(f"{text}; nothing was changed")
 
     async def _setup(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
+        _detect_dead_peers(conn)
         # JSON columns travel as the bytes msgspec reads and writes: no str round trip.
         await conn.set_type_codec(
             "json",
@@ -170,6 +199,7 @@ class PostgresDB:
             command_timeout=self.command_timeout,
             server_settings={"application_name": "conveyor-listen"},
         )
+        _detect_dead_peers(listener)
         try:
             await listener.add_listener(self.channel, self._notified)
         except BaseException:
@@ -195,6 +225,22 @@ class PostgresDB:
     @property
     def listening(self) -> bool:
         return self._listener is not None and not self._listener.is_closed()
+
+    async def check_listener(self) -> None:
+        """Ask the listening connection for a round trip: one the server dropped without
+        this side hearing of it (during a partition, say) would otherwise stay silent
+        for as long as it lives, and notifications with it. A listener that does not
+        answer within LISTENER_ANSWER seconds is dropped, as if it was lost."""
+        listener = self._listener
+        if listener is None or listener.is_closed():
+            return
+        try:
+            with anyio.fail_after(LISTENER_ANSWER):
+                # The channel in a comment: pg_stat_activity shows what this connection is.
+                await listener.execute(f"SELECT 1 -- LISTEN {self.channel}")
+        except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS):
+            self._stop_listening()
+            self._lost(listener)
 
     async def relisten(self) -> None:
         """Reconnect the listening connection after it was lost (the server restarted)."""

@@ -25,6 +25,8 @@ from ._rows import (
 )
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
+CHECK_LISTENER_EVERY: Final = 5.0  # seconds between round trips on the listener (see
+# PostgresDB.check_listener): a silently dropped listener is found within this
 
 
 class PostgresReads:
@@ -38,6 +40,7 @@ class PostgresReads:
         self._changed = True
         self._wake: Callable[[], None] = lambda: None
         self._relisten_at = 0.0
+        self._check_listener_at = 0.0
 
     def _notified(self, origin: str) -> None:
         if origin != self._origin:
@@ -48,6 +51,9 @@ class PostgresReads:
         self._wake = wake
 
     async def changed(self) -> bool:
+        if self.db.listening and time.monotonic() >= self._check_listener_at:
+            self._check_listener_at = time.monotonic() + CHECK_LISTENER_EVERY
+            await self.db.check_listener()
         if not self.db.listening:
             # Notifications are lost until the listener is back: read on every call.
             if time.monotonic() >= self._relisten_at:

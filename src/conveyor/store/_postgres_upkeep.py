@@ -113,8 +113,25 @@ class PostgresUpkeep(PostgresReads):
             "lease_owner = $1 FOR UPDATE", [owner], now, max_orphanings=None
         )
 
+    async def jobs_unclaim(self, tokens: Sequence[str], now: float) -> list[Transition]:
+        if not tokens:
+            return []
+        return await self._put_back(
+            "lease_token = ANY($1::text[]) FOR UPDATE",
+            [list(tokens)],
+            now,
+            max_orphanings=None,
+            reason=rules.UNCLAIMED,
+        )
+
     async def _put_back(
-        self, condition: str, args: list[Any], now: float, *, max_orphanings: int | None
+        self,
+        condition: str,
+        args: list[Any],
+        now: float,
+        *,
+        max_orphanings: int | None,
+        reason: str = "worker shut down",
     ) -> list[Transition]:
         """Clear the leases of jobs matching ``condition`` (see rules.put_back)."""
 
@@ -124,7 +141,7 @@ class PostgresUpkeep(PostgresReads):
                 f" WHERE lease_token IS NOT NULL AND {condition}",
                 *args,
             )
-            outcomes = [rules.put_back(r[2], r[3], max_orphanings) for r in rows]
+            outcomes = [rules.put_back(r[2], r[3], max_orphanings, reason) for r in rows]
             changed = await self._change(
                 f"UPDATE {self.t}jobs AS jobs SET status = u.status, error = u.error,"
                 " finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE $1::float8 END,"

@@ -17,6 +17,9 @@ CANCEL_BY_REQUEST: Final = frozenset(sources(JobStatus.CANCELLING, Owner.USER))
 UNFINISHED_SQL: Final = "('scheduled', 'queued', 'running', 'cancelling')"  # jobs_unique's
 
 
+UNCLAIMED: Final = "the answer to its claim was lost"  # jobs_unclaim's reason
+
+
 class PutBack(NamedTuple):
     status: JobStatus
     error: str | None
@@ -24,17 +27,20 @@ class PutBack(NamedTuple):
     orphanings: int
 
 
-def put_back(status: str, orphanings: int, max_orphanings: int | None) -> PutBack:
-    """A leased job whose worker stopped (``max_orphanings`` None: it shut down) or was
-    lost (counted; failed once lost ``max_orphanings`` times); cancelled instead where
-    cancellation was pending. A job put back to queued also gets its attempt back (the
-    stores' SQL does that): a run that never ended was no attempt, so a crash or a
-    restart never uses up ``max_attempts``, and attempts never read "2 of 1"."""
+def put_back(
+    status: str, orphanings: int, max_orphanings: int | None, reason: str = "worker shut down"
+) -> PutBack:
+    """A leased job whose worker stopped (``max_orphanings`` None: it shut down, or
+    ``reason`` says why else) or was lost (counted; failed once lost ``max_orphanings``
+    times); cancelled instead where cancellation was pending. A job put back to queued
+    also gets its attempt back (the stores' SQL does that): a run that never ended was no
+    attempt, so a crash or a restart never uses up ``max_attempts``, and attempts never
+    read "2 of 1"."""
     lost = orphanings + (max_orphanings is not None)
     if status == JobStatus.CANCELLING:
         return PutBack(JobStatus.CANCELLED, None, "cancelled: its worker stopped", lost)
     if max_orphanings is None:
-        return PutBack(JobStatus.QUEUED, None, "requeued: worker shut down", lost)
+        return PutBack(JobStatus.QUEUED, None, f"requeued: {reason}", lost)
     if lost >= max_orphanings:
         error = f"worker lost ({lost} times)"
         return PutBack(JobStatus.FAILED, error, f"failed: worker lost {lost} times", lost)

@@ -93,8 +93,25 @@ class SQLiteUpkeep(SQLiteReads):
     async def jobs_release(self, owner: str, now: float) -> list[Transition]:
         return await self._put_back("lease_owner = ?", [owner], now, max_orphanings=None)
 
+    async def jobs_unclaim(self, tokens: Sequence[str], now: float) -> list[Transition]:
+        if not tokens:
+            return []
+        return await self._put_back(
+            "lease_token IN (SELECT value FROM json_each(?))",
+            [_codec.encode(list(tokens)).decode()],
+            now,
+            max_orphanings=None,
+            reason=rules.UNCLAIMED,
+        )
+
     async def _put_back(
-        self, condition: str, args: list[Any], now: float, *, max_orphanings: int | None
+        self,
+        condition: str,
+        args: list[Any],
+        now: float,
+        *,
+        max_orphanings: int | None,
+        reason: str = "worker shut down",
     ) -> list[Transition]:
         """Clear the leases of jobs matching ``condition``: back to queued, or cancelled
         where cancellation was pending. ``max_orphanings`` set means the worker was lost:
@@ -109,7 +126,9 @@ class SQLiteUpkeep(SQLiteReads):
             updates: list[tuple[Any, ...]] = []
             history: list[tuple[str, str, JobStatus, float, str | None]] = []
             for job_id, queue, status, orphanings in rows:
-                new, error, message, lost = rules.put_back(status, orphanings, max_orphanings)
+                new, error, message, lost = rules.put_back(
+                    status, orphanings, max_orphanings, reason
+                )
                 ended = None if new is JobStatus.QUEUED else now
                 requeued = int(new is JobStatus.QUEUED)  # an unfinished run was no attempt
                 updates.append((new.value, error, ended, now, lost, requeued, job_id))
