@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export CONVEYOR_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test soak lint postgres fuse bench bench-postgres clean
+.PHONY: demo test soak lint postgres fuse nftables bench bench-postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,13 +24,23 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
-test: lint $(CHROMIUM) postgres fuse
+test: lint $(CHROMIUM) postgres fuse nftables
 	$(BIN)/pytest
 
 # The fault suite at full size (tests/reliability/: kill -9 and PostgreSQL rounds, the
 # power cut, load, and an hour of endurance); `pytest -s` prints each test's FIGURE line.
-soak: $(STAMP) postgres fuse
+soak: $(STAMP) postgres fuse nftables
 	CONVEYOR_SOAK=1 $(BIN)/pytest tests/reliability -p no:cacheprovider -s -q
+
+# The network-fault tests drop packets with nftables in network namespaces of their own:
+# Debian's nftables, installed when missing (as root); without it they skip and say why.
+nftables:
+	@if ! command -v nft >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's nftables for the network-fault tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq --no-install-recommends nftables >/dev/null 2>&1 || \
+	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends nftables >/dev/null; }; \
+	fi
 
 # The power-cut test mounts a FUSE filesystem: Debian's fuse3 (fusermount3, libfuse3),
 # installed when missing, as root or through sudo; without it that test skips and says why.

@@ -42,15 +42,15 @@ class Every:
 class Cron:
     """Ticks of a cron expression (five fields; croniter's extensions allowed), in UTC."""
 
-    def __init__(self, expression: str) -> None:
+    def __init__(self, expression: str, field: str = "periodic") -> None:
         try:
             from croniter import croniter  # type: ignore[import-untyped]
         except ImportError:  # pragma: no cover - depends on the installation
             raise ValidationError(
-                "cron schedules need croniter: pip install 'conveyor[cron]'"
+                f"{field}: cron schedules need croniter: pip install 'conveyor[cron]'"
             ) from None
         if not croniter.is_valid(expression):
-            raise ValidationError(f"not a valid cron expression: {shown(expression)}")
+            raise ValidationError(f"{field} is not a valid cron expression: {shown(expression)}")
         self._croniter = croniter
         self.expression = expression
 
@@ -76,7 +76,7 @@ class PeriodicQueue(msgspec.Struct, frozen=True):
 
 def parse_schedule(name: str, spec: Any) -> Schedule:
     if isinstance(spec, str):
-        return Cron(spec)
+        return Cron(spec, name)
     if isinstance(spec, bool) or not isinstance(spec, (int, float)):
         raise ValidationError(f"{name} must be a cron expression or seconds, not {shown(spec)}")
     if not math.isfinite(spec) or spec <= 0:

@@ -42,11 +42,14 @@ class Child:
     """A child process of the suite's own (an app script in this folder), its output
     going to a file (never a pipe nobody reads, which would block it)."""
 
-    def __init__(self, script: str, *args: str, log: Path) -> None:
+    def __init__(
+        self, script: str, *args: str, log: Path, wrap: Callable[[list[str]], list[str]] | None
+    ) -> None:
         self.log = log
         self._out = log.open("ab")
+        argv = [sys.executable, str(HERE / script), *args]
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / script), *args],
+            argv if wrap is None else wrap(argv),
             stdout=self._out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -71,8 +74,12 @@ class Child:
 def children(tmp_path: Path) -> Iterator[Callable[..., Child]]:
     started: list[Child] = []
 
-    def start(script: str, *args: str) -> Child:
-        child = Child(script, *args, log=tmp_path / f"child{len(started)}.log")
+    def start(
+        script: str, *args: str, wrap: Callable[[list[str]], list[str]] | None = None
+    ) -> Child:
+        """``script ARGS`` in a child; ``wrap`` turns the command into another (one that
+        runs it in a network namespace, say)."""
+        child = Child(script, *args, log=tmp_path / f"child{len(started)}.log", wrap=wrap)
         started.append(child)
         return child
 

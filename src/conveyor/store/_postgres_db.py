@@ -53,7 +53,10 @@ _NOT_SENT: Final = asyncpg.exceptions.InternalClientError
 _CONFLICTS: Final = ("40001", "40P01")  # serialization failure, deadlock: rolled back
 _CUT: Final = ("57P", "08")  # the server shuts down or drops the connection
 _RETRIES: Final = 3  # attempts in all, when trying again is safe (see _attempts)
-LISTENER_ANSWER: Final = 2.0  # seconds a listener check may take before it counts as lost
+LISTENER_ANSWER: Final = 1.0  # seconds a listener check may take before it counts as lost
+# Seconds a new connection may take: short, so that while the server is out of reach
+# attempts keep coming (each a fresh SYN) rather than one waiting out SYN backoff.
+CONNECT_TIMEOUT: Final = 5.0
 
 
 DEAD_PEER_SECONDS: Final = 10  # a connection whose far end is gone fails within this
@@ -165,6 +168,7 @@ class PostgresDB:
             self.dsn,
             min_size=1,
             max_size=self.pool_size,
+            timeout=CONNECT_TIMEOUT,
             command_timeout=self.command_timeout,
             init=self._setup,
             reset=self._reset,
@@ -196,6 +200,7 @@ class PostgresDB:
     async def _start_listening(self) -> None:
         listener = await asyncpg.connect(
             self.dsn,
+            timeout=CONNECT_TIMEOUT,
             command_timeout=self.command_timeout,
             server_settings={"application_name": "conveyor-listen"},
         )

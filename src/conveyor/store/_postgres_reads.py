@@ -25,7 +25,7 @@ from ._rows import (
 )
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
-CHECK_LISTENER_EVERY: Final = 5.0  # seconds between round trips on the listener (see
+CHECK_LISTENER_EVERY: Final = 1.0  # seconds between round trips on the listener (see
 # PostgresDB.check_listener): a silently dropped listener is found within this
 
 
