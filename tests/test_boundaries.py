@@ -13,9 +13,7 @@ import math
 import pathlib
 import subprocess
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,6 +28,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime
+
+from .test_server import http_get
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 
@@ -355,21 +355,6 @@ async def test_every_wire_op_answers_whatever_its_fields(served: Runtime) -> Non
         assert ws.close_code is None  # never closed on us (no 1011)
     await assert_readable(rt)
     await still_serves(rt)
-
-
-async def http_get(rt: Runtime, path: str) -> tuple[int, Any]:
-    url = rt.server_url.replace("ws://", "http://") + path
-
-    def fetch() -> tuple[int, Any]:
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:
-                body = response.read()
-                kind = response.headers["Content-Type"]
-                return response.status, json.loads(body) if "json" in kind else body
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
-
-    return await anyio.to_thread.run_sync(fetch)
 
 
 async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> None:
