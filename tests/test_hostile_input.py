@@ -52,6 +52,10 @@ class Reporter(Queue):
                 raise ValueError("e" * 200_000)
             case "huge-result":
                 return "r" * 5000
+            case "keyboard-interrupt":
+                raise KeyboardInterrupt  # raised by the handler itself, not a Ctrl-C
+            case "inf-result":
+                return {"ratio": float("inf")}
             case "caught":
                 try:
                     self.report_progress(current=float("inf"))
@@ -96,6 +100,8 @@ def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
         ("unprintable", "Unprintable (its message could not be read)"),
         ("huge-error", "[cut to the 2000-byte limit"),
         ("huge-result", "over the 1000-byte limit (Limits.result_bytes)"),
+        ("keyboard-interrupt", "KeyboardInterrupt"),
+        ("inf-result", "holds inf or nan"),
     ],
 )
 async def test_a_bad_handler_fails_its_job_and_nothing_else(
@@ -350,6 +356,8 @@ async def test_the_python_api_raises_validation_errors_for_the_same_values(
             value = [value]
         with pytest.raises(ValidationError, match="nested too deeply"):
             await rt.enqueue("other", value)
+        with pytest.raises(ValidationError, match="inf or nan"):  # JSON would store null
+            await rt.enqueue("other", {"ratio": [1.0, float("-inf")]})
         with pytest.raises(ValidationError, match=r"delay must be a number of seconds, not \[\["):
             await rt.enqueue("other", 1, delay=value)  # the message shows it short
         assert await rt.list_jobs() == []

@@ -252,8 +252,12 @@ async def test_leases_renew_rescue_and_release(store: Store) -> None:
     assert job is not None
     assert job.error == "worker lost (2 times)"
     assert job.attempts == 1  # the run that failed counts; the lost one before it did not
+    await store.jobs_progress([ProgressWrite("job0002", "t2", Progress(current=8, total=13))], NOW)
     released = await store.jobs_release("alive", NOW)
     assert sorted(statuses(released)) == [("job0002", S.QUEUED), ("job0003", S.QUEUED)]
+    back = await store.job_get("job0002")
+    assert back is not None
+    assert back.progress == Progress()  # put back to start over: no stale 8/13
     assert {(await store.job_get(i)).attempts for i in ("job0002", "job0003")} == {0}  # type: ignore[union-attr]
     assert await store.lease_owners() == set()
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import msgspec
+import msgspec.structs
 
 from ._errors import ValidationError
 from ._models import Progress
@@ -35,6 +37,27 @@ def decoder_for(tp: Any) -> msgspec.json.Decoder[Any]:
     return dec
 
 
+def holds_non_finite(value: Any, data: bytes) -> bool:
+    """Whether ``value`` (encoded as ``data``) holds an inf or a NaN, which msgspec writes
+    as ``null``: stored so, it would read back as something else. The walk runs only
+    when ``data`` has a ``null`` in it, so most values cost one ``in``."""
+    if b"null" not in data:
+        return False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif isinstance(item, msgspec.Struct):
+            stack.extend(msgspec.structs.astuple(item))
+    return False
+
+
 def encode_payload(payload: Any, payload_type: Any, max_bytes: int) -> bytes:
     """Validate ``payload`` against ``payload_type`` and encode it as JSON.
 
@@ -49,6 +72,8 @@ def encode_payload(payload: Any, payload_type: Any, max_bytes: int) -> bytes:
         raise ValidationError(f"payload is not JSON-serialisable: {exc}") from None
     except RecursionError:
         raise ValidationError("payload is nested too deeply to encode as JSON") from None
+    if holds_non_finite(payload, data):
+        raise ValidationError("payload holds inf or nan, which JSON cannot hold")
     if len(data) > max_bytes:
         raise ValidationError(f"payload is {len(data)} bytes, over the {max_bytes}-byte limit")
     if payload_type is not Any:

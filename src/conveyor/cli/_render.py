@@ -48,9 +48,12 @@ def job_details(job: Job, history: Sequence[HistoryEntry]) -> None:
     table = Table("field", "value", show_header=False)
     for key, value in fields.items():
         if key != "traceback" and value not in (None, ""):
-            table.add_row(key, str(value))
+            # Payloads, results and progress as the JSON they are, not Python reprs.
+            shown = value if isinstance(value, str) else msgspec.json.encode(value).decode()
+            table.add_row(key, shown)
     console.print(table)
     if job.traceback:
+        console.print("traceback of the last failed attempt:", style="bold")
         console.print(job.traceback, markup=False, highlight=False)
     timeline = Table("seq", "at", "status", "message")
     for entry in history:

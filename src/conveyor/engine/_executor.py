@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import msgspec
+from msgspec.structs import replace
 
 from .. import _codec
 from .._clock import Clock
@@ -99,8 +100,11 @@ def _stopped(run: RunningJob) -> Finish | None:
     match run.reason:
         case StopReason.LEASE_LOST:
             return None
-        case StopReason.SHUTDOWN:
-            return _finish(run, JobStatus.QUEUED, message="requeued: worker shutting down")
+        case StopReason.SHUTDOWN:  # back to the queue, to start over: no progress kept
+            return replace(
+                _finish(run, JobStatus.QUEUED, message="requeued: worker shutting down"),
+                progress=NO_PROGRESS,
+            )
         case _:
             return _finish(run, JobStatus.CANCELLED, message="cancelled")
 
@@ -167,6 +171,9 @@ def _completed(handler: Handler, run: RunningJob, result: Any) -> Finish:
             handler.limits.error_bytes,
         )
         return _finish(run, JobStatus.FAILED, error=error, message=error)
+    if _codec.holds_non_finite(result, encoded):
+        error = "the handler's result holds inf or nan, which JSON cannot hold"
+        return _finish(run, JobStatus.FAILED, error=error, message=error)
     if len(encoded) > handler.limits.result_bytes:
         error = (
             f"the handler's result is {len(encoded)} bytes of JSON, over the"
@@ -211,12 +218,19 @@ async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | N
         _current_reset(token)
 
 
+def _is_cancellation(exc: BaseException) -> bool:
+    cancelled = anyio.get_cancelled_exc_class()
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.subgroup(cancelled) is not None
+    return isinstance(exc, cancelled)
+
+
 def _log_outcome(outcome: Finish | None) -> None:
     """One record per run, logged in the job's context (so it carries its id)."""
     if outcome is None:
         log.info("stopped without an outcome (lease lost or runtime torn down)")
     elif outcome.status is JobStatus.FAILED:
-        log.warning("failed: %s", outcome.error)
+        log.warning("failed: %.500s", outcome.error)  # the whole error is in the job
     elif outcome.status is JobStatus.SCHEDULED:
         log.info("%s", outcome.message)
     else:
@@ -247,7 +261,12 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
             outcome = _finish(run, JobStatus.FAILED, error=error, message=error)
         except JobCancelled:
             outcome = _stopped(run)
-        except (Exception, SystemExit) as exc:  # sys.exit() in a handler fails its job only
+        except BaseException as exc:
+            # Whatever the handler raised fails its job only (sys.exit(), a stray
+            # KeyboardInterrupt, an exception group), but a cancellation goes on up: this
+            # run's own is caught by its scope below, any other is the runtime's.
+            if _is_cancellation(exc):
+                raise
             outcome = _failed(handler, run, exc, clock.now())
     if run.scope.cancelled_caught:
         if run.reason is None:  # nobody stopped it: the deadline passed

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
     from .._runtime import Runtime
 
 log = get_logger("conveyor.server")
+# websockets' own records (a line per connection opened and closed, plain HTTP included):
+# warnings and errors only, so that `conveyor serve` at INFO logs what matters.
+_websockets_log = log.getChild("websockets")
+_websockets_log.setLevel("WARNING")
 
 
 def is_loopback(host: str) -> bool:
@@ -84,7 +88,7 @@ class Server:
             process_request=self._process_request,
             max_size=self.max_message_bytes * 4,
             close_timeout=2,
-            logger=log,
+            logger=_websockets_log,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             log.info("serving on %s", self.url)

@@ -148,6 +148,7 @@ class PostgresUpkeep(PostgresReads):
                 " updated_at = $1, orphanings = u.orphanings,"
                 " attempts = CASE WHEN u.status = 'queued' THEN greatest(jobs.attempts - 1, 0)"
                 "  ELSE jobs.attempts END,"
+                " progress = CASE WHEN u.status = 'queued' THEN NULL ELSE jobs.progress END,"
                 " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
                 " FROM unnest($2::text[], $3::text[], $4::text[], $5::int4[], $6::text[])"
                 "  WITH ORDINALITY AS u(id, status, error, orphanings, message, ord)"

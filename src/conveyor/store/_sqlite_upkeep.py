@@ -130,12 +130,14 @@ class SQLiteUpkeep(SQLiteReads):
                     status, orphanings, max_orphanings, reason
                 )
                 ended = None if new is JobStatus.QUEUED else now
-                requeued = int(new is JobStatus.QUEUED)  # an unfinished run was no attempt
-                updates.append((new.value, error, ended, now, lost, requeued, job_id))
+                # An unfinished run was no attempt, and its progress is no job's now.
+                requeued = int(new is JobStatus.QUEUED)
+                updates.append((new.value, error, ended, now, lost, requeued, requeued, job_id))
                 history.append((job_id, queue, new, now, message))
             conn.executemany(
                 "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ?,"
                 " orphanings = ?, attempts = max(attempts - ?, 0),"
+                " progress = CASE WHEN ? THEN NULL ELSE progress END,"
                 " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
                 " WHERE id = ?",
                 updates,
