@@ -164,9 +164,9 @@ def ran(qualname_part: str) -> int:
     return sum(qualname_part in name for name in RAN)
 
 
-async def assert_readable(rt: Runtime) -> None:
+async def assert_readable(rt: Runtime, location: str) -> None:
     """Every stored job reads back whole: lists page to the end, each job and its history
-    load, and the HTTP API answers."""
+    load, the HTTP API answers, and so does ``conveyor jobs ls`` on the database."""
     cursor = None
     seen = 0
     while True:
@@ -181,6 +181,16 @@ async def assert_readable(rt: Runtime) -> None:
     status, body = await http_get(rt, "/api/jobs?limit=1000")
     assert status == 200
     assert len(body["jobs"]) == min(seen, 1000) or body["cursor"] is not None
+    listed = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "conveyor", "jobs", "ls", "--db", location, "--json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert len(json.loads(listed.stdout)) == min(seen, 50)  # its default page
 
 
 async def still_serves(rt: Runtime) -> None:
@@ -192,7 +202,7 @@ async def still_serves(rt: Runtime) -> None:
 ENQUEUE_OPTIONS = ("created_by", "priority", "delay", "at", "max_attempts", "timeout", "unique_key")
 
 
-async def test_enqueue_accepts_or_refuses_anything(served: Runtime) -> None:
+async def test_enqueue_accepts_or_refuses_anything(served: Runtime, location: str) -> None:
     rt = served
     options = st.fixed_dictionaries(
         {},
@@ -217,7 +227,7 @@ async def test_enqueue_accepts_or_refuses_anything(served: Runtime) -> None:
 
     await anyio.to_thread.run_sync(fuzz)
     assert ran("test_enqueue_accepts") >= 100
-    await assert_readable(rt)
+    await assert_readable(rt, location)
     await still_serves(rt)
 
 
@@ -246,7 +256,9 @@ handler_calls = st.one_of(
 )
 
 
-async def test_whatever_a_handler_does_its_job_ends_and_reads_back(served: Runtime) -> None:
+async def test_whatever_a_handler_does_its_job_ends_and_reads_back(
+    served: Runtime, location: str
+) -> None:
     rt = served
     counter = iter(range(10**9))
 
@@ -266,7 +278,7 @@ async def test_whatever_a_handler_does_its_job_ends_and_reads_back(served: Runti
 
     await anyio.to_thread.run_sync(fuzz)
     assert ran("test_whatever_a_handler") >= 100
-    await assert_readable(rt)
+    await assert_readable(rt, location)
     await still_serves(rt)
 
 
@@ -315,7 +327,7 @@ wire_ops = st.sampled_from(
 )
 
 
-async def test_every_wire_op_answers_whatever_its_fields(served: Runtime) -> None:
+async def test_every_wire_op_answers_whatever_its_fields(served: Runtime, location: str) -> None:
     rt = served
     async with connect(rt.server_url, max_size=None) as ws:
 
@@ -353,7 +365,7 @@ async def test_every_wire_op_answers_whatever_its_fields(served: Runtime) -> Non
         await anyio.to_thread.run_sync(fuzz)
         assert ran("test_every_wire_op") >= 100
         assert ws.close_code is None  # never closed on us (no 1011)
-    await assert_readable(rt)
+    await assert_readable(rt, location)
     await still_serves(rt)
 
 
