@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 import reprlib
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any, Final
 
 import msgspec
 
 from ._errors import ValidationError
+from ._states import JobStatus
 
 KIB: Final = 1024
 MIB: Final = 1024 * KIB
@@ -184,3 +186,15 @@ def bounded_seconds(name: str, value: Any, *, allow_zero: bool = False) -> float
 def optional_seconds(name: str, value: Any) -> float | None:
     """None, or a duration >= 0 (a wait's timeout)."""
     return None if value is None else seconds(name, value)
+
+
+def statuses(field: str, values: Any) -> frozenset[JobStatus]:
+    """Statuses given as JobStatus values or their strings, checked."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValidationError(f"{field} must be a list of statuses, not {shown(values)}")
+    try:
+        return frozenset(JobStatus(s) for s in values)
+    except (ValueError, TypeError):
+        raise ValidationError(
+            f"{field} must hold statuses ({', '.join(JobStatus)}), not {shown(values)}"
+        ) from None

@@ -24,7 +24,16 @@ from ._errors import (
     WaitTimeout,
 )
 from ._ids import IdGenerator
-from ._limits import Limits, name, optional_seconds, optional_text, seconds, shown, text
+from ._limits import (
+    Limits,
+    name,
+    optional_seconds,
+    optional_text,
+    seconds,
+    shown,
+    text,
+)
+from ._limits import statuses as check_statuses
 from ._models import Event, HistoryEntry, Job
 from ._options import JobOptions, job_options
 from ._queue import Queue
@@ -340,7 +349,7 @@ class JobOperations:
         if queue is not None:
             self._check_queue_name(queue)
         age = seconds("older_than", older_than)
-        wanted = _statuses("statuses", statuses)
+        wanted = check_statuses("statuses", statuses)
         if not wanted <= TERMINAL:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
         return await purge(self.store, wanted, self.clock.now() - age, queue)
@@ -397,7 +406,7 @@ class JobOperations:
             self._check_queue_name(queue)
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
             raise ValidationError(f"max_buffer must be an int >= 1, not {shown(max_buffer)}")
-        wanted = None if statuses is None else _statuses("statuses", statuses)
+        wanted = None if statuses is None else check_statuses("statuses", statuses)
         stream = self.bus.subscribe(
             queue=queue,
             job_id=None if job_id is None else name("job_id", job_id),
@@ -427,15 +436,3 @@ class JobOperations:
             at=job.updated_at,
             message=None if last is None else last.message,
         )
-
-
-def _statuses(field: str, values: Any) -> frozenset[JobStatus]:
-    """Statuses given as JobStatus values or their strings, checked."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ValidationError(f"{field} must be a list of statuses, not {shown(values)}")
-    try:
-        return frozenset(JobStatus(s) for s in values)
-    except (ValueError, TypeError):
-        raise ValidationError(
-            f"{field} must hold statuses ({', '.join(JobStatus)}), not {shown(values)}"
-        ) from None
