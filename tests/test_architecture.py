@@ -69,9 +69,12 @@ def _imports(path: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
+        elif isinstance(node, ast.ImportFrom):
             prefix = "." * node.level
-            found.add(prefix + node.module)
+            if node.module:
+                found.add(prefix + node.module)
+            else:  # from .. import _codec
+                found |= {prefix + alias.name for alias in node.names}
     return found
 
 
@@ -126,3 +129,45 @@ def test_a_postgresql_url_without_asyncpg_says_what_to_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
     )
     assert "pip install 'conveyor[postgres]'" in out.stdout
+
+
+def _conveyor_imports(module: str, imports: set[str]) -> set[str]:
+    """The conveyor modules ``module`` imports, as paths like ``store`` or ``_wire``."""
+    depth = module.count("/")
+    found: set[str] = set()
+    for name in imports:
+        if not name.startswith("."):
+            if name.startswith("conveyor."):
+                found.add(name.removeprefix("conveyor.").split(".")[0])
+            continue
+        level = len(name) - len(name.lstrip("."))
+        target = name.lstrip(".")
+        if level - 1 == depth:  # relative to the package root
+            found.add(target.split(".")[0])
+        elif level == 1 and depth:  # within the module's own subpackage
+            found.add(module.split("/")[0])
+    return found
+
+
+def test_the_client_speaks_only_through_the_records_and_the_wire_module() -> None:
+    imports = _conveyor_imports("client.py", _modules()["client.py"])
+    assert imports <= {"_errors", "_models", "_states", "_wire", "_limits", "_logging"}
+
+
+def test_the_wire_module_does_no_io() -> None:
+    imports = _modules()["_wire.py"]
+    assert not any(i.split(".")[0] in {"websockets", "anyio", "asyncio"} for i in imports)
+    assert _conveyor_imports("_wire.py", imports) <= {"_errors", "_models", "_states", "_limits"}
+
+
+def test_the_layers_import_downwards_only() -> None:
+    forbidden = {
+        "store": {"engine", "_bus", "server", "cli", "_runtime", "_operations"},
+        "engine": {"server", "cli", "_runtime", "_operations"},
+        "server": {"store", "engine", "cli"},
+    }
+    for module, imports in _modules().items():
+        layer = module.split("/")[0]
+        if layer in forbidden:
+            bad = _conveyor_imports(module, imports) & forbidden[layer]
+            assert not bad, (module, bad)

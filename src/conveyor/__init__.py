@@ -18,6 +18,7 @@ from ._errors import JobNotFound as JobNotFound
 from ._errors import NotInJob as NotInJob
 from ._errors import QueueNotFound as QueueNotFound
 from ._errors import RuntimeClosed as RuntimeClosed
+from ._errors import ServerError as ServerError
 from ._errors import StoreBusy as StoreBusy
 from ._errors import StoreError as StoreError
 from ._errors import StoreUnavailable as StoreUnavailable
@@ -67,6 +68,7 @@ __all__ = (
     "Runtime",
     "RuntimeClosed",
     "SQLiteStore",
+    "ServerError",
     "StoreBusy",
     "StoreError",
     "StoreUnavailable",

@@ -13,6 +13,8 @@ Every error conveyor raises on purpose is a :class:`ConveyorError`::
     ├── RuntimeClosed          the runtime is not running (not entered, or shut down)
     ├── NotInJob               a job helper (report_progress, ...) called outside a handler
     ├── EventStreamOverflow    an events() consumer fell too far behind and was dropped
+    ├── ServerError            a server answered with an error no class above stands for,
+    │                          or could not be reached (conveyor.client)
     └── StoreError             the store could not do what was asked; nothing was changed
         ├── StoreBusy          another writer held a lock past the busy or lock timeout
         └── StoreUnavailable   the database cannot be written (read-only, disk full,
@@ -93,6 +95,16 @@ class EventStreamOverflow(ConveyorError):
     Progress events are coalesced before this happens; it means state transitions would
     otherwise have been lost. Re-subscribe and read current state with ``list_jobs``.
     """
+
+
+class ServerError(ConveyorError):
+    """A conveyor server (seen from conveyor.client) answered with an error that no
+    narrower class stands for, or the connection to it failed. ``code`` is the
+    protocol's error code (``unreachable``, ``disconnected``, ``http_401``, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
 
 
 class StoreError(ConveyorError):

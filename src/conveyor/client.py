@@ -24,82 +24,30 @@ from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from ._errors import (
-    ConveyorError,
-    InvalidTransition,
-    JobNotFound,
-    QueueNotFound,
-    StoreBusy,
-    StoreUnavailable,
-    ValidationError,
-    WaitTimeout,
-)
+from ._errors import ConveyorError, ServerError, ValidationError, WaitTimeout
 from ._limits import shown
 from ._logging import get_logger
 from ._models import Event, HistoryEntry, Job
 from ._states import TERMINAL, JobStatus
+from ._wire import Error, Result, decode_reply, encoder, error_for
 
 log = get_logger("conveyor.client")
 
 __all__ = ("Client", "ServerError")
 
 
-class ServerError(ConveyorError):
-    """The server answered with an error this client has no narrower class for, or the
-    connection to it failed. ``code`` is the protocol's error code."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-
-
-_ERRORS: dict[str, type[ConveyorError]] = {
-    "invalid": ValidationError,
-    "invalid_transition": InvalidTransition,
-    "store_busy": StoreBusy,
-    "store_unavailable": StoreUnavailable,
-}
-
-
-def _error(code: str, message: str, name: str = "") -> ConveyorError:
-    """The exception a reply's error code stands for; ``name`` is the queue or job id
-    the request named, for QueueNotFound and JobNotFound."""
-    if code == "unknown_queue":
-        return QueueNotFound(name, message=message)
-    if code == "unknown_job":
-        return JobNotFound(name, message=message)
-    cls = _ERRORS.get(code)
-    return ServerError(code, message) if cls is None else cls(message)
-
-
-class _Reply(msgspec.Struct, tag_field="type", tag="result"):
-    id: int | str | None
-    value: Any
-
-
-class _ErrorReply(msgspec.Struct, tag_field="type", tag="error"):
-    id: int | str | None
-    code: str
-    message: str
-
-
-# An event's "subscription" field is dropped on decoding: msgspec skips unknown fields.
-_decoder = msgspec.json.Decoder(_Reply | _ErrorReply | Event)
-_encoder = msgspec.json.Encoder()
-
 MAX_MESSAGE_BYTES = 64 << 20
 CLOSE_TIMEOUT = 2.0  # seconds a closing handshake may take when leaving the client
 
 
-def _decode(message: str | bytes) -> _Reply | _ErrorReply | Event | None:
+def _decode(message: str | bytes) -> Result | Error | Event | None:
     """A message from the server, or None (logged) for one this client cannot read: a
     newer server's message type, say. It never ends the connection."""
     try:
-        item: _Reply | _ErrorReply | Event = _decoder.decode(message)
+        return decode_reply(message)
     except (msgspec.DecodeError, RecursionError) as exc:
         log.warning("ignored a message from the server that this client cannot read: %s", exc)
         return None
-    return item
 
 
 def websocket_url(url: str) -> str:
@@ -233,8 +181,8 @@ class Client:
                 pending = self._pending.pop(reply.id, None)
                 if pending is None:
                     continue
-                if isinstance(reply, _ErrorReply):
-                    pending.error = _error(reply.code, reply.message, pending.name)
+                if isinstance(reply, Error):
+                    pending.error = error_for(reply.code, reply.message, pending.name)
                 else:
                     pending.value = reply.value
                 pending.done.set()
@@ -252,7 +200,7 @@ class Client:
         name = str(fields.get("job_id") or fields.get("queue") or "")
         pending = self._pending[rid] = _Pending(name)
         try:
-            await ws.send(_encoder.encode({"id": rid, "op": op, **fields}), text=True)
+            await ws.send(encoder.encode({"id": rid, "op": op, **fields}), text=True)
         except ConnectionClosed as exc:
             self._pending.pop(rid, None)
             raise ServerError("disconnected", str(exc)) from exc
@@ -372,14 +320,14 @@ class Client:
             try:
                 async with self._connect() as ws:
                     resume = {} if last_seq is None else {"since": last_seq}
-                    await ws.send(_encoder.encode({"id": 0, **request, **resume}), text=True)
+                    await ws.send(encoder.encode({"id": 0, **request, **resume}), text=True)
                     async for message in ws:
                         item = _decode(message)
                         if item is None:
                             continue
-                        if isinstance(item, _ErrorReply):
-                            raise _error(item.code, item.message)
-                        if isinstance(item, _Reply):
+                        if isinstance(item, Error):
+                            raise error_for(item.code, item.message)
+                        if isinstance(item, Result):
                             delay = self.min_backoff  # subscribed
                             continue
                         # Transitions arrive in seq order; a progress report repeats its

@@ -13,7 +13,7 @@ from websockets.http11 import Request, Response
 
 from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
 from .._logging import get_logger
-from ._protocol import encoder, jobs_page
+from .._wire import encoder, jobs_page
 
 log = get_logger("conveyor.server")
 

@@ -6,26 +6,16 @@ import itertools
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import msgspec
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from .._bus import EventStream
-from .._errors import (
-    ConveyorError,
-    EventStreamOverflow,
-    InvalidTransition,
-    JobNotFound,
-    QueueNotFound,
-    StoreBusy,
-    StoreError,
-    ValidationError,
-)
+from .._errors import ConveyorError, EventStreamOverflow, ValidationError
 from .._limits import shown
 from .._logging import get_logger
 from .._models import Event
-from ._protocol import (
+from .._wire import (
     Cancel,
     Enqueue,
     Error,
@@ -41,6 +31,8 @@ from ._protocol import (
     Unsubscribe,
     decode_request,
     encoder,
+    error_code,
+    event_frame,
     jobs_page,
 )
 
@@ -52,22 +44,6 @@ log = get_logger("conveyor.server")
 CLOSE_TOO_SLOW = 4008  # the client fell too far behind its events
 SLOW_CLOSE_TIMEOUT = 10.0  # seconds a client closed for being slow has to read the close
 REPLAY_PAGE = 500
-
-_ERROR_CODES: tuple[tuple[type[ConveyorError], str], ...] = (
-    (QueueNotFound, "unknown_queue"),
-    (JobNotFound, "unknown_job"),
-    (ValidationError, "invalid"),
-    (InvalidTransition, "invalid_transition"),
-    (StoreBusy, "store_busy"),
-    (StoreError, "store_unavailable"),
-)
-
-
-def _error_code(exc: ConveyorError) -> str:
-    for cls, code in _ERROR_CODES:
-        if isinstance(exc, cls):
-            return code
-    return "error"
 
 
 class Session:
@@ -116,7 +92,7 @@ class Session:
         try:
             value = await self._dispatch(request)
         except ConveyorError as exc:
-            return encoder.encode(Error(request.id, _error_code(exc), str(exc)))
+            return encoder.encode(Error(request.id, error_code(exc), str(exc)))
         except Exception:
             log.exception("request %r failed", request)
             return encoder.encode(Error(request.id, "internal", "internal error; see the logs"))
@@ -234,7 +210,7 @@ class _Forward:
         ws = self.session.ws
         if ws.state is not State.OPEN or ws.transport.get_write_buffer_size() > self.WRITE_LIMIT:
             return False
-        broadcast([ws], _event_bytes(self.sub, event), text=True)
+        broadcast([ws], event_frame(self.sub, event), text=True)
         return True
 
     def _on_overflow(self) -> None:
@@ -255,7 +231,7 @@ class _Forward:
                         self.sending = True
                         self.send_scope = anyio.CancelScope()
                         with self.send_scope:
-                            await self.session._send(_event_bytes(self.sub, event))
+                            await self.session._send(event_frame(self.sub, event))
                         self.sending = False
                         if self.overflowed:
                             break  # do not keep writing to a client that stopped reading
@@ -280,29 +256,8 @@ class _Forward:
             )
             for event in events:
                 if statuses is None or event.status in statuses:
-                    await self.session._send(_event_bytes(self.sub, event))
+                    await self.session._send(event_frame(self.sub, event))
             if events:
                 last = events[-1].seq
             if len(events) < REPLAY_PAGE:
                 return last
-
-
-_encoded: dict[int, tuple[Event, bytes]] = {}
-
-
-def _event_bytes(sub: str, event: Event) -> bytes:
-    """The event as JSON plus the id of the subscription it answers.
-
-    The bus hands the same Event object to every subscriber, so its JSON is encoded
-    once and kept in a small cache (cleared when full: bounded), and only the
-    subscription id is spliced in per client.
-    """
-    hit = _encoded.get(id(event))
-    if hit is not None and hit[0] is event:
-        data = hit[1]
-    else:
-        data = encoder.encode(event)
-        if len(_encoded) >= 1024:
-            _encoded.clear()
-        _encoded[id(event)] = (event, data)
-    return data[:-1] + b',"subscription":' + msgspec.json.encode(sub) + b"}"

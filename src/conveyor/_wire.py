@@ -1,4 +1,6 @@
-"""The websocket protocol's messages, one Struct each, and the one decoder for requests.
+"""The wire protocol, for the server and every client alike (no I/O here: the sockets
+are theirs): the message Structs, one decoder each way, the error code <-> exception
+table in both directions, event framing and the paging of list replies.
 
 Requests are a tagged union on ``op``; replies and events on ``type``. See
 docs/protocol.md for the protocol as a client sees it.
@@ -11,9 +13,20 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from .._limits import shown
-from .._models import Job
-from .._states import JobStatus
+from ._errors import (
+    ConveyorError,
+    InvalidTransition,
+    JobNotFound,
+    QueueNotFound,
+    ServerError,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+    ValidationError,
+)
+from ._limits import shown
+from ._models import Event, Job
+from ._states import JobStatus
 
 RequestId = int | str | None
 
@@ -166,3 +179,76 @@ def jobs_page(jobs: list[Job], limit: int) -> dict[str, Any]:
         jobs = jobs[:count]
         return {"jobs": jobs, "cursor": jobs[-1].id}
     return {"jobs": jobs, "cursor": jobs[-1].id if len(jobs) == limit else None}
+
+
+# -- errors, both ways -------------------------------------------------------------------
+
+_CODES: Final[tuple[tuple[type[ConveyorError], str], ...]] = (
+    (QueueNotFound, "unknown_queue"),
+    (JobNotFound, "unknown_job"),
+    (ValidationError, "invalid"),
+    (InvalidTransition, "invalid_transition"),
+    (StoreBusy, "store_busy"),
+    (StoreError, "store_unavailable"),
+)
+"""An exception's code is that of the first class here it is an instance of."""
+
+_RAISED: Final[dict[str, type[ConveyorError]]] = {
+    "invalid": ValidationError,
+    "invalid_transition": InvalidTransition,
+    "store_busy": StoreBusy,
+    "store_unavailable": StoreUnavailable,
+}
+
+
+def error_code(exc: ConveyorError) -> str:
+    """The wire's code for an exception (``error`` for one it has no code for)."""
+    for cls, code in _CODES:
+        if isinstance(exc, cls):
+            return code
+    return "error"
+
+
+def error_for(code: str, message: str, name: str = "") -> ConveyorError:
+    """The exception an error reply stands for; ``name`` is the queue or job id the
+    request named, for QueueNotFound and JobNotFound."""
+    if code == "unknown_queue":
+        return QueueNotFound(name, message=message)
+    if code == "unknown_job":
+        return JobNotFound(name, message=message)
+    cls = _RAISED.get(code)
+    return ServerError(code, message) if cls is None else cls(message)
+
+
+# -- replies and events, as a client reads them -----------------------------------------
+
+# An event's "subscription" field is dropped on decoding: msgspec skips unknown fields.
+_reply_decoder: Final = msgspec.json.Decoder(Result | Error | Event)
+
+
+def decode_reply(data: bytes | str) -> Result | Error | Event:
+    """A message from the server. Raises msgspec.DecodeError (or RecursionError) for
+    one that is not a message of this protocol."""
+    reply: Result | Error | Event = _reply_decoder.decode(data)
+    return reply
+
+
+_encoded: dict[int, tuple[Event, bytes]] = {}
+
+
+def event_frame(sub: str, event: Event) -> bytes:
+    """The event as JSON plus the id of the subscription it answers.
+
+    The bus hands the same Event object to every subscriber, so its JSON is encoded
+    once and kept in a small cache (cleared when full: bounded), and only the
+    subscription id is spliced in per client.
+    """
+    hit = _encoded.get(id(event))
+    if hit is not None and hit[0] is event:
+        data = hit[1]
+    else:
+        data = encoder.encode(event)
+        if len(_encoded) >= 1024:
+            _encoded.clear()
+        _encoded[id(event)] = (event, data)
+    return data[:-1] + b',"subscription":' + msgspec.json.encode(sub) + b"}"
