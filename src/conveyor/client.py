@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncGenerator, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -25,7 +25,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from ._errors import ConveyorError, ServerError, ValidationError, WaitTimeout
-from ._limits import shown
+from ._limits import seconds, shown
+from ._limits import statuses as check_statuses
 from ._logging import get_logger
 from ._models import Event, HistoryEntry, Job
 from ._states import TERMINAL, JobStatus
@@ -270,14 +271,15 @@ class Client:
     async def purge(
         self,
         *,
-        older_than: float = 0,
+        older_than: float | timedelta = 0,
         statuses: Iterable[JobStatus | str] | None = None,
         queue: str | None = None,
     ) -> int:
-        """As ``Runtime.purge``: delete finished jobs; returns how many."""
-        fields: dict[str, Any] = {"older_than": older_than, "queue": queue}
+        """As ``Runtime.purge``: delete finished jobs (``older_than`` seconds or a
+        timedelta since they finished); returns how many."""
+        fields: dict[str, Any] = {"older_than": seconds("older_than", older_than), "queue": queue}
         if statuses is not None:
-            fields["statuses"] = [JobStatus(s) for s in statuses]
+            fields["statuses"] = sorted(check_statuses("statuses", statuses))
         value = await self._call("purge", **fields)
         return int(value["deleted"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import http
 from importlib import resources
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.datastructures import Headers
@@ -14,11 +14,10 @@ from websockets.http11 import Request, Response
 from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
 from .._logging import get_logger
 from .._wire import encoder, jobs_page
+from ._api import ServedRuntime
 
 log = get_logger("conveyor.server")
 
-if TYPE_CHECKING:
-    from .._runtime import Runtime
 
 _STATIC: Final = resources.files(__package__).joinpath("static")
 _CONTENT_TYPES: Final = {
@@ -70,7 +69,7 @@ def error_response(status: int, code: str, message: str) -> Response:
     return json_response(status, {"error": code, "message": message})
 
 
-async def route(rt: Runtime, request: Request) -> Response:
+async def route(rt: ServedRuntime, request: Request) -> Response:
     """Answer a plain (non-websocket) GET request."""
     url = urlsplit(request.path)
     path = url.path.rstrip("/") or "/"

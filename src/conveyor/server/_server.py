@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import ipaddress
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -18,11 +17,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from .._logging import get_logger
+from ._api import ServedRuntime
 from ._http import PUBLIC_PATHS, error_response, route
 from ._session import Session
-
-if TYPE_CHECKING:
-    from .._runtime import Runtime
 
 log = get_logger("conveyor.server")
 # websockets' own records (a line per connection opened and closed, plain HTTP included):
@@ -58,7 +55,7 @@ class Server:
 
     def __init__(
         self,
-        runtime: Runtime,
+        runtime: ServedRuntime,
         host: str,
         port: int,
         *,

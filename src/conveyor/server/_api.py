@@ -1,0 +1,75 @@
+"""What the server calls on the runtime it serves: the same operations a user calls,
+named here as a Protocol so that the server depends on them, not on Runtime (the
+runtime imports the server, never the other way round)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from .._bus import EventStream
+from .._models import Event, HistoryEntry, Job
+from .._states import JobStatus
+
+
+class ServedRuntime(Protocol):
+    """The operations of conveyor.Runtime that the server uses (see their docstrings)."""
+
+    async def enqueue(
+        self,
+        queue: str,
+        payload: Any,
+        *,
+        created_by: str | None = ...,
+        priority: int = ...,
+        delay: float | timedelta | None = ...,
+        at: datetime | None = ...,
+        max_attempts: int | None = ...,
+        timeout: float | None = ...,  # noqa: ASYNC109 (the job's run time limit)
+        unique_key: str | None = ...,
+    ) -> Job: ...
+
+    async def job(self, job_id: str) -> Job: ...
+
+    async def list_jobs(
+        self,
+        queue: str | None = ...,
+        status: JobStatus | str | None = ...,
+        limit: int = ...,
+        cursor: str | None = ...,
+    ) -> list[Job]: ...
+
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]: ...
+
+    async def history(self, job_id: str) -> list[HistoryEntry]: ...
+
+    async def request_job_cancel(self, queue: str, job_id: str) -> Job: ...
+
+    async def rerun(self, job_id: str, *, by: str | None = ...) -> Job: ...
+
+    async def purge(
+        self,
+        *,
+        older_than: float | timedelta = ...,
+        statuses: Iterable[JobStatus | str] = ...,
+        queue: str | None = ...,
+    ) -> int: ...
+
+    def events(
+        self,
+        queue: str | None = ...,
+        job_id: str | None = ...,
+        *,
+        statuses: Iterable[JobStatus] | None = ...,
+        max_buffer: int = ...,
+    ) -> EventStream: ...
+
+    async def missed_events(
+        self,
+        since: int,
+        *,
+        queue: str | None = ...,
+        job_id: str | None = ...,
+        limit: int = ...,
+    ) -> list[Event]: ...
