@@ -9,6 +9,10 @@ from importlib.metadata import version as _version
 
 from ._bus import EventStream as EventStream
 from ._clock import Clock as Clock
+from ._context import check_cancelled as check_cancelled
+from ._context import current_job as current_job
+from ._context import fail_job as fail_job
+from ._context import report_progress as report_progress
 from ._errors import ConveyorError as ConveyorError
 from ._errors import EventStreamOverflow as EventStreamOverflow
 from ._errors import InvalidTransition as InvalidTransition
@@ -31,10 +35,6 @@ from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
 from ._models import Progress as Progress
 from ._queue import Queue as Queue
-from ._queue import check_cancelled as check_cancelled
-from ._queue import current_job as current_job
-from ._queue import fail_job as fail_job
-from ._queue import report_progress as report_progress
 from ._runtime import Runtime as Runtime
 from ._states import TERMINAL as TERMINAL
 from ._states import JobStatus as JobStatus

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 
-from ._queue import current_context
+from ._context import current_context
 
 NO_JOB = "-"
 

@@ -19,7 +19,8 @@ import anyio
 import msgspec
 
 from .. import backoff
-from .._queue import Queue, current_job
+from .._context import current_job
+from .._queue import Queue
 from .._runtime import Runtime
 from .._states import JobStatus
 from .._urls import without_password

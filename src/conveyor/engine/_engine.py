@@ -13,12 +13,13 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
+from .._context import JobContext
 from .._errors import StoreBusy, StoreError, StoreUnavailable
 from .._limits import DEFAULT_LIMITS, Limits
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
 from .._periodic import PeriodicQueue
-from .._queue import JobContext, Queue
+from .._queue import Queue
 from .._states import JobStatus
 from ..store import (
     Finish,

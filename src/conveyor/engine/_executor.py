@@ -15,12 +15,13 @@ from msgspec.structs import replace
 
 from .. import _codec
 from .._clock import Clock
+from .._context import JobContext, bind
+from .._context import reset as _current_reset
 from .._errors import JobCancelled, JobFailed
 from .._limits import Limits, describe, storable
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Job, Progress
-from .._queue import JobContext, Queue, bind
-from .._queue import reset as _current_reset
+from .._queue import Queue
 from .._states import JobStatus
 from ..store import Finish
 

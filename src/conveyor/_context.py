@@ -1,0 +1,131 @@
+"""The running job's context, and the helpers a handler calls while its job runs.
+
+The helpers find the running job through a context variable, so helper functions called
+from a handler (in its task, or in the worker thread of a sync handler) can use them too.
+A leaf module: the engine binds contexts here without importing the Queue facade.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+from contextvars import ContextVar
+
+import anyio.from_thread
+
+from . import _limits
+from ._errors import JobCancelled, JobFailed, NotInJob, ValidationError
+from ._limits import DEFAULT_LIMITS, Limits
+from ._models import Job, Progress
+
+
+class JobContext:
+    """What a handler can reach of its running job. Made by the executor, one per run."""
+
+    __slots__ = (
+        "_on_progress",
+        "_thread",
+        "cancel_requested",
+        "failed_error",
+        "job",
+        "limits",
+        "progress",
+    )
+
+    def __init__(
+        self,
+        job: Job,
+        on_progress: Callable[[JobContext], None],
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self.job = job
+        self.limits = limits
+        self.progress = job.progress
+        # A threading.Event, because sync handlers poll it from their worker thread.
+        self.cancel_requested = threading.Event()
+        self.failed_error: str | None = None
+        self._on_progress = on_progress
+        self._thread = threading.get_ident()
+
+    def report(self, progress: Progress) -> None:
+        self.progress = progress
+        if threading.get_ident() == self._thread:
+            self._on_progress(self)
+        else:  # a sync handler's worker thread: hand the event to the loop
+            anyio.from_thread.run_sync(self._on_progress, self)
+
+
+_current: ContextVar[JobContext | None] = ContextVar("conveyor_current_job", default=None)
+
+
+def current_context() -> JobContext | None:
+    """The running job's context, or None outside a handler."""
+    return _current.get(None)
+
+
+def _context(helper: str) -> JobContext:
+    ctx = _current.get(None)
+    if ctx is None:
+        raise NotInJob(f"{helper}() can only be called while a job handler runs")
+    return ctx
+
+
+def report_progress(
+    current: int | float = 0, total: int | float | None = None, message: str | None = None
+) -> None:
+    """Record how far the running job has come and broadcast it at once.
+
+    Cheap enough to call in a tight loop: the event goes out immediately, while the store
+    write is coalesced (the latest report per job is written every fraction of a second).
+
+    ``current`` and ``total`` are finite numbers, ``message`` text within the runtime's
+    ``Limits.progress_message_bytes``; anything else raises ValidationError naming the
+    argument, and the report is not made (the job goes on unless the error escapes).
+    """
+    ctx = _context("report_progress")
+    progress = Progress(
+        current=_limits.number("report_progress(current=)", current),
+        total=None if total is None else _limits.number("report_progress(total=)", total),
+        message=_limits.optional_text(
+            "report_progress(message=)", message, ctx.limits.progress_message_bytes
+        ),
+    )
+    ctx.report(progress)
+
+
+def check_cancelled() -> None:
+    """Raise JobCancelled if cancellation of the running job was requested.
+
+    Async handlers are also interrupted at their next ``await``; a sync handler running
+    in a worker thread can only stop here, so call it at safe points in long loops.
+    """
+    if _context("check_cancelled").cancel_requested.is_set():
+        raise JobCancelled("cancellation was requested")
+
+
+def fail_job(error: str) -> None:
+    """End the running job as ``failed`` with ``error`` and no retry. Does not return.
+
+    ``error`` must be a string (ValidationError otherwise); past the runtime's
+    ``Limits.error_bytes`` it is stored cut, with a note saying so."""
+    ctx = _context("fail_job")
+    if not isinstance(error, str):
+        raise ValidationError(f"fail_job(error=) must be a string, not {type(error).__name__}")
+    ctx.failed_error = _limits.storable(error, ctx.limits.error_bytes)
+    raise JobFailed(ctx.failed_error)
+
+
+def current_job() -> Job:
+    """The record of the running job, as it was when it was claimed."""
+    return _context("current_job").job
+
+
+def bind(ctx: JobContext | None) -> contextvars.Token[JobContext | None]:
+    """Make ``ctx`` the current job for this task (the executor calls this)."""
+    return _current.set(ctx)
+
+
+def reset(token: contextvars.Token[JobContext | None]) -> None:
+    """Undo :func:`bind` when the run ends, so later records of the task name no job."""
+    _current.reset(token)
