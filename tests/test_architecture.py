@@ -171,3 +171,10 @@ def test_the_layers_import_downwards_only() -> None:
         if layer in forbidden:
             bad = _conveyor_imports(module, imports) & forbidden[layer]
             assert not bad, (module, bad)
+
+
+def test_the_engine_reads_queues_as_resolved_specs_not_the_facade() -> None:
+    for module, imports in _modules().items():
+        if module.startswith("engine/"):
+            bad = _conveyor_imports(module, imports) & {"_queue", "_options", "_runtime", "cli"}
+            assert not bad, (module, bad)

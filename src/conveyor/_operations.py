@@ -37,6 +37,7 @@ from ._limits import statuses as check_statuses
 from ._models import Event, HistoryEntry, Job
 from ._options import JobOptions, job_options
 from ._queue import Queue
+from ._spec import QueueSpec
 from ._states import TERMINAL, JobStatus
 from .engine import Engine, purge, transition_event
 from .store import ListParams, NewJob, Store
@@ -49,6 +50,7 @@ class JobOperations:
 
     store: Store
     queues: dict[str, Queue[Any]]
+    specs: dict[str, QueueSpec]
     workers: bool
     clock: Clock
     bus: EventBus
@@ -68,11 +70,11 @@ class JobOperations:
         """True for a runtime without queues nor workers: it reads every queue."""
         return not self.queues and not self.workers
 
-    def _queue(self, queue_name: str) -> Queue[Any]:
-        queue = self.queues.get(queue_name) if isinstance(queue_name, str) else None
-        if queue is None:
+    def _queue(self, queue_name: str) -> QueueSpec:
+        spec = self.specs.get(queue_name) if isinstance(queue_name, str) else None
+        if spec is None:
             raise QueueNotFound(str(queue_name))
-        return queue
+        return spec
 
     def _check_queue_name(self, queue: str) -> None:
         """QueueNotFound unless reads of this queue are this runtime's to answer."""
@@ -82,7 +84,7 @@ class JobOperations:
 
     def _new_job(
         self,
-        queue: Queue[Any],
+        queue: QueueSpec,
         payload: Any,
         options: JobOptions,
         now: float,

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from ._codec import encode_payload
 from ._errors import ValidationError
 from ._limits import (
     MAX_ATTEMPTS,
@@ -19,7 +20,9 @@ from ._limits import (
     integer,
     optional_text,
 )
+from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue, check_settings
+from ._spec import QueueSpec
 
 
 class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -32,20 +35,42 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None
 
 
-def check_queue_class(queue: Queue[Any], workers: bool) -> None:
+def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> QueueSpec:
     """What a Runtime checks of each queue it is given: the settings (also checked when
-    the class is defined), a name, and a handler where jobs are to run."""
+    the class is defined), a name, a handler where jobs are to run, and the periodic
+    payload; the result is the queue's resolved spec."""
     cls = type(queue)
     queue_name = getattr(queue, "name", None)
     if not isinstance(queue_name, str) or not queue_name:
         raise ValidationError(f"{cls.__name__}.name must be a non-empty string")
     check_settings(cls)
-    if workers and not callable(getattr(queue, "handle_item", None)):
+    handle_item = getattr(queue, "handle_item", None)
+    if workers and not callable(handle_item):
         raise ValidationError(f"{cls.__name__} defines no handle_item(self, item) method")
+    periodic = None
+    if cls.periodic is not None:
+        periodic = PeriodicQueue(
+            queue_name,
+            parse_schedule(f"{cls.__name__}.periodic", cls.periodic),
+            encode_payload(cls.periodic_payload, queue.payload_type, limits.payload_bytes),
+            cls.periodic_catch_up,
+        )
+    return QueueSpec(
+        name=queue_name,
+        worker_count=cls.worker_count,
+        payload_type=queue.payload_type,
+        max_attempts=cls.max_attempts,
+        timeout=None if cls.timeout is None else float(cls.timeout),
+        backoff=cls.backoff,  # read through the class: a function there is not a method
+        retry_on=cls.retry_on,
+        rate_limit=cls.rate_limit,
+        handle_item=handle_item if callable(handle_item) else None,
+        periodic=periodic,
+    )
 
 
 def job_options(
-    queue: Queue[Any],
+    queue: QueueSpec,
     now: float,
     limits: Limits,
     *,
@@ -74,13 +99,12 @@ def job_options(
             raise ValidationError("at must be at most 100 years from now")
     if scheduled_at is not None and scheduled_at <= now:
         scheduled_at = None  # due already: queue it now
-    cls = type(queue)
     return JobOptions(
         created_by=created_by,
         priority=priority,
         scheduled_at=scheduled_at,
-        max_attempts=cls.max_attempts
+        max_attempts=queue.max_attempts
         if max_attempts is None
         else integer("max_attempts", max_attempts, 1, MAX_ATTEMPTS),
-        timeout=cls.timeout if timeout is None else bounded_seconds("timeout", timeout),
+        timeout=queue.timeout if timeout is None else bounded_seconds("timeout", timeout),
     )

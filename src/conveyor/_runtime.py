@@ -16,7 +16,6 @@ import anyio
 import anyio.to_thread
 from anyio.abc import TaskGroup, TaskStatus
 
-from . import _codec
 from ._bus import EventBus
 from ._clock import Clock, SystemClock
 from ._errors import RuntimeClosed, ValidationError
@@ -25,8 +24,8 @@ from ._limits import DEFAULT_LIMITS, Limits, seconds, shown
 from ._logging import get_logger
 from ._operations import JobOperations
 from ._options import check_queue_class
-from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue
+from ._spec import QueueSpec
 from ._states import JobStatus
 from .engine import Engine, stop_workers
 from .store import Store, store_at
@@ -91,12 +90,17 @@ class Runtime(JobOperations):
         retain_failed: float | timedelta = timedelta(days=30),
     ) -> None:
         self.store: Store = store_at(store) if isinstance(store, (str, os.PathLike)) else store
+        if not isinstance(limits, Limits):
+            raise ValidationError(f"limits must be a conveyor.Limits, not {type(limits).__name__}")
+        self.limits = limits
         self.queues: dict[str, Queue[Any]] = {}
+        self.specs: dict[str, QueueSpec] = {}  # each queue's settings, resolved once
         for queue in queues:
-            check_queue_class(queue, workers)
-            if queue.name in self.queues:
-                raise ValidationError(f"two queues are named {queue.name!r}")
-            self.queues[queue.name] = queue
+            spec = check_queue_class(queue, workers, limits)
+            if spec.name in self.specs:
+                raise ValidationError(f"two queues are named {spec.name!r}")
+            self.queues[spec.name] = queue
+            self.specs[spec.name] = spec
         for name, value in (
             ("shutdown_grace", shutdown_grace),
             ("lease_ttl", lease_ttl),
@@ -107,9 +111,6 @@ class Runtime(JobOperations):
                 raise ValidationError(f"{name} must be a number >= 0, not {shown(value)}")
         if lease_ttl <= 0 or poll_interval <= 0:
             raise ValidationError("lease_ttl and poll_interval must be > 0")
-        if not isinstance(limits, Limits):
-            raise ValidationError(f"limits must be a conveyor.Limits, not {type(limits).__name__}")
-        self.limits = limits
         self._stack: AsyncExitStack | None = None
         self._server: Server | None = None
         if serve is not None:
@@ -119,18 +120,6 @@ class Runtime(JobOperations):
                 allowed_origins=allowed_origins,
                 max_message_bytes=max_message_bytes,
             )
-        self._periodic = [
-            PeriodicQueue(
-                q.name,
-                parse_schedule(f"{type(q).__name__}.periodic", type(q).periodic),
-                _codec.encode_payload(
-                    type(q).periodic_payload, q.payload_type, limits.payload_bytes
-                ),
-                type(q).periodic_catch_up,
-            )
-            for q in self.queues.values()
-            if type(q).periodic is not None
-        ]
         self.workers = workers
         self.shutdown_grace = float(shutdown_grace)
         self.clock: Clock = clock or SystemClock()
@@ -204,7 +193,7 @@ class Runtime(JobOperations):
             tg.start_soon(self._engine.finisher.run)
             await tg.start(self._engine.tail_loop)
             if self.workers:
-                await self._engine.start_workers(tg, list(self.queues.values()), self._periodic)
+                await self._engine.start_workers(tg, list(self.specs.values()))
             if self._server is not None:
                 await tg.start(self._server.run)
         except BaseException as exc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -18,8 +17,7 @@ from .._errors import StoreBusy, StoreError, StoreUnavailable
 from .._limits import DEFAULT_LIMITS, Limits
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
-from .._periodic import PeriodicQueue
-from .._queue import Queue
+from .._spec import QueueSpec
 from .._states import JobStatus
 from ..store import (
     Finish,
@@ -213,9 +211,7 @@ class Engine:
 
     # -- loops -------------------------------------------------------------------------
 
-    async def start_workers(
-        self, tg: TaskGroup, queues: Sequence[Queue[Any]], periodic: Sequence[PeriodicQueue]
-    ) -> None:
+    async def start_workers(self, tg: TaskGroup, queues: Sequence[QueueSpec]) -> None:
         """Rescue jobs of dead workers on this machine, then start the loops and pools."""
         await self.rescue_once(dead_only=True)
         await apply_retention(self.store, self.retention, self.clock.now())
@@ -227,7 +223,7 @@ class Engine:
         for queue in queues:
             pool = self.pools[queue.name] = QueuePool(self, queue)
             await tg.start(pool.run)
-        for ticking in periodic:
+        for ticking in (q.periodic for q in queues if q.periodic is not None):
             now = self.clock.now()
             first_seen = await self.store.periodic_first_seen(ticking.name, now)
             if ticking.catch_up:  # before returning: missed ticks are there at start

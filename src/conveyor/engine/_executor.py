@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 import inspect
 import traceback
-from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -21,7 +20,7 @@ from .._errors import JobCancelled, JobFailed
 from .._limits import Limits, describe, storable
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Job, Progress
-from .._queue import Queue
+from .._spec import QueueSpec
 from .._states import JobStatus
 from ..store import Finish
 
@@ -72,15 +71,15 @@ class RunningJob:
 class Handler:
     """A queue's ``handle_item`` and how to call it."""
 
-    def __init__(self, queue: Queue[Any], limits: Limits) -> None:
-        fn: Callable[[Any], Any] = queue.handle_item  # type: ignore[attr-defined]
+    def __init__(self, queue: QueueSpec, limits: Limits) -> None:
+        if queue.handle_item is None:
+            raise ValueError(f"queue {queue.name!r} has no handler to run")
         self.limits = limits
-        self.fn = fn
-        self.is_async = inspect.iscoroutinefunction(fn)
+        self.fn = queue.handle_item
+        self.is_async = inspect.iscoroutinefunction(self.fn)
         self.payload_type = queue.payload_type
-        cls = type(queue)  # read through the class: a function there is not a method
-        self.backoff = cls.backoff
-        self.retry_on = cls.retry_on
+        self.backoff = queue.backoff
+        self.retry_on = queue.retry_on
         # Sync handlers get their own thread limit, so a busy queue cannot starve others
         # of anyio's shared default thread pool.
         self.limiter = anyio.CapacityLimiter(queue.worker_count)

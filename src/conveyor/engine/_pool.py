@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 from anyio.abc import TaskStatus
@@ -17,7 +17,7 @@ from anyio.abc import TaskStatus
 from .._errors import StoreError, StoreUnavailable
 from .._logging import get_logger
 from .._models import Job
-from .._queue import Queue
+from .._spec import QueueSpec
 from .._states import JobStatus
 from ..store import ClaimParams, Finish
 from ._executor import Handler, execute, internal_failure
@@ -85,13 +85,13 @@ class QueuePool:
     once, and the hand-off buffer (``worker_count`` items) is never full.
     """
 
-    def __init__(self, engine: Engine, queue: Queue[Any]) -> None:
+    def __init__(self, engine: Engine, queue: QueueSpec) -> None:
         self.engine = engine
         self.name = queue.name
         self.capacity = queue.worker_count
         self.handler = Handler(queue, engine.limits)
         self.free = self.capacity
-        self.rate_limit = type(queue).rate_limit
+        self.rate_limit = queue.rate_limit
         self._starts: deque[float] = deque()  # claim times inside the rate-limit window
         self.stopping = False
         self._maybe_more = True  # jobs may be waiting: claim when a slot is free
