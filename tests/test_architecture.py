@@ -178,3 +178,50 @@ def test_the_engine_reads_queues_as_resolved_specs_not_the_facade() -> None:
         if module.startswith("engine/"):
             bad = _conveyor_imports(module, imports) & {"_queue", "_options", "_runtime", "cli"}
             assert not bad, (module, bad)
+
+
+def _module_graph() -> dict[str, set[str]]:
+    """Each conveyor module and the conveyor modules it imports (any import: at module
+    level, under TYPE_CHECKING or inside a function). ``from pkg import sub`` counts as
+    importing ``pkg.sub``, not the package's __init__."""
+
+    def name_of(path: Path) -> str:
+        parts = list(path.relative_to(SRC).with_suffix("").parts)
+        return ".".join(["conveyor", *(parts[:-1] if parts[-1] == "__init__" else parts)])
+
+    modules = {name_of(p): p for p in SRC.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                target = node.module or ""
+                if node.level:
+                    base = package.split(".")[: package.count(".") + 2 - node.level]
+                    target = ".".join(base + ([node.module] if node.module else []))
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    deps.add(sub if sub in modules else target)
+            elif isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names}
+        graph[module] = (deps & set(modules)) - {module}
+    return graph
+
+
+def test_no_import_cycle_among_the_modules() -> None:
+    graph = _module_graph()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            raise AssertionError(" -> ".join([*path[path.index(module) :], module]))
+        if module in done:
+            return
+        for dep in sorted(graph[module]):
+            visit(dep, [*path, module])
+        done.add(module)
+
+    for module in sorted(graph):
+        visit(module, [])
+    assert len(graph) > 40  # the graph was read

@@ -203,7 +203,7 @@ class JobOperations:
         new = [self._new_job(q, p, checked, now, unique_key) for p in payloads]
         if not new:
             return []
-        results = await self._engine.inserter.submit(new)
+        results = await self._engine.insert(new)
         return [
             r if isinstance(r, Job) else self._as_job(n) for n, r in zip(new, results, strict=True)
         ]
@@ -258,15 +258,7 @@ class JobOperations:
         self._require_open()
         self._check_queue_name(queue)
         name("job_id", job_id)
-        if job_id in self._engine.running:
-            # Its reports reach the store coalesced: write them first, or the cancelling
-            # event would carry an older report than the events before it.
-            await self._engine.flush_progress()
-        job, transitions = await self.store.job_request_cancel(job_id, queue, self.clock.now())
-        self._engine.committed(transitions)
-        if any(t.status is JobStatus.CANCELLING for t in transitions):
-            self._engine.cancel_local(job_id)
-        return job
+        return await self._engine.request_cancel(job_id, queue)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Wait until the job reaches a terminal state and return it. WaitTimeout after
@@ -330,9 +322,7 @@ class JobOperations:
         self._require_open()
         name("job_id", job_id)
         by = optional_text("by", by, self.limits.created_by_bytes)
-        job, transitions = await self.store.job_rerun(job_id, by, self.clock.now())
-        self._engine.committed(transitions)
-        return job
+        return await self._engine.rerun(job_id, by)
 
     async def purge(
         self,
@@ -428,13 +418,12 @@ class JobOperations:
         history = await self.store.job_history(job_id)
         job = await self._get(job_id)
         last = history[-1] if history else None
-        run = self._engine.running.get(job_id)
         return Event(
             seq=0 if last is None else last.seq,
             job_id=job.id,
             queue=job.queue,
             status=job.status,
-            progress=job.progress if run is None else run.ctx.progress,
+            progress=self._engine.live_progress(job_id) or job.progress,
             at=job.updated_at,
             message=None if last is None else last.message,
         )

@@ -27,7 +27,7 @@ from ._options import check_queue_class
 from ._queue import Queue
 from ._spec import QueueSpec
 from ._states import JobStatus
-from .engine import Engine, stop_workers
+from .engine import Engine
 from .store import Store, store_at
 
 if TYPE_CHECKING:
@@ -189,11 +189,7 @@ class Runtime(JobOperations):
             await self.store.open(self._engine.owner)
             stack.push_async_callback(self.store.close)
             self._tg = tg = await stack.enter_async_context(anyio.create_task_group())
-            tg.start_soon(self._engine.inserter.run)
-            tg.start_soon(self._engine.finisher.run)
-            await tg.start(self._engine.tail_loop)
-            if self.workers:
-                await self._engine.start_workers(tg, list(self.specs.values()))
+            await tg.start(self._engine.run, list(self.specs.values()) if self.workers else None)
             if self._server is not None:
                 await tg.start(self._server.run)
         except BaseException as exc:
@@ -219,16 +215,7 @@ class Runtime(JobOperations):
         self._open = False
         try:
             forced = exc_type is not None and issubclass(exc_type, anyio.get_cancelled_exc_class())
-            with anyio.CancelScope(shield=True):
-                await stop_workers(self._engine, self.shutdown_grace, self._force, force=forced)
-                engine = self._engine
-                engine.inserter.close()
-                await engine.inserter.drain()
-                await engine.finisher.drain()
-                if self.workers:
-                    await engine.flush_progress()
-                    await engine.release_all()
-                await engine.publish_committed()
+            await self._engine.stop(self.shutdown_grace, self._force, force=forced)
         finally:
             self._tg.cancel_scope.cancel()
             await self._stack.__aexit__(exc_type, exc, tb)

@@ -32,6 +32,7 @@ from ._executor import RunningJob, StopReason, internal_failure
 from ._owners import new_owner_id, owner_is_dead
 from ._pool import QueuePool
 from ._relay import ProgressRelay, progress_event
+from ._shutdown import stop_workers
 from ._upkeep import apply_retention, enqueue_ticks, periodic_loop, retention_loop
 
 log = get_logger("conveyor.engine")
@@ -88,6 +89,7 @@ class Engine:
         self.pools: dict[str, QueuePool] = {}
         self.running: dict[str, RunningJob] = {}
         self.finishing: set[str] = set()  # outcomes handed to the finisher, not yet written
+        self._workers = False  # whether run() started workers (then stop() releases)
         self._progress: dict[str, ProgressWrite] = {}
         self._progress_dirty = anyio.Event()
         self._tail_seq = 0
@@ -174,7 +176,38 @@ class Engine:
         if run is not None:
             run.stop(StopReason.CANCEL)
 
-    # -- writes ------------------------------------------------------------------------
+    # -- writes: the operations a user asks for, each its store write, the wake-up and
+    #    the local effect together ------------------------------------------------------
+
+    async def insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+        """Store new jobs in the next group commit (see Store.jobs_insert for what comes
+        back); the workers that run them are woken when it commits."""
+        return await self.inserter.submit(jobs)
+
+    async def request_cancel(self, job_id: str, queue: str | None) -> Job:
+        """Cancel a job (see Store.job_request_cancel), and stop its handler at once if it
+        runs in this process."""
+        if job_id in self.running:
+            # Its reports reach the store coalesced: write them first, or the cancelling
+            # event would carry an older report than the events before it.
+            await self.flush_progress()
+        job, transitions = await self.store.job_request_cancel(job_id, queue, self.clock.now())
+        self.committed(transitions)
+        if any(t.status is JobStatus.CANCELLING for t in transitions):
+            self.cancel_local(job_id)
+        return job
+
+    async def rerun(self, job_id: str, by: str | None) -> Job:
+        """Put a finished job back to queued (see Store.job_rerun); its queue's workers
+        are woken."""
+        job, transitions = await self.store.job_rerun(job_id, by, self.clock.now())
+        self.committed(transitions)
+        return job
+
+    def live_progress(self, job_id: str) -> Progress | None:
+        """The latest report of a job running here (the store's copy lags behind)."""
+        run = self.running.get(job_id)
+        return None if run is None else run.ctx.progress
 
     async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition | Job]:
         results = await self.store.jobs_insert(jobs)
@@ -208,6 +241,43 @@ class Engine:
         self.finishing.discard(finish.job_id)  # should the salvage fail too: rescue it
         bare = internal_failure(finish.job_id, finish.token, error, self.limits)
         return None if finish == bare else bare
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def run(
+        self,
+        queues: Sequence[QueueSpec] | None,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run the write paths and the store tail and, unless ``queues`` is None, the
+        worker pools of ``queues`` and the loops that keep leases, schedules and
+        retention, until cancelled; started (``tg.start``) once all of them are, so a
+        caller may enqueue at once. Stop it with :meth:`stop` before cancelling it."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.inserter.run)
+            tg.start_soon(self.finisher.run)
+            await tg.start(self.tail_loop)
+            self._workers = queues is not None
+            if queues is not None:
+                await self.start_workers(tg, queues)
+            task_status.started()
+            await anyio.sleep_forever()
+
+    async def stop(self, grace: float, forced: anyio.Event, *, force: bool) -> None:
+        """Stop gracefully, shielded: no new claims; running jobs get ``grace`` seconds,
+        then are cancelled and put back (``force``, or ``forced`` set meanwhile, skips the
+        waiting); every write handed over is written, what this runtime still holds is
+        released, and every committed transition is published."""
+        with anyio.CancelScope(shield=True):
+            await stop_workers(self.pools, self.running, grace, forced, force=force)
+            self.inserter.close()
+            await self.inserter.drain()
+            await self.finisher.drain()
+            if self._workers:
+                await self.flush_progress()
+                await self.release_all()
+            await self.publish_committed()
 
     # -- loops -------------------------------------------------------------------------
 

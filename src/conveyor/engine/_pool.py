@@ -9,21 +9,41 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
+from .._clock import Clock
 from .._errors import StoreError, StoreUnavailable
+from .._limits import Limits
 from .._logging import get_logger
 from .._models import Job
 from .._spec import QueueSpec
 from .._states import JobStatus
-from ..store import ClaimParams, Finish
-from ._executor import Handler, execute, internal_failure
+from ..store import ClaimParams, Finish, Store, Transition
+from ._executor import Handler, RunningJob, execute, internal_failure
 
-if TYPE_CHECKING:
-    from ._engine import Engine
+
+class PoolHost(Protocol):
+    """What a pool needs of the engine that runs it (conveyor.engine.Engine is one): its
+    identity and settings, the store, and the four calls around each run."""
+
+    owner: str
+    lease_ttl: float
+    limits: Limits
+    clock: Clock
+    store: Store
+
+    def committed(self, transitions: Iterable[Transition]) -> None: ...
+
+    async def finish(self, outcome: Finish) -> None: ...
+
+    def start_run(self, job: Job, token: str, seq: int, is_async: bool) -> RunningJob: ...
+
+    def end_run(self, run: RunningJob) -> None: ...
+
 
 log = get_logger("conveyor.engine")
 
@@ -85,7 +105,7 @@ class QueuePool:
     once, and the hand-off buffer (``worker_count`` items) is never full.
     """
 
-    def __init__(self, engine: Engine, queue: QueueSpec) -> None:
+    def __init__(self, engine: PoolHost, queue: QueueSpec) -> None:
         self.engine = engine
         self.name = queue.name
         self.capacity = queue.worker_count

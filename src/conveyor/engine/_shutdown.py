@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import anyio
 
 from .._logging import get_logger
-from ._engine import Engine
-from ._executor import StopReason
+from ._executor import RunningJob, StopReason
+from ._pool import QueuePool
 
 log = get_logger("conveyor")
 
@@ -14,17 +16,24 @@ CANCEL_WAIT = 5.0  # seconds for cancelled handlers to stop before their threads
 ABANDON_WAIT = 5.0  # seconds for abandoned runs to release their jobs
 
 
-async def stop_workers(engine: Engine, grace: float, forced: anyio.Event, *, force: bool) -> None:
+async def stop_workers(
+    pools: Mapping[str, QueuePool],
+    running: Mapping[str, RunningJob],
+    grace: float,
+    forced: anyio.Event,
+    *,
+    force: bool,
+) -> None:
     """Stop claiming; let running jobs finish within ``grace`` seconds; then cancel them
     (async handlers stop at once, sync ones at their next check_cancelled) and, if some
     still run a few seconds later, abandon their threads. ``force`` (or ``forced`` set
     meanwhile, by a second signal) skips the waiting."""
-    pools = list(engine.pools.values())
-    for pool in pools:
+    queue_pools = list(pools.values())
+    for pool in queue_pools:
         pool.stop_claiming()
 
     async def all_done() -> None:
-        for pool in pools:
+        for pool in queue_pools:
             await pool.done.wait()
 
     async def until_forced(scope: anyio.CancelScope) -> None:
@@ -33,10 +42,10 @@ async def stop_workers(engine: Engine, grace: float, forced: anyio.Event, *, for
 
     for phase, limit in (("grace", grace), ("cancel", CANCEL_WAIT), ("abandon", ABANDON_WAIT)):
         if phase == "cancel":
-            for run in list(engine.running.values()):
+            for run in list(running.values()):
                 run.stop(StopReason.SHUTDOWN)
         elif phase == "abandon":
-            for run in list(engine.running.values()):
+            for run in list(running.values()):
                 run.abandon()
         if force or forced.is_set():
             limit = 0 if phase != "abandon" else 1.0
@@ -45,6 +54,6 @@ async def stop_workers(engine: Engine, grace: float, forced: anyio.Event, *, for
                 tg.start_soon(until_forced, scope)
                 await all_done()
             tg.cancel_scope.cancel()
-        if all(pool.done.is_set() for pool in pools):
+        if all(pool.done.is_set() for pool in queue_pools):
             return
     log.error("some sync handlers did not stop; their jobs are released for rerun")

@@ -126,4 +126,9 @@ class Server:
         return await route(self.runtime, request)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        await Session(self, ws).run()
+        await Session(
+            self.runtime,
+            ws,
+            max_message_bytes=self.max_message_bytes,
+            max_buffer=self.max_buffer,
+        ).run()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from websockets.asyncio.server import ServerConnection, broadcast
@@ -35,9 +35,7 @@ from .._wire import (
     event_frame,
     jobs_page,
 )
-
-if TYPE_CHECKING:
-    from ._server import Server
+from ._api import ServedRuntime
 
 log = get_logger("conveyor.server")
 
@@ -55,9 +53,12 @@ class Session:
     client costs only its own buffers and never slows the scheduler or other clients.
     """
 
-    def __init__(self, server: Server, ws: ServerConnection) -> None:
-        self.server = server
-        self.rt = server.runtime
+    def __init__(
+        self, rt: ServedRuntime, ws: ServerConnection, *, max_message_bytes: int, max_buffer: int
+    ) -> None:
+        self.rt = rt
+        self.max_message_bytes = max_message_bytes
+        self.max_buffer = max_buffer
         self.ws = ws
         self._send_lock = anyio.Lock()
         self._subscriptions: dict[str, anyio.CancelScope] = {}
@@ -78,12 +79,11 @@ class Session:
             await self.ws.send(data, text=True)
 
     async def _answer(self, message: str | bytes) -> bytes:
-        if len(message) > self.server.max_message_bytes:
+        if len(message) > self.max_message_bytes:
             error = Error(
                 None,
                 "too_large",
-                f"message of {len(message)} bytes is over the"
-                f" {self.server.max_message_bytes}-byte limit",
+                f"message of {len(message)} bytes is over the {self.max_message_bytes}-byte limit",
             )
             return encoder.encode(error)
         request = decode_request(message)
@@ -156,7 +156,7 @@ class Session:
             queue=request.queue,
             job_id=request.job_id,
             statuses=request.statuses,
-            max_buffer=self.server.max_buffer,
+            max_buffer=self.max_buffer,
         )
         if request.since is not None:
             stream.first = None  # the replay from `since` brings it up to date instead
