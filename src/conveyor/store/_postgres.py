@@ -38,6 +38,7 @@ from ._base import (
 from ._postgres_db import Connection, PostgresDB
 from ._postgres_upkeep import PostgresUpkeep
 from ._rows import JOB_COLUMNS, row_to_job
+from ._rules import SQL
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _JOBS_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
@@ -148,7 +149,7 @@ class PostgresStore(PostgresUpkeep):
     async def _unfinished_with_key(self, conn: Connection, queue: str, key: str) -> Job:
         row = await conn.fetchrow(
             f"SELECT {JOB_COLUMNS} FROM {self.t}jobs WHERE queue = $1 AND unique_key = $2"
-            f" AND status IN {rules.UNFINISHED_SQL}",
+            f" AND status IN {SQL.UNFINISHED}",
             queue,
             key,
         )
@@ -162,14 +163,14 @@ class PostgresStore(PostgresUpkeep):
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         rows = await self._change(
-            f"UPDATE {self.t}jobs AS jobs SET status = 'running', attempts = attempts + 1,"
+            f"UPDATE {self.t}jobs AS jobs SET status = {SQL.RUNNING}, attempts = attempts + 1,"
             " progress = NULL, lease_owner = $1, lease_token = $2, lease_expires_at = $3,"
             " started_at = $4, updated_at = $4"
             f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE queue = $5"
-            "  AND status = 'queued' ORDER BY priority DESC, id LIMIT $6"
+            f"  AND status = {SQL.CLAIMABLE} ORDER BY priority DESC, id LIMIT $6"
             "  FOR UPDATE SKIP LOCKED)"
             f" RETURNING {_JOBS_COLUMNS}, jobs.id AS h_job_id, jobs.queue AS h_queue,"
-            " 'running'::text AS h_status, $4::float8 AS h_at, NULL::text AS h_message",
+            f" {SQL.RUNNING}::text AS h_status, $4::float8 AS h_at, NULL::text AS h_message",
             [
                 params.owner,
                 params.token,
@@ -189,12 +190,12 @@ class PostgresStore(PostgresUpkeep):
             return []
         # A run put back or retried while its cancellation was pending ends cancelled
         # instead.
-        put_back = "f.status IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
+        put_back = f"f.status IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
         # A run put back unfinished (its worker stopping) was no attempt.
-        requeued = "f.status = 'queued' AND jobs.status <> 'cancelling'"
+        requeued = f"f.status = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
         rows = await self._change(
             f"UPDATE {self.t}jobs AS jobs SET"
-            f" status = CASE WHEN {put_back} THEN 'cancelled' ELSE f.status END,"
+            f" status = CASE WHEN {put_back} THEN {SQL.CANCELLED} ELSE f.status END,"
             f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
             " result = f.result, error = f.error, traceback = f.traceback,"
             " progress = f.progress, scheduled_at = f.scheduled_at, updated_at = $1,"
@@ -208,7 +209,7 @@ class PostgresStore(PostgresUpkeep):
             " WHERE jobs.id = f.id AND jobs.lease_token = f.token"
             " RETURNING f.ord, jobs.id AS h_job_id, jobs.queue AS h_queue,"
             " jobs.status AS h_status, $1::float8 AS h_at,"
-            " CASE WHEN jobs.status = f.status THEN f.message ELSE 'cancelled' END"
+            f" CASE WHEN jobs.status = f.status THEN f.message ELSE {SQL.CANCELLED} END"
             "  AS h_message",
             [
                 now,

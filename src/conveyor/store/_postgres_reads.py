@@ -23,6 +23,7 @@ from ._rows import (
     rows_to_jobs,
     tail_page,
 )
+from ._rules import SQL
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
 CHECK_LISTENER_EVERY: Final = 1.0  # seconds between round trips on the listener (see
@@ -68,7 +69,7 @@ class PostgresReads:
 
     async def next_due(self) -> float | None:
         rows = await self.db.fetch(
-            f"SELECT min(scheduled_at) FROM {self.t}jobs WHERE status = 'scheduled'"
+            f"SELECT min(scheduled_at) FROM {self.t}jobs WHERE status = {SQL.DUE}"
         )
         return None if rows[0][0] is None else float(rows[0][0])
 

@@ -17,6 +17,7 @@ from ._base import PurgeParams, RescueParams, Transition
 from ._postgres_db import Connection
 from ._postgres_reads import PostgresReads
 from ._rows import JOB_COLUMNS, row_to_job
+from ._rules import SQL
 
 
 class PostgresUpkeep(PostgresReads):
@@ -144,11 +145,11 @@ class PostgresUpkeep(PostgresReads):
             outcomes = [rules.put_back(r[2], r[3], max_orphanings, reason) for r in rows]
             changed = await self._change(
                 f"UPDATE {self.t}jobs AS jobs SET status = u.status, error = u.error,"
-                " finished_at = CASE WHEN u.status = 'queued' THEN NULL ELSE $1::float8 END,"
+                f" finished_at = CASE WHEN u.status = {SQL.QUEUED} THEN NULL ELSE $1::float8 END,"
                 " updated_at = $1, orphanings = u.orphanings,"
-                " attempts = CASE WHEN u.status = 'queued' THEN greatest(jobs.attempts - 1, 0)"
+                f" attempts = CASE WHEN u.status = {SQL.QUEUED} THEN greatest(jobs.attempts - 1, 0)"
                 "  ELSE jobs.attempts END,"
-                " progress = CASE WHEN u.status = 'queued' THEN NULL ELSE jobs.progress END,"
+                f" progress = CASE WHEN u.status = {SQL.QUEUED} THEN NULL ELSE jobs.progress END,"
                 " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
                 " FROM unnest($2::text[], $3::text[], $4::text[], $5::int4[], $6::text[])"
                 "  WITH ORDINALITY AS u(id, status, error, orphanings, message, ord)"
@@ -183,12 +184,12 @@ class PostgresUpkeep(PostgresReads):
 
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
         rows = await self._change(
-            f"UPDATE {self.t}jobs AS jobs SET status = 'queued', updated_at = $1"
-            f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE status = 'scheduled'"
+            f"UPDATE {self.t}jobs AS jobs SET status = {SQL.QUEUED}, updated_at = $1"
+            f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE status = {SQL.DUE}"
             "  AND scheduled_at <= $1 ORDER BY scheduled_at LIMIT $2"
             "  FOR UPDATE SKIP LOCKED)"
             " RETURNING jobs.scheduled_at, jobs.id AS h_job_id, jobs.queue AS h_queue,"
-            " 'queued'::text AS h_status, $1::float8 AS h_at, 'due'::text AS h_message",
+            f" {SQL.QUEUED}::text AS h_status, $1::float8 AS h_at, 'due'::text AS h_message",
             [now, limit],
             order_by="scheduled_at, h_job_id",
         )
@@ -238,7 +239,7 @@ class PostgresUpkeep(PostgresReads):
             if refusal is not None:
                 raise InvalidTransition(refusal)
             changed = await self._change(
-                f"UPDATE {self.t}jobs SET status = 'queued', attempts = 0, orphanings = 0,"
+                f"UPDATE {self.t}jobs SET status = {SQL.QUEUED}, attempts = 0, orphanings = 0,"
                 " result = NULL, error = NULL, traceback = NULL, progress = NULL,"
                 " started_at = NULL, scheduled_at = NULL, finished_at = NULL, updated_at = $1"
                 " WHERE id = $2 RETURNING id AS h_job_id, queue AS h_queue,"

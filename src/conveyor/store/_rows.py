@@ -22,6 +22,7 @@ from .._logging import get_logger
 from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
 from .._states import BY_VALUE
 from ._base import RunningProgress, Transition
+from ._rules import SQL
 
 log = get_logger("conveyor.store")
 
@@ -151,7 +152,7 @@ def tail_page(rows: Sequence[Any], seq: int, limit: int) -> tuple[list[Transitio
 
 RUNNING_PROGRESS: Final = (
     "SELECT id, queue, (SELECT max(seq) FROM {t}job_history AS h WHERE h.job_id = jobs.id),"
-    " progress FROM {t}jobs AS jobs WHERE status = 'running' AND lease_owner <> {owner}"
+    " progress FROM {t}jobs AS jobs WHERE status = " + SQL.RUNNING + " AND lease_owner <> {owner}"
 )
 """The query of jobs_running_progress: ``{t}`` the table prefix, ``{owner}`` a parameter."""
 

@@ -8,13 +8,57 @@ from collections.abc import Mapping, Sequence
 from typing import Final, NamedTuple
 
 from .._models import Job
-from .._states import JobStatus, Owner, sources
+from .._states import TERMINAL, TRANSITIONS, JobStatus, Owner, is_allowed, sources
 from ._base import NewJob, Transition
 
-RERUN_FROM: Final = frozenset(sources(JobStatus.QUEUED, Owner.USER))
-CANCEL_AT_ONCE: Final = frozenset(sources(JobStatus.CANCELLED, Owner.USER))
-CANCEL_BY_REQUEST: Final = frozenset(sources(JobStatus.CANCELLING, Owner.USER))
-UNFINISHED_SQL: Final = "('scheduled', 'queued', 'running', 'cancelling')"  # jobs_unique's
+S = JobStatus
+
+RERUN_FROM: Final = frozenset(sources(S.QUEUED, Owner.USER))
+CANCEL_AT_ONCE: Final = frozenset(sources(S.CANCELLED, Owner.USER))
+CANCEL_BY_REQUEST: Final = frozenset(sources(S.CANCELLING, Owner.USER))
+
+
+def _only(statuses: frozenset[JobStatus]) -> JobStatus:
+    (status,) = statuses
+    return status
+
+
+CLAIMABLE: Final = _only(sources(S.RUNNING, Owner.SCHEDULER))  # what a claim takes
+DUE: Final = _only(sources(S.QUEUED, Owner.MAINTENANCE) - {S.RUNNING})  # what promotion takes
+# Outcomes a run may end in, but not one whose cancellation is pending: those end
+# cancelled instead (a put back or a retry while cancelling).
+OVERRIDDEN_BY_CANCEL: Final = frozenset(
+    dst
+    for src, dst, who in TRANSITIONS
+    if src is S.RUNNING and who is Owner.EXECUTOR and not is_allowed(S.CANCELLING, dst, who)
+)
+assert is_allowed(S.CANCELLING, S.CANCELLED, Owner.EXECUTOR)
+UNFINISHED: Final = frozenset(JobStatus) - TERMINAL
+
+
+def sql(status: JobStatus) -> str:
+    """A status as an SQL string literal (statuses are plain lower-case words)."""
+    return f"'{status.value}'"
+
+
+def sql_in(statuses: frozenset[JobStatus]) -> str:
+    """Statuses as an SQL list, for ``status IN (...)``."""
+    return "(" + ", ".join(sql(s) for s in sorted(statuses)) + ")"
+
+
+class SQL:
+    """The statuses the stores' SQL names, as SQL literals taken from the table above:
+    no store types a status by hand."""
+
+    SCHEDULED: Final = sql(S.SCHEDULED)
+    QUEUED: Final = sql(S.QUEUED)
+    RUNNING: Final = sql(S.RUNNING)
+    CANCELLING: Final = sql(S.CANCELLING)
+    CANCELLED: Final = sql(S.CANCELLED)
+    CLAIMABLE: Final = sql(CLAIMABLE)
+    DUE: Final = sql(DUE)
+    OVERRIDDEN_BY_CANCEL: Final = sql_in(OVERRIDDEN_BY_CANCEL)
+    UNFINISHED: Final = sql_in(UNFINISHED)  # jobs_unique's
 
 
 UNCLAIMED: Final = "the answer to its claim was lost"  # jobs_unclaim's reason

@@ -25,6 +25,7 @@ from .._states import BY_VALUE, JobStatus
 from . import _rules as rules
 from ._base import ClaimParams, Finish, NewJob, ProgressWrite, Transition
 from ._rows import JOB_COLUMNS, row_to_job
+from ._rules import SQL
 from ._sqlite_file import SQLiteFile
 from ._sqlite_rows import ROWS_PER_STATEMENT, chunks, values_list
 from ._sqlite_upkeep import SQLiteUpkeep
@@ -123,7 +124,7 @@ class SQLiteStore(SQLiteUpkeep):
     def _unfinished_with_key(self, conn: sqlite3.Connection, queue: str, key: str) -> Job:
         rows = conn.execute(
             f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND unique_key = ?"
-            f" AND status IN {rules.UNFINISHED_SQL}",
+            f" AND status IN {SQL.UNFINISHED}",
             (queue, key),
         ).fetchall()
         return row_to_job(rows[0])
@@ -131,10 +132,10 @@ class SQLiteStore(SQLiteUpkeep):
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         def claim(conn: sqlite3.Connection) -> tuple[list[Job], list[Transition]]:
             rows = conn.execute(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = NULL,"
+                f"UPDATE jobs SET status = {SQL.RUNNING}, attempts = attempts + 1, progress = NULL,"
                 " lease_owner = ?,"
                 " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
-                " WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = 'queued'"
+                f" WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = {SQL.CLAIMABLE}"
                 " ORDER BY priority DESC, id LIMIT ?)"
                 f" RETURNING {JOB_COLUMNS}",
                 (
@@ -179,12 +180,14 @@ class SQLiteStore(SQLiteUpkeep):
                     )
                 # A run put back or retried while its cancellation was pending ends
                 # cancelled instead.
-                put_back = "f.column3 IN ('queued', 'scheduled') AND jobs.status = 'cancelling'"
+                put_back = (
+                    f"f.column3 IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
+                )
                 # A run put back unfinished (its worker stopping) was no attempt.
-                requeued = "f.column3 = 'queued' AND jobs.status <> 'cancelling'"
+                requeued = f"f.column3 = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
                 rows = conn.execute(
                     f"UPDATE jobs SET status = CASE WHEN {put_back}"
-                    "   THEN 'cancelled' ELSE f.column3 END,"
+                    f"   THEN {SQL.CANCELLED} ELSE f.column3 END,"
                     f" finished_at = CASE WHEN {put_back} THEN ? ELSE f.column8 END,"
                     " result = f.column4, error = f.column5, traceback = f.column6,"
                     " progress = f.column7, scheduled_at = f.column9, updated_at = ?,"

@@ -21,6 +21,7 @@ from ._rows import (
     rows_to_jobs,
     tail_page,
 )
+from ._rules import SQL
 from ._sqlite_file import SQLiteFile
 
 
@@ -35,7 +36,7 @@ class SQLiteReads:
 
     async def next_due(self) -> float | None:
         rows = list(
-            await self.file.read("SELECT min(scheduled_at) FROM jobs WHERE status = 'scheduled'")
+            await self.file.read(f"SELECT min(scheduled_at) FROM jobs WHERE status = {SQL.DUE}")
         )
         return None if rows[0][0] is None else float(rows[0][0])
 

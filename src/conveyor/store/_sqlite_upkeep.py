@@ -19,6 +19,7 @@ from .._states import TERMINAL, JobStatus
 from . import _rules as rules
 from ._base import PurgeParams, RescueParams, Transition
 from ._rows import JOB_COLUMNS, row_to_job
+from ._rules import SQL
 from ._sqlite_reads import SQLiteReads
 from ._sqlite_rows import ROWS_PER_STATEMENT, chunks, values_list
 
@@ -160,8 +161,8 @@ class SQLiteUpkeep(SQLiteReads):
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
         def promote(conn: sqlite3.Connection) -> list[Transition]:
             rows = conn.execute(
-                "UPDATE jobs SET status = 'queued', updated_at = ?"
-                " WHERE id IN (SELECT id FROM jobs WHERE status = 'scheduled'"
+                f"UPDATE jobs SET status = {SQL.QUEUED}, updated_at = ?"
+                f" WHERE id IN (SELECT id FROM jobs WHERE status = {SQL.DUE}"
                 " AND scheduled_at <= ? ORDER BY scheduled_at LIMIT ?)"
                 " RETURNING id, queue",
                 (now, now, limit),
@@ -207,7 +208,8 @@ class SQLiteUpkeep(SQLiteReads):
             if refusal is not None:
                 raise InvalidTransition(refusal)
             conn.execute(
-                "UPDATE jobs SET status = 'queued', attempts = 0, orphanings = 0, result = NULL,"
+                f"UPDATE jobs SET status = {SQL.QUEUED}, attempts = 0, orphanings = 0,"
+                " result = NULL,"
                 " error = NULL, traceback = NULL, progress = NULL, started_at = NULL,"
                 " scheduled_at = NULL, finished_at = NULL, updated_at = ? WHERE id = ?",
                 (now, job_id),
