@@ -10,7 +10,6 @@ from typing import Any
 import anyio
 import anyio.to_thread
 import msgspec
-from msgspec.structs import replace
 
 from .. import _codec
 from .._clock import Clock
@@ -90,23 +89,19 @@ class Handler:
         return msgspec.convert(job.payload, self.payload_type)
 
 
-def _finish(run: RunningJob, status: JobStatus, **fields: Any) -> Finish:
-    return Finish(
-        job_id=run.job.id, token=run.token, status=status, progress=run.ctx.progress, **fields
-    )
-
-
 def _stopped(run: RunningJob) -> Finish | None:
+    job_id, token = run.job.id, run.token
     match run.reason:
         case StopReason.LEASE_LOST:
             return None
-        case StopReason.SHUTDOWN:  # back to the queue, to start over: no progress kept
-            return replace(
-                _finish(run, JobStatus.QUEUED, message="requeued: worker shutting down"),
-                progress=NO_PROGRESS,
-            )
+        case StopReason.SHUTDOWN:
+            return Finish.requeued(job_id, token, "requeued: worker shutting down")
         case _:
-            return _finish(run, JobStatus.CANCELLED, message="cancelled")
+            return Finish.cancelled(job_id, token, run.ctx.progress)
+
+
+def _failure(run: RunningJob, error: str, traceback: str | None = None) -> Finish:
+    return Finish.failed(run.job.id, run.token, run.ctx.progress, error, traceback)
 
 
 MAX_RETRY_DELAY = 365 * 86400.0  # a backoff beyond a year is taken as a year
@@ -144,20 +139,21 @@ def _failed(handler: Handler, run: RunningJob, exc: BaseException, now: float) -
             error = storable(
                 f"{error} (and backoff failed: {describe(backoff_exc)})", limits.error_bytes
             )
-            return _finish(run, JobStatus.FAILED, error=error, traceback=tb, message=error)
-        return _finish(
-            run,
-            JobStatus.SCHEDULED,
+            return _failure(run, error, tb)
+        return Finish.retry(
+            job.id,
+            run.token,
+            run.ctx.progress,
             error=error,
             traceback=tb,
-            scheduled_at=now + delay,
+            at=now + delay,
             message=storable(
                 f"attempt {job.attempts} of {job.max_attempts} failed;"
                 f" retry in {delay:.3g}s: {error}",
                 limits.error_bytes,
             ),
         )
-    return _finish(run, JobStatus.FAILED, error=error, traceback=tb, message=error)
+    return _failure(run, error, tb)
 
 
 def _completed(handler: Handler, run: RunningJob, result: Any) -> Finish:
@@ -170,17 +166,17 @@ def _completed(handler: Handler, run: RunningJob, result: Any) -> Finish:
             f"the handler's result cannot be stored as JSON: {describe(exc)}",
             handler.limits.error_bytes,
         )
-        return _finish(run, JobStatus.FAILED, error=error, message=error)
+        return _failure(run, error)
     if _codec.holds_non_finite(result, encoded):
         error = "the handler's result holds inf or nan, which JSON cannot hold"
-        return _finish(run, JobStatus.FAILED, error=error, message=error)
+        return _failure(run, error)
     if len(encoded) > handler.limits.result_bytes:
         error = (
             f"the handler's result is {len(encoded)} bytes of JSON, over the"
             f" {handler.limits.result_bytes}-byte limit (Limits.result_bytes)"
         )
-        return _finish(run, JobStatus.FAILED, error=error, message=error)
-    return _finish(run, JobStatus.COMPLETED, result=encoded)
+        return _failure(run, error)
+    return Finish.completed(run.job.id, run.token, run.ctx.progress, encoded)
 
 
 def internal_failure(
@@ -191,14 +187,7 @@ def internal_failure(
     error = storable(
         f"conveyor could not record this run's outcome: {describe(exc)}", limits.error_bytes
     )
-    return Finish(
-        job_id=job_id,
-        token=token,
-        status=JobStatus.FAILED,
-        error=error,
-        progress=progress,
-        message=error,
-    )
+    return Finish.failed(job_id, token, progress, error)
 
 
 async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None:
@@ -258,7 +247,7 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
         except JobFailed as exc:
             text = exc.error if isinstance(exc.error, str) else describe(exc)
             error = storable(text, handler.limits.error_bytes)
-            outcome = _finish(run, JobStatus.FAILED, error=error, message=error)
+            outcome = _failure(run, error)
         except JobCancelled:
             outcome = _stopped(run)
         except BaseException as exc:

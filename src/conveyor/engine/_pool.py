@@ -21,7 +21,6 @@ from .._limits import Limits
 from .._logging import get_logger
 from .._models import Job
 from .._spec import QueueSpec
-from .._states import JobStatus
 from ..store import ClaimParams, Finish, Store, Transition
 from ._executor import Handler, RunningJob, execute, internal_failure
 
@@ -217,13 +216,7 @@ class QueuePool:
             try:
                 if self.stopping:  # claimed, never started: put it straight back
                     await engine.finish(
-                        Finish(
-                            job_id=job.id,
-                            token=token,
-                            status=JobStatus.QUEUED,
-                            progress=job.progress,
-                            message="requeued: worker shutting down",
-                        )
+                        Finish.requeued(job.id, token, "requeued: worker shutting down")
                     )
                     continue
                 run = engine.start_run(job, token, seq, self.handler.is_async)

@@ -16,8 +16,8 @@ from typing import Protocol
 
 import msgspec
 
-from .._models import HistoryEntry, Job, Progress
-from .._states import JobStatus
+from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
+from .._states import TRANSITIONS, JobStatus, Owner
 
 
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,8 +64,10 @@ class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
 class Finish(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of one run, written only while the run still holds its lease token.
 
-    ``status`` QUEUED puts the job back (a worker shutting down); SCHEDULED retries it
-    at ``scheduled_at``. Either way, a job whose cancellation was requested meanwhile
+    Build one with the named constructors, one per outcome the transition table allows a
+    run (``completed``, ``failed``, ``retry``, ``cancelled``, ``requeued``). ``requeued``
+    puts the job back (a worker shutting down); ``retry`` schedules it for
+    ``scheduled_at``. Either way, a job whose cancellation was requested meanwhile
     becomes CANCELLED instead.
     """
 
@@ -78,6 +80,87 @@ class Finish(msgspec.Struct, frozen=True, kw_only=True):
     progress: Progress
     message: str | None = None
     scheduled_at: float | None = None
+
+    @classmethod
+    def completed(cls, job_id: str, token: str, progress: Progress, result: bytes) -> Finish:
+        return cls(
+            job_id=job_id, token=token, status=JobStatus.COMPLETED, progress=progress, result=result
+        )
+
+    @classmethod
+    def failed(
+        cls,
+        job_id: str,
+        token: str,
+        progress: Progress,
+        error: str,
+        traceback: str | None = None,
+    ) -> Finish:
+        """Failed for good, ``error`` kept (and in the history row)."""
+        return cls(
+            job_id=job_id,
+            token=token,
+            status=JobStatus.FAILED,
+            progress=progress,
+            error=error,
+            traceback=traceback,
+            message=error,
+        )
+
+    @classmethod
+    def retry(
+        cls,
+        job_id: str,
+        token: str,
+        progress: Progress,
+        *,
+        error: str,
+        traceback: str | None,
+        at: float,
+        message: str,
+    ) -> Finish:
+        """This attempt failed; the job waits ``scheduled`` until ``at``."""
+        return cls(
+            job_id=job_id,
+            token=token,
+            status=JobStatus.SCHEDULED,
+            progress=progress,
+            error=error,
+            traceback=traceback,
+            scheduled_at=at,
+            message=message,
+        )
+
+    @classmethod
+    def cancelled(cls, job_id: str, token: str, progress: Progress) -> Finish:
+        return cls(
+            job_id=job_id,
+            token=token,
+            status=JobStatus.CANCELLED,
+            progress=progress,
+            message="cancelled",
+        )
+
+    @classmethod
+    def requeued(cls, job_id: str, token: str, message: str) -> Finish:
+        """Back to the queue, to start over (no progress kept)."""
+        return cls(
+            job_id=job_id,
+            token=token,
+            status=JobStatus.QUEUED,
+            progress=NO_PROGRESS,
+            message=message,
+        )
+
+
+# Every outcome a constructor above makes is one the table allows a run.
+assert {
+    JobStatus.COMPLETED,
+    JobStatus.FAILED,
+    JobStatus.SCHEDULED,
+    JobStatus.CANCELLED,
+    JobStatus.QUEUED,
+} == {dst for src, dst, who in TRANSITIONS if src is JobStatus.RUNNING and who is Owner.EXECUTOR}
 
 
 class ProgressWrite(msgspec.Struct, frozen=True):
