@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from conveyor import Runtime
 
 from ..conftest import wait_until
-from ..test_server import silent_subscriber
+from ..server.test_server import silent_subscriber
 from .conftest import SOAK, Child, scaled
 from .worker import Noop
 

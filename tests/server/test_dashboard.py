@@ -17,8 +17,8 @@ from playwright.async_api import Page, async_playwright, expect
 
 from conveyor import JobStatus, Queue, Runtime
 
-from .conftest import Worker
-from .worker_app import Work as WorkerQueue
+from ..conftest import Worker
+from ..worker_app import Work as WorkerQueue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import anyio
 import pytest
 
-from .conftest import postgres_schema
+from ..conftest import postgres_schema
 
-README = Path(__file__).parent.parent / "README.md"
+README = Path(__file__).parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
 
 pytestmark = pytest.mark.anyio

@@ -27,7 +27,7 @@ from conveyor import (
 from conveyor.client import Client
 from conveyor.store._sqlite_schema import MIGRATIONS
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 

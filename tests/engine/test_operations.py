@@ -11,7 +11,7 @@ import pytest
 
 from conveyor import JobStatus, Queue, Runtime, ValidationError
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ import pytest
 
 from conveyor import JobStatus, Queue, Runtime, StoreBusy
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 

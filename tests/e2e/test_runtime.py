@@ -22,7 +22,7 @@ from conveyor import (
     report_progress,
 )
 
-from .conftest import next_event, wait_until
+from ..conftest import next_event, wait_until
 
 pytestmark = pytest.mark.anyio
 

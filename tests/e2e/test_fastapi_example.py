@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
-sys.path.insert(0, str(Path(__file__).parent.parent / "examples"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "examples"))
 
 
 def test_the_app_enqueues_and_reports_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,8 +21,8 @@ from conveyor import Job, JobStatus, Runtime, StoreBusy, StoreUnavailable
 from conveyor.store import PostgresStore
 from conveyor.store._postgres import split_schema
 
-from .conftest import POSTGRES_URL, Worker, next_event, wait_until
-from .worker_app import Work
+from ..conftest import POSTGRES_URL, Worker, next_event, wait_until
+from ..worker_app import Work
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 NO_POLL = 30.0  # seconds: longer than any deadline here, so only notifications wake

@@ -21,7 +21,7 @@ import pytest
 from conveyor import JobStatus, QueueNotFound, Runtime
 from conveyor.client import Client
 
-from .conftest import conveyor_command, wait_until
+from ..conftest import conveyor_command, wait_until
 from .test_cli import Work, conveyor
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]

@@ -13,7 +13,7 @@ import pytest
 from conveyor import JobStatus, Queue, Runtime
 from conveyor.store import ClaimParams, NewJob, store_at
 
-from .conftest import Worker, next_event, wait_until
+from ..conftest import Worker, next_event, wait_until
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(90)]
 

@@ -20,7 +20,7 @@ from conveyor import (
     current_job,
 )
 
-from .conftest import next_event, wait_until
+from ..conftest import next_event, wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,7 @@ from websockets.asyncio.client import connect
 
 from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime
 
-from .test_server import http_get
+from ..server.test_server import http_get
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
 

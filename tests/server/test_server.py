@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conveyor import JobStatus, Queue, Runtime, ValidationError
 
-from .conftest import wait_until
+from ..conftest import wait_until
 
 pytestmark = pytest.mark.anyio
 

@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import JobStatus, Queue, Runtime, ValidationError
 
-from .conftest import Worker, wait_until
+from ..conftest import Worker, wait_until
 
 pytestmark = pytest.mark.anyio
 
