@@ -19,7 +19,7 @@ import pytest
 
 from conveyor import Job, JobStatus, Runtime, StoreBusy, StoreUnavailable
 from conveyor.store import PostgresStore
-from conveyor.store._postgres import split_schema
+from conveyor.store.postgres import split_schema
 
 from ..conftest import POSTGRES_URL, Worker, next_event, wait_until
 from ..worker_app import Work

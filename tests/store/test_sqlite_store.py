@@ -25,7 +25,7 @@ from conveyor import (
     StoreUnavailable,
 )
 from conveyor.client import Client
-from conveyor.store._sqlite_schema import MIGRATIONS
+from conveyor.store.sqlite._schema import MIGRATIONS
 
 from ..conftest import wait_until
 

@@ -36,10 +36,10 @@ from ._base import (
     Transition as Transition,
 )
 from ._open import store_at as store_at
-from ._sqlite import SQLiteStore as SQLiteStore
+from .sqlite import SQLiteStore as SQLiteStore
 
 if TYPE_CHECKING:
-    from ._postgres import PostgresStore as PostgresStore
+    from .postgres import PostgresStore as PostgresStore
 
 __all__ = (
     "ClaimParams",
@@ -60,7 +60,7 @@ __all__ = (
 
 def __getattr__(name: str) -> Any:
     if name == "PostgresStore":
-        from ._postgres import PostgresStore
+        from .postgres import PostgresStore
 
         return PostgresStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 from .._errors import StoreUnavailable
 from .._urls import is_postgres_url
 from ._base import Store
-from ._sqlite import SQLiteStore
+from .sqlite import SQLiteStore
 
 
 def store_at(location: str | os.PathLike[str]) -> Store:
@@ -17,7 +17,7 @@ def store_at(location: str | os.PathLike[str]) -> Store:
     if not is_postgres_url(location):
         return SQLiteStore(Path(location))
     try:
-        from ._postgres import PostgresStore
+        from .postgres import PostgresStore
     except ImportError as exc:
         raise StoreUnavailable(
             f"a PostgreSQL store needs asyncpg ({exc}): pip install 'conveyor[postgres]'"

@@ -3,7 +3,7 @@ release), promoting due jobs, and what operators ask for (cancel, rerun, purge).
 
 Like every write, each is one transaction, a plain function of a sqlite3 connection run
 whole on the connection's thread (see SQLiteFile.write). The hot path (insert, claim,
-finish, progress) is in _sqlite.py, on top of this class.
+finish, progress) is in _store.py, on top of this class.
 """
 
 from __future__ import annotations
@@ -12,19 +12,19 @@ import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from .. import _codec
-from .._errors import InvalidTransition, JobNotFound
-from .._models import Job
-from .._states import TERMINAL, JobStatus
-from . import _rules as rules
-from ._base import PurgeParams, RescueParams, Transition
-from ._rows import JOB_COLUMNS, row_to_job
-from ._rules import SQL
-from ._sqlite_reads import SQLiteReads
-from ._sqlite_rows import ROWS_PER_STATEMENT, chunks, values_list
+from ... import _codec
+from ..._errors import InvalidTransition, JobNotFound
+from ..._models import Job
+from ..._states import TERMINAL, JobStatus
+from .. import _rules as rules
+from .._base import PurgeParams, RescueParams, Transition
+from .._rows import JOB_COLUMNS, row_to_job
+from .._rules import SQL
+from ._reads import SQLiteReads
+from ._sql import ROWS_PER_STATEMENT, chunks, values_list
 
 
-class SQLiteUpkeep(SQLiteReads):
+class SQLiteWrites(SQLiteReads):
     """The reads, the history appender every write uses, and the writes off the hot path."""
 
     def _append_history(

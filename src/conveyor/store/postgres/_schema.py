@@ -2,7 +2,7 @@
 own schema (``{schema}`` below); ``{schema}.version`` holds the number applied. Append
 new migrations; never edit a shipped one.
 
-The same shape as the SQLite schema (_sqlite_schema.py), so rows map to records the
+The same shape as the SQLite schema (sqlite/_schema.py), so rows map to records the
 same way: times are Unix seconds, payloads and results JSON.
 """
 

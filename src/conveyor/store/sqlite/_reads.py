@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from .._models import HistoryEntry, Job
-from .._states import BY_VALUE, JobStatus
-from ._base import ListParams, RunningProgress, Transition
-from ._rows import (
+from ..._models import HistoryEntry, Job
+from ..._states import BY_VALUE, JobStatus
+from .._base import ListParams, RunningProgress, Transition
+from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
     RUNNING_PROGRESS,
@@ -21,12 +21,12 @@ from ._rows import (
     rows_to_jobs,
     tail_page,
 )
-from ._rules import SQL
-from ._sqlite_file import SQLiteFile
+from .._rules import SQL
+from ._file import SQLiteFile
 
 
 class SQLiteReads:
-    """The reads of SQLiteStore, on the reader connection (SQLiteUpkeep and SQLiteStore
+    """The reads of SQLiteStore, on the reader connection (SQLiteWrites and SQLiteStore
     add the writes)."""
 
     def __init__(self, file: SQLiteFile) -> None:

@@ -23,9 +23,9 @@ import aiosqlite
 import anyio
 import anyio.to_thread
 
-from .._errors import StoreBusy, StoreError, StoreUnavailable
-from ._sqlite_rows import statements
-from ._sqlite_schema import MIGRATIONS
+from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from ._schema import MIGRATIONS
+from ._sql import statements
 
 T = TypeVar("T")
 

@@ -26,9 +26,9 @@ import anyio
 import asyncpg
 import asyncpg.pool
 
-from .._errors import StoreBusy, StoreError, StoreUnavailable
-from .._urls import without_password
-from ._postgres_schema import MIGRATIONS
+from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from ..._urls import without_password
+from ._schema import MIGRATIONS
 
 T = TypeVar("T")
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"

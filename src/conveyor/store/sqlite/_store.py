@@ -1,8 +1,8 @@
 """The embedded default store: one SQLite file, through aiosqlite.
 
-The file's connections and transactions are in _sqlite_file.py (read its docstring for
-why three connections), the reads in _sqlite_reads.py, the writes off the hot path (leases,
-promotion, cancel, rerun, purge) in _sqlite_upkeep.py; this module holds the hot path:
+The file's connections and transactions are in _file.py (read its docstring for
+why three connections), the reads in _reads.py, the writes off the hot path (leases,
+promotion, cancel, rerun, purge) in _writes.py; this module holds the hot path:
 insert, claim, finish and progress.
 
 Every write is one transaction, a plain function of a sqlite3 connection that runs whole
@@ -19,21 +19,21 @@ from typing import Any, Final, Literal
 
 from msgspec.structs import replace
 
-from .. import _codec
-from .._models import NO_PROGRESS, Job
-from .._states import BY_VALUE, JobStatus
-from . import _rules as rules
-from ._base import ClaimParams, Finish, NewJob, ProgressWrite, Transition
-from ._rows import JOB_COLUMNS, row_to_job
-from ._rules import SQL
-from ._sqlite_file import SQLiteFile
-from ._sqlite_rows import ROWS_PER_STATEMENT, chunks, values_list
-from ._sqlite_upkeep import SQLiteUpkeep
+from ... import _codec
+from ..._models import NO_PROGRESS, Job
+from ..._states import BY_VALUE, JobStatus
+from .. import _rules as rules
+from .._base import ClaimParams, Finish, NewJob, ProgressWrite, Transition
+from .._rows import JOB_COLUMNS, row_to_job
+from .._rules import SQL
+from ._file import SQLiteFile
+from ._sql import ROWS_PER_STATEMENT, chunks, values_list
+from ._writes import SQLiteWrites
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 
 
-class SQLiteStore(SQLiteUpkeep):
+class SQLiteStore(SQLiteWrites):
     """Jobs in one SQLite file. Every process using the file must be on this machine.
 
     ``synchronous="NORMAL"`` trades durability of the last commits on power loss (not on

@@ -5,10 +5,10 @@ other nor take the same job. Every write that changes a job's status appends his
 the same transaction and NOTIFYs the schema's channel, which every other runtime LISTENs
 on: they hear new jobs and cancellations at once. History seqs come from a one-row
 counter taken as the transaction's last step, so they become visible in commit order
-and a runtime tailing the history never skips one (see _postgres_schema.py).
+and a runtime tailing the history never skips one (see _schema.py).
 
-The connections are in _postgres_db.py, the reads in _postgres_reads.py, the writes off
-the hot path (history, leases, promotion, cancel, rerun, purge) in _postgres_upkeep.py;
+The connections are in _db.py, the reads in _reads.py, the writes off
+the hot path (history, leases, promotion, cancel, rerun, purge) in _writes.py;
 this module holds the hot path: insert, claim, finish and progress. Each of these is a
 single statement whatever the batch size (arrays, ``unnest``), which makes its change,
 appends its history and notifies in one round trip (see _change): no BEGIN and
@@ -23,22 +23,22 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from msgspec.structs import replace
 
-from .. import _codec
-from .._errors import StoreBusy
-from .._models import NO_PROGRESS, Job
-from .._states import JobStatus
-from . import _rules as rules
-from ._base import (
+from ... import _codec
+from ..._errors import StoreBusy
+from ..._models import NO_PROGRESS, Job
+from ..._states import JobStatus
+from .. import _rules as rules
+from .._base import (
     ClaimParams,
     Finish,
     NewJob,
     ProgressWrite,
     Transition,
 )
-from ._postgres_db import Connection, PostgresDB
-from ._postgres_upkeep import PostgresUpkeep
-from ._rows import JOB_COLUMNS, row_to_job
-from ._rules import SQL
+from .._rows import JOB_COLUMNS, row_to_job
+from .._rules import SQL
+from ._db import Connection, PostgresDB
+from ._writes import PostgresWrites
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _JOBS_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
@@ -53,7 +53,7 @@ def split_schema(url: str) -> tuple[str, str | None]:
     return urlunsplit(parts._replace(query=rest)), schema
 
 
-class PostgresStore(PostgresUpkeep):
+class PostgresStore(PostgresWrites):
     """Jobs in a PostgreSQL database (asyncpg), in tables of their own ``schema``.
 
     ``dsn`` is a ``postgresql://`` URL; a ``schema=NAME`` query parameter in it sets

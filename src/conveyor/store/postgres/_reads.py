@@ -6,12 +6,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from .._errors import StoreError
-from .._models import HistoryEntry, Job
-from .._states import BY_VALUE, JobStatus
-from ._base import ListParams, RunningProgress, Transition
-from ._postgres_db import PostgresDB
-from ._rows import (
+from ..._errors import StoreError
+from ..._models import HistoryEntry, Job
+from ..._states import BY_VALUE, JobStatus
+from .._base import ListParams, RunningProgress, Transition
+from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
     RUNNING_PROGRESS,
@@ -23,7 +22,8 @@ from ._rows import (
     rows_to_jobs,
     tail_page,
 )
-from ._rules import SQL
+from .._rules import SQL
+from ._db import PostgresDB
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
 CHECK_LISTENER_EVERY: Final = 1.0  # seconds between round trips on the listener (see

@@ -1,7 +1,7 @@
 """The PostgreSQL store's writes off the hot path: keeping leases (heartbeat, rescue,
 release), promoting due jobs, and what operators ask for (cancel, rerun, purge); and
 ``_change``, the one way every write appends history and notifies. The hot path (insert,
-claim, finish, progress) is in _postgres.py, on top of this class.
+claim, finish, progress) is in _store.py, on top of this class.
 """
 
 from __future__ import annotations
@@ -9,18 +9,18 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from .._errors import InvalidTransition, JobNotFound
-from .._models import Job
-from .._states import BY_VALUE, TERMINAL, JobStatus
-from . import _rules as rules
-from ._base import PurgeParams, RescueParams, Transition
-from ._postgres_db import Connection
-from ._postgres_reads import PostgresReads
-from ._rows import JOB_COLUMNS, row_to_job
-from ._rules import SQL
+from ..._errors import InvalidTransition, JobNotFound
+from ..._models import Job
+from ..._states import BY_VALUE, TERMINAL, JobStatus
+from .. import _rules as rules
+from .._base import PurgeParams, RescueParams, Transition
+from .._rows import JOB_COLUMNS, row_to_job
+from .._rules import SQL
+from ._db import Connection
+from ._reads import PostgresReads
 
 
-class PostgresUpkeep(PostgresReads):
+class PostgresWrites(PostgresReads):
     """The reads, the history appender every write uses, and the writes off the hot path."""
 
     async def _change(
