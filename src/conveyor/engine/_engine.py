@@ -23,13 +23,13 @@ from ..store import (
     Finish,
     NewJob,
     ProgressWrite,
-    RescueParams,
     Store,
     Transition,
 )
 from ._batcher import Batcher
 from ._executor import RunningJob, StopReason, internal_failure
-from ._owners import new_owner_id, owner_is_dead
+from ._leases import heartbeat_loop, release_all, rescue_loop, rescue_once
+from ._owners import new_owner_id
 from ._pool import QueuePool
 from ._relay import ProgressRelay, progress_event
 from ._shutdown import stop_workers
@@ -276,17 +276,17 @@ class Engine:
             await self.finisher.drain()
             if self._workers:
                 await self.flush_progress()
-                await self.release_all()
+                await release_all(self)
             await self.publish_committed()
 
     # -- loops -------------------------------------------------------------------------
 
     async def start_workers(self, tg: TaskGroup, queues: Sequence[QueueSpec]) -> None:
         """Rescue jobs of dead workers on this machine, then start the loops and pools."""
-        await self.rescue_once(dead_only=True)
+        await rescue_once(self, dead_only=True)
         await apply_retention(self.store, self.retention, self.clock.now())
-        tg.start_soon(self._heartbeat_loop)
-        tg.start_soon(self._rescue_loop)
+        tg.start_soon(heartbeat_loop, self)
+        tg.start_soon(rescue_loop, self)
         tg.start_soon(self._progress_loop)
         tg.start_soon(self._promote_loop)
         tg.start_soon(retention_loop, self.store, self.retention, self.clock)
@@ -360,54 +360,6 @@ class Engine:
             if len(transitions) < TAIL_BATCH:
                 return
 
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.lease_ttl / 3)
-            if not self.running:
-                continue
-            before = set(self.running)
-            try:
-                held = await self.store.jobs_heartbeat(
-                    self.owner, before, self.clock.now() + self.lease_ttl
-                )
-            except StoreError as exc:
-                log.warning("renewing leases failed, will retry: %s", exc)
-                continue
-            for job_id in before - held:
-                run = self.running.get(job_id)
-                if run is not None:
-                    log.warning("job %s lost its lease to another worker; stopping it", job_id)
-                    run.stop(StopReason.LEASE_LOST)
-
-    async def rescue_once(self, *, dead_only: bool = False) -> None:
-        """Return jobs of lost workers to the queue: those whose lease expired, and at
-        once those whose owner process on this machine is gone."""
-        try:
-            dead = [owner for owner in await self.store.lease_owners() if owner_is_dead(owner)]
-            if dead_only and not dead:
-                return
-            now = self.clock.now()
-            transitions = await self.store.jobs_rescue(
-                RescueParams(
-                    now=now,
-                    expired_before=None if dead_only else now,
-                    dead_owners=dead,
-                    max_orphanings=self.max_orphanings,
-                    keep=[*self.running, *self.finishing],
-                )
-            )
-        except StoreError as exc:
-            log.warning("rescuing orphaned jobs failed, will retry: %s", exc)
-            return
-        if transitions:
-            log.info("rescued %d jobs of lost workers", len(transitions))
-        self.committed(transitions)
-
-    async def _rescue_loop(self) -> None:
-        while True:
-            await anyio.sleep(min(self.lease_ttl / 2, 5.0))
-            await self.rescue_once()
-
     async def _promote_loop(self) -> None:
         """Queue scheduled jobs when they fall due: sleep until the earliest is due, and
         wake early when a job is scheduled (here or, through the tail, elsewhere)."""
@@ -450,8 +402,3 @@ class Engine:
                     await self.store.jobs_progress([w], self.clock.now())
                 except Exception as alone:
                     log.error("dropped a progress report of job %s: %s", w.job_id, alone)
-
-    async def release_all(self) -> None:
-        """Put back whatever this runtime still holds (shutdown's last write)."""
-        transitions = await self.store.jobs_release(self.owner, self.clock.now())
-        self.committed(transitions)

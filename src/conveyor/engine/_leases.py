@@ -1,0 +1,93 @@
+"""Keeping leases: renewing what this runtime runs, rescuing what lost workers held, and
+releasing what it still holds when it stops. Functions of a LeaseHolder (the Engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+import anyio
+
+from .._clock import Clock
+from .._errors import StoreError
+from .._logging import get_logger
+from ..store import RescueParams, Store, Transition
+from ._executor import RunningJob, StopReason
+from ._owners import owner_is_dead
+
+log = get_logger("conveyor.engine")
+
+
+class LeaseHolder(Protocol):
+    """What lease keeping needs of the engine: who it is, what it runs and is still
+    writing, and where committed transitions go."""
+
+    store: Store
+    clock: Clock
+    owner: str
+    lease_ttl: float
+    max_orphanings: int
+    running: dict[str, RunningJob]
+    finishing: set[str]
+
+    def committed(self, transitions: Iterable[Transition]) -> None: ...
+
+
+async def heartbeat_loop(engine: LeaseHolder) -> None:
+    """Renew the leases of the jobs running here, every third of the lease; stop the
+    handler of any whose lease another worker took."""
+    while True:
+        await anyio.sleep(engine.lease_ttl / 3)
+        if not engine.running:
+            continue
+        before = set(engine.running)
+        try:
+            held = await engine.store.jobs_heartbeat(
+                engine.owner, before, engine.clock.now() + engine.lease_ttl
+            )
+        except StoreError as exc:
+            log.warning("renewing leases failed, will retry: %s", exc)
+            continue
+        for job_id in before - held:
+            run = engine.running.get(job_id)
+            if run is not None:
+                log.warning("job %s lost its lease to another worker; stopping it", job_id)
+                run.stop(StopReason.LEASE_LOST)
+
+
+async def rescue_once(engine: LeaseHolder, *, dead_only: bool = False) -> None:
+    """Return jobs of lost workers to the queue: those whose lease expired, and at once
+    those whose owner process on this machine is gone; never what this runtime still
+    runs or is still writing the outcome of."""
+    try:
+        dead = [owner for owner in await engine.store.lease_owners() if owner_is_dead(owner)]
+        if dead_only and not dead:
+            return
+        now = engine.clock.now()
+        transitions = await engine.store.jobs_rescue(
+            RescueParams(
+                now=now,
+                expired_before=None if dead_only else now,
+                dead_owners=dead,
+                max_orphanings=engine.max_orphanings,
+                keep=[*engine.running, *engine.finishing],
+            )
+        )
+    except StoreError as exc:
+        log.warning("rescuing orphaned jobs failed, will retry: %s", exc)
+        return
+    if transitions:
+        log.info("rescued %d jobs of lost workers", len(transitions))
+    engine.committed(transitions)
+
+
+async def rescue_loop(engine: LeaseHolder) -> None:
+    while True:
+        await anyio.sleep(min(engine.lease_ttl / 2, 5.0))
+        await rescue_once(engine)
+
+
+async def release_all(engine: LeaseHolder) -> None:
+    """Put back whatever this runtime still holds (a stop's last write)."""
+    transitions = await engine.store.jobs_release(engine.owner, engine.clock.now())
+    engine.committed(transitions)
