@@ -86,6 +86,8 @@ async def test_an_hour_at_500_jobs_a_second(
         wal_max_mb=round(max(s["wal_mb"] for s in samples), 1),
         jobs_table_max=max_jobs,
         enqueue_p99_worst_ms=round(max(s["p99_ms"] for s in samples), 1),
+        # The worker's RSS over the run, one sample a minute: flat, or still growing?
+        rss_by_minute=",".join(f"{s['rss_mb']:.1f}" for s in samples[::6]),
     )
     assert rss_growth < 0.10
     assert max(s["wal_mb"] for s in samples) < 64 + 16  # journal_size_limit, and a checkpoint
