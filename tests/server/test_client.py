@@ -126,7 +126,9 @@ async def test_events_resume_across_a_server_restart(db_path: Path) -> None:
     all_done = anyio.Event()
 
     async def watch(client: Client) -> None:
-        events = client.events(queue="square", statuses=["queued", "completed"])
+        # since=0: from the first transition, so the first job's "queued" is not lost to
+        # the race between this subscription and the enqueue right after it.
+        events = client.events(queue="square", statuses=["queued", "completed"], since=0)
         async for event in events:
             seen.append((event.seq, event.job_id, event.status))
             done = {j for _, j, s in seen if s is JobStatus.COMPLETED}
