@@ -58,24 +58,37 @@ def holds_non_finite(value: Any, data: bytes) -> bool:
     return False
 
 
+def encode_value(value: Any, what: str, max_bytes: int, limit: str) -> bytes:
+    """``value`` as the JSON a store keeps, or ValidationError saying why it cannot be:
+    not JSON, nested too deeply, holding inf or nan (which msgspec would write as null),
+    or over ``max_bytes`` (the ``limit`` named in the message). The one check of every
+    JSON value conveyor stores: payloads and handlers' results."""
+    try:
+        data = json_encoder.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(
+            f"{what} cannot be stored as JSON (not JSON-serialisable: {exc})"
+        ) from None
+    except RecursionError:
+        raise ValidationError(f"{what} is nested too deeply to encode as JSON") from None
+    if holds_non_finite(value, data):
+        raise ValidationError(f"{what} holds inf or nan, which JSON cannot hold")
+    if len(data) > max_bytes:
+        raise ValidationError(
+            f"{what} is {len(data)} bytes of JSON, over the {max_bytes}-byte limit ({limit})"
+        )
+    return data
+
+
 def encode_payload(payload: Any, payload_type: Any, max_bytes: int) -> bytes:
     """Validate ``payload`` against ``payload_type`` and encode it as JSON.
 
     A dict and a Struct instance are checked the same way: encoded, then decoded as the
     queue's type, so a Struct built with wrong field types is caught too. Raises
-    ValidationError naming the field that does not fit, or when the payload is not
-    JSON-serialisable or larger than ``max_bytes``.
+    ValidationError naming the field that does not fit, or saying why the payload cannot
+    be stored (see encode_value).
     """
-    try:
-        data = json_encoder.encode(payload)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise ValidationError(f"payload is not JSON-serialisable: {exc}") from None
-    except RecursionError:
-        raise ValidationError("payload is nested too deeply to encode as JSON") from None
-    if holds_non_finite(payload, data):
-        raise ValidationError("payload holds inf or nan, which JSON cannot hold")
-    if len(data) > max_bytes:
-        raise ValidationError(f"payload is {len(data)} bytes, over the {max_bytes}-byte limit")
+    data = encode_value(payload, "payload", max_bytes, "Limits.payload_bytes")
     if payload_type is not Any:
         try:
             decoder_for(payload_type).decode(data)

@@ -15,7 +15,7 @@ from .. import _codec
 from .._clock import Clock
 from .._context import JobContext, bind
 from .._context import reset as _current_reset
-from .._errors import JobCancelled, JobFailed
+from .._errors import JobCancelled, JobFailed, ValidationError
 from .._limits import Limits, describe, storable
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Job, Progress
@@ -160,22 +160,11 @@ def _completed(handler: Handler, run: RunningJob, result: Any) -> Finish:
     """Complete the run with ``result``, or fail it for good when the result cannot be
     stored (not JSON, or over ``Limits.result_bytes``): a retry would return the same."""
     try:
-        encoded = _codec.encode(result)
-    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
-        error = storable(
-            f"the handler's result cannot be stored as JSON: {describe(exc)}",
-            handler.limits.error_bytes,
+        encoded = _codec.encode_value(
+            result, "the handler's result", handler.limits.result_bytes, "Limits.result_bytes"
         )
-        return _failure(run, error)
-    if _codec.holds_non_finite(result, encoded):
-        error = "the handler's result holds inf or nan, which JSON cannot hold"
-        return _failure(run, error)
-    if len(encoded) > handler.limits.result_bytes:
-        error = (
-            f"the handler's result is {len(encoded)} bytes of JSON, over the"
-            f" {handler.limits.result_bytes}-byte limit (Limits.result_bytes)"
-        )
-        return _failure(run, error)
+    except ValidationError as exc:
+        return _failure(run, storable(str(exc), handler.limits.error_bytes))
     return Finish.completed(run.job.id, run.token, run.ctx.progress, encoded)
 
 
