@@ -195,6 +195,9 @@ class EventBus:
     def __init__(self) -> None:
         self._all: weakref.WeakSet[EventStream] = weakref.WeakSet()
         self._by_job: dict[str, weakref.WeakSet[EventStream]] = {}
+        # Streams ever opened: a reader that skipped rows nobody wanted when it started
+        # compares this before and after, to learn whether someone has wanted them since.
+        self.subscriptions = 0
 
     def subscribe(
         self,
@@ -206,6 +209,7 @@ class EventBus:
     ) -> EventStream:
         wanted = None if statuses is None else frozenset(statuses)
         stream = EventStream(self, queue, job_id, wanted, max_buffer)
+        self.subscriptions += 1
         if job_id is None:
             self._all.add(stream)
         else:

@@ -13,6 +13,7 @@ import pytest
 
 from conveyor import (
     InvalidTransition,
+    Job,
     JobStatus,
     Progress,
     Queue,
@@ -21,6 +22,7 @@ from conveyor import (
     current_job,
     report_progress,
 )
+from conveyor.store import SQLiteStore, Transition
 
 from ..conftest import next_event, wait_until
 
@@ -173,6 +175,62 @@ async def test_events_filter_by_job(db_path: Path) -> None:
         await stream.aclose()
         ids = {event.job_id async for event in stream}
         assert ids <= {first.id}
+
+
+class HeldTail(SQLiteStore):
+    """A real SQLite store whose next history read without own rows waits for the test
+    before it runs: the one way to force the interleaving below every time."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.armed = False
+        self.held = anyio.Event()
+        self.go = anyio.Event()
+        self.looked_up: list[str] = []
+
+    async def history_after(
+        self, seq: int, limit: int, *, include_own: bool
+    ) -> tuple[list[Transition], int]:
+        if self.armed and not include_own:
+            self.armed = False
+            self.held.set()
+            await self.go.wait()
+        return await super().history_after(seq, limit, include_own=include_own)
+
+    async def job_get(self, job_id: str) -> Job | None:
+        job = await super().job_get(job_id)
+        self.looked_up.append(job_id)
+        return job
+
+
+async def finished(store: SQLiteStore, job_id: str) -> bool:
+    job = await store.job_get(job_id)
+    return job is not None and job.status is JobStatus.COMPLETED
+
+
+async def test_wait_sees_a_finish_committed_while_the_tail_read_past_it(db_path: Path) -> None:
+    # The tail reads this runtime's own rows back only when someone listens. wait()
+    # subscribing after the tail decided, but before its read ran, once lost the event.
+    store, gate = HeldTail(db_path), Gate()
+    async with Runtime(store, queues=[gate], poll_interval=0.05) as rt:
+        job = await rt.enqueue("gate", None)
+        with anyio.fail_after(10):
+            await wait_until(lambda: gate.started == [job.id])
+            store.armed = True
+            await rt.enqueue("gate", None)  # its commit kicks the tail, which is held
+            await store.held.wait()
+            async with anyio.create_task_group() as tg:
+                waited: list[Job] = []
+
+                async def wait() -> None:
+                    waited.append(await rt.wait(job.id, timeout=10))
+
+                tg.start_soon(wait)
+                await wait_until(lambda: job.id in store.looked_up)  # found it running
+                gate.open.set()
+                await wait_until(lambda: finished(store, job.id))
+                store.go.set()
+        assert waited[0].status is JobStatus.COMPLETED
 
 
 async def test_list_jobs_filters_and_pages(db_path: Path) -> None:

@@ -348,9 +348,15 @@ class Engine:
     async def _tail_until_caught_up(self) -> None:
         while True:
             # Own rows are read back only when someone listens; others' always matter.
-            transitions, self._tail_seq = await self.store.history_after(
-                self._tail_seq, TAIL_BATCH, include_own=self.bus.has_subscribers
+            subscriptions, include_own = self.bus.subscriptions, self.bus.has_subscribers
+            transitions, seq = await self.store.history_after(
+                self._tail_seq, TAIL_BATCH, include_own=include_own
             )
+            if not include_own and self.bus.subscriptions != subscriptions:
+                # Someone subscribed during the read, after looking the job up (wait()
+                # does): the own rows skipped may be the very event it waits for.
+                continue
+            self._tail_seq = seq
             self._publish(transitions)
             foreign = [t for t in transitions if t.origin != self.owner]
             self._react(foreign)
