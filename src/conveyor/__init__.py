@@ -9,6 +9,7 @@ from importlib.metadata import version as _version
 
 from ._bus import EventStream as EventStream
 from ._clock import Clock as Clock
+from ._clock import SystemClock as SystemClock
 from ._context import check_cancelled as check_cancelled
 from ._context import current_job as current_job
 from ._context import fail_job as fail_job
@@ -72,6 +73,7 @@ __all__ = (
     "StoreBusy",
     "StoreError",
     "StoreUnavailable",
+    "SystemClock",
     "ValidationError",
     "WaitTimeout",
     "check_cancelled",

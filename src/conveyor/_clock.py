@@ -1,25 +1,113 @@
-"""Time, injected: every timestamp and lease deadline in conveyor comes from a Clock."""
+"""Time, injected: every timestamp, lease deadline and timed wait of the engine comes from
+a Clock, so tests can move time instead of sleeping (conveyor.testing.ManualClock).
+
+What a Clock does not govern is real time spent on real things: polling another
+process's commits, the shutdown grace, the store's retry delays, websocket timeouts.
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import time
 from datetime import UTC, datetime
 from typing import Protocol
 
+import anyio
+import anyio.lowlevel
+
 
 class Clock(Protocol):
-    """Where conveyor reads the time. Tests pass their own to move time without sleeping."""
+    """Where conveyor reads the time and waits for it to pass."""
 
     def now(self) -> float:
-        """Seconds since the Unix epoch."""
+        """Seconds since the Unix epoch: what timestamps and deadlines are made of."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary start, never going back: for measuring intervals."""
+        ...
+
+    async def sleep(self, seconds: float, *, until: anyio.Event | None = None) -> None:
+        """Return once ``seconds`` have passed on this clock, or earlier once ``until``
+        is set (``math.inf``: only then)."""
         ...
 
 
 class SystemClock:
-    """The wall clock."""
+    """The wall clock and anyio's timers. Subclass it to shift ``now()`` (a clock days
+    ahead, as a worker started after downtime sees it)."""
 
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float, *, until: anyio.Event | None = None) -> None:
+        if until is None:
+            await anyio.sleep(seconds)
+            return
+        with anyio.move_on_after(seconds):
+            await until.wait()
+
+
+class ManualClock:
+    """A clock that moves only when told: ``advance()`` moves both times on and wakes
+    every sleep whose time has come. Starts at ``start`` (default: the wall clock now).
+
+    For tests of timed behaviour (a job delayed by an hour, a periodic tick, a lease
+    that expires) that should not take that long::
+
+        clock = ManualClock()
+        async with Runtime(path, queues=[...], clock=clock) as rt:
+            job = await rt.enqueue("reports", {}, delay=3600)
+            clock.advance(3600)
+            await rt.wait(job.id, timeout=5)
+    """
+
+    def __init__(self, start: float | None = None) -> None:
+        self._now = time.time() if start is None else float(start)
+        self._elapsed = 0.0
+        self._order = itertools.count()  # ties wake in the order they slept
+        self._sleepers: list[tuple[float, int, anyio.Event]] = []
+
+    def now(self) -> float:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._elapsed
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` on and wake the sleeps that are due."""
+        if not seconds >= 0:
+            raise ValueError(f"a clock moves forward only, not by {seconds!r}")
+        self._now += seconds
+        self._elapsed += seconds
+        while self._sleepers and self._sleepers[0][0] <= self._elapsed:
+            heapq.heappop(self._sleepers)[2].set()
+
+    async def sleep(self, seconds: float, *, until: anyio.Event | None = None) -> None:
+        if seconds <= 0:
+            await anyio.lowlevel.checkpoint()
+            return
+        if math.isinf(seconds):
+            await (until.wait() if until is not None else anyio.sleep_forever())
+            return
+        due = anyio.Event()
+        heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._order), due))
+        if until is None:
+            await due.wait()
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def first(event: anyio.Event) -> None:
+                await event.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(first, due)
+            tg.start_soon(first, until)
 
 
 def to_datetime(ts: float) -> datetime:

@@ -18,6 +18,8 @@ polling), which your test fixtures can yield::
         assert (await rt.job_status("exports", job.id)).status == "completed"
 
 Everything is real: the same engine and store as in production, on a throwaway file.
+Time can be moved instead of waited for: pass ``clock=ManualClock()`` and call
+``clock.advance(seconds)`` (delays, periodic ticks, leases and retention follow it).
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from ._clock import ManualClock
 from ._queue import Queue
 from ._runtime import Runtime
 
-__all__ = ("runtime",)
+__all__ = ("ManualClock", "runtime")
 
 
 @asynccontextmanager

@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from conveyor import JobStatus, Queue, Runtime, ValidationError
+from conveyor import JobStatus, Queue, Runtime, SystemClock, ValidationError
 
 from ..conftest import wait_until
 
@@ -87,7 +87,7 @@ async def test_bad_unique_keys(db_path: Path) -> None:
                 await rt.enqueue("gate", "x", unique_key=key)  # type: ignore[arg-type]
 
 
-class Later:
+class Later(SystemClock):
     """A clock some days ahead: what retention sees after that many days."""
 
     def __init__(self, days: float) -> None:
@@ -127,7 +127,7 @@ async def test_retention_deletes_old_finished_jobs_and_their_history(db_path: Pa
 
 
 def test_retention_runs_at_an_interval_that_follows_it() -> None:
-    from conveyor.engine._upkeep import retention_interval
+    from conveyor.engine._retention import retention_interval
 
     day = 86400.0
     assert retention_interval({JobStatus.COMPLETED: 7 * day, JobStatus.FAILED: 30 * day}) == 600

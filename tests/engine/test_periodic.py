@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import anyio
 import pytest
 
-from conveyor import JobStatus, Queue, Runtime, ValidationError
+from conveyor import JobStatus, Queue, Runtime, SystemClock, ValidationError
 
 from ..conftest import Worker, wait_until
 
@@ -107,7 +107,7 @@ class Hourly(Queue):
         return None
 
 
-class Later:
+class Later(SystemClock):
     """The wall clock moved ``offset`` seconds on: a worker that starts after downtime."""
 
     def __init__(self, offset: float) -> None:

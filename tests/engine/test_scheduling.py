@@ -13,6 +13,7 @@ import pytest
 
 from conveyor import JobStatus, Queue, Runtime, ValidationError, check_cancelled, current_job
 from conveyor.backoff import constant, exponential
+from conveyor.testing import ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -73,6 +74,43 @@ async def test_an_earlier_job_wakes_the_scheduler(db_path: Path) -> None:
         with anyio.fail_after(10):
             await rt.wait(early.id)
         assert (await rt.job_status("record", late.id)).status is JobStatus.SCHEDULED
+
+
+class SlowRetry(Queue):
+    """Fails its first attempt, then waits an hour to retry."""
+
+    name = "slow_retry"
+    max_attempts = 2
+    backoff = constant(3600)
+
+    async def handle_item(self, item: Any) -> int:
+        if current_job().attempts == 1:
+            raise ValueError("first attempt fails")
+        return current_job().attempts
+
+
+async def test_delays_and_retries_follow_a_manual_clock(db_path: Path) -> None:
+    # An hour's delay and an hour's backoff, without waiting an hour: the engine's timed
+    # waits are the clock's, so moving the clock is what makes the jobs due.
+    clock = ManualClock()
+    async with Runtime(db_path, queues=[Record(), SlowRetry()], clock=clock) as rt:
+        delayed = await rt.enqueue("record", {}, delay=3600)
+        flaky = await rt.enqueue("slow_retry", {})
+        async with rt.events(job_id=flaky.id) as events:
+            with anyio.fail_after(10):
+                async for event in events:
+                    if event.status is JobStatus.SCHEDULED:
+                        break
+        clock.advance(3599)
+        assert (await rt.job(delayed.id)).status is JobStatus.SCHEDULED
+        assert (await rt.job(flaky.id)).status is JobStatus.SCHEDULED
+        clock.advance(1)
+        assert (await rt.wait(delayed.id, timeout=10)).status is JobStatus.COMPLETED
+        done = await rt.wait(flaky.id, timeout=10)
+        assert (done.status, done.result) == (JobStatus.COMPLETED, 2)
+        due = (await rt.history(delayed.id))[1]
+        assert due.status is JobStatus.QUEUED
+        assert due.at.timestamp() == pytest.approx(clock.now(), abs=1e-3)  # no later
 
 
 async def test_a_scheduled_job_can_be_cancelled(db_path: Path) -> None:

@@ -2,6 +2,6 @@
 
 from ._engine import Engine as Engine
 from ._engine import transition_event as transition_event
-from ._upkeep import purge as purge
+from ._retention import purge as purge
 
 __all__ = ("Engine", "purge", "transition_event")

@@ -32,8 +32,9 @@ from ._leases import heartbeat_loop, release_all, rescue_loop, rescue_once
 from ._owners import new_owner_id
 from ._pool import QueuePool
 from ._relay import ProgressRelay, progress_event
+from ._retention import apply_retention, retention_loop
 from ._shutdown import stop_workers
-from ._upkeep import apply_retention, enqueue_ticks, periodic_loop, retention_loop
+from ._ticks import enqueue_ticks, periodic_loop
 
 log = get_logger("conveyor.engine")
 
@@ -381,8 +382,7 @@ class Engine:
             except StoreError as exc:
                 log.warning("promoting scheduled jobs failed, will retry: %s", exc)
                 due, now = self.clock.now() + 1.0, self.clock.now()
-            with anyio.move_on_after(math.inf if due is None else due - now):
-                await self._promote_kick.wait()
+            await self.clock.sleep(math.inf if due is None else due - now, until=self._promote_kick)
 
     async def _progress_loop(self) -> None:
         """Write the latest progress of each running job, at most every interval."""

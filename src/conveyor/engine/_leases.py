@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-import anyio
-
 from .._clock import Clock
 from .._errors import StoreError
 from .._logging import get_logger
@@ -37,7 +35,7 @@ async def heartbeat_loop(engine: LeaseHolder) -> None:
     """Renew the leases of the jobs running here, every third of the lease; stop the
     handler of any whose lease another worker took."""
     while True:
-        await anyio.sleep(engine.lease_ttl / 3)
+        await engine.clock.sleep(engine.lease_ttl / 3)
         if not engine.running:
             continue
         before = set(engine.running)
@@ -83,7 +81,7 @@ async def rescue_once(engine: LeaseHolder, *, dead_only: bool = False) -> None:
 
 async def rescue_loop(engine: LeaseHolder) -> None:
     while True:
-        await anyio.sleep(min(engine.lease_ttl / 2, 5.0))
+        await engine.clock.sleep(min(engine.lease_ttl / 2, 5.0))
         await rescue_once(engine)
 
 

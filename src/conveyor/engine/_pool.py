@@ -151,7 +151,7 @@ class QueuePool:
                 self._kick = anyio.Event()
             allowed, wait = self._allowance()
             if allowed == 0:
-                await anyio.sleep(wait)  # until the oldest start leaves the window
+                await engine.clock.sleep(wait)  # until the oldest start leaves the window
                 continue
             self._maybe_more = False
             limit = min(self.free, MAX_CLAIM, allowed)
@@ -182,7 +182,7 @@ class QueuePool:
                 self._maybe_more = True
             self.free -= len(jobs)
             if self.rate_limit is not None:
-                self._starts.extend([anyio.current_time()] * len(jobs))
+                self._starts.extend([engine.clock.monotonic()] * len(jobs))
             for job, transition in zip(jobs, transitions, strict=True):
                 handoff.put((job, transition.seq, token))
 
@@ -202,7 +202,7 @@ class QueuePool:
         if self.rate_limit is None:
             return MAX_CLAIM, 0.0
         count, window = self.rate_limit
-        now = anyio.current_time()
+        now = self.engine.clock.monotonic()
         starts = self._starts
         while starts and starts[0] <= now - window:
             starts.popleft()
