@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import msgspec
@@ -19,6 +19,20 @@ class Progress(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 
 
 NO_PROGRESS = Progress()
+
+
+class EnqueueOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """How a caller asks for a job to be stored, as given: ``Runtime.enqueue``, the
+    Client and the wire's ``enqueue`` all carry these, and the runtime that stores the
+    job checks them (see Runtime.enqueue for each option's meaning)."""
+
+    created_by: str | None = None
+    priority: int = 0
+    delay: float | timedelta | None = None  # seconds (on the wire: a number, or ISO 8601)
+    at: datetime | None = None  # aware (on the wire: RFC 3339 with a time zone)
+    max_attempts: int | None = None  # None: the queue's
+    timeout: float | None = None  # seconds; None: the queue's
+    unique_key: str | None = None  # one job per key while it is unfinished
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):

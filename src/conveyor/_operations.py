@@ -1,6 +1,7 @@
 """The job operations of a Runtime: enqueue, look up, list, cancel, rerun, purge, wait,
-drain and watch. Runtime (in _runtime.py) owns the life cycle and sets the attributes
-declared here; this class only uses them."""
+drain and watch. They check what the caller passes, then read the store or ask the
+engine to write (the engine does each write together with its wake-ups and local
+effects). Runtime (in _runtime.py) adds the life cycle, which opens and closes them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 
 from . import _codec
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
@@ -31,44 +31,54 @@ from ._limits import (
     optional_text,
     seconds,
     shown,
-    text,
 )
 from ._limits import statuses as check_statuses
-from ._models import Event, HistoryEntry, Job
+from ._models import EnqueueOptions, Event, HistoryEntry, Job
 from ._options import JobOptions, job_options
-from ._queue import Queue
 from ._spec import QueueSpec
 from ._states import TERMINAL, JobStatus
-from .engine import Engine, purge, transition_event
+from .engine import Engine, transition_event
 from .store import ListParams, NewJob, Store
 
 MAX_LIST_LIMIT = 1000
 
 
 class JobOperations:
-    """What an application does with jobs. See Runtime for the whole picture."""
+    """What an application does with jobs. See Runtime for the whole picture.
 
-    store: Store
-    queues: dict[str, Queue[Any]]
-    specs: dict[str, QueueSpec]
-    workers: bool
-    clock: Clock
-    bus: EventBus
-    limits: Limits
-    _engine: Engine
-    _ids: IdGenerator
-    _open: bool
-    _tg: TaskGroup | None
+    Given the store it reads, the engine that writes, the bus it subscribes to, and the
+    resolved specs of the queues it serves (``workers``: whether it runs their jobs).
+    """
 
-    def _require_open(self) -> TaskGroup:
-        if not self._open or self._tg is None:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: Engine,
+        bus: EventBus,
+        clock: Clock,
+        specs: dict[str, QueueSpec],
+        workers: bool,
+        limits: Limits,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+        self.specs = specs
+        self.workers = workers
+        self.limits = limits
+        self._engine = engine
+        self._ids = IdGenerator()
+        self._open = False  # the life cycle's to set: open once everything runs
+
+    def _require_open(self) -> None:
+        if not self._open:
             raise RuntimeClosed("the runtime is not running: use it inside `async with`")
-        return self._tg
 
     @property
     def observes_all(self) -> bool:
         """True for a runtime without queues nor workers: it reads every queue."""
-        return not self.queues and not self.workers
+        return not self.specs and not self.workers
 
     def _queue(self, queue_name: str) -> QueueSpec:
         spec = self.specs.get(queue_name) if isinstance(queue_name, str) else None
@@ -82,14 +92,7 @@ class JobOperations:
         if not self.observes_all:
             self._queue(queue)
 
-    def _new_job(
-        self,
-        queue: QueueSpec,
-        payload: Any,
-        options: JobOptions,
-        now: float,
-        unique_key: str | None,
-    ) -> NewJob:
+    def _new_job(self, queue: QueueSpec, payload: Any, options: JobOptions, now: float) -> NewJob:
         data = _codec.encode_payload(payload, queue.payload_type, self.limits.payload_bytes)
         return NewJob(
             id=self._ids.new(),
@@ -102,7 +105,7 @@ class JobOperations:
             created_at=now,
             scheduled_at=options.scheduled_at,
             timeout=options.timeout,
-            unique_key=unique_key,
+            unique_key=options.unique_key,
         )
 
     def _as_job(self, new: NewJob) -> Job:
@@ -144,21 +147,16 @@ class JobOperations:
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
         stored; safe to retry). Concurrent calls share one commit.
         """
-        if unique_key is not None:
-            text("unique_key", unique_key, self.limits.unique_key_bytes)
-            if not unique_key:
-                raise ValidationError("unique_key must not be empty")
-        (job,) = await self._enqueue(
-            queue,
-            [payload],
-            unique_key,
+        options = EnqueueOptions(
             created_by=created_by,
             priority=priority,
             delay=delay,
             at=at,
             max_attempts=max_attempts,
             timeout=timeout,
+            unique_key=unique_key,
         )
+        (job,) = await self.submit(queue, [payload], options)
         return job
 
     async def enqueue_many(
@@ -175,10 +173,7 @@ class JobOperations:
     ) -> list[Job]:
         """Store many jobs, with the same options as ``enqueue``, in one commit: all of
         them, or (on any error) none."""
-        return await self._enqueue(
-            queue,
-            payloads,
-            None,
+        options = EnqueueOptions(
             created_by=created_by,
             priority=priority,
             delay=delay,
@@ -186,10 +181,13 @@ class JobOperations:
             max_attempts=max_attempts,
             timeout=timeout,
         )
+        return await self.submit(queue, payloads, options)
 
-    async def _enqueue(
-        self, queue: str, payloads: Iterable[Any], unique_key: str | None, **options: Any
+    async def submit(
+        self, queue: str, payloads: Iterable[Any], options: EnqueueOptions
     ) -> list[Job]:
+        """What ``enqueue`` and ``enqueue_many`` do, with the options as one record (the
+        form the server receives them in): the jobs, stored in one commit."""
         self._require_open()
         if self.observes_all:
             raise QueueNotFound(
@@ -199,8 +197,10 @@ class JobOperations:
             )
         q = self._queue(queue)
         now = self.clock.now()
-        checked = job_options(q, now, self.limits, **options)
-        new = [self._new_job(q, p, checked, now, unique_key) for p in payloads]
+        checked = job_options(q, now, self.limits, options)
+        new = [self._new_job(q, p, checked, now) for p in payloads]
+        if checked.unique_key is not None and len(new) != 1:
+            raise ValidationError("unique_key names one job: enqueue such jobs one at a time")
         if not new:
             return []
         results = await self._engine.insert(new)
@@ -231,7 +231,7 @@ class JobOperations:
         observing runtime, each queue that has jobs in the store."""
         self._require_open()
         stored = await self.store.queue_counts()
-        names = sorted(stored) if self.observes_all else list(self.queues)
+        names = sorted(stored) if self.observes_all else list(self.specs)
         return {
             name: {status: stored.get(name, {}).get(status, 0) for status in JobStatus}
             for name in names
@@ -259,6 +259,12 @@ class JobOperations:
         self._check_queue_name(queue)
         name("job_id", job_id)
         return await self._engine.request_cancel(job_id, queue)
+
+    async def cancel(self, job_id: str) -> Job:
+        """``request_job_cancel`` for a job of any of this runtime's queues, found by id."""
+        self._require_open()
+        job = await self._get(job_id)
+        return await self.request_job_cancel(job.queue, job_id)
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Wait until the job reaches a terminal state and return it. WaitTimeout after
@@ -344,7 +350,7 @@ class JobOperations:
         wanted = check_statuses("statuses", statuses)
         if not wanted <= TERMINAL:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
-        return await purge(self.store, wanted, self.clock.now() - age, queue)
+        return await self._engine.purge(wanted, self.clock.now() - age, queue)
 
     async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
         """Wait until no job of this runtime's queues is runnable: none queued, running
@@ -367,7 +373,7 @@ class JobOperations:
                         due = await self.store.next_due()
                         idle = not any(
                             counts.get(name, {}).get(status, 0)
-                            for name in self.queues
+                            for name in self.specs
                             for status in busy
                         )
                         if idle and (due is None or due > self.clock.now()):

@@ -19,7 +19,9 @@ from ._limits import (
     bounded_seconds,
     integer,
     optional_text,
+    text,
 )
+from ._models import EnqueueOptions
 from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue, check_settings
 from ._spec import QueueSpec
@@ -33,6 +35,7 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
     scheduled_at: float | None  # None: runs now; else when it falls due
     max_attempts: int
     timeout: float | None
+    unique_key: str | None
 
 
 def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> QueueSpec:
@@ -73,16 +76,18 @@ def job_options(
     queue: QueueSpec,
     now: float,
     limits: Limits,
-    *,
-    created_by: Any,
-    priority: Any,
-    delay: Any,
-    at: Any,
-    max_attempts: Any,
-    timeout: Any,
+    options: EnqueueOptions,
 ) -> JobOptions:
-    created_by = optional_text("created_by", created_by, limits.created_by_bytes)
-    priority = integer("priority", priority, *PRIORITY_RANGE)
+    """The options of one enqueue call, checked (a ValidationError names the first
+    refused) and resolved against the queue's defaults and the time now."""
+    created_by = optional_text("created_by", options.created_by, limits.created_by_bytes)
+    priority = integer("priority", options.priority, *PRIORITY_RANGE)
+    delay, at, max_attempts, timeout = (
+        options.delay,
+        options.at,
+        options.max_attempts,
+        options.timeout,
+    )
     if delay is not None and at is not None:
         raise ValidationError("give delay or at, not both")
     scheduled_at = None
@@ -107,4 +112,14 @@ def job_options(
         if max_attempts is None
         else integer("max_attempts", max_attempts, 1, MAX_ATTEMPTS),
         timeout=queue.timeout if timeout is None else bounded_seconds("timeout", timeout),
+        unique_key=unique_key(options.unique_key, limits),
     )
+
+
+def unique_key(key: Any, limits: Limits) -> str | None:
+    if key is None:
+        return None
+    checked = text("unique_key", key, limits.unique_key_bytes)
+    if not checked:
+        raise ValidationError("unique_key must not be empty")
+    return checked

@@ -19,7 +19,6 @@ from anyio.abc import TaskGroup, TaskStatus
 from ._bus import EventBus
 from ._clock import Clock, SystemClock
 from ._errors import RuntimeClosed, ValidationError
-from ._ids import IdGenerator
 from ._limits import DEFAULT_LIMITS, Limits, seconds, shown
 from ._logging import get_logger
 from ._operations import JobOperations
@@ -89,18 +88,17 @@ class Runtime(JobOperations):
         retain_completed: float | timedelta = timedelta(days=7),
         retain_failed: float | timedelta = timedelta(days=30),
     ) -> None:
-        self.store: Store = store_at(store) if isinstance(store, (str, os.PathLike)) else store
+        opened: Store = store_at(store) if isinstance(store, (str, os.PathLike)) else store
         if not isinstance(limits, Limits):
             raise ValidationError(f"limits must be a conveyor.Limits, not {type(limits).__name__}")
-        self.limits = limits
         self.queues: dict[str, Queue[Any]] = {}
-        self.specs: dict[str, QueueSpec] = {}  # each queue's settings, resolved once
+        specs: dict[str, QueueSpec] = {}  # each queue's settings, resolved once
         for queue in queues:
             spec = check_queue_class(queue, workers, limits)
-            if spec.name in self.specs:
+            if spec.name in specs:
                 raise ValidationError(f"two queues are named {spec.name!r}")
             self.queues[spec.name] = queue
-            self.specs[spec.name] = spec
+            specs[spec.name] = spec
         for name, value in (
             ("shutdown_grace", shutdown_grace),
             ("lease_ttl", lease_ttl),
@@ -120,14 +118,13 @@ class Runtime(JobOperations):
                 allowed_origins=allowed_origins,
                 max_message_bytes=max_message_bytes,
             )
-        self.workers = workers
         self.shutdown_grace = float(shutdown_grace)
-        self.clock: Clock = clock or SystemClock()
-        self.bus = EventBus()
-        self._engine = Engine(
-            self.store,
-            self.bus,
-            self.clock,
+        clock = clock or SystemClock()
+        bus = EventBus()
+        engine = Engine(
+            opened,
+            bus,
+            clock,
             lease_ttl=lease_ttl,
             poll_interval=poll_interval,
             progress_interval=progress_interval,
@@ -138,9 +135,16 @@ class Runtime(JobOperations):
             },
             limits=limits,
         )
-        self._ids = IdGenerator()
+        super().__init__(
+            store=opened,
+            engine=engine,
+            bus=bus,
+            clock=clock,
+            specs=specs,
+            workers=workers,
+            limits=limits,
+        )
         self._tg: TaskGroup | None = None
-        self._open = False
         self._force = anyio.Event()
 
     def attach_server(
@@ -221,12 +225,17 @@ class Runtime(JobOperations):
             await self._stack.__aexit__(exc_type, exc, tb)
         return None
 
+    def _task_group(self) -> TaskGroup:
+        self._require_open()
+        assert self._tg is not None  # open means entered
+        return self._tg
+
     async def run_until_signalled(
         self, signals: Iterable[signal.Signals] = (signal.SIGINT, signal.SIGTERM)
     ) -> None:
         """Serve until SIGINT or SIGTERM, then return, so leaving ``async with`` stops
         gracefully. A second signal during that stop cancels running jobs at once."""
-        tg = self._require_open()
+        tg = self._task_group()
         first = anyio.Event()
 
         async def watch(*, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
@@ -249,7 +258,7 @@ class Runtime(JobOperations):
         """Run ``fn(*args, **kwargs)`` soon, fire-and-forget: not stored, not bounded, no
         retry. A plain function runs in a worker thread. Errors are logged. Use a queue
         for anything that must not be lost."""
-        tg = self._require_open()
+        tg = self._task_group()
 
         async def run() -> None:
             try:

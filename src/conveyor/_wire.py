@@ -8,7 +8,6 @@ docs/protocol.md for the protocol as a client sees it.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Final
 
 import msgspec
@@ -25,7 +24,7 @@ from ._errors import (
     ValidationError,
 )
 from ._limits import shown
-from ._models import Event, Job
+from ._models import EnqueueOptions, Event, Job
 from ._states import JobStatus
 
 RequestId = int | str | None
@@ -47,20 +46,16 @@ class Unsubscribe(_Request, frozen=True, tag="unsubscribe"):
     subscription: str
 
 
-class Enqueue(_Request, frozen=True, tag="enqueue"):
+class Enqueue(EnqueueOptions, frozen=True, kw_only=True, tag_field="op", tag="enqueue"):
+    # Its options are the Python API's (one record); so it cannot also inherit _Request.
+    id: RequestId = None
     queue: str
     payload: Any
-    created_by: str | None = None
-    priority: int = 0
-    delay: float | None = None  # seconds
-    at: datetime | None = None  # RFC 3339 with a time zone
-    max_attempts: int | None = None
-    timeout: float | None = None
-    unique_key: str | None = None
 
 
 class GetJob(_Request, frozen=True, tag="job_status"):
     job_id: str
+    queue: str | None = None  # given: the job must be of this queue (else job_not_found)
 
 
 class ListJobs(_Request, frozen=True, tag="list_jobs"):
@@ -80,6 +75,7 @@ class GetHistory(_Request, frozen=True, tag="history"):
 
 class Cancel(_Request, frozen=True, tag="cancel"):
     job_id: str
+    queue: str | None = None  # given: the job must be of this queue (else job_not_found)
 
 
 class Rerun(_Request, frozen=True, tag="rerun"):

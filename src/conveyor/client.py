@@ -28,9 +28,9 @@ from ._errors import ConveyorError, ServerError, ValidationError, WaitTimeout
 from ._limits import seconds, shown
 from ._limits import statuses as check_statuses
 from ._logging import get_logger
-from ._models import Event, HistoryEntry, Job
+from ._models import EnqueueOptions, Event, HistoryEntry, Job
 from ._states import TERMINAL, JobStatus
-from ._wire import Error, Result, decode_reply, encoder, error_for
+from ._wire import Enqueue, Error, Result, decode_reply, encoder, error_for
 
 log = get_logger("conveyor.client")
 
@@ -196,12 +196,18 @@ class Client:
             self._pending.clear()
 
     async def _call(self, op: str, **fields: Any) -> Any:
-        ws = await self._connection()
         rid = next(self._ids)
         name = str(fields.get("job_id") or fields.get("queue") or "")
+        return await self._send({"id": rid, "op": op, **fields}, name)
+
+    async def _send(self, request: dict[str, Any] | Enqueue, name: str) -> Any:
+        """Send a request and wait for its reply's value (``name``: what an error names)."""
+        ws = await self._connection()
+        rid = request["id"] if isinstance(request, dict) else request.id
+        assert isinstance(rid, int)
         pending = self._pending[rid] = _Pending(name)
         try:
-            await ws.send(encoder.encode({"id": rid, "op": op, **fields}), text=True)
+            await ws.send(encoder.encode(request), text=True)
         except ConnectionClosed as exc:
             self._pending.pop(rid, None)
             raise ServerError("disconnected", str(exc)) from exc
@@ -223,22 +229,29 @@ class Client:
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
         unique_key: str | None = None,
     ) -> Job:
-        """As ``Runtime.enqueue``: options left out take the queue's defaults."""
-        options = {
-            "created_by": created_by,
-            "priority": priority,
-            "delay": delay,
-            "at": at,
-            "max_attempts": max_attempts,
-            "timeout": timeout,
-            "unique_key": unique_key,
-        }
-        fields = {k: v for k, v in options.items() if v is not None}
-        value = await self._call("enqueue", queue=queue, payload=payload, **fields)
-        return msgspec.convert(value, Job)
+        """As ``Runtime.enqueue``: options left out take the queue's defaults; the server
+        checks them."""
+        options = EnqueueOptions(
+            created_by=created_by,
+            priority=priority,
+            delay=delay,
+            at=at,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            unique_key=unique_key,
+        )
+        fields = msgspec.structs.asdict(options)  # those left at their defaults stay off the wire
+        request = Enqueue(id=next(self._ids), queue=queue, payload=payload, **fields)
+        return msgspec.convert(await self._send(request, queue), Job)
 
-    async def job_status(self, job_id: str) -> Job:
+    async def job(self, job_id: str) -> Job:
+        """The current record of a job of any queue. JobNotFound if there is none."""
         return msgspec.convert(await self._call("job_status", job_id=job_id), Job)
+
+    async def job_status(self, queue: str, job_id: str) -> Job:
+        """As ``Runtime.job_status``: JobNotFound unless it is a job of ``queue``."""
+        value = await self._call("job_status", job_id=job_id, queue=queue)
+        return msgspec.convert(value, Job)
 
     async def list_jobs(
         self,
@@ -263,7 +276,13 @@ class Client:
         return msgspec.convert(value["history"], list[HistoryEntry])
 
     async def cancel(self, job_id: str) -> Job:
+        """As ``Runtime.cancel``: cancel a job of any queue, found by id."""
         return msgspec.convert(await self._call("cancel", job_id=job_id), Job)
+
+    async def request_job_cancel(self, queue: str, job_id: str) -> Job:
+        """As ``Runtime.request_job_cancel``: JobNotFound unless it is a job of ``queue``."""
+        value = await self._call("cancel", job_id=job_id, queue=queue)
+        return msgspec.convert(value, Job)
 
     async def rerun(self, job_id: str, *, by: str | None = None) -> Job:
         return msgspec.convert(await self._call("rerun", job_id=job_id, by=by), Job)
@@ -296,7 +315,7 @@ class Client:
                                 break
                     finally:
                         await stream.aclose()
-                return await self.job_status(job_id)
+                return await self.job(job_id)
         except TimeoutError:
             raise WaitTimeout(f"job {job_id} did not finish within {timeout}s") from None
 

@@ -3,12 +3,16 @@ server restart without losing or repeating a transition."""
 
 from __future__ import annotations
 
+import inspect
+import json
 import socket
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+import websockets
 
 from conveyor import (
     InvalidTransition,
@@ -58,7 +62,7 @@ async def test_calls_round_trip(db_path: Path) -> None:
         assert job.status is JobStatus.QUEUED
         done = await client.wait(job.id, timeout=10)
         assert (done.status, done.result, done.created_by) == (JobStatus.COMPLETED, 49, "client")
-        assert (await client.job_status(job.id)).result == 49
+        assert (await client.job(job.id)).result == 49
         history = await client.history(job.id)
         assert [h.status for h in history] == [
             JobStatus.QUEUED,
@@ -86,6 +90,53 @@ async def test_calls_round_trip(db_path: Path) -> None:
             await client.wait((await client.enqueue("hold", {})).id, timeout=0.2)
 
 
+async def test_the_client_and_the_runtime_name_and_shape_operations_alike(db_path: Path) -> None:
+    # Each operation the two share has one name and one signature: a caller can switch
+    # from the in-process runtime to the client by changing what it holds.
+    shared = ("enqueue", "job", "job_status", "cancel", "request_job_cancel", "list_jobs")
+    shared += ("history", "rerun", "purge", "wait", "queue_counts")
+    for op in shared:
+        runtime_params = inspect.signature(getattr(Runtime, op)).parameters
+        client_params = inspect.signature(getattr(Client, op)).parameters
+        assert list(client_params) == list(runtime_params), op
+    async with (
+        Runtime(db_path, queues=[Square(), Hold()], serve=("127.0.0.1", 0), shutdown_grace=0) as rt,
+        Client(rt.server_url) as client,
+    ):
+        for caller in (rt, client):
+            job = await caller.enqueue("hold", {}, delay=timedelta(hours=1), priority=3)
+            assert (job.status, job.priority) == (JobStatus.SCHEDULED, 3)
+            assert job.scheduled_at is not None
+            assert (await caller.job_status("hold", job.id)).id == job.id
+            with pytest.raises(JobNotFound):
+                await caller.job_status("square", job.id)  # a job, but not of that queue
+            with pytest.raises(JobNotFound):
+                await caller.request_job_cancel("square", job.id)
+            assert (await caller.job(job.id)).status is JobStatus.SCHEDULED
+            assert (await caller.request_job_cancel("hold", job.id)).status is JobStatus.CANCELLED
+            other = await caller.enqueue("hold", {})
+            assert (await caller.cancel(other.id)).status in (
+                JobStatus.CANCELLED,
+                JobStatus.CANCELLING,
+            )
+            assert (await caller.wait(other.id, timeout=10)).status is JobStatus.CANCELLED
+            assert await caller.purge(older_than=timedelta(0), statuses=["cancelled"]) == 2
+
+
+async def test_the_wire_takes_a_delay_as_an_iso_8601_duration(db_path: Path) -> None:
+    async with (
+        Runtime(db_path, queues=[Hold()], serve=("127.0.0.1", 0), workers=False) as rt,
+        websockets.connect(rt.server_url) as ws,
+    ):
+        await ws.send('{"id": 1, "op": "enqueue", "queue": "hold", "payload": 1, "delay": "PT1H"}')
+        reply = json.loads(await ws.recv())
+        assert reply["type"] == "result", reply
+        job = await rt.job(reply["value"]["id"])
+        assert job.scheduled_at is not None
+        ahead = (job.scheduled_at - job.created_at).total_seconds()
+        assert ahead == pytest.approx(3600, abs=1)
+
+
 async def test_errors_are_typed(db_path: Path) -> None:
     async with (
         Runtime(db_path, queues=[Square()], serve=("127.0.0.1", 0), workers=False) as rt,
@@ -94,7 +145,7 @@ async def test_errors_are_typed(db_path: Path) -> None:
         with pytest.raises(QueueNotFound, match="nope"):
             await client.enqueue("nope", {})
         with pytest.raises(JobNotFound, match="missing"):
-            await client.job_status("missing")
+            await client.job("missing")
         with pytest.raises(ValidationError, match="limit"):
             await client.list_jobs(limit=0)
         job = await client.enqueue("square", {"n": 1})
@@ -159,7 +210,7 @@ async def test_events_resume_across_a_server_restart(db_path: Path) -> None:
             await tg.start(serve, second_server)
             with anyio.fail_after(20):
                 await all_done.wait()
-            assert (await client.job_status(ids[-1])).result == 16
+            assert (await client.job(ids[-1])).result == 16
         second_server.set()
     assert seen == sorted(seen)
     assert len(set(seen)) == len(seen)  # nothing twice

@@ -50,7 +50,7 @@ class _ServerSource:
         return await self.client.list_jobs(queue=queue, status=status, limit=limit, cursor=cursor)
 
     async def job(self, job_id: str) -> Job:
-        return await self.client.job_status(job_id)
+        return await self.client.job(job_id)
 
     async def history(self, job_id: str) -> list[HistoryEntry]:
         return await self.client.history(job_id)

@@ -2,6 +2,5 @@
 
 from ._engine import Engine as Engine
 from ._engine import transition_event as transition_event
-from ._retention import purge as purge
 
-__all__ = ("Engine", "purge", "transition_event")
+__all__ = ("Engine", "transition_event")

@@ -32,7 +32,7 @@ from ._leases import heartbeat_loop, release_all, rescue_loop, rescue_once
 from ._owners import new_owner_id
 from ._pool import QueuePool
 from ._relay import ProgressRelay, progress_event
-from ._retention import apply_retention, retention_loop
+from ._retention import apply_retention, purge, retention_loop
 from ._shutdown import stop_workers
 from ._ticks import enqueue_ticks, periodic_loop
 
@@ -197,6 +197,12 @@ class Engine:
         if any(t.status is JobStatus.CANCELLING for t in transitions):
             self.cancel_local(job_id)
         return job
+
+    async def purge(
+        self, statuses: frozenset[JobStatus], finished_before: float, queue: str | None
+    ) -> int:
+        """Delete finished jobs, a batch per transaction (see _retention.purge)."""
+        return await purge(self.store, statuses, finished_before, queue)
 
     async def rerun(self, job_id: str, by: str | None) -> Job:
         """Put a finished job back to queued (see Store.job_rerun); its queue's workers

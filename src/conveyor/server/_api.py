@@ -5,32 +5,24 @@ runtime imports the server, never the other way round)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 from .._bus import EventStream
-from .._models import Event, HistoryEntry, Job
+from .._models import EnqueueOptions, Event, HistoryEntry, Job
 from .._states import JobStatus
 
 
 class ServedRuntime(Protocol):
     """The operations of conveyor.Runtime that the server uses (see their docstrings)."""
 
-    async def enqueue(
-        self,
-        queue: str,
-        payload: Any,
-        *,
-        created_by: str | None = ...,
-        priority: int = ...,
-        delay: float | timedelta | None = ...,
-        at: datetime | None = ...,
-        max_attempts: int | None = ...,
-        timeout: float | None = ...,  # noqa: ASYNC109 (the job's run time limit)
-        unique_key: str | None = ...,
-    ) -> Job: ...
+    async def submit(
+        self, queue: str, payloads: Iterable[Any], options: EnqueueOptions
+    ) -> list[Job]: ...
 
     async def job(self, job_id: str) -> Job: ...
+
+    async def job_status(self, queue: str, job_id: str) -> Job: ...
 
     async def list_jobs(
         self,
@@ -43,6 +35,8 @@ class ServedRuntime(Protocol):
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]: ...
 
     async def history(self, job_id: str) -> list[HistoryEntry]: ...
+
+    async def cancel(self, job_id: str) -> Job: ...
 
     async def request_job_cancel(self, queue: str, job_id: str) -> Job: ...
 

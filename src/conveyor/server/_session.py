@@ -110,19 +110,12 @@ class Session:
                 scope.cancel()
                 return {}
             case Enqueue():
-                return await rt.enqueue(
-                    request.queue,
-                    request.payload,
-                    created_by=request.created_by,
-                    priority=request.priority,
-                    delay=request.delay,
-                    at=request.at,
-                    max_attempts=request.max_attempts,
-                    timeout=request.timeout,
-                    unique_key=request.unique_key,
-                )
-            case GetJob(job_id=job_id):
+                (job,) = await rt.submit(request.queue, [request.payload], request)
+                return job
+            case GetJob(job_id=job_id, queue=None):
                 return await rt.job(job_id)
+            case GetJob(job_id=job_id, queue=str() as queue):
+                return await rt.job_status(queue, job_id)
             case ListJobs():
                 jobs = await rt.list_jobs(
                     queue=request.queue,
@@ -135,9 +128,10 @@ class Session:
                 return {"queues": await rt.queue_counts()}
             case GetHistory(job_id=job_id):
                 return {"history": await rt.history(job_id)}
-            case Cancel(job_id=job_id):
-                job = await rt.job(job_id)
-                return await rt.request_job_cancel(job.queue, job_id)
+            case Cancel(job_id=job_id, queue=None):
+                return await rt.cancel(job_id)
+            case Cancel(job_id=job_id, queue=str() as queue):
+                return await rt.request_job_cancel(queue, job_id)
             case Rerun(job_id=job_id, by=by):
                 return await rt.rerun(job_id, by=by)
             case Purge(older_than=older_than, statuses=statuses, queue=queue):
