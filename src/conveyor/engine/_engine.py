@@ -323,7 +323,7 @@ class Engine:
         history ends, so no commit of this runtime can fall before that point unpublished.
         """
         self._tail_seq = await self.store.last_seq()
-        self.store.watch_commits(lambda: self._tail_kick.set())
+        self.store.commits.watch(lambda: self._tail_kick.set())
         task_status.started()
         while True:
             with anyio.move_on_after(min(self.poll_interval, self.relay.wait())):
@@ -331,7 +331,7 @@ class Engine:
             kicked = self._tail_kick.is_set()
             self._tail_kick = anyio.Event()
             try:
-                if await self.store.changed():
+                if await self.store.commits.changed():
                     self.relay.store_changed()
                     await self._tail_once()
                 elif kicked:

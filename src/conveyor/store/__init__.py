@@ -9,6 +9,9 @@ from ._base import (
     ClaimParams as ClaimParams,
 )
 from ._base import (
+    CommitWatch as CommitWatch,
+)
+from ._base import (
     Finish as Finish,
 )
 from ._base import (
@@ -43,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ClaimParams",
+    "CommitWatch",
     "Finish",
     "ListParams",
     "NewJob",

@@ -325,13 +325,23 @@ class Store(Protocol):
 
     async def last_seq(self) -> int: ...
 
-    async def changed(self) -> bool:
-        """Whether another runtime committed since the last call (cheap; no I/O on disk).
-        True when the store cannot tell."""
+    @property
+    def commits(self) -> CommitWatch:
+        """How this runtime hears of other runtimes' commits."""
         ...
 
-    def watch_commits(self, wake: Callable[[], None]) -> None:
+
+class CommitWatch(Protocol):
+    """How a runtime learns that another runtime committed, beside the Store's data
+    operations: the engine's tail reads the history when it hears of a commit."""
+
+    def watch(self, wake: Callable[[], None]) -> None:
         """Have ``wake()`` called, on the event loop, when another runtime commits a
         transition. A store that cannot be notified (SQLite) never calls it: the engine
         then learns of those commits by calling ``changed()`` every poll interval."""
+        ...
+
+    async def changed(self) -> bool:
+        """Whether another runtime committed since the last call (cheap; no I/O on disk).
+        True when the store cannot tell."""
         ...

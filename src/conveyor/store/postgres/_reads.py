@@ -1,12 +1,9 @@
-"""The PostgreSQL store's reads, and how it hears other runtimes' commits."""
+"""The PostgreSQL store's reads (how it hears of commits is _commits.py)."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, Final
+from typing import Any
 
-from ..._errors import StoreError
 from ..._models import HistoryEntry, Job
 from ..._states import BY_VALUE, JobStatus
 from .._base import ListParams, RunningProgress, Transition
@@ -25,10 +22,6 @@ from .._rows import (
 from .._rules import SQL
 from ._db import PostgresDB
 
-RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
-CHECK_LISTENER_EVERY: Final = 1.0  # seconds between round trips on the listener (see
-# PostgresDB.check_listener): a silently dropped listener is found within this
-
 
 class PostgresReads:
     """The reads of PostgresStore (PostgresStore adds the writes). ``self.t`` is the
@@ -38,34 +31,6 @@ class PostgresReads:
         self.db = db
         self.t = f"{db.schema}."
         self._origin = ""  # this process's mark on the history rows it writes
-        self._changed = True
-        self._wake: Callable[[], None] = lambda: None
-        self._relisten_at = 0.0
-        self._check_listener_at = 0.0
-
-    def _notified(self, origin: str) -> None:
-        if origin != self._origin:
-            self._changed = True
-            self._wake()
-
-    def watch_commits(self, wake: Callable[[], None]) -> None:
-        self._wake = wake
-
-    async def changed(self) -> bool:
-        if self.db.listening and time.monotonic() >= self._check_listener_at:
-            self._check_listener_at = time.monotonic() + CHECK_LISTENER_EVERY
-            await self.db.check_listener()
-        if not self.db.listening:
-            # Notifications are lost until the listener is back: read on every call.
-            if time.monotonic() >= self._relisten_at:
-                self._relisten_at = time.monotonic() + RELISTEN_EVERY
-                try:
-                    await self.db.relisten()
-                except StoreError:
-                    pass  # the tail's read reports the outage; try again later
-            return True
-        changed, self._changed = self._changed, False
-        return changed
 
     async def next_due(self) -> float | None:
         rows = await self.db.fetch(

@@ -37,6 +37,7 @@ from .._base import (
 )
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
+from ._commits import PostgresCommits
 from ._db import Connection, PostgresDB
 from ._writes import PostgresWrites
 
@@ -83,10 +84,11 @@ class PostgresStore(PostgresWrites):
                 pool_size=pool_size,
             )
         )
+        self.commits = PostgresCommits(self.db)
 
     async def open(self, origin: str) -> None:
-        self._origin = origin
-        await self.db.open(self._notified)
+        self._origin = self.commits.origin = origin
+        await self.db.open(self.commits.notified)
 
     async def close(self) -> None:
         await self.db.close()

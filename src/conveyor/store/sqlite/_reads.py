@@ -3,7 +3,6 @@ behind a write."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..._models import HistoryEntry, Job
@@ -32,7 +31,6 @@ class SQLiteReads:
     def __init__(self, file: SQLiteFile) -> None:
         self.file = file
         self._origin = ""  # this process's mark on the history rows it writes
-        self._data_version = -1
 
     async def next_due(self) -> float | None:
         rows = list(
@@ -126,13 +124,3 @@ class SQLiteReads:
     async def last_seq(self) -> int:
         rows = list(await self.file.read("SELECT coalesce(max(seq), 0) FROM job_history"))
         return int(rows[0][0])
-
-    def watch_commits(self, wake: Callable[[], None]) -> None:
-        """SQLite has no notifications: the engine polls changed() instead."""
-
-    async def changed(self) -> bool:
-        rows = list(await self.file.read("PRAGMA data_version"))
-        version = int(rows[0][0])
-        changed = version != self._data_version
-        self._data_version = version
-        return changed

@@ -26,6 +26,7 @@ from .. import _rules as rules
 from .._base import ClaimParams, Finish, NewJob, ProgressWrite, Transition
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
+from ._commits import SQLiteCommits
 from ._file import SQLiteFile
 from ._sql import ROWS_PER_STATEMENT, chunks, values_list
 from ._writes import SQLiteWrites
@@ -54,6 +55,7 @@ class SQLiteStore(SQLiteWrites):
         super().__init__(SQLiteFile(Path(path), synchronous=synchronous, busy_timeout=busy_timeout))
         self.path = self.file.path
         self.synchronous = synchronous
+        self.commits = SQLiteCommits(self.file)
 
     async def open(self, origin: str) -> None:
         self._origin = origin
