@@ -5,7 +5,6 @@ effects). Runtime (in _runtime.py) adds the life cycle, which opens and closes t
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -16,7 +15,6 @@ from . import _codec
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
 from ._clock import Clock, maybe_datetime, to_datetime
 from ._errors import (
-    EventStreamOverflow,
     JobNotFound,
     QueueNotFound,
     RuntimeClosed,
@@ -37,6 +35,7 @@ from ._models import EnqueueOptions, Event, HistoryEntry, Job
 from ._options import JobOptions, job_options
 from ._spec import QueueSpec
 from ._states import TERMINAL, JobStatus
+from ._waiting import until_idle, until_terminal
 from .engine import Engine, transition_event
 from .store import ListParams, NewJob, Store
 
@@ -272,18 +271,11 @@ class JobOperations:
         self._require_open()
         timeout = optional_seconds("timeout", timeout)
         name("job_id", job_id)
-        async with self.bus.subscribe(job_id=job_id, max_buffer=64) as stream:
-            try:
-                with anyio.fail_after(timeout):
-                    job = await self._get(job_id)
-                    while job.status not in TERMINAL:
-                        async for event in stream:
-                            if event.status in TERMINAL:
-                                break
-                        job = await self._get(job_id)
-            except TimeoutError:
-                raise WaitTimeout(f"job {job_id} did not finish within {timeout}s") from None
-        return job
+        try:
+            with anyio.fail_after(timeout):
+                return await until_terminal(self.bus, self._get, job_id)
+        except TimeoutError:
+            raise WaitTimeout(f"job {job_id} did not finish within {timeout}s") from None
 
     async def list_jobs(
         self,
@@ -363,23 +355,9 @@ class JobOperations:
         timeout = optional_seconds("timeout", timeout)
         if not self.workers:
             raise RuntimeClosed("drain() needs a runtime with workers")
-        busy = (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.CANCELLING)
         try:
             with anyio.fail_after(timeout):
-                while True:
-                    # Subscribed before looking: a change after the look wakes us.
-                    async with self.bus.subscribe(max_buffer=1) as changes:
-                        counts = await self.store.queue_counts()
-                        due = await self.store.next_due()
-                        idle = not any(
-                            counts.get(name, {}).get(status, 0)
-                            for name in self.specs
-                            for status in busy
-                        )
-                        if idle and (due is None or due > self.clock.now()):
-                            return
-                        with contextlib.suppress(EventStreamOverflow, StopAsyncIteration):
-                            await changes.__anext__()
+                await until_idle(self.store, self.bus, self.clock, list(self.specs))
         except TimeoutError:
             raise WaitTimeout(f"jobs were still runnable after {timeout}s") from None
 
