@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-ROWS_PER_STATEMENT: Final = 500  # keeps VALUES lists under SQLite's host-parameter limit
+ROWS_PER_STATEMENT: Final = 256  # keeps VALUES lists well under SQLite's parameter limit
 
 
 def values_list(width: int, rows: int) -> str:
@@ -15,8 +15,21 @@ def values_list(width: int, rows: int) -> str:
 
 
 def chunks(items: Sequence[Any], size: int = ROWS_PER_STATEMENT) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+    """``items`` in chunks of ``size``, and the rest in chunks whose lengths are powers
+    of two, largest first (37 rows: 32, 4, 1).
+
+    Each length is another SQL text, and every text is a prepared statement that each
+    connection caches (``cached_statements``). A batch of any length from 1 to 256 once
+    meant up to 256 texts per statement: caches that kept filling for an hour, each fill
+    a prepare, and evictions that fragmented the heap. Powers of two make it nine texts
+    per statement, prepared once, for at most one statement per bit of the length.
+    """
+    start, left = 0, len(items)
+    while left:
+        step = size if left >= size else 1 << (left.bit_length() - 1)
+        yield items[start : start + step]
+        start += step
+        left -= step
 
 
 def statements(script: str) -> Iterable[str]:
