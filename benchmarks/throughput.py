@@ -151,7 +151,7 @@ async def _store_only(jobs: int, db: str) -> float:
     for start in range(0, jobs, 1000):
         n = min(1000, jobs - start)
         now = time.time()
-        await store.jobs_insert(
+        await store.writes.jobs_insert(
             [
                 NewJob(
                     id=ids.new(),
@@ -166,12 +166,12 @@ async def _store_only(jobs: int, db: str) -> float:
         claim = ClaimParams(
             queue="noop", limit=n, owner="bench", token="t", now=now, lease_expires_at=now + 30
         )
-        claimed, _ = await store.jobs_claim(claim)
+        claimed, _ = await store.writes.jobs_claim(claim)
         finishes = [
             Finish(job_id=job.id, token="t", status=JobStatus.COMPLETED, progress=NO_PROGRESS)
             for job in claimed
         ]
-        await store.jobs_finish(finishes, time.time())
+        await store.writes.jobs_finish(finishes, time.time())
     elapsed = time.perf_counter() - started
     await store.close()
     return elapsed

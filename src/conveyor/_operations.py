@@ -209,7 +209,7 @@ class JobOperations:
 
     async def _get(self, job_id: str, queue: str | None = None) -> Job:
         name("job_id", job_id)
-        job = await self.store.job_get(job_id)
+        job = await self.store.reads.job_get(job_id)
         if job is None or (queue is not None and job.queue != queue):
             raise JobNotFound(job_id)
         return job
@@ -229,7 +229,7 @@ class JobOperations:
         """Jobs per status for each of this runtime's queues (zeros included); for an
         observing runtime, each queue that has jobs in the store."""
         self._require_open()
-        stored = await self.store.queue_counts()
+        stored = await self.store.reads.queue_counts()
         names = sorted(stored) if self.observes_all else list(self.specs)
         return {
             name: {status: stored.get(name, {}).get(status, 0) for status in JobStatus}
@@ -247,7 +247,7 @@ class JobOperations:
         """The transitions after seq ``since``, oldest first, as events: what a
         subscriber that saw ``since`` last has missed. Page with the last seq returned."""
         self._require_open()
-        transitions = await self.store.history_page(since, limit, queue=queue, job_id=job_id)
+        transitions = await self.store.reads.history_page(since, limit, queue=queue, job_id=job_id)
         return [transition_event(t) for t in transitions]
 
     async def request_job_cancel(self, queue: str, job_id: str) -> Job:
@@ -301,7 +301,7 @@ class JobOperations:
             raise ValidationError(f"limit must be an int from 1 to {MAX_LIST_LIMIT}")
         if cursor is not None:
             name("cursor", cursor)
-        return await self.store.jobs_list(
+        return await self.store.reads.jobs_list(
             ListParams(queue=queue, status=status, limit=limit, before=cursor)
         )
 
@@ -309,7 +309,7 @@ class JobOperations:
         """Every transition of the job, oldest first, with time and message."""
         self._require_open()
         name("job_id", job_id)
-        entries = await self.store.job_history(job_id)
+        entries = await self.store.reads.job_history(job_id)
         if not entries:
             await self._get(job_id)  # raises JobNotFound
         return entries
@@ -399,7 +399,7 @@ class JobOperations:
         self._require_open()
         # History first: should a transition fall between the reads, the seq is the
         # older one, so that transition is delivered after this (a repeat, never a gap).
-        history = await self.store.job_history(job_id)
+        history = await self.store.reads.job_history(job_id)
         job = await self._get(job_id)
         last = history[-1] if history else None
         return Event(

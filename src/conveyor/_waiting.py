@@ -35,8 +35,8 @@ async def until_idle(store: Store, bus: EventBus, clock: Clock, queues: Collecti
     is due (jobs scheduled for later do not count). Callers bound the wait."""
     while True:
         async with bus.subscribe(max_buffer=1) as changes:
-            counts = await store.queue_counts()
-            due = await store.next_due()
+            counts = await store.reads.queue_counts()
+            due = await store.reads.next_due()
             idle = not any(
                 counts.get(name, {}).get(status, 0) for name in queues for status in BUSY
             )

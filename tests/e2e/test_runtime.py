@@ -23,6 +23,7 @@ from conveyor import (
     report_progress,
 )
 from conveyor.store import SQLiteStore, Transition
+from conveyor.store.sqlite import SQLiteReads
 
 from ..conftest import next_event, wait_until
 
@@ -177,12 +178,13 @@ async def test_events_filter_by_job(db_path: Path) -> None:
         assert ids <= {first.id}
 
 
-class HeldTail(SQLiteStore):
-    """A real SQLite store whose next history read without own rows waits for the test
-    before it runs: the one way to force the interleaving below every time."""
+class HeldTail(SQLiteReads):
+    """The reads of a real SQLite store, but the next history read without own rows
+    waits for the test before it runs: the one way to force the interleaving below."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__(store.file)
+        store.reads = self
         self.armed = False
         self.held = anyio.Event()
         self.go = anyio.Event()
@@ -204,21 +206,22 @@ class HeldTail(SQLiteStore):
 
 
 async def finished(store: SQLiteStore, job_id: str) -> bool:
-    job = await store.job_get(job_id)
+    job = await store.reads.job_get(job_id)
     return job is not None and job.status is JobStatus.COMPLETED
 
 
 async def test_wait_sees_a_finish_committed_while_the_tail_read_past_it(db_path: Path) -> None:
     # The tail reads this runtime's own rows back only when someone listens. wait()
     # subscribing after the tail decided, but before its read ran, once lost the event.
-    store, gate = HeldTail(db_path), Gate()
+    store, gate = SQLiteStore(db_path), Gate()
+    reads = HeldTail(store)
     async with Runtime(store, queues=[gate], poll_interval=0.05) as rt:
         job = await rt.enqueue("gate", None)
         with anyio.fail_after(10):
             await wait_until(lambda: gate.started == [job.id])
-            store.armed = True
+            reads.armed = True
             await rt.enqueue("gate", None)  # its commit kicks the tail, which is held
-            await store.held.wait()
+            await reads.held.wait()
             async with anyio.create_task_group() as tg:
                 waited: list[Job] = []
 
@@ -226,10 +229,10 @@ async def test_wait_sees_a_finish_committed_while_the_tail_read_past_it(db_path:
                     waited.append(await rt.wait(job.id, timeout=10))
 
                 tg.start_soon(wait)
-                await wait_until(lambda: job.id in store.looked_up)  # found it running
+                await wait_until(lambda: job.id in reads.looked_up)  # found it running
                 gate.open.set()
                 await wait_until(lambda: finished(store, job.id))
-                store.go.set()
+                reads.go.set()
         assert waited[0].status is JobStatus.COMPLETED
 
 

@@ -319,7 +319,7 @@ async def test_a_lease_the_worker_does_not_know_it_holds_expires(location: str) 
     side = store_at(location)
     await side.open("side")
     try:
-        await side.jobs_insert(
+        await side.writes.jobs_insert(
             [NewJob(id="lost", queue="long", status=JobStatus.QUEUED, payload=b"{}", created_at=0)]
         )
         now = time.time()
@@ -331,7 +331,7 @@ async def test_a_lease_the_worker_does_not_know_it_holds_expires(location: str) 
             now=now,
             lease_expires_at=now + 0.6,
         )
-        assert [j.id for j in (await side.jobs_claim(claim))[0]] == ["lost"]
+        assert [j.id for j in (await side.writes.jobs_claim(claim))[0]] == ["lost"]
     finally:
         await side.close()
     async with rt:

@@ -86,61 +86,63 @@ def consecutive(transitions: list[Transition]) -> bool:
 
 
 async def test_insert_then_claim_by_priority_then_age(store: Store) -> None:
-    inserted = await store.jobs_insert([new(1), new(2, priority=5), new(3), new(4, queue="other")])
+    inserted = await store.writes.jobs_insert(
+        [new(1), new(2, priority=5), new(3), new(4, queue="other")]
+    )
     assert all(isinstance(t, Transition) for t in inserted)
     assert consecutive(inserted)  # type: ignore[arg-type]
-    jobs, transitions = await store.jobs_claim(claim(2))
+    jobs, transitions = await store.writes.jobs_claim(claim(2))
     assert [j.id for j in jobs] == ["job0002", "job0001"]
     assert all(j.status is S.RUNNING and j.attempts == 1 for j in jobs)
     assert statuses(transitions) == [("job0002", S.RUNNING), ("job0001", S.RUNNING)]
     assert transitions[0].seq > inserted[-1].seq  # type: ignore[union-attr]
-    rest, _ = await store.jobs_claim(claim(10, token="t2"))
+    rest, _ = await store.writes.jobs_claim(claim(10, token="t2"))
     assert [j.id for j in rest] == ["job0003"]  # not the other queue's
-    assert await store.jobs_claim(claim(10, token="t3")) == ([], [])
-    assert await store.queue_counts() == {"q": {S.RUNNING: 3}, "other": {S.QUEUED: 1}}
+    assert await store.writes.jobs_claim(claim(10, token="t3")) == ([], [])
+    assert await store.reads.queue_counts() == {"q": {S.RUNNING: 3}, "other": {S.QUEUED: 1}}
 
 
 async def test_payloads_round_trip_exactly(store: Store) -> None:
     payload = b'{"text":"caf\\u00e9 \\u0000 \xe2\x9c\x93","big":12345678901234567890,"f":0.1}'
-    await store.jobs_insert(
+    await store.writes.jobs_insert(
         [NewJob(id="j", queue="q", status=S.QUEUED, payload=payload, created_at=NOW)]
     )
-    job = await store.job_get("j")
+    job = await store.reads.job_get("j")
     assert job is not None
     assert job.payload == {"text": "café \x00 ✓", "big": 12345678901234567890, "f": 0.1}
 
 
 async def test_a_unique_key_holds_one_unfinished_job(store: Store) -> None:
-    first, twin, free = await store.jobs_insert(
+    first, twin, free = await store.writes.jobs_insert(
         [new(1, unique_key="k"), new(2, unique_key="k"), new(3, unique_key="k", queue="other")]
     )
     assert isinstance(first, Transition)
     assert isinstance(free, Transition)
     assert not isinstance(twin, Transition)
     assert twin.id == "job0001"
-    (again,) = await store.jobs_insert([new(4, unique_key="k")])
+    (again,) = await store.writes.jobs_insert([new(4, unique_key="k")])
     assert not isinstance(again, Transition)
     assert again.id == "job0001"
-    await store.jobs_claim(claim())
-    await store.jobs_finish([done("job0001")], NOW)
-    (after,) = await store.jobs_insert([new(5, unique_key="k")])
+    await store.writes.jobs_claim(claim())
+    await store.writes.jobs_finish([done("job0001")], NOW)
+    (after,) = await store.writes.jobs_insert([new(5, unique_key="k")])
     assert isinstance(after, Transition)  # the key is free once its job ended
 
 
 async def test_a_derived_id_that_exists_keeps_that_job(store: Store) -> None:
-    await store.jobs_insert([new(1, derived_id=True)])
-    (again,) = await store.jobs_insert([new(1, derived_id=True)])
+    await store.writes.jobs_insert([new(1, derived_id=True)])
+    (again,) = await store.writes.jobs_insert([new(1, derived_id=True)])
     assert not isinstance(again, Transition)
     assert again.id == "job0001"
-    assert len(await store.jobs_list(ListParams())) == 1
+    assert len(await store.reads.jobs_list(ListParams())) == 1
 
 
 async def test_finishes_are_fenced_by_the_lease_token(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2), new(3)])
-    await store.jobs_claim(claim())
-    assert await store.jobs_finish([done("job0001", token="stale")], NOW) == []
+    await store.writes.jobs_insert([new(1), new(2), new(3)])
+    await store.writes.jobs_claim(claim())
+    assert await store.writes.jobs_finish([done("job0001", token="stale")], NOW) == []
     result = b'{"ok":true}'
-    finished = await store.jobs_finish(
+    finished = await store.writes.jobs_finish(
         [
             done("job0001", result=result, progress=Progress(current=3, total=3)),
             done("job0002", status=S.FAILED, error="boom", traceback="Traceback..."),
@@ -155,7 +157,7 @@ async def test_finishes_are_fenced_by_the_lease_token(store: Store) -> None:
     ]
     assert {t.job_id: t.progress for t in finished}["job0001"] == Progress(current=3, total=3)
     assert consecutive(finished)
-    one, two, three = [await store.job_get(f"job000{n}") for n in (1, 2, 3)]
+    one, two, three = [await store.reads.job_get(f"job000{n}") for n in (1, 2, 3)]
     assert one is not None
     assert one.result == {"ok": True}
     assert one.finished_at is not None
@@ -165,186 +167,200 @@ async def test_finishes_are_fenced_by_the_lease_token(store: Store) -> None:
     assert three is not None
     assert three.finished_at is None
     assert three.scheduled_at is not None
-    assert await store.next_due() == NOW + 60
-    assert await store.jobs_finish([done("job0001")], NOW) == []  # the lease is gone
+    assert await store.reads.next_due() == NOW + 60
+    assert await store.writes.jobs_finish([done("job0001")], NOW) == []  # the lease is gone
 
 
 async def test_progress_is_fenced_and_kept(store: Store) -> None:
-    await store.jobs_insert([new(1)])
-    await store.jobs_claim(claim())
-    await store.jobs_progress([ProgressWrite("job0001", "stale", Progress(current=9))], NOW)
-    await store.jobs_progress([ProgressWrite("job0001", "t1", Progress(current=2, total=4))], NOW)
-    job = await store.job_get("job0001")
+    await store.writes.jobs_insert([new(1)])
+    await store.writes.jobs_claim(claim())
+    await store.writes.jobs_progress([ProgressWrite("job0001", "stale", Progress(current=9))], NOW)
+    await store.writes.jobs_progress(
+        [ProgressWrite("job0001", "t1", Progress(current=2, total=4))], NOW
+    )
+    job = await store.reads.job_get("job0001")
     assert job is not None
     assert job.progress == Progress(current=2, total=4)
 
 
 async def test_running_progress_of_other_owners(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2), new(3)])
-    _, (running,) = await store.jobs_claim(claim(1, owner="w1"))
-    await store.jobs_claim(claim(1, owner="w2", token="t2"))
-    await store.jobs_progress([ProgressWrite("job0001", "t1", Progress(current=2, total=4))], NOW)
-    rows = await store.jobs_running_progress("w2")
+    await store.writes.jobs_insert([new(1), new(2), new(3)])
+    _, (running,) = await store.writes.jobs_claim(claim(1, owner="w1"))
+    await store.writes.jobs_claim(claim(1, owner="w2", token="t2"))
+    await store.writes.jobs_progress(
+        [ProgressWrite("job0001", "t1", Progress(current=2, total=4))], NOW
+    )
+    rows = await store.reads.jobs_running_progress("w2")
     assert [(r.job_id, r.queue, r.seq, r.progress) for r in rows] == [
         ("job0001", "q", running.seq, Progress(current=2, total=4))
     ]
-    assert [r.job_id for r in await store.jobs_running_progress("w1")] == ["job0002"]
-    assert [r.progress for r in await store.jobs_running_progress("w1")] == [None]
+    assert [r.job_id for r in await store.reads.jobs_running_progress("w1")] == ["job0002"]
+    assert [r.progress for r in await store.reads.jobs_running_progress("w1")] == [None]
 
 
 async def test_cancel_waiting_running_and_ended_jobs(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2), new(3, status=S.SCHEDULED, scheduled_at=NOW)])
-    await store.jobs_claim(claim(1))  # job0001 runs
-    job, transitions = await store.job_request_cancel("job0001", "q", NOW)
+    await store.writes.jobs_insert([new(1), new(2), new(3, status=S.SCHEDULED, scheduled_at=NOW)])
+    await store.writes.jobs_claim(claim(1))  # job0001 runs
+    job, transitions = await store.writes.job_request_cancel("job0001", "q", NOW)
     assert job.status is S.CANCELLING
     assert statuses(transitions) == [("job0001", S.CANCELLING)]
-    job, transitions = await store.job_request_cancel("job0002", None, NOW)
+    job, transitions = await store.writes.job_request_cancel("job0002", None, NOW)
     assert job.status is S.CANCELLED
     assert job.finished_at is not None
-    job, _ = await store.job_request_cancel("job0003", None, NOW)
+    job, _ = await store.writes.job_request_cancel("job0003", None, NOW)
     assert job.status is S.CANCELLED
-    assert (await store.job_request_cancel("job0002", None, NOW))[1] == []  # ended: no change
+    assert (await store.writes.job_request_cancel("job0002", None, NOW))[
+        1
+    ] == []  # ended: no change
     with pytest.raises(JobNotFound):
-        await store.job_request_cancel("job0001", "other", NOW)
+        await store.writes.job_request_cancel("job0001", "other", NOW)
     with pytest.raises(JobNotFound):
-        await store.job_request_cancel("nope", None, NOW)
+        await store.writes.job_request_cancel("nope", None, NOW)
     # A run put back while its cancellation was pending ends cancelled.
-    (put_back,) = await store.jobs_finish([done("job0001", status=S.QUEUED)], NOW)
+    (put_back,) = await store.writes.jobs_finish([done("job0001", status=S.QUEUED)], NOW)
     assert put_back.status is S.CANCELLED
     assert put_back.message == "cancelled"
 
 
 async def test_rerun_only_ended_jobs(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2)])
-    await store.jobs_claim(claim())
-    await store.jobs_finish([done("job0001", status=S.FAILED, error="boom")], NOW)
-    job, transitions = await store.job_rerun("job0001", "ops", NOW + 1)
+    await store.writes.jobs_insert([new(1), new(2)])
+    await store.writes.jobs_claim(claim())
+    await store.writes.jobs_finish([done("job0001", status=S.FAILED, error="boom")], NOW)
+    job, transitions = await store.writes.job_rerun("job0001", "ops", NOW + 1)
     assert job.status is S.QUEUED
     assert job.attempts == 0
     assert job.error is None
     assert transitions[0].message == "rerun by ops"
     with pytest.raises(InvalidTransition, match="job0002 is running"):
-        await store.job_rerun("job0002", None, NOW)
+        await store.writes.job_rerun("job0002", None, NOW)
     with pytest.raises(JobNotFound):
-        await store.job_rerun("nope", None, NOW)
+        await store.writes.job_rerun("nope", None, NOW)
 
 
 async def test_leases_renew_rescue_and_release(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2), new(3)])
-    await store.jobs_claim(claim(1, owner="lost"))
-    await store.jobs_claim(claim(2, owner="alive", token="t2"))
-    assert await store.lease_owners() == {"lost", "alive"}
-    renewed = await store.jobs_heartbeat("alive", ["job0002", "job0001", "nope"], NOW + 100)
+    await store.writes.jobs_insert([new(1), new(2), new(3)])
+    await store.writes.jobs_claim(claim(1, owner="lost"))
+    await store.writes.jobs_claim(claim(2, owner="alive", token="t2"))
+    assert await store.reads.lease_owners() == {"lost", "alive"}
+    renewed = await store.writes.jobs_heartbeat("alive", ["job0002", "job0001", "nope"], NOW + 100)
     assert renewed == {"job0002"}  # only the named jobs it holds
-    assert await store.jobs_heartbeat("alive", ["job0003"], NOW + 100) == {"job0003"}
+    assert await store.writes.jobs_heartbeat("alive", ["job0003"], NOW + 100) == {"job0003"}
     rescue = RescueParams(now=NOW + 31, expired_before=NOW + 31, max_orphanings=2)
-    (requeued,) = await store.jobs_rescue(rescue)
+    (requeued,) = await store.writes.jobs_rescue(rescue)
     assert requeued.job_id == "job0001"
     assert requeued.status is S.QUEUED
     assert requeued.message == "requeued: worker lost (lease expired; 1 of 2)"
-    assert (await store.job_get("job0001")).attempts == 0  # type: ignore[union-attr]
-    await store.jobs_claim(claim(1, owner="lost", token="t3"))
-    (failed,) = await store.jobs_rescue(
+    assert (await store.reads.job_get("job0001")).attempts == 0  # type: ignore[union-attr]
+    await store.writes.jobs_claim(claim(1, owner="lost", token="t3"))
+    (failed,) = await store.writes.jobs_rescue(
         RescueParams(now=NOW, expired_before=None, dead_owners=["lost"], max_orphanings=2)
     )
     assert failed.status is S.FAILED
-    job = await store.job_get("job0001")
+    job = await store.reads.job_get("job0001")
     assert job is not None
     assert job.error == "worker lost (2 times)"
     assert job.attempts == 1  # the run that failed counts; the lost one before it did not
-    await store.jobs_progress([ProgressWrite("job0002", "t2", Progress(current=8, total=13))], NOW)
-    released = await store.jobs_release("alive", NOW)
+    await store.writes.jobs_progress(
+        [ProgressWrite("job0002", "t2", Progress(current=8, total=13))], NOW
+    )
+    released = await store.writes.jobs_release("alive", NOW)
     assert sorted(statuses(released)) == [("job0002", S.QUEUED), ("job0003", S.QUEUED)]
-    back = await store.job_get("job0002")
+    back = await store.reads.job_get("job0002")
     assert back is not None
     assert back.progress == Progress()  # put back to start over: no stale 8/13
-    assert {(await store.job_get(i)).attempts for i in ("job0002", "job0003")} == {0}  # type: ignore[union-attr]
-    assert await store.lease_owners() == set()
+    assert {(await store.reads.job_get(i)).attempts for i in ("job0002", "job0003")} == {0}  # type: ignore[union-attr]
+    assert await store.reads.lease_owners() == set()
 
 
 async def test_due_jobs_are_promoted(store: Store) -> None:
-    await store.jobs_insert([new(n, status=S.SCHEDULED, scheduled_at=NOW + n) for n in (1, 2, 3)])
-    assert await store.next_due() == NOW + 1
-    promoted = await store.jobs_promote(NOW + 2, limit=10)
+    await store.writes.jobs_insert(
+        [new(n, status=S.SCHEDULED, scheduled_at=NOW + n) for n in (1, 2, 3)]
+    )
+    assert await store.reads.next_due() == NOW + 1
+    promoted = await store.writes.jobs_promote(NOW + 2, limit=10)
     assert sorted(statuses(promoted)) == [("job0001", S.QUEUED), ("job0002", S.QUEUED)]
     assert all(t.message == "due" for t in promoted)
-    assert await store.next_due() == NOW + 3
+    assert await store.reads.next_due() == NOW + 3
 
 
 async def test_history_after_reads_other_runtimes_in_seq_order(store: Store, other: Store) -> None:
-    start = await store.last_seq()
-    await store.jobs_insert([new(1)])
-    await other.jobs_insert([new(2), new(3)])
-    await store.jobs_insert([new(4)])
-    theirs, position = await store.history_after(start, 100, include_own=False)
+    start = await store.reads.last_seq()
+    await store.writes.jobs_insert([new(1)])
+    await other.writes.jobs_insert([new(2), new(3)])
+    await store.writes.jobs_insert([new(4)])
+    theirs, position = await store.reads.history_after(start, 100, include_own=False)
     assert [t.job_id for t in theirs] == ["job0002", "job0003"]
     assert all(t.origin == "them" for t in theirs)
-    assert position == await store.last_seq()  # past the own rows it skipped
-    everything, _ = await store.history_after(start, 100, include_own=True)
+    assert position == await store.reads.last_seq()  # past the own rows it skipped
+    everything, _ = await store.reads.history_after(start, 100, include_own=True)
     assert [t.job_id for t in everything] == ["job0001", "job0002", "job0003", "job0004"]
     assert consecutive(everything)
-    page, position = await store.history_after(start, 2, include_own=True)
+    page, position = await store.reads.history_after(start, 2, include_own=True)
     assert [t.job_id for t in page] == ["job0001", "job0002"]
     assert position == page[-1].seq
-    assert [t.job_id for t in await store.history_page(start, 10, queue="q", job_id="job0003")] == [
-        "job0003"
-    ]
+    assert [
+        t.job_id for t in await store.reads.history_page(start, 10, queue="q", job_id="job0003")
+    ] == ["job0003"]
 
 
 async def test_lists_page_newest_first(store: Store) -> None:
-    await store.jobs_insert([new(n) for n in range(1, 6)] + [new(9, queue="other")])
-    first = await store.jobs_list(ListParams(queue="q", limit=2))
+    await store.writes.jobs_insert([new(n) for n in range(1, 6)] + [new(9, queue="other")])
+    first = await store.reads.jobs_list(ListParams(queue="q", limit=2))
     assert [j.id for j in first] == ["job0005", "job0004"]
-    second = await store.jobs_list(ListParams(queue="q", limit=2, before=first[-1].id))
+    second = await store.reads.jobs_list(ListParams(queue="q", limit=2, before=first[-1].id))
     assert [j.id for j in second] == ["job0003", "job0002"]
-    assert [j.id for j in await store.jobs_list(ListParams(status=S.QUEUED, limit=1))] == [
+    assert [j.id for j in await store.reads.jobs_list(ListParams(status=S.QUEUED, limit=1))] == [
         "job0009"
     ]
-    history = await store.job_history("job0001")
+    history = await store.reads.job_history("job0001")
     assert [(h.job_id, h.status) for h in history] == [("job0001", S.QUEUED)]
 
 
 async def test_purge_deletes_old_finished_jobs_and_their_history(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2), new(3)])
-    await store.jobs_claim(claim())
-    await store.jobs_finish([done("job0001"), done("job0002", status=S.FAILED)], NOW)
+    await store.writes.jobs_insert([new(1), new(2), new(3)])
+    await store.writes.jobs_claim(claim())
+    await store.writes.jobs_finish([done("job0001"), done("job0002", status=S.FAILED)], NOW)
     purge: Callable[..., PurgeParams] = PurgeParams
     assert (
-        await store.jobs_purge(purge(statuses=frozenset({S.COMPLETED}), finished_before=NOW + 1))
+        await store.writes.jobs_purge(
+            purge(statuses=frozenset({S.COMPLETED}), finished_before=NOW + 1)
+        )
         == 1
     )
-    assert await store.job_get("job0001") is None
-    assert await store.job_history("job0001") == []
+    assert await store.reads.job_get("job0001") is None
+    assert await store.reads.job_history("job0001") == []
     everything = frozenset(JobStatus)
-    assert await store.jobs_purge(purge(statuses=everything, finished_before=NOW)) == 0  # too new
-    assert await store.jobs_purge(purge(statuses=everything, finished_before=NOW + 1)) == 1
-    assert await store.job_get("job0003") is not None  # still running: never purged
+    assert (
+        await store.writes.jobs_purge(purge(statuses=everything, finished_before=NOW)) == 0
+    )  # too new
+    assert await store.writes.jobs_purge(purge(statuses=everything, finished_before=NOW + 1)) == 1
+    assert await store.reads.job_get("job0003") is not None  # still running: never purged
 
 
 async def test_a_periodic_queue_is_first_seen_once(store: Store, other: Store) -> None:
-    assert await store.periodic_first_seen("nightly", NOW) == NOW
-    assert await other.periodic_first_seen("nightly", NOW + 50) == NOW  # another process
-    assert await store.periodic_first_seen("hourly", NOW + 60) == NOW + 60
+    assert await store.writes.periodic_first_seen("nightly", NOW) == NOW
+    assert await other.writes.periodic_first_seen("nightly", NOW + 50) == NOW  # another process
+    assert await store.writes.periodic_first_seen("hourly", NOW + 60) == NOW + 60
 
 
 async def test_a_rescue_keeps_what_the_rescuer_still_runs_or_writes(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2)])
-    await store.jobs_claim(claim(2, owner="me", token="t1"))
+    await store.writes.jobs_insert([new(1), new(2)])
+    await store.writes.jobs_claim(claim(2, owner="me", token="t1"))
     # Both leases lapsed (the store was out of reach), but job0001's outcome is on its way.
     rescue = RescueParams(now=NOW + 60, expired_before=NOW + 60, keep=["job0001"])
-    assert [t.job_id for t in await store.jobs_rescue(rescue)] == ["job0002"]
-    kept = await store.job_get("job0001")
+    assert [t.job_id for t in await store.writes.jobs_rescue(rescue)] == ["job0002"]
+    kept = await store.reads.job_get("job0001")
     assert kept is not None
     assert kept.status is S.RUNNING
 
 
 async def test_jobs_of_a_claim_whose_answer_was_lost_are_put_back(store: Store) -> None:
-    await store.jobs_insert([new(1), new(2), new(3)])
-    await store.jobs_claim(claim(2, owner="me", token="lost"))
-    await store.jobs_claim(claim(1, owner="me", token="seen"))
-    back = await store.jobs_unclaim(["lost"], NOW)
+    await store.writes.jobs_insert([new(1), new(2), new(3)])
+    await store.writes.jobs_claim(claim(2, owner="me", token="lost"))
+    await store.writes.jobs_claim(claim(1, owner="me", token="seen"))
+    back = await store.writes.jobs_unclaim(["lost"], NOW)
     assert sorted(statuses(back)) == [("job0001", S.QUEUED), ("job0002", S.QUEUED)]
     assert {t.message for t in back} == {"requeued: the answer to its claim was lost"}
-    assert (await store.job_get("job0001")).attempts == 0  # type: ignore[union-attr]
-    assert (await store.job_get("job0003")).status is S.RUNNING  # type: ignore[union-attr]
-    assert await store.jobs_unclaim([], NOW) == []
+    assert (await store.reads.job_get("job0001")).attempts == 0  # type: ignore[union-attr]
+    assert (await store.reads.job_get("job0003")).status is S.RUNNING  # type: ignore[union-attr]
+    assert await store.writes.jobs_unclaim([], NOW) == []

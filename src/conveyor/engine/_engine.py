@@ -192,7 +192,9 @@ class Engine:
             # Its reports reach the store coalesced: write them first, or the cancelling
             # event would carry an older report than the events before it.
             await self.flush_progress()
-        job, transitions = await self.store.job_request_cancel(job_id, queue, self.clock.now())
+        job, transitions = await self.store.writes.job_request_cancel(
+            job_id, queue, self.clock.now()
+        )
         self.committed(transitions)
         if any(t.status is JobStatus.CANCELLING for t in transitions):
             self.cancel_local(job_id)
@@ -207,7 +209,7 @@ class Engine:
     async def rerun(self, job_id: str, by: str | None) -> Job:
         """Put a finished job back to queued (see Store.job_rerun); its queue's workers
         are woken."""
-        job, transitions = await self.store.job_rerun(job_id, by, self.clock.now())
+        job, transitions = await self.store.writes.job_rerun(job_id, by, self.clock.now())
         self.committed(transitions)
         return job
 
@@ -217,7 +219,7 @@ class Engine:
         return None if run is None else run.ctx.progress
 
     async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition | Job]:
-        results = await self.store.jobs_insert(jobs)
+        results = await self.store.writes.jobs_insert(jobs)
         self.committed(r for r in results if isinstance(r, Transition))
         return results
 
@@ -228,7 +230,7 @@ class Engine:
         await self.finisher.put(outcome)
 
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
-        transitions = await self.store.jobs_finish(finishes, self.clock.now())
+        transitions = await self.store.writes.jobs_finish(finishes, self.clock.now())
         self.finishing.difference_update(f.job_id for f in finishes)
         self.committed(transitions)
         fenced = len(finishes) - len(transitions)
@@ -302,7 +304,7 @@ class Engine:
             await tg.start(pool.run)
         for ticking in (q.periodic for q in queues if q.periodic is not None):
             now = self.clock.now()
-            first_seen = await self.store.periodic_first_seen(ticking.name, now)
+            first_seen = await self.store.writes.periodic_first_seen(ticking.name, now)
             if ticking.catch_up:  # before returning: missed ticks are there at start
                 # Only ticks missed while the queue existed: none on a new database.
                 ticks = [
@@ -322,7 +324,7 @@ class Engine:
         the relay (see _relay.py). Started (``tg.start``) once it knows where the
         history ends, so no commit of this runtime can fall before that point unpublished.
         """
-        self._tail_seq = await self.store.last_seq()
+        self._tail_seq = await self.store.reads.last_seq()
         self.store.commits.watch(lambda: self._tail_kick.set())
         task_status.started()
         while True:
@@ -356,7 +358,7 @@ class Engine:
         while True:
             # Own rows are read back only when someone listens; others' always matter.
             subscriptions, include_own = self.bus.subscriptions, self.bus.has_subscribers
-            transitions, seq = await self.store.history_after(
+            transitions, seq = await self.store.reads.history_after(
                 self._tail_seq, TAIL_BATCH, include_own=include_own
             )
             if not include_own and self.bus.subscriptions != subscriptions:
@@ -379,10 +381,10 @@ class Engine:
         while True:
             self._promote_kick = anyio.Event()  # before reading: no wake-up falls between
             try:
-                due = await self.store.next_due()
+                due = await self.store.reads.next_due()
                 now = self.clock.now()
                 if due is not None and due <= now:
-                    transitions = await self.store.jobs_promote(now, PROMOTE_BATCH)
+                    transitions = await self.store.writes.jobs_promote(now, PROMOTE_BATCH)
                     self.committed(transitions)
                     continue
             except StoreError as exc:
@@ -401,7 +403,7 @@ class Engine:
     async def flush_progress(self) -> None:
         writes, self._progress = list(self._progress.values()), {}
         try:
-            await self.store.jobs_progress(writes, self.clock.now())
+            await self.store.writes.jobs_progress(writes, self.clock.now())
         except (StoreBusy, StoreUnavailable) as exc:
             log.warning("writing progress failed, will retry: %s", exc)
             for w in writes:
@@ -411,6 +413,6 @@ class Engine:
             log.warning("writing progress refused (%s); writing each report alone", exc)
             for w in writes:
                 try:
-                    await self.store.jobs_progress([w], self.clock.now())
+                    await self.store.writes.jobs_progress([w], self.clock.now())
                 except Exception as alone:
                     log.error("dropped a progress report of job %s: %s", w.job_id, alone)

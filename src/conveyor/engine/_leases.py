@@ -40,7 +40,7 @@ async def heartbeat_loop(engine: LeaseHolder) -> None:
             continue
         before = set(engine.running)
         try:
-            held = await engine.store.jobs_heartbeat(
+            held = await engine.store.writes.jobs_heartbeat(
                 engine.owner, before, engine.clock.now() + engine.lease_ttl
             )
         except StoreError as exc:
@@ -58,11 +58,11 @@ async def rescue_once(engine: LeaseHolder, *, dead_only: bool = False) -> None:
     those whose owner process on this machine is gone; never what this runtime still
     runs or is still writing the outcome of."""
     try:
-        dead = [owner for owner in await engine.store.lease_owners() if owner_is_dead(owner)]
+        dead = [owner for owner in await engine.store.reads.lease_owners() if owner_is_dead(owner)]
         if dead_only and not dead:
             return
         now = engine.clock.now()
-        transitions = await engine.store.jobs_rescue(
+        transitions = await engine.store.writes.jobs_rescue(
             RescueParams(
                 now=now,
                 expired_before=None if dead_only else now,
@@ -87,5 +87,5 @@ async def rescue_loop(engine: LeaseHolder) -> None:
 
 async def release_all(engine: LeaseHolder) -> None:
     """Put back whatever this runtime still holds (a stop's last write)."""
-    transitions = await engine.store.jobs_release(engine.owner, engine.clock.now())
+    transitions = await engine.store.writes.jobs_release(engine.owner, engine.clock.now())
     engine.committed(transitions)

@@ -167,7 +167,7 @@ class QueuePool:
             )
             try:
                 await self._unclaim_lost()
-                jobs, transitions = await engine.store.jobs_claim(params)
+                jobs, transitions = await engine.store.writes.jobs_claim(params)
             except StoreError as exc:
                 if isinstance(exc, StoreUnavailable) and exc.outcome_unknown:
                     # It may have committed: jobs may be leased under this token that no
@@ -190,7 +190,7 @@ class QueuePool:
         """Put back the jobs of claims whose answer was lost (see Store.jobs_unclaim)."""
         if self._lost_claims:
             now = self.engine.clock.now()
-            transitions = await self.engine.store.jobs_unclaim(self._lost_claims, now)
+            transitions = await self.engine.store.writes.jobs_unclaim(self._lost_claims, now)
             self._lost_claims.clear()
             if transitions:
                 log.info("put back %d jobs of claims whose answer was lost", len(transitions))

@@ -79,7 +79,7 @@ class ProgressRelay:
             self._last.clear()  # nobody listens: what they saw does not matter
             return
         self._next_at = time.monotonic() + self.interval
-        rows = await self.store.jobs_running_progress(self.owner)  # fails: due still
+        rows = await self.store.reads.jobs_running_progress(self.owner)  # fails: due still
         self._due = False
         published_until = self._published_until()
         last, self._last = self._last, {}

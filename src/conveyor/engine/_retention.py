@@ -40,7 +40,7 @@ async def purge(
         params = PurgeParams(
             statuses=statuses, finished_before=finished_before, queue=queue, limit=batch
         )
-        deleted = await store.jobs_purge(params)
+        deleted = await store.writes.jobs_purge(params)
         total += deleted
         if deleted < params.limit:
             return total

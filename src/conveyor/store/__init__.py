@@ -36,6 +36,12 @@ from ._base import (
     Store as Store,
 )
 from ._base import (
+    StoreReads as StoreReads,
+)
+from ._base import (
+    StoreWrites as StoreWrites,
+)
+from ._base import (
     Transition as Transition,
 )
 from ._open import store_at as store_at
@@ -57,6 +63,8 @@ __all__ = (
     "RunningProgress",
     "SQLiteStore",
     "Store",
+    "StoreReads",
+    "StoreWrites",
     "Transition",
     "store_at",
 )

@@ -211,14 +211,50 @@ class ListParams(msgspec.Struct, frozen=True, kw_only=True):
     before: str | None = None
 
 
-class Store(Protocol):
-    """A persistence backend. ``origin`` on writes names the runtime that made them."""
+class StoreReads(Protocol):
+    """What the engine and the runtime read: jobs, their history, the event tail."""
 
-    async def open(self, origin: str) -> None:
-        """Connect, create or migrate the schema. ``origin`` tags this runtime's writes."""
+    async def job_get(self, job_id: str) -> Job | None: ...
+
+    async def jobs_list(self, params: ListParams) -> list[Job]: ...
+
+    async def job_history(self, job_id: str) -> list[HistoryEntry]: ...
+
+    async def history_after(
+        self, seq: int, limit: int, *, include_own: bool
+    ) -> tuple[list[Transition], int]:
+        """Transitions after ``seq``, oldest first (only other runtimes' unless
+        ``include_own``), and the seq to pass next time (past skipped rows too)."""
         ...
 
-    async def close(self) -> None: ...
+    async def history_page(
+        self, after: int, limit: int, *, queue: str | None, job_id: str | None
+    ) -> list[Transition]:
+        """Transitions after seq ``after`` (any origin), oldest first, for resuming."""
+        ...
+
+    async def jobs_running_progress(self, other_than: str) -> list[RunningProgress]:
+        """The stored progress of every running job whose lease another owner than
+        ``other_than`` holds (an index range over running jobs only)."""
+        ...
+
+    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
+        """How many jobs each queue holds, per status."""
+        ...
+
+    async def last_seq(self) -> int: ...
+
+    async def next_due(self) -> float | None:
+        """When the earliest scheduled job becomes due, or None if none is scheduled."""
+        ...
+
+    async def lease_owners(self) -> set[str]:
+        """The owners currently holding leases."""
+        ...
+
+
+class StoreWrites(Protocol):
+    """Every change to jobs, each one transaction that appends its history rows."""
 
     async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
         """Insert jobs in one transaction (the unit of group commit). Per job, in order:
@@ -271,14 +307,6 @@ class Store(Protocol):
         is asked (and stored), the stored time ever after, in whatever process."""
         ...
 
-    async def next_due(self) -> float | None:
-        """When the earliest scheduled job becomes due, or None if none is scheduled."""
-        ...
-
-    async def lease_owners(self) -> set[str]:
-        """The owners currently holding leases."""
-        ...
-
     async def job_request_cancel(
         self, job_id: str, queue: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
@@ -291,43 +319,8 @@ class Store(Protocol):
         """Put a terminal job back to queued with attempts reset."""
         ...
 
-    async def job_get(self, job_id: str) -> Job | None: ...
-
-    async def jobs_list(self, params: ListParams) -> list[Job]: ...
-
-    async def job_history(self, job_id: str) -> list[HistoryEntry]: ...
-
-    async def history_after(
-        self, seq: int, limit: int, *, include_own: bool
-    ) -> tuple[list[Transition], int]:
-        """Transitions after ``seq``, oldest first (only other runtimes' unless
-        ``include_own``), and the seq to pass next time (past skipped rows too)."""
-        ...
-
-    async def jobs_running_progress(self, other_than: str) -> list[RunningProgress]:
-        """The stored progress of every running job whose lease another owner than
-        ``other_than`` holds (an index range over running jobs only)."""
-        ...
-
     async def jobs_purge(self, params: PurgeParams) -> int:
         """Delete finished jobs (and their history) per ``params``; how many were."""
-        ...
-
-    async def history_page(
-        self, after: int, limit: int, *, queue: str | None, job_id: str | None
-    ) -> list[Transition]:
-        """Transitions after seq ``after`` (any origin), oldest first, for resuming."""
-        ...
-
-    async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
-        """How many jobs each queue holds, per status."""
-        ...
-
-    async def last_seq(self) -> int: ...
-
-    @property
-    def commits(self) -> CommitWatch:
-        """How this runtime hears of other runtimes' commits."""
         ...
 
 
@@ -344,4 +337,26 @@ class CommitWatch(Protocol):
     async def changed(self) -> bool:
         """Whether another runtime committed since the last call (cheap; no I/O on disk).
         True when the store cannot tell."""
+        ...
+
+
+class Store(Protocol):
+    """A persistence backend: its reads, its writes, and how it hears of other runtimes'
+    commits, as three parts, each handed to what needs it."""
+
+    async def open(self, origin: str) -> None:
+        """Connect, create or migrate the schema. ``origin`` tags this runtime's writes."""
+        ...
+
+    async def close(self) -> None: ...
+
+    @property
+    def reads(self) -> StoreReads: ...
+
+    @property
+    def writes(self) -> StoreWrites: ...
+
+    @property
+    def commits(self) -> CommitWatch:
+        """How this runtime hears of other runtimes' commits."""
         ...

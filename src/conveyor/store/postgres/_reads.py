@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..._errors import JobNotFound, StoreBusy
 from ..._models import HistoryEntry, Job
 from ..._states import BY_VALUE, JobStatus
 from .._base import ListParams, RunningProgress, Transition
@@ -20,7 +21,7 @@ from .._rows import (
     tail_page,
 )
 from .._rules import SQL
-from ._db import PostgresDB
+from ._db import Connection, PostgresDB
 
 
 class PostgresReads:
@@ -30,7 +31,7 @@ class PostgresReads:
     def __init__(self, db: PostgresDB) -> None:
         self.db = db
         self.t = f"{db.schema}."
-        self._origin = ""  # this process's mark on the history rows it writes
+        self.origin = ""  # this process's mark on the history rows it writes (set at open)
 
     async def next_due(self) -> float | None:
         rows = await self.db.fetch(
@@ -87,7 +88,7 @@ class PostgresReads:
             "  ON h.seq > $1 AND h.seq <= top.last AND h.origin <> $2"
             f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $3",
             seq,
-            "" if include_own else self._origin,
+            "" if include_own else self.origin,
             limit,
         )
         return tail_page(rows, seq, limit)
@@ -125,3 +126,37 @@ class PostgresReads:
     async def last_seq(self) -> int:
         rows = await self.db.fetch(f"SELECT last FROM {self.t}history_seq")
         return int(rows[0][0])
+
+
+# -- reads inside a write transaction (on its connection) -----------------------------
+
+
+async def job_row(
+    conn: Connection, t: str, job_id: str, queue: str | None, *, lock: bool = True
+) -> Job:
+    """The job (locked FOR UPDATE unless ``lock=False``); JobNotFound unless it is of
+    ``queue``. ``t`` is the schema-qualified table prefix."""
+    row = await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM {t}jobs WHERE id = $1" + (" FOR UPDATE" if lock else ""),
+        job_id,
+    )
+    if row is None or (queue is not None and row[1] != queue):
+        raise JobNotFound(job_id)
+    return row_to_job(row)
+
+
+async def unfinished_with_key(conn: Connection, db: PostgresDB, queue: str, key: str) -> Job:
+    """The unfinished job of ``queue`` that holds ``key`` (an insert just found one)."""
+    row = await conn.fetchrow(
+        f"SELECT {JOB_COLUMNS} FROM {db.schema}.jobs WHERE queue = $1 AND unique_key = $2"
+        f" AND status IN {SQL.UNFINISHED}",
+        queue,
+        key,
+    )
+    if row is None:  # the job that held the key ended between the two statements
+        raise StoreBusy(
+            f"{db.where}: the unfinished job with unique_key {key!r} of queue"
+            f" {queue!r} ended while this enqueue waited for it; nothing was changed,"
+            " enqueue again"
+        )
+    return row_to_job(row)

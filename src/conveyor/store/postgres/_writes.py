@@ -1,27 +1,53 @@
-"""The PostgreSQL store's writes off the hot path: keeping leases (heartbeat, rescue,
-release), promoting due jobs, and what operators ask for (cancel, rerun, purge); and
-``_change``, the one way every write appends history and notifies. The hot path (insert,
-claim, finish, progress) is in _store.py, on top of this class.
+"""The PostgreSQL store's writes: every change to jobs, from the hot path (insert, claim,
+finish, progress) to keeping leases (heartbeat, rescue, release, unclaim), promoting due
+jobs, and what operators ask for (cancel, rerun, purge).
+
+Each hot-path write is a single statement whatever the batch size (arrays, ``unnest``)
+that makes its change, appends its history and notifies in one round trip (see
+_history.change_statement): no BEGIN and COMMIT round trips, which had been most of an
+idle runtime's enqueue-to-start latency.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Final
 
-from ..._errors import InvalidTransition, JobNotFound
-from ..._models import Job
-from ..._states import BY_VALUE, TERMINAL, JobStatus
+from msgspec.structs import replace
+
+from ... import _codec
+from ..._errors import InvalidTransition
+from ..._models import NO_PROGRESS, Job
+from ..._states import TERMINAL, JobStatus
 from .. import _rules as rules
-from .._base import PurgeParams, RescueParams, Transition
+from .._base import (
+    ClaimParams,
+    Finish,
+    NewJob,
+    ProgressWrite,
+    PurgeParams,
+    RescueParams,
+    Transition,
+)
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
-from ._db import Connection
-from ._reads import PostgresReads
+from ._db import Connection, PostgresDB
+from ._history import change_statement
+from ._history import transitions as history_transitions
+from ._reads import job_row, unfinished_with_key
+
+_NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
+_JOBS_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
 
 
-class PostgresWrites(PostgresReads):
-    """The reads, the history appender every write uses, and the writes off the hot path."""
+class PostgresWrites:
+    """The StoreWrites of PostgresStore. ``self.t`` is the schema-qualified table
+    prefix; ``origin`` marks the history rows (set when the store opens)."""
+
+    def __init__(self, db: PostgresDB) -> None:
+        self.db = db
+        self.t = f"{db.schema}."
+        self.origin = ""
 
     async def _change(
         self,
@@ -32,53 +58,155 @@ class PostgresWrites(PostgresReads):
         durable: bool = True,
         conn: Connection | None = None,
     ) -> Sequence[Any]:
-        """Make ``change``, append its history and notify, in one statement: on ``conn``
-        inside its transaction, else as a transaction of its own (one round trip).
-
-        ``change`` is a data-modifying statement taking ``args`` whose RETURNING has,
-        per changed job, its history row as ``h_job_id, h_queue, h_status, h_at,
-        h_message``; the rows take seqs in ``order_by`` order (columns of that
-        RETURNING). Returns the RETURNING rows, each with its ``h_seq``.
-
-        Taking the seqs locks the counter row until the transaction ends, so seqs
-        become visible in commit order (see the schema); it happens after the change,
-        so keep ``_change`` a transaction's last write. Nothing changed: no seq taken,
-        no notification.
-        """
-        origin, channel = f"${len(args) + 1}", f"${len(args) + 2}"
-        sql = (
-            f"WITH changed AS ({change}),"
-            f" s AS (UPDATE {self.t}history_seq SET last = last + (SELECT count(*) FROM changed)"
-            "   WHERE EXISTS (SELECT 1 FROM changed) RETURNING last),"
-            " numbered AS (SELECT changed.*, (SELECT last FROM s) - count(*) OVER ()"
-            f"   + row_number() OVER (ORDER BY {order_by}) AS h_seq FROM changed),"
-            f" ins AS (INSERT INTO {self.t}job_history"
-            "   (seq, job_id, queue, status, at, message, origin)"
-            f"   SELECT h_seq, h_job_id, h_queue, h_status, h_at, h_message, {origin}::text"
-            "   FROM numbered),"
-            f" note AS (SELECT pg_notify({channel}::text, {origin}::text) FROM s)"
-            " SELECT numbered.*, (SELECT count(*) FROM note) AS h_notified FROM numbered"
-        )
+        """Make ``change`` with its history and notification (see change_statement): on
+        ``conn`` inside its transaction, else as a transaction of its own."""
+        sql = change_statement(self.t, change, len(args), order_by)
         if conn is not None:
-            return await conn.fetch(sql, *args, self._origin, self.db.channel)
-        return await self.db.statement(sql, *args, self._origin, self.db.channel, durable=durable)
+            return await conn.fetch(sql, *args, self.origin, self.db.channel)
+        return await self.db.statement(sql, *args, self.origin, self.db.channel, durable=durable)
 
-    @staticmethod
-    def _transitions(rows: Sequence[Any]) -> list[Transition]:
-        """The transitions of _change's rows, in seq order."""
-        transitions = [
-            Transition(
-                seq=row["h_seq"],
-                job_id=row["h_job_id"],
-                queue=row["h_queue"],
-                status=BY_VALUE[row["h_status"]],
-                at=row["h_at"],
-                message=row["h_message"],
-            )
-            for row in rows
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+        if not jobs:
+            return []
+        may_clash = any(j.unique_key is not None or j.derived_id for j in jobs)
+        change = (
+            f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
+            " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
+            " SELECT id, queue, status, payload, priority, max_attempts, created_by,"
+            "  created_at, scheduled_at, created_at, timeout, unique_key"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int4[],"
+            "  $6::int8[], $7::text[], $8::float8[], $9::float8[], $10::float8[],"
+            "  $11::text[]) AS r(id, queue, status, payload, priority, max_attempts,"
+            "  created_by, created_at, scheduled_at, timeout, unique_key)"
+            + (" ON CONFLICT DO NOTHING" if may_clash else "")
+            + " RETURNING id AS h_job_id, queue AS h_queue, status AS h_status,"
+            " created_at AS h_at, NULL::text AS h_message"
+        )
+        args = [
+            [j.id for j in jobs],
+            [j.queue for j in jobs],
+            [j.status.value for j in jobs],
+            [j.payload for j in jobs],
+            [j.priority for j in jobs],
+            [j.max_attempts for j in jobs],
+            [j.created_by for j in jobs],
+            [j.created_at for j in jobs],
+            [j.scheduled_at for j in jobs],
+            [j.timeout for j in jobs],
+            [j.unique_key for j in jobs],
         ]
-        transitions.sort(key=lambda t: t.seq)
-        return transitions
+        order_by = "h_job_id"  # ids grow: the order they were made in
+        if not may_clash:
+            rows = await self._change(change, args, order_by=order_by)
+            by_id = {t.job_id: t for t in history_transitions(rows)}
+            return [by_id[j.id] for j in jobs]
+
+        async def insert(conn: Connection) -> list[Transition | Job]:
+            rows = await self._change(change, args, order_by=order_by, conn=conn)
+            transitions = history_transitions(rows)
+            inserted = {t.job_id for t in transitions}
+            kept_out_by = {
+                j.id: await (
+                    unfinished_with_key(conn, self.db, j.queue, j.unique_key)
+                    if j.unique_key is not None
+                    else job_row(conn, self.t, j.id, None, lock=False)
+                )
+                for j in jobs
+                if j.id not in inserted
+            }
+            return rules.insert_outcomes(jobs, transitions, kept_out_by)
+
+        return await self.db.write(insert)
+
+    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+        rows = await self._change(
+            f"UPDATE {self.t}jobs AS jobs SET status = {SQL.RUNNING}, attempts = attempts + 1,"
+            " progress = NULL, lease_owner = $1, lease_token = $2, lease_expires_at = $3,"
+            " started_at = $4, updated_at = $4"
+            f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE queue = $5"
+            f"  AND status = {SQL.CLAIMABLE} ORDER BY priority DESC, id LIMIT $6"
+            "  FOR UPDATE SKIP LOCKED)"
+            f" RETURNING {_JOBS_COLUMNS}, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+            f" {SQL.RUNNING}::text AS h_status, $4::float8 AS h_at, NULL::text AS h_message",
+            [
+                params.owner,
+                params.token,
+                params.lease_expires_at,
+                params.now,
+                params.queue,
+                params.limit,
+            ],
+            order_by="priority DESC, id",  # as Python sorts them below (ids collate as bytes)
+            durable=False,
+        )
+        jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
+        return jobs, history_transitions(rows)
+
+    async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
+        if not finishes:
+            return []
+        # A run put back or retried while its cancellation was pending ends cancelled
+        # instead.
+        put_back = f"f.status IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
+        # A run put back unfinished (its worker stopping) was no attempt.
+        requeued = f"f.status = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
+        rows = await self._change(
+            f"UPDATE {self.t}jobs AS jobs SET"
+            f" status = CASE WHEN {put_back} THEN {SQL.CANCELLED} ELSE f.status END,"
+            f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
+            " result = f.result, error = f.error, traceback = f.traceback,"
+            " progress = f.progress, scheduled_at = f.scheduled_at, updated_at = $1,"
+            f" attempts = CASE WHEN {requeued} THEN greatest(jobs.attempts - 1, 0)"
+            "  ELSE jobs.attempts END,"
+            " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+            " FROM unnest($2::text[], $3::text[], $4::text[], $5::json[], $6::text[],"
+            "  $7::text[], $8::json[], $9::float8[], $10::float8[], $11::text[])"
+            "  WITH ORDINALITY AS f(id, token, status, result, error, traceback, progress,"
+            "  finished_at, scheduled_at, message, ord)"
+            " WHERE jobs.id = f.id AND jobs.lease_token = f.token"
+            " RETURNING f.ord, jobs.id AS h_job_id, jobs.queue AS h_queue,"
+            " jobs.status AS h_status, $1::float8 AS h_at,"
+            f" CASE WHEN jobs.status = f.status THEN f.message ELSE {SQL.CANCELLED} END"
+            "  AS h_message",
+            [
+                now,
+                [f.job_id for f in finishes],
+                [f.token for f in finishes],
+                [f.status.value for f in finishes],
+                [f.result for f in finishes],
+                [f.error for f in finishes],
+                [f.traceback for f in finishes],
+                [
+                    None if f.progress is NO_PROGRESS else _codec.encode(f.progress)
+                    for f in finishes
+                ],
+                [None if f.status in _NOT_ENDED else now for f in finishes],
+                [f.scheduled_at for f in finishes],
+                [f.message for f in finishes],
+            ],
+            order_by="ord",  # the callers' order
+        )
+        progress = {f.job_id: f.progress for f in finishes}
+        return [replace(t, progress=progress[t.job_id]) for t in history_transitions(rows)]
+
+    async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
+        if not writes:
+            return
+        # Notified like a transition, so that other runtimes relay it to their subscribers.
+        await self.db.statement(
+            f"WITH written AS (UPDATE {self.t}jobs AS jobs SET progress = f.progress,"
+            " updated_at = $1"
+            "  FROM unnest($2::text[], $3::text[], $4::json[]) AS f(id, token, progress)"
+            "  WHERE jobs.id = f.id AND jobs.lease_token = f.token RETURNING 1)"
+            " SELECT pg_notify($5, $6) WHERE EXISTS (SELECT 1 FROM written)",
+            now,
+            [w.job_id for w in writes],
+            [w.token for w in writes],
+            [_codec.encode(w.progress) for w in writes],
+            self.db.channel,
+            self.origin,
+            durable=False,
+        )
 
     # -- leases ------------------------------------------------------------------------
 
@@ -167,7 +295,7 @@ class PostgresWrites(PostgresReads):
                 order_by="ord",
                 conn=conn,
             )
-            return self._transitions(changed)
+            return history_transitions(changed)
 
         return await self.db.write(put_back)
 
@@ -193,27 +321,15 @@ class PostgresWrites(PostgresReads):
             [now, limit],
             order_by="scheduled_at, h_job_id",
         )
-        return self._transitions(rows)
+        return history_transitions(rows)
 
     # -- what operators ask for --------------------------------------------------------
-
-    async def _locked_job(
-        self, conn: Connection, job_id: str, queue: str | None, *, lock: bool = True
-    ) -> Job:
-        row = await conn.fetchrow(
-            f"SELECT {JOB_COLUMNS} FROM {self.t}jobs WHERE id = $1"
-            + (" FOR UPDATE" if lock else ""),
-            job_id,
-        )
-        if row is None or (queue is not None and row[1] != queue):
-            raise JobNotFound(job_id)
-        return row_to_job(row)
 
     async def job_request_cancel(
         self, job_id: str, queue: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
         async def request_cancel(conn: Connection) -> tuple[Job, list[Transition]]:
-            job = await self._locked_job(conn, job_id, queue)
+            job = await job_row(conn, self.t, job_id, queue)
             outcome = rules.cancel_request(job.status)
             if outcome is None:
                 return job, []  # already ending or ended: nothing to do
@@ -226,7 +342,7 @@ class PostgresWrites(PostgresReads):
                 order_by="h_job_id",
                 conn=conn,
             )
-            return await self._locked_job(conn, job_id, None), self._transitions(changed)
+            return await job_row(conn, self.t, job_id, None), history_transitions(changed)
 
         return await self.db.write(request_cancel)
 
@@ -234,7 +350,7 @@ class PostgresWrites(PostgresReads):
         self, job_id: str, by: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
         async def rerun(conn: Connection) -> tuple[Job, list[Transition]]:
-            job = await self._locked_job(conn, job_id, None)
+            job = await job_row(conn, self.t, job_id, None)
             refusal = rules.rerun_refusal(job_id, job.status)
             if refusal is not None:
                 raise InvalidTransition(refusal)
@@ -248,7 +364,7 @@ class PostgresWrites(PostgresReads):
                 order_by="h_job_id",
                 conn=conn,
             )
-            return await self._locked_job(conn, job_id, None), self._transitions(changed)
+            return await job_row(conn, self.t, job_id, None), history_transitions(changed)
 
         return await self.db.write(rerun)
 

@@ -3,8 +3,10 @@ behind a write."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
+from ..._errors import JobNotFound
 from ..._models import HistoryEntry, Job
 from ..._states import BY_VALUE, JobStatus
 from .._base import ListParams, RunningProgress, Transition
@@ -25,12 +27,11 @@ from ._file import SQLiteFile
 
 
 class SQLiteReads:
-    """The reads of SQLiteStore, on the reader connection (SQLiteWrites and SQLiteStore
-    add the writes)."""
+    """The StoreReads of SQLiteStore, on the reader connection."""
 
     def __init__(self, file: SQLiteFile) -> None:
         self.file = file
-        self._origin = ""  # this process's mark on the history rows it writes
+        self.origin = ""  # this process's mark on the history rows it writes (set at open)
 
     async def next_due(self) -> float | None:
         rows = list(
@@ -85,7 +86,7 @@ class SQLiteReads:
                 " FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
                 " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
                 " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
-                (seq, "" if include_own else self._origin, limit),
+                (seq, "" if include_own else self.origin, limit),
             )
         )
         return tail_page(rows, seq, limit)
@@ -124,3 +125,24 @@ class SQLiteReads:
     async def last_seq(self) -> int:
         rows = list(await self.file.read("SELECT coalesce(max(seq), 0) FROM job_history"))
         return int(rows[0][0])
+
+
+# -- reads inside a write transaction (on the writer's connection) ---------------------
+
+
+def job_row(conn: sqlite3.Connection, job_id: str, queue: str | None) -> Job:
+    """The job, as the transaction sees it; JobNotFound unless it is of ``queue``."""
+    rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchall()
+    if not rows or (queue is not None and rows[0][1] != queue):
+        raise JobNotFound(job_id)
+    return row_to_job(rows[0])
+
+
+def unfinished_with_key(conn: sqlite3.Connection, queue: str, key: str) -> Job:
+    """The unfinished job of ``queue`` that holds ``key`` (an insert just found one)."""
+    rows = conn.execute(
+        f"SELECT {JOB_COLUMNS} FROM jobs WHERE queue = ? AND unique_key = ?"
+        f" AND status IN {SQL.UNFINISHED}",
+        (queue, key),
+    ).fetchall()
+    return row_to_job(rows[0])

@@ -1,56 +1,211 @@
-"""The SQLite store's writes off the hot path: keeping leases (heartbeat, rescue,
-release), promoting due jobs, and what operators ask for (cancel, rerun, purge).
+"""The SQLite store's writes: every change to jobs, from the hot path (insert, claim,
+finish, progress) to keeping leases (heartbeat, rescue, release, unclaim), promoting due
+jobs, and what operators ask for (cancel, rerun, purge).
 
-Like every write, each is one transaction, a plain function of a sqlite3 connection run
-whole on the connection's thread (see SQLiteFile.write). The hot path (insert, claim,
-finish, progress) is in _store.py, on top of this class.
+Each is one transaction, a plain function of a sqlite3 connection run whole on the
+connection's thread (see SQLiteFile.write); batches go in one statement per chunk of
+rows (see _sql.chunks), and history rows through append_history.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Sequence
-from typing import Any
+from typing import Any, Final
+
+from msgspec.structs import replace
 
 from ... import _codec
-from ..._errors import InvalidTransition, JobNotFound
-from ..._models import Job
-from ..._states import TERMINAL, JobStatus
+from ..._errors import InvalidTransition
+from ..._models import NO_PROGRESS, Job
+from ..._states import BY_VALUE, TERMINAL, JobStatus
 from .. import _rules as rules
-from .._base import PurgeParams, RescueParams, Transition
+from .._base import (
+    ClaimParams,
+    Finish,
+    NewJob,
+    ProgressWrite,
+    PurgeParams,
+    RescueParams,
+    Transition,
+)
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
-from ._reads import SQLiteReads
+from ._file import SQLiteFile
+from ._history import HistoryRow, append_history
+from ._reads import job_row, unfinished_with_key
 from ._sql import ROWS_PER_STATEMENT, chunks, values_list
 
+_NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 
-class SQLiteWrites(SQLiteReads):
-    """The reads, the history appender every write uses, and the writes off the hot path."""
+
+class SQLiteWrites:
+    """The StoreWrites of SQLiteStore, through the file's writer connections.
+    ``origin`` marks the history rows (set when the store opens)."""
+
+    def __init__(self, file: SQLiteFile) -> None:
+        self.file = file
+        self.origin = ""
 
     def _append_history(
-        self,
-        conn: sqlite3.Connection,
-        rows: Sequence[tuple[str, str, JobStatus, float, str | None]],
+        self, conn: sqlite3.Connection, rows: Sequence[HistoryRow]
     ) -> list[Transition]:
-        """Append history rows (job_id, queue, status, at, message); one round trip per
-        chunk. Under the write lock AUTOINCREMENT hands out consecutive seqs in insertion
-        order, so sorting the returned seqs pairs them with the rows."""
-        transitions: list[Transition] = []
-        for chunk in chunks(rows, ROWS_PER_STATEMENT):
-            params: list[Any] = []
-            for job_id, queue, status, at, message in chunk:
-                params += (job_id, queue, status.value, at, message, self._origin)
-            returned = conn.execute(
-                "INSERT INTO job_history (job_id, queue, status, at, message, origin)"
-                f" VALUES {values_list(6, len(chunk))} RETURNING seq",
-                params,
+        return append_history(conn, rows, self.origin)
+
+    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+        if not jobs:
+            return []
+
+        def insert(conn: sqlite3.Connection) -> list[Transition | Job]:
+            inserted: set[str] | None = None  # None: all of them (no unique keys)
+            for chunk in chunks(jobs, ROWS_PER_STATEMENT):
+                params: list[Any] = []
+                for j in chunk:
+                    params += (
+                        j.id,
+                        j.queue,
+                        j.status.value,
+                        j.payload,
+                        j.priority,
+                        j.max_attempts,
+                        j.created_by,
+                        j.created_at,
+                        j.scheduled_at,
+                        j.created_at,
+                        j.timeout,
+                        j.unique_key,
+                    )
+                sql = (
+                    "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
+                    " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
+                    f" VALUES {values_list(12, len(chunk))}"
+                )
+                if any(j.unique_key is not None or j.derived_id for j in chunk):
+                    rows = conn.execute(
+                        f"{sql} ON CONFLICT DO NOTHING RETURNING id", params
+                    ).fetchall()
+                    inserted = (inserted or set()) | {row[0] for row in rows}
+                    inserted |= {j.id for j in chunk if j.unique_key is None and not j.derived_id}
+                else:
+                    conn.execute(sql, params)
+                    if inserted is not None:
+                        inserted |= {j.id for j in chunk}
+            new = jobs if inserted is None else [j for j in jobs if j.id in inserted]
+            transitions = self._append_history(
+                conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new]
+            )
+            if inserted is None:
+                return list(transitions)
+            kept_out_by = {
+                j.id: (
+                    unfinished_with_key(conn, j.queue, j.unique_key)
+                    if j.unique_key is not None
+                    else job_row(conn, j.id, None)
+                )
+                for j in jobs
+                if j.id not in inserted
+            }
+            return rules.insert_outcomes(jobs, transitions, kept_out_by)
+
+        return await self.file.write(insert)
+
+    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+        def claim(conn: sqlite3.Connection) -> tuple[list[Job], list[Transition]]:
+            rows = conn.execute(
+                f"UPDATE jobs SET status = {SQL.RUNNING}, attempts = attempts + 1, progress = NULL,"
+                " lease_owner = ?,"
+                " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
+                f" WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = {SQL.CLAIMABLE}"
+                " ORDER BY priority DESC, id LIMIT ?)"
+                f" RETURNING {JOB_COLUMNS}",
+                (
+                    params.owner,
+                    params.token,
+                    params.lease_expires_at,
+                    params.now,
+                    params.now,
+                    params.queue,
+                    params.limit,
+                ),
             ).fetchall()
-            seqs = sorted(row[0] for row in returned)
-            transitions += [
-                Transition(seq=seq, job_id=r[0], queue=r[1], status=r[2], at=r[3], message=r[4])
-                for seq, r in zip(seqs, chunk, strict=True)
-            ]
-        return transitions
+            jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
+            transitions = self._append_history(
+                conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
+            )
+            return jobs, transitions
+
+        return await self.file.write(claim, durable=False)
+
+    async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
+        if not finishes:
+            return []
+        by_id = {f.job_id: f for f in finishes}
+
+        def finish(conn: sqlite3.Connection) -> list[Transition]:
+            history: list[HistoryRow] = []
+            for chunk in chunks(finishes):
+                params: list[Any] = []
+                for f in chunk:
+                    ended = None if f.status in _NOT_ENDED else now
+                    params += (
+                        f.job_id,
+                        f.token,
+                        f.status.value,
+                        f.result,
+                        f.error,
+                        f.traceback,
+                        None if f.progress is NO_PROGRESS else _codec.encode(f.progress),
+                        ended,
+                        f.scheduled_at,
+                    )
+                # A run put back or retried while its cancellation was pending ends
+                # cancelled instead.
+                put_back = (
+                    f"f.column3 IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
+                )
+                # A run put back unfinished (its worker stopping) was no attempt.
+                requeued = f"f.column3 = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
+                rows = conn.execute(
+                    f"UPDATE jobs SET status = CASE WHEN {put_back}"
+                    f"   THEN {SQL.CANCELLED} ELSE f.column3 END,"
+                    f" finished_at = CASE WHEN {put_back} THEN ? ELSE f.column8 END,"
+                    " result = f.column4, error = f.column5, traceback = f.column6,"
+                    " progress = f.column7, scheduled_at = f.column9, updated_at = ?,"
+                    f" attempts = CASE WHEN {requeued} THEN max(jobs.attempts - 1, 0)"
+                    "  ELSE jobs.attempts END,"
+                    " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+                    f" FROM (VALUES {values_list(9, len(chunk))}) AS f"
+                    " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"
+                    " RETURNING jobs.id, jobs.queue, jobs.status",
+                    [now, now, *params],
+                ).fetchall()
+                for job_id, queue, status in rows:
+                    f = by_id[job_id]
+                    message = f.message if status == f.status.value else "cancelled"
+                    history.append((job_id, queue, BY_VALUE[status], now, message))
+            return self._append_history(conn, history)
+
+        transitions = await self.file.write(finish)
+        progress = {f.job_id: f.progress for f in finishes}
+        return [replace(t, progress=progress[t.job_id]) for t in transitions]
+
+    async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
+        if not writes:
+            return
+
+        def write_progress(conn: sqlite3.Connection) -> None:
+            for chunk in chunks(writes):
+                params: list[Any] = [now]
+                for w in chunk:
+                    params += (w.job_id, w.token, _codec.encode(w.progress))
+                conn.execute(
+                    "UPDATE jobs SET progress = f.column3, updated_at = ?"
+                    f" FROM (VALUES {values_list(3, len(chunk))}) AS f"
+                    " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2",
+                    params,
+                )
+
+        await self.file.write(write_progress, durable=False)
 
     async def jobs_heartbeat(
         self, owner: str, job_ids: Collection[str], lease_expires_at: float
@@ -125,7 +280,7 @@ class SQLiteWrites(SQLiteReads):
                 args,
             ).fetchall()
             updates: list[tuple[Any, ...]] = []
-            history: list[tuple[str, str, JobStatus, float, str | None]] = []
+            history: list[HistoryRow] = []
             for job_id, queue, status, orphanings in rows:
                 new, error, message, lost = rules.put_back(
                     status, orphanings, max_orphanings, reason
@@ -173,17 +328,11 @@ class SQLiteWrites(SQLiteReads):
 
         return await self.file.write(promote)
 
-    def _locked_job(self, conn: sqlite3.Connection, job_id: str, queue: str | None) -> Job:
-        rows = conn.execute(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)).fetchall()
-        if not rows or (queue is not None and rows[0][1] != queue):
-            raise JobNotFound(job_id)
-        return row_to_job(rows[0])
-
     async def job_request_cancel(
         self, job_id: str, queue: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
         def request_cancel(conn: sqlite3.Connection) -> tuple[Job, list[Transition]]:
-            job = self._locked_job(conn, job_id, queue)
+            job = job_row(conn, job_id, queue)
             outcome = rules.cancel_request(job.status)
             if outcome is None:
                 return job, []  # already ending or ended: nothing to do
@@ -194,7 +343,7 @@ class SQLiteWrites(SQLiteReads):
                 (new.value, ended, now, job_id),
             )
             transitions = self._append_history(conn, [(job.id, job.queue, new, now, message)])
-            job = self._locked_job(conn, job_id, None)
+            job = job_row(conn, job_id, None)
             return job, transitions
 
         return await self.file.write(request_cancel)
@@ -203,7 +352,7 @@ class SQLiteWrites(SQLiteReads):
         self, job_id: str, by: str | None, now: float
     ) -> tuple[Job, list[Transition]]:
         def rerun(conn: sqlite3.Connection) -> tuple[Job, list[Transition]]:
-            job = self._locked_job(conn, job_id, None)
+            job = job_row(conn, job_id, None)
             refusal = rules.rerun_refusal(job_id, job.status)
             if refusal is not None:
                 raise InvalidTransition(refusal)
@@ -218,7 +367,7 @@ class SQLiteWrites(SQLiteReads):
             transitions = self._append_history(
                 conn, [(job.id, job.queue, JobStatus.QUEUED, now, message)]
             )
-            job = self._locked_job(conn, job_id, None)
+            job = job_row(conn, job_id, None)
             return job, transitions
 
         return await self.file.write(rerun)
