@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from .._bus import EventBus
 from .._clock import Clock, to_datetime
 from .._context import JobContext
-from .._errors import StoreBusy, StoreError, StoreUnavailable
+from .._errors import StoreError
 from .._limits import DEFAULT_LIMITS, Limits
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
@@ -22,7 +22,6 @@ from .._states import JobStatus
 from ..store import (
     Finish,
     NewJob,
-    ProgressWrite,
     Store,
     Transition,
 )
@@ -31,6 +30,7 @@ from ._executor import RunningJob, StopReason, internal_failure
 from ._leases import heartbeat_loop, release_all, rescue_loop, rescue_once
 from ._owners import new_owner_id
 from ._pool import QueuePool
+from ._progress import ProgressWriter
 from ._relay import ProgressRelay, progress_event
 from ._retention import apply_retention, purge, retention_loop
 from ._shutdown import stop_workers
@@ -77,7 +77,6 @@ class Engine:
         self.owner = new_owner_id()
         self.lease_ttl = lease_ttl
         self.poll_interval = poll_interval
-        self.progress_interval = progress_interval
         self.max_orphanings = max_orphanings
         self.retention = retention
         self.limits = limits
@@ -91,8 +90,7 @@ class Engine:
         self.running: dict[str, RunningJob] = {}
         self.finishing: set[str] = set()  # outcomes handed to the finisher, not yet written
         self._workers = False  # whether run() started workers (then stop() releases)
-        self._progress: dict[str, ProgressWrite] = {}
-        self._progress_dirty = anyio.Event()
+        self.progress = ProgressWriter(store.writes, clock, progress_interval)
         self._tail_seq = 0
         self._tail_kick = anyio.Event()
         self._tail_lock = anyio.Lock()
@@ -148,8 +146,7 @@ class Engine:
         run = self.running.get(job.id)
         if run is None:
             return  # the run already ended; a late report from a stray thread
-        self._progress[job.id] = ProgressWrite(job.id, run.token, ctx.progress)
-        self._progress_dirty.set()
+        self.progress.note(job.id, run.token, ctx.progress)
         # Before its "running" transition is published, a report would overtake it; that
         # event will carry the latest report instead.
         if run.announced and self.bus.wants(job.id):
@@ -169,7 +166,7 @@ class Engine:
 
     def end_run(self, run: RunningJob) -> None:
         self.running.pop(run.job.id, None)
-        self._progress.pop(run.job.id, None)  # the finish write carries the last report
+        self.progress.forget(run.job.id)
 
     def cancel_local(self, job_id: str) -> None:
         """Stop the job's handler if it runs in this process."""
@@ -191,7 +188,7 @@ class Engine:
         if job_id in self.running:
             # Its reports reach the store coalesced: write them first, or the cancelling
             # event would carry an older report than the events before it.
-            await self.flush_progress()
+            await self.progress.flush()
         job, transitions = await self.store.writes.job_request_cancel(
             job_id, queue, self.clock.now()
         )
@@ -284,7 +281,7 @@ class Engine:
             await self.inserter.drain()
             await self.finisher.drain()
             if self._workers:
-                await self.flush_progress()
+                await self.progress.flush()
                 await release_all(self)
             await self.publish_committed()
 
@@ -296,7 +293,7 @@ class Engine:
         await apply_retention(self.store, self.retention, self.clock.now())
         tg.start_soon(heartbeat_loop, self)
         tg.start_soon(rescue_loop, self)
-        tg.start_soon(self._progress_loop)
+        tg.start_soon(self.progress.run)
         tg.start_soon(self._promote_loop)
         tg.start_soon(retention_loop, self.store, self.retention, self.clock)
         for queue in queues:
@@ -391,28 +388,3 @@ class Engine:
                 log.warning("promoting scheduled jobs failed, will retry: %s", exc)
                 due, now = self.clock.now() + 1.0, self.clock.now()
             await self.clock.sleep(math.inf if due is None else due - now, until=self._promote_kick)
-
-    async def _progress_loop(self) -> None:
-        """Write the latest progress of each running job, at most every interval."""
-        while True:
-            await self._progress_dirty.wait()
-            await anyio.sleep(self.progress_interval)
-            self._progress_dirty = anyio.Event()
-            await self.flush_progress()
-
-    async def flush_progress(self) -> None:
-        writes, self._progress = list(self._progress.values()), {}
-        try:
-            await self.store.writes.jobs_progress(writes, self.clock.now())
-        except (StoreBusy, StoreUnavailable) as exc:
-            log.warning("writing progress failed, will retry: %s", exc)
-            for w in writes:
-                self._progress.setdefault(w.job_id, w)
-            self._progress_dirty.set()
-        except Exception as exc:  # something the store refused: keep the other reports
-            log.warning("writing progress refused (%s); writing each report alone", exc)
-            for w in writes:
-                try:
-                    await self.store.writes.jobs_progress([w], self.clock.now())
-                except Exception as alone:
-                    log.error("dropped a progress report of job %s: %s", w.job_id, alone)
