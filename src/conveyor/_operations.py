@@ -11,9 +11,8 @@ from typing import Any
 
 import anyio
 
-from . import _codec
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
-from ._clock import Clock, maybe_datetime, to_datetime
+from ._clock import Clock
 from ._errors import (
     JobNotFound,
     QueueNotFound,
@@ -32,12 +31,12 @@ from ._limits import (
 )
 from ._limits import statuses as check_statuses
 from ._models import EnqueueOptions, Event, HistoryEntry, Job
-from ._options import JobOptions, job_options
+from ._options import job_options, new_job
 from ._spec import QueueSpec
 from ._states import TERMINAL, JobStatus
 from ._waiting import until_idle, until_terminal
 from .engine import Engine, transition_event
-from .store import ListParams, NewJob, Store
+from .store import ListParams, Store
 
 MAX_LIST_LIMIT = 1000
 
@@ -90,38 +89,6 @@ class JobOperations:
         name("queue", queue)
         if not self.observes_all:
             self._queue(queue)
-
-    def _new_job(self, queue: QueueSpec, payload: Any, options: JobOptions, now: float) -> NewJob:
-        data = _codec.encode_payload(payload, queue.payload_type, self.limits.payload_bytes)
-        return NewJob(
-            id=self._ids.new(),
-            queue=queue.name,
-            status=JobStatus.QUEUED if options.scheduled_at is None else JobStatus.SCHEDULED,
-            payload=data,
-            priority=options.priority,
-            max_attempts=options.max_attempts,
-            created_by=options.created_by,
-            created_at=now,
-            scheduled_at=options.scheduled_at,
-            timeout=options.timeout,
-            unique_key=options.unique_key,
-        )
-
-    def _as_job(self, new: NewJob) -> Job:
-        at = to_datetime(new.created_at)
-        return Job(
-            id=new.id,
-            queue=new.queue,
-            status=new.status,
-            payload=_codec.decode(new.payload),
-            priority=new.priority,
-            max_attempts=new.max_attempts,
-            created_by=new.created_by,
-            created_at=at,
-            scheduled_at=maybe_datetime(new.scheduled_at),
-            updated_at=at,
-            timeout=new.timeout,
-        )
 
     async def enqueue(
         self,
@@ -197,15 +164,13 @@ class JobOperations:
         q = self._queue(queue)
         now = self.clock.now()
         checked = job_options(q, now, self.limits, options)
-        new = [self._new_job(q, p, checked, now) for p in payloads]
+        new = [new_job(self._ids.new(), q, p, checked, now, self.limits) for p in payloads]
         if checked.unique_key is not None and len(new) != 1:
             raise ValidationError("unique_key names one job: enqueue such jobs one at a time")
         if not new:
             return []
         results = await self._engine.insert(new)
-        return [
-            r if isinstance(r, Job) else self._as_job(n) for n, r in zip(new, results, strict=True)
-        ]
+        return [r if isinstance(r, Job) else n.as_job() for n, r in zip(new, results, strict=True)]
 
     async def _get(self, job_id: str, queue: str | None = None) -> Job:
         name("job_id", job_id)

@@ -25,6 +25,8 @@ from ._models import EnqueueOptions
 from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue, check_settings
 from ._spec import QueueSpec
+from ._states import JobStatus
+from .store import NewJob
 
 
 class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,3 +125,28 @@ def unique_key(key: Any, limits: Limits) -> str | None:
     if not checked:
         raise ValidationError("unique_key must not be empty")
     return checked
+
+
+def new_job(
+    job_id: str,
+    queue: QueueSpec,
+    payload: Any,
+    options: JobOptions,
+    now: float,
+    limits: Limits,
+) -> NewJob:
+    """The row to insert for one payload: validated against the queue's payload type
+    and encoded once (ValidationError naming the field, else over the payload limit)."""
+    return NewJob(
+        id=job_id,
+        queue=queue.name,
+        status=JobStatus.QUEUED if options.scheduled_at is None else JobStatus.SCHEDULED,
+        payload=encode_payload(payload, queue.payload_type, limits.payload_bytes),
+        priority=options.priority,
+        max_attempts=options.max_attempts,
+        created_by=options.created_by,
+        created_at=now,
+        scheduled_at=options.scheduled_at,
+        timeout=options.timeout,
+        unique_key=options.unique_key,
+    )

@@ -16,6 +16,8 @@ from typing import Protocol
 
 import msgspec
 
+from .. import _codec
+from .._clock import maybe_datetime, to_datetime
 from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
 from .._states import TRANSITIONS, JobStatus, Owner
 
@@ -35,6 +37,23 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
     unique_key: str | None = None  # while a job with this key is unfinished, no other
     derived_id: bool = False  # the id is derived (a periodic tick): if taken, keep that job
+
+    def as_job(self) -> Job:
+        """The job this is once inserted, without reading it back."""
+        at = to_datetime(self.created_at)
+        return Job(
+            id=self.id,
+            queue=self.queue,
+            status=self.status,
+            payload=_codec.decode(self.payload),
+            priority=self.priority,
+            max_attempts=self.max_attempts,
+            created_by=self.created_by,
+            created_at=at,
+            scheduled_at=maybe_datetime(self.scheduled_at),
+            updated_at=at,
+            timeout=self.timeout,
+        )
 
 
 class Transition(msgspec.Struct, frozen=True, kw_only=True):
