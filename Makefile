@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export CONVEYOR_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test soak lint postgres fuse nftables bench bench-postgres clean
+.PHONY: demo test soak lint postgres pgbouncer fuse nftables bench bench-postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests examples benchmarks
 	$(BIN)/mypy
 
-test: lint $(CHROMIUM) postgres fuse nftables
+test: lint $(CHROMIUM) postgres pgbouncer fuse nftables
 	$(BIN)/pytest
 
 # The fault suite at full size (tests/reliability/: kill -9 and PostgreSQL rounds, the
@@ -40,6 +40,20 @@ nftables:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -qq --no-install-recommends nftables >/dev/null 2>&1 || \
 	  { apt-get update -qq && apt-get install -y -qq --no-install-recommends nftables >/dev/null; }; \
+	fi
+
+# The PostgreSQL store's contract suite also runs through a connection pooler: Debian's
+# PgBouncer, installed when missing (as root or through sudo), which the tests start on a
+# loopback port of their own (its packaged service is not used); without it they skip.
+pgbouncer:
+	@if ! command -v pgbouncer >/dev/null && ! [ -x /usr/sbin/pgbouncer ] && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; elif sudo -n true 2>/dev/null; then sudo=sudo; \
+	  else echo "the pooler tests need PgBouncer: sudo apt-get install pgbouncer"; exit 0; fi; \
+	  echo "installing Debian's pgbouncer for the pooler tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null 2>&1 || \
+	  { $$sudo apt-get update -qq && \
+	    $$sudo apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null; }; \
 	fi
 
 # The power-cut test mounts a FUSE filesystem: Debian's fuse3 (fusermount3, libfuse3),

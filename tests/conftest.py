@@ -1,12 +1,18 @@
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
@@ -73,12 +79,79 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def location(store_kind: str, tmp_path: Path) -> AsyncIterator[str]:
-    """Where a store lives, once per kind: a SQLite file, or a PostgreSQL schema."""
+    """Where a store lives, once per kind: a SQLite file, or a PostgreSQL schema (with
+    kind "pgbouncer", reached through a transaction pooler; see the pgbouncer fixture)."""
     if store_kind == "sqlite":
         yield str(tmp_path / "jobs.db")
         return
     async with postgres_schema() as url:
+        if store_kind == "pgbouncer":
+            url = through_pooler(url, pgbouncer_url())
         yield url
+
+
+PGBOUNCER = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+_pooler: tuple[subprocess.Popen[bytes], str] | None = None
+
+
+def pgbouncer_url() -> str:
+    """``host:port`` of a PgBouncer in transaction mode in front of POSTGRES_URL's server,
+    started once per test session on a free loopback port (and stopped at exit). Skips
+    without PgBouncer, unless CONVEYOR_REQUIRE_PGBOUNCER is set (CI sets it)."""
+    global _pooler
+    if _pooler is not None:
+        return _pooler[1]
+    if not os.access(PGBOUNCER, os.X_OK):
+        message = f"no PgBouncer at {PGBOUNCER} (make pgbouncer installs Debian's)"
+        if os.environ.get("CONVEYOR_REQUIRE_PGBOUNCER"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = urlsplit(POSTGRES_URL)
+    home = Path(tempfile.mkdtemp(prefix="conveyor-pgbouncer-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (home / "users.txt").write_text(f'"{server.username or "postgres"}" ""\n')
+    (home / "pgbouncer.ini").write_text(
+        "[databases]\n"
+        f"* = host={server.hostname or '127.0.0.1'} port={server.port or 5432}\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        f"auth_type = trust\nauth_file = {home / 'users.txt'}\n"
+        "pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 20\n"
+        "log_connections = 0\nlog_disconnections = 0\n"
+        f"logfile = {home / 'pgbouncer.log'}\n"
+    )
+    # PgBouncer refuses to run as root: then it runs as the server's user, which must
+    # be able to write its log here.
+    as_user = []
+    if os.geteuid() == 0:
+        as_user = ["-u", "postgres"]
+        for path in (home, *home.iterdir()):
+            shutil.chown(path, "postgres")
+    proc = subprocess.Popen([PGBOUNCER, *as_user, str(home / "pgbouncer.ini")])
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    atexit.register(proc.terminate)
+    deadline = time.monotonic() + 10
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            log = home / "pgbouncer.log"
+            pytest.fail(f"PgBouncer did not start: {log.read_text() if log.exists() else ''}")
+        time.sleep(0.05)
+    _pooler = (proc, f"127.0.0.1:{port}")
+    return _pooler[1]
+
+
+def through_pooler(url: str, pooler: str) -> str:
+    """``url`` (with its schema) by way of the pooler at ``pooler``, listening directly."""
+    direct, _, query = url.partition("?")
+    parts = urlsplit(direct)
+    user = f"{parts.username}@" if parts.username else ""
+    pooled = urlunsplit(parts._replace(netloc=f"{user}{pooler}"))
+    return f"{pooled}?{query}&listen_url={quote(direct, safe='')}"
 
 
 async def next_event(

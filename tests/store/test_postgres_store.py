@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+from urllib.parse import quote
 
 import anyio
 import asyncpg
@@ -21,7 +22,14 @@ from conveyor import Job, JobStatus, Runtime, StoreBusy, StoreUnavailable
 from conveyor.store import PostgresStore
 from conveyor.store.postgres import split_schema
 
-from ..conftest import POSTGRES_URL, Worker, next_event, wait_until
+from ..conftest import (
+    POSTGRES_URL,
+    Worker,
+    next_event,
+    pgbouncer_url,
+    through_pooler,
+    wait_until,
+)
 from ..worker_app import Work
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -42,6 +50,11 @@ async def ready(worker: Worker) -> None:
     assert line.strip() == b"ready", line + worker.output().encode()
 
 
+# Directly, and through a transaction pooler (PgBouncer) with the listener around it.
+BOTH_WAYS = pytest.mark.parametrize("store_kind", ["postgres", "pgbouncer"])
+
+
+@BOTH_WAYS
 async def test_two_worker_processes_share_a_queue_and_run_each_job_once(
     location: str, spawn: type[Worker]
 ) -> None:
@@ -75,6 +88,7 @@ async def test_two_worker_processes_share_a_queue_and_run_each_job_once(
         assert pids == {w.pid for w in workers}  # both took their share
 
 
+@BOTH_WAYS
 async def test_a_killed_workers_job_moves_on_and_a_cancel_from_elsewhere_reaches_it(
     location: str, spawn: type[Worker]
 ) -> None:
@@ -170,6 +184,21 @@ async def test_a_lost_listener_reconnects_and_misses_nothing(
         # Well before the worker's rescue loop (every 5 s) would read the history anyway.
         with anyio.fail_after(3):
             assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+
+
+async def test_a_transaction_pooler_without_listen_url_is_refused_saying_what_to_do(
+    location: str,
+) -> None:
+    pooled = through_pooler(location, pgbouncer_url()).partition("&listen_url=")[0]
+    with pytest.raises(StoreUnavailable, match="give listen_url= a direct connection") as raised:
+        async with Runtime(pooled, queues=[Work()]):
+            pass
+    assert "PgBouncer" in str(raised.value)
+    # A listen_url that is not the same database: the check at open catches it too.
+    elsewhere = f"{pooled}&listen_url=" + quote("postgresql://postgres@127.0.0.1:5432/postgres")
+    with pytest.raises(StoreUnavailable, match="Does listen_url name the same database"):
+        async with Runtime(elsewhere, queues=[Work()]):
+            pass
 
 
 def test_a_schema_name_must_be_a_plain_sql_name() -> None:

@@ -1,5 +1,7 @@
 """The Store protocol, as the engine relies on it, checked against both stores: a real
-SQLite file and a real PostgreSQL schema. Every test here runs once per store."""
+SQLite file, and a real PostgreSQL schema both directly and through a real PgBouncer in
+transaction mode (the pooler production databases often sit behind). Every test here
+runs once per store."""
 
 from __future__ import annotations
 
@@ -25,6 +27,11 @@ from conveyor.store import (
 pytestmark = pytest.mark.anyio
 NOW = 1_800_000_000.0
 S = JobStatus
+
+
+@pytest.fixture(params=["sqlite", "postgres", "pgbouncer"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @contextlib.asynccontextmanager

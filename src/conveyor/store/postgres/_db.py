@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar
@@ -53,6 +54,13 @@ _NOT_SENT: Final = asyncpg.exceptions.InternalClientError
 _CONFLICTS: Final = ("40001", "40P01")  # serialization failure, deadlock: rolled back
 _CUT: Final = ("57P", "08")  # the server shuts down or drops the connection
 _RETRIES: Final = 3  # attempts in all, when trying again is safe (see _attempts)
+NOTIFY_CHECK: Final = 2.0  # seconds a notification may take to reach the listener at open
+POOLER_ADVICE: Final = "give listen_url= a direct connection to the database (docs/postgres.md)"
+# What a transaction pooler's refusals say: a session setting it does not forward, or a
+# prepared statement that stayed on another server connection.
+_POOLER_SIGNS: Final = re.compile(
+    r"unsupported startup parameter|prepared statement .* does not exist", re.IGNORECASE
+)
 LISTENER_ANSWER: Final = 1.0  # seconds a listener check may take before it counts as lost
 # Seconds a new connection may take: short, so that while the server is out of reach
 # attempts keep coming (each a fresh SYN) rather than one waiting out SYN backoff.
@@ -108,12 +116,17 @@ class PostgresDB:
         lock_timeout: float,
         command_timeout: float,
         pool_size: int,
+        listen_dsn: str | None = None,
     ) -> None:
         if not SCHEMA_NAME.fullmatch(schema):
             raise ValueError(
                 f"schema must be a lower-case SQL name (letters, digits, _), not {schema!r}"
             )
         self.dsn = dsn
+        # A separate listening address means dsn is a transaction pooler (see
+        # PostgresStore): pooled connections then keep no session state.
+        self.pooled = listen_dsn is not None
+        self.listen_dsn = listen_dsn or dsn
         self.schema = schema
         self.channel = f"conveyor_{schema}"
         self.lock_timeout = lock_timeout
@@ -123,6 +136,7 @@ class PostgresDB:
         self._fast_pool: Pool | None = None
         self._listener: asyncpg.Connection[asyncpg.Record] | None = None
         self._on_notify: Callable[[str], None] = lambda origin: None
+        self._probe: tuple[str, anyio.Event] | None = None  # see _check_notifications
 
     @property
     def where(self) -> str:
@@ -132,6 +146,8 @@ class PostgresDB:
     def error(self, exc: BaseException, *, committing: bool = False) -> StoreError:
         state = getattr(exc, "sqlstate", None) or ""
         text = f"{self.where}: {_describe(exc)}"
+        if not self.pooled and _POOLER_SIGNS.search(_describe(exc)):
+            text += f" (a transaction pooler such as PgBouncer? Then {POOLER_ADVICE})"
         if state in _BUSY_STATES:
             return StoreBusy(f"{text}; nothing was changed")
         if state == _READ_ONLY or state.startswith(_UNAVAILABLE_CLASSES):
@@ -163,7 +179,19 @@ class PostgresDB:
         connections (no session locks, cursors, LISTENs or SETs; write() always ends its
         transaction), so asyncpg's default reset would only cost a round trip per use."""
 
-    async def _create_pool(self, **settings: str) -> Pool:
+    def _settings(self, durable: bool) -> dict[str, str]:
+        """What a pool's sessions run with: the lock timeout, and the commit mode."""
+        settings = {"lock_timeout": str(int(self.lock_timeout * 1000))}
+        if not durable:
+            settings["synchronous_commit"] = "off"
+        return settings
+
+    def _local_settings(self, durable: bool) -> str:
+        """The same, for one transaction (behind a pooler, sessions are not ours)."""
+        return "; ".join(f"SET LOCAL {k} = '{v}'" for k, v in self._settings(durable).items())
+
+    async def _create_pool(self, *, durable: bool) -> Pool:
+        settings = {} if self.pooled else self._settings(durable)
         return await asyncpg.create_pool(
             self.dsn,
             min_size=1,
@@ -172,11 +200,8 @@ class PostgresDB:
             command_timeout=self.command_timeout,
             init=self._setup,
             reset=self._reset,
-            server_settings={
-                "application_name": "conveyor",
-                "lock_timeout": str(int(self.lock_timeout * 1000)),
-                **settings,
-            },
+            statement_cache_size=0 if self.pooled else 100,
+            server_settings={"application_name": "conveyor", **settings},
         )
 
     async def open(self, on_notify: Callable[[str], None]) -> None:
@@ -186,10 +211,11 @@ class PostgresDB:
         self._on_notify = on_notify
         try:
             with anyio.fail_after(self.command_timeout):
-                self._pool = await self._create_pool()
+                self._pool = await self._create_pool(durable=True)
                 await self._migrate()
-                self._fast_pool = await self._create_pool(synchronous_commit="off")
+                self._fast_pool = await self._create_pool(durable=False)
                 await self._start_listening()
+                await self._check_notifications()
         except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS) as exc:
             await self.close()
             raise self.error(exc) from exc
@@ -199,7 +225,7 @@ class PostgresDB:
 
     async def _start_listening(self) -> None:
         listener = await asyncpg.connect(
-            self.dsn,
+            self.listen_dsn,
             timeout=CONNECT_TIMEOUT,
             command_timeout=self.command_timeout,
             server_settings={"application_name": "conveyor-listen"},
@@ -214,7 +240,35 @@ class PostgresDB:
         self._listener = listener
 
     def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if self._probe is not None and payload == self._probe[0]:
+            self._probe[1].set()
+            return
         self._on_notify(str(payload))
+
+    async def _check_notifications(self) -> None:
+        """Send a notification the way writes do and wait for the listener to hear it:
+        through a transaction pooler without ``listen_url`` (or with one that names
+        another database) it never arrives, and every other runtime would miss this
+        one's commits for as long as it ran. Fail now, saying what to change."""
+        probe = self._probe = (f"probe:{secrets.token_hex(8)}", anyio.Event())
+        try:
+            await self.statement("SELECT pg_notify($1, $2)", self.channel, probe[0])
+            with anyio.move_on_after(NOTIFY_CHECK):
+                await probe[1].wait()
+        finally:
+            self._probe = None
+        if not probe[1].is_set():
+            listening = without_password(self.listen_dsn)
+            raise StoreUnavailable(
+                f"{self.where}: a notification sent through {without_password(self.dsn)}"
+                f" did not reach the listening connection ({listening}) within"
+                f" {NOTIFY_CHECK:g}s, so runtimes would not hear each other's commits. "
+                + (
+                    "Does listen_url name the same database?"
+                    if self.pooled
+                    else f"Behind a transaction pooler such as PgBouncer, {POOLER_ADVICE}."
+                )
+            )
 
     def _lost(self, conn: object) -> None:
         # Commits may go unheard until the listener is back: wake the reader now (its
@@ -294,6 +348,8 @@ class PostgresDB:
             transaction = conn.transaction()
             await transaction.start()
             sent.begun = True
+            if self.pooled:
+                await conn.execute(self._local_settings(durable))
             try:
                 result = await body(conn)
             except BaseException:
@@ -317,6 +373,12 @@ class PostgresDB:
             sent.begun = sent.committing = True
             return list(await conn.fetch(sql, *args))
 
+        if self.pooled:  # its settings need a transaction (see _local_settings)
+
+            async def body(conn: Connection) -> Sequence[Any]:
+                return list(await conn.fetch(sql, *args))
+
+            return await self.write(body, durable=durable)
         return await self._attempts(self._pool if durable else self._fast_pool, alone)
 
     async def fetch(self, sql: str, *args: Any) -> Sequence[Any]:

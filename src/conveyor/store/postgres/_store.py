@@ -22,13 +22,19 @@ from ._reads import PostgresReads
 from ._writes import PostgresWrites
 
 
-def split_schema(url: str) -> tuple[str, str | None]:
-    """A ``postgresql://`` URL without its ``schema=`` query parameter, and that schema."""
+def split_option(url: str, name: str) -> tuple[str, str | None]:
+    """A ``postgresql://`` URL without its ``name=`` query parameter (one of conveyor's,
+    which the server would refuse), and that parameter's value."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
-    schema = next((v for k, v in query if k == "schema"), None)
-    rest = urlencode([(k, v) for k, v in query if k != "schema"])
-    return urlunsplit(parts._replace(query=rest)), schema
+    value = next((v for k, v in query if k == name), None)
+    rest = urlencode([(k, v) for k, v in query if k != name])
+    return urlunsplit(parts._replace(query=rest)), value
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """A ``postgresql://`` URL without its ``schema=`` query parameter, and that schema."""
+    return split_option(url, "schema")
 
 
 class PostgresStore:
@@ -40,6 +46,16 @@ class PostgresStore:
     connection holds before failing with :class:`StoreBusy`; ``command_timeout`` bounds
     any one call. Each runtime opens up to ``pool_size`` connections per pool (two
     pools), plus one that listens.
+
+    Behind a transaction pooler (PgBouncer with ``pool_mode = transaction``), ``dsn``
+    names the pooler and ``listen_url`` (or a ``listen_url=`` query parameter, URL-encoded)
+    a direct connection to the same database: notifications cannot cross a transaction
+    pooler, so the one listening connection goes around it. With ``listen_url`` the
+    pooled connections keep no session state: no prepared statement cache (a pooler
+    before PgBouncer 1.21 cannot carry one), and the lock timeout and commit mode are set
+    in each transaction (``SET LOCAL``), so every write is a transaction of its own,
+    one round trip more than without a pooler. Opening checks that a notification sent
+    through ``dsn`` reaches the listener, and says what to change when it does not.
     """
 
     def __init__(
@@ -50,14 +66,17 @@ class PostgresStore:
         lock_timeout: float = 5.0,
         command_timeout: float = 30.0,
         pool_size: int = 4,
+        listen_url: str | None = None,
     ) -> None:
         dsn, in_url = split_schema(dsn)
+        dsn, listen_in_url = split_option(dsn, "listen_url")
         self.db = PostgresDB(
             dsn,
             schema=schema or in_url or "conveyor",
             lock_timeout=lock_timeout,
             command_timeout=command_timeout,
             pool_size=pool_size,
+            listen_dsn=listen_url or listen_in_url,
         )
         self.reads = PostgresReads(self.db)
         self.writes = PostgresWrites(self.db)
