@@ -98,6 +98,7 @@ bench: $(STAMP)
 bench-postgres: $(STAMP) postgres
 	$(BIN)/python benchmarks/throughput.py --store postgres --jobs 5000 \
 	    --peers pgqueuer,procrastinate
+	$(BIN)/python benchmarks/throughput.py --store postgres --processes 1,2,4 --peers graphile
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm

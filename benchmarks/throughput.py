@@ -238,9 +238,15 @@ def main() -> None:
     parser.add_argument(
         "--peers",
         default="",
-        help="comma-separated: huey,arq,saq,taskiq,procrastinate,pgqueuer",
+        help="comma-separated: huey,arq,saq,taskiq,procrastinate,pgqueuer; with --processes:"
+        " graphile",
     )
     parser.add_argument("--store", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument(
+        "--processes",
+        help="with --store postgres: K worker processes (a list: 1,2,4) share the queue and"
+        " process --jobs pre-enqueued jobs; jobs/s and lock waits (see fleet.py)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,6 +255,15 @@ def main() -> None:
         figures = anyio.run(_scenario, args.child, args.jobs, args.db)
         figures["peak_rss_mb"] = _peak_rss_mb()
         print(json.dumps(figures))
+        return
+
+    if args.processes:
+        if args.store != "postgres":
+            raise SystemExit("--processes needs --store postgres")
+        from fleet import fleet_table, peer_table
+
+        fleet_table([int(k) for k in args.processes.split(",")], args.jobs, args.runs)
+        peer_table([p for p in args.peers.split(",") if p], args.jobs, args.runs)
         return
 
     where = "SQLite (synchronous=FULL)" if args.store == "sqlite" else f"PostgreSQL ({PG_URL})"
