@@ -6,7 +6,9 @@ and take them. The rate is N over the time from the first job's start to the las
 finish, as the jobs' own records say (so process start-up does not count). Meanwhile the
 parent samples ``pg_stat_activity`` every 20 ms: of the conveyor connections running a
 statement, the share waiting for a lock (``wait_event_type = 'Lock'``), which is what a
-single serialisation point in the write path shows up as.
+single serialisation point in the write path shows up as. Then, on an idle worker in
+another process than the producer: enqueue -> handler start, and a cancel -> the handler
+stopped (the handler records when its cancellation reached it).
 
     python benchmarks/fleet.py --processes 1,2,4 [--jobs N] [--runs R] [--peers graphile]
 
@@ -49,6 +51,11 @@ async def _produce(url: str, jobs: int) -> None:
             await rt.enqueue_many("noop", [{}] * min(1000, jobs - start))
 
 
+def _note_stop(path: str) -> None:
+    with open(path, "a") as out:
+        out.write(f"{time.time()}\n")
+
+
 async def _work(url: str) -> None:
     from conveyor import Queue, Runtime
 
@@ -56,11 +63,86 @@ async def _work(url: str) -> None:
         name = "noop"
         worker_count = WORKER_COUNT
 
-        async def handle_item(self, item: Any) -> None:
-            return None
+        async def handle_item(self, item: dict[str, Any]) -> float | None:
+            # A latency probe's job says when it was enqueued: how long until it started
+            # (one machine, so one clock), or, held, when its cancellation reached it.
+            started = time.time()
+            if "held" in item:
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    _note_stop(item["held"])  # sync: an await here would be cancelled
+            return started - item["t"] if "t" in item else None
 
     async with Runtime(url, queues=[Noop()], shutdown_grace=0) as rt:
         await rt.run_until_signalled()
+
+
+LATENCY_JOBS = int(
+    os.environ.get("FLEET_LATENCY_JOBS", "300")
+)  # probes of each kind, one at a time
+
+
+async def _latency() -> dict[str, float]:
+    """Idle enqueue -> start, and cancel -> the handler stopped, with the producer and the
+    worker in different processes (so only notifications carry the news)."""
+    import asyncpg
+
+    from conveyor import JobStatus, Queue, Runtime
+
+    class Noop(Queue):
+        name = "noop"
+
+    schema = f"fleet_{os.getpid()}_{time.monotonic_ns()}"
+    url = f"{PG_URL}?schema={schema}"
+    stopped = anyio.Path(f"/tmp/conveyor-bench-{schema}.txt")
+    worker = await anyio.open_process([sys.executable, __file__, "--work", url], stdout=None)
+    starts: list[float] = []
+    cancels: list[float] = []
+    try:
+        async with Runtime(url, queues=[Noop()], workers=False, poll_interval=30) as rt:
+            with anyio.fail_after(600):
+                for _ in range(LATENCY_JOBS):
+                    job = await rt.enqueue("noop", {"t": time.time()})
+                    starts.append(float((await rt.wait(job.id)).result))
+                for n in range(LATENCY_JOBS):
+                    job = await rt.enqueue("noop", {"held": str(stopped)})
+                    async with rt.events(job_id=job.id) as events:
+                        async for event in events:
+                            if event.status is JobStatus.RUNNING:
+                                break
+                    asked = time.time()
+                    await rt.request_job_cancel("noop", job.id)
+                    await rt.wait(job.id)
+                    lines = (await stopped.read_text()).split() if await stopped.exists() else []
+                    assert len(lines) == n + 1, "the handler did not record its stop"
+                    cancels.append(float(lines[-1]) - asked)
+    finally:
+        worker.terminate()
+        with anyio.fail_after(60):
+            await worker.wait()
+        await stopped.unlink(missing_ok=True)
+        conn = await asyncpg.connect(PG_URL)
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
+    starts.sort()
+    cancels.sort()
+    return {
+        "start_p50_ms": 1000 * starts[len(starts) // 2],
+        "start_p99_ms": 1000 * starts[int(len(starts) * 0.99)],
+        "cancel_p50_ms": 1000 * cancels[len(cancels) // 2],
+        "cancel_p99_ms": 1000 * cancels[int(len(cancels) * 0.99)],
+    }
+
+
+def latency_line(runs: int) -> None:
+    results = [anyio.run(_latency) for _ in range(runs)]
+    median = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    print(
+        "  across processes, idle: enqueue -> start p50 {start_p50_ms:.2f} ms, p99"
+        " {start_p99_ms:.2f} ms; cancel -> handler stopped p50 {cancel_p50_ms:.2f} ms,"
+        " p99 {cancel_p99_ms:.2f} ms".format(**median)
+    )
 
 
 async def _measure(processes: int, jobs: int) -> dict[str, float]:
@@ -170,6 +252,7 @@ def main() -> None:
         anyio.run(_work, args.work)
     else:
         fleet_table([int(k) for k in args.processes.split(",")], args.jobs, args.runs)
+        latency_line(args.runs)
         peer_table([p for p in args.peers.split(",") if p], args.jobs, args.runs)
 
 

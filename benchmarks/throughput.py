@@ -260,9 +260,10 @@ def main() -> None:
     if args.processes:
         if args.store != "postgres":
             raise SystemExit("--processes needs --store postgres")
-        from fleet import fleet_table, peer_table
+        from fleet import fleet_table, latency_line, peer_table
 
         fleet_table([int(k) for k in args.processes.split(",")], args.jobs, args.runs)
+        latency_line(args.runs)
         peer_table([p for p in args.peers.split(",") if p], args.jobs, args.runs)
         return
 
