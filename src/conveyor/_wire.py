@@ -30,6 +30,10 @@ from ._states import JobStatus
 RequestId = int | str | None
 
 
+MAX_SEQ: Final = 2**63 - 1
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+
+
 class _Request(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
     id: RequestId = None
 
@@ -38,8 +42,18 @@ class Subscribe(_Request, frozen=True, tag="subscribe"):
     queue: str | None = None
     job_id: str | None = None
     statuses: list[JobStatus] | None = None
-    # resume: first replay what came after this seq
-    since: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    # resume: first replay what came after this seq; also as a string of digits, for
+    # clients whose numbers are doubles (JavaScript): seqs on PostgreSQL pass 2**53
+    since: Seq | Annotated[str, msgspec.Meta(pattern="^[0-9]{1,19}$")] | None = None
+
+    def resume_after(self) -> int | None:
+        """``since`` as a seq (ValidationError for a string past the largest one)."""
+        if self.since is None or isinstance(self.since, int):
+            return self.since
+        seq = int(self.since)
+        if seq > MAX_SEQ:
+            raise ValidationError(f"since must be at most {MAX_SEQ}, not {self.since}")
+        return seq
 
 
 class Unsubscribe(_Request, frozen=True, tag="unsubscribe"):

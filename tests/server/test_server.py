@@ -202,8 +202,11 @@ async def test_an_oversized_message_is_refused_with_a_reply(rt: Runtime) -> None
     await c.ws.close()
 
 
+# `since` as a number, or as its digits (what a JavaScript client sends: seqs on
+# PostgreSQL pass what its numbers hold exactly).
+@pytest.mark.parametrize("as_digits", [False, True])
 async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
-    rt: Runtime,
+    rt: Runtime, as_digits: bool
 ) -> None:
     c = await open_conn(rt)
     await c.call("subscribe", queue="work")
@@ -219,7 +222,7 @@ async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
     for job in missed:
         await rt.wait(job.id, timeout=10)
     c = await open_conn(rt)
-    await c.call("subscribe", queue="work", since=last_seq)
+    await c.call("subscribe", queue="work", since=str(last_seq) if as_digits else last_seq)
     live = await rt.enqueue("work", {"n": 99})
     got: list[dict[str, Any]] = []
     with anyio.fail_after(10):
@@ -235,6 +238,15 @@ async def test_resume_after_a_dropped_connection_has_no_gap_and_no_duplicate(
     assert transitions == sorted(expected)
     running = {e["job_id"] for e in got if e["status"] == "running"}
     assert running == {j.id for j in [*missed, live]}
+    await c.ws.close()
+
+
+async def test_since_past_the_largest_seq_or_not_digits_is_refused(rt: Runtime) -> None:
+    c = await open_conn(rt)
+    for since in ("9223372036854775808", "12a", "-1", "", "1" * 20, 2**63, -1):
+        reply = await c.raw(json.dumps({"id": 1, "op": "subscribe", "since": since}))
+        assert reply["type"] == "error", since
+        assert "since" in reply["message"], reply
     await c.ws.close()
 
 

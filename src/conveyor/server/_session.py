@@ -152,7 +152,7 @@ class Session:
             statuses=request.statuses,
             max_buffer=self.max_buffer,
         )
-        if request.since is not None:
+        if request.resume_after() is not None:
             stream.first = None  # the replay from `since` brings it up to date instead
         forward = _Forward(self, sub, stream)
         self._subscriptions[sub] = forward.scope
@@ -240,9 +240,9 @@ class _Forward:
 
     async def _replay(self, request: Subscribe) -> int:
         """Send the transitions after ``request.since``; return the last seq sent."""
-        if request.since is None:
+        last = request.resume_after()
+        if last is None:
             return 0
-        last = request.since
         statuses = request.statuses
         while True:
             events = await self.session.rt.missed_events(

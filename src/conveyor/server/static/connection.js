@@ -42,8 +42,15 @@ export async function connect() {
   if (state.token) url.searchParams.set("token", state.token);
   const ws = (state.ws = new WebSocket(url));
   ws.onopen = () => opened();
-  ws.onmessage = (message) => received(JSON.parse(message.data));
+  ws.onmessage = (message) => received(JSON.parse(message.data, keepSeqExact));
   ws.onclose = () => closed(ws);
+}
+
+// Seqs on PostgreSQL pass 2**53, past what a JavaScript number holds exactly: read each
+// as the digits the server sent (where the browser gives a reviver the source text) and
+// compare them as BigInts; the server takes `since` back as a string of digits too.
+function keepSeqExact(key, value, context) {
+  return key === "seq" && typeof value === "number" && context?.source ? context.source : value;
 }
 
 async function opened() {
@@ -53,7 +60,7 @@ async function opened() {
   try {
     // Subscribed before listing, so nothing falls between the list and the stream. On a
     // reconnect the server first replays every transition after lastSeq.
-    const subscribed = call("subscribe", resuming ? { since: state.lastSeq } : {});
+    const subscribed = call("subscribe", resuming ? { since: String(state.lastSeq) } : {});
     if (!resuming) await loadJobs();
     await subscribed;
     if (state.selected) refreshDetail();

@@ -13,7 +13,7 @@ function matchesFilter(queue, status) {
 
 export function applyEvent(event) {
   // Transitions arrive in seq order; a progress report repeats its job's latest seq.
-  if (state.lastSeq === null || event.seq > state.lastSeq) state.lastSeq = event.seq;
+  if (state.lastSeq === null || BigInt(event.seq) > BigInt(state.lastSeq)) state.lastSeq = event.seq;
   if (state.loading) state.loading.push(event);
   if (event.status === "completed") countCompletion(event.queue, Date.parse(event.at));
   scheduleCounts();

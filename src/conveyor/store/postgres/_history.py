@@ -1,13 +1,24 @@
 """How every PostgreSQL write appends history and notifies: the change, its history rows
-and the NOTIFY in one statement (see change_statement), so a write is one round trip."""
+and the NOTIFY in one statement (see change_statement), so a write is one round trip.
+
+A history row's seq is its writing transaction's id and its place in the transaction:
+``xid << ORDINAL_BITS | ordinal``. Nothing is shared between writers (no counter, no
+lock); readers make the order safe instead, by reading only below the oldest transaction
+still running (see the schema's docstring, migration 3)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from ..._states import BY_VALUE
 from .._base import Transition
+
+ORDINAL_BITS: Final = 20  # history rows one transaction may write: 2**20 - 1
+MAX_ROWS: Final = (1 << ORDINAL_BITS) - 1
+# The first seq no transaction still running can write, in this statement's snapshot:
+# every row below it is committed (and visible) or was rolled back.
+HORIZON: Final = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {ORDINAL_BITS})"
 
 
 def change_statement(t: str, change: str, args: int, order_by: str) -> str:
@@ -19,22 +30,22 @@ def change_statement(t: str, change: str, args: int, order_by: str) -> str:
     The statement takes two more parameters, the writer's origin and the channel, and
     returns the RETURNING rows, each with its ``h_seq``.
 
-    Taking the seqs locks the counter row until the transaction ends, so seqs become
-    visible in commit order (see the schema); it happens after the change, so keep it a
-    transaction's last write. Nothing changed: no seq taken, no notification.
+    The ordinals restart in every statement, so a transaction makes one such change (each
+    of the store's writes does) of at most MAX_ROWS rows. Nothing changed: no
+    notification.
     """
     origin, channel = f"${args + 1}", f"${args + 2}"
     return (
         f"WITH changed AS ({change}),"
-        f" s AS (UPDATE {t}history_seq SET last = last + (SELECT count(*) FROM changed)"
-        "   WHERE EXISTS (SELECT 1 FROM changed) RETURNING last),"
-        " numbered AS (SELECT changed.*, (SELECT last FROM s) - count(*) OVER ()"
+        " numbered AS (SELECT changed.*,"
+        f"   (pg_current_xact_id()::text::bigint << {ORDINAL_BITS})"
         f"   + row_number() OVER (ORDER BY {order_by}) AS h_seq FROM changed),"
         f" ins AS (INSERT INTO {t}job_history"
         "   (seq, job_id, queue, status, at, message, origin)"
         f"   SELECT h_seq, h_job_id, h_queue, h_status, h_at, h_message, {origin}::text"
         "   FROM numbered),"
-        f" note AS (SELECT pg_notify({channel}::text, {origin}::text) FROM s)"
+        f" note AS (SELECT pg_notify({channel}::text, {origin}::text)"
+        "   WHERE EXISTS (SELECT 1 FROM changed))"
         " SELECT numbered.*, (SELECT count(*) FROM note) AS h_notified FROM numbered"
     )
 

@@ -22,6 +22,7 @@ from .._rows import (
 )
 from .._rules import SQL
 from ._db import Connection, PostgresDB
+from ._history import HORIZON
 
 
 class PostgresReads:
@@ -79,11 +80,11 @@ class PostgresReads:
     async def history_after(
         self, seq: int, limit: int, *, include_own: bool
     ) -> tuple[list[Transition], int]:
-        # One statement, so one snapshot: the high-water mark and the rows agree. Seqs
-        # become visible in order (see history_seq in the schema), so nothing below the
-        # mark can still appear later.
+        # One statement, so one snapshot: the horizon and the rows agree. Below the
+        # horizon every transaction has ended (see the schema, migration 3), so no row
+        # below it can still appear later.
         rows = await self.db.fetch(
-            f"SELECT top.last, {TRANSITION_COLUMNS} FROM {self.t}history_seq AS top"
+            f"SELECT top.last, {TRANSITION_COLUMNS} FROM (SELECT {HORIZON} - 1 AS last) AS top"
             f" LEFT JOIN {self.t}job_history AS h"
             "  ON h.seq > $1 AND h.seq <= top.last AND h.origin <> $2"
             f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $3",
@@ -97,7 +98,7 @@ class PostgresReads:
         self, after: int, limit: int, *, queue: str | None, job_id: str | None
     ) -> list[Transition]:
         args: list[Any] = [after]
-        where = ["h.seq > $1"]
+        where = ["h.seq > $1", f"h.seq < {HORIZON}"]  # see history_after
         for test, value in (("h.queue = ", queue), ("h.job_id = ", job_id)):
             if value is not None:
                 args.append(value)
@@ -124,7 +125,11 @@ class PostgresReads:
         return counts
 
     async def last_seq(self) -> int:
-        rows = await self.db.fetch(f"SELECT last FROM {self.t}history_seq")
+        # Where a tail starting now begins: below the horizon, every row is history.
+        rows = await self.db.fetch(
+            f"SELECT greatest({HORIZON} - 1, (SELECT max(seq) FROM {self.t}job_history"
+            f" WHERE seq < {HORIZON}))"
+        )
         return int(rows[0][0])
 
 

@@ -4,6 +4,31 @@ new migrations; never edit a shipped one.
 
 The same shape as the SQLite schema (sqlite/_schema.py), so rows map to records the
 same way: times are Unix seconds, payloads and results JSON.
+
+History seqs (migration 3). Every runtime of a fleet tails one ordered stream of
+history rows and resumes from a seq with no gap and no duplicate, so a row must never
+become visible below a seq a reader has already passed. Migration 1 promised that with a
+one-row counter each transaction updated as its last step: seqs became visible in commit
+order because every write of the fleet queued for that row's lock, one commit at a time,
+so adding worker processes added contention rather than throughput, and a transaction
+the application held open (an enqueue inside it) would have stalled every writer.
+
+Since migration 3, writers share nothing. A row's seq is ``xid << 20 | ordinal``: its
+transaction's id (``pg_current_xact_id()``) and its place among the rows of the
+transaction's one history-writing statement. Transaction ids are handed out in the
+order transactions first write, not the order they commit, so a reader reads only
+below the horizon ``pg_snapshot_xmin(pg_current_snapshot()) << 20``: every transaction
+below the oldest one still running has ended, so every row below the horizon that will
+ever exist is visible in the reader's snapshot, and nothing can appear there later. The
+price is on the reader's side: a row becomes readable once every transaction that began
+writing before its own has ended, so a write transaction held open anywhere on the
+server (another application's included) delays events, never writers. Per-job order
+holds because a job's next transition locks its row, which the previous transition's
+transaction held until it committed, so the later one has the larger id. 20 bits of
+ordinal leave 43 for ids: trillions of transactions; a statement may write up to
+2**20 - 1 rows. Alternatives weighed: a sequence alone (values visible out of order: a
+reader would skip), and a single sequencer process numbering committed rows (gapless,
+without the reader's wait, but every history row written twice and a leader to elect).
 """
 
 from __future__ import annotations
@@ -78,5 +103,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         queue      text PRIMARY KEY,
         first_seen double precision NOT NULL  -- Unix seconds
     );
+    """,
+    # 3: seqs from each row's transaction id, read below the horizon (see above); the
+    # rows written before keep theirs, which are all below any new one: checked here,
+    # since a transaction id only grows.
+    """
+    DO $check$ BEGIN
+        IF (SELECT coalesce(max(seq), 0) FROM {schema}.job_history)
+            >= (pg_current_xact_id()::text::bigint << 20) THEN
+            RAISE EXCEPTION 'conveyor: history seqs would not grow; report this';
+        END IF;
+    END $check$;
+    DROP TABLE {schema}.history_seq;
     """,
 )

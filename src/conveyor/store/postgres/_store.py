@@ -3,9 +3,10 @@
 Workers claim with ``FOR UPDATE SKIP LOCKED``, so concurrent claims never wait on each
 other nor take the same job. Every write that changes a job's status appends history in
 the same transaction and NOTIFYs the schema's channel, which every other runtime LISTENs
-on: they hear new jobs and cancellations at once. History seqs come from a one-row
-counter taken as the transaction's last step, so they become visible in commit order
-and a runtime tailing the history never skips one (see _schema.py).
+on: they hear new jobs and cancellations at once. No row or lock is shared by every
+write: a history seq is the writing transaction's id and the row's place in it, and
+readers read only below the oldest transaction still running, so a runtime tailing the
+history never skips a row nor sees one twice (see _schema.py, migration 3).
 
 PostgresStore composes the parts of the Store protocol over one PostgresDB (_db.py: the
 pools, the listener, errors): its reads (_reads.py), its writes (_writes.py, with

@@ -16,7 +16,7 @@ from typing import Any, Final
 from msgspec.structs import replace
 
 from ... import _codec
-from ..._errors import InvalidTransition
+from ..._errors import InvalidTransition, ValidationError
 from ..._models import NO_PROGRESS, Job
 from ..._states import TERMINAL, JobStatus
 from .. import _rules as rules
@@ -32,7 +32,7 @@ from .._base import (
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
 from ._db import Connection, PostgresDB
-from ._history import change_statement
+from ._history import MAX_ROWS, change_statement
 from ._history import transitions as history_transitions
 from ._reads import job_row, unfinished_with_key
 
@@ -68,6 +68,11 @@ class PostgresWrites:
     async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
         if not jobs:
             return []
+        if len(jobs) > MAX_ROWS:  # a transaction's history rows (see _history)
+            raise ValidationError(
+                f"at most {MAX_ROWS:,} jobs go in one commit on PostgreSQL, not {len(jobs):,}:"
+                " enqueue them in several enqueue_many calls"
+            )
         may_clash = any(j.unique_key is not None or j.derived_id for j in jobs)
         change = (
             f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
