@@ -153,7 +153,7 @@ def _conveyor_imports(module: str, imports: set[str]) -> set[str]:
 
 def test_the_client_speaks_only_through_the_records_and_the_wire_module() -> None:
     imports = _conveyor_imports("client.py", _modules()["client.py"])
-    assert imports <= {"_errors", "_models", "_states", "_wire", "_limits", "_logging"}
+    assert imports <= {"_errors", "_models", "_states", "_wire", "_limits", "_logging", "_codec"}
 
 
 def test_the_wire_module_does_no_io() -> None:

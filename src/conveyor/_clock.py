@@ -12,7 +12,7 @@ import itertools
 import math
 import time
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 import anyio
 import anyio.lowlevel
@@ -53,6 +53,9 @@ class SystemClock:
             await until.wait()
 
 
+LATEST: Final = 221845392000.0  # 9000-01-01 UTC: what a ManualClock may reach
+
+
 class ManualClock:
     """A clock that moves only when told: ``advance()`` moves both times on and wakes
     every sleep whose time has come. Starts at ``start`` (default: the wall clock now).
@@ -68,6 +71,10 @@ class ManualClock:
     """
 
     def __init__(self, start: float | None = None) -> None:
+        if start is not None and not (
+            isinstance(start, (int, float)) and not isinstance(start, bool) and 0 <= start <= LATEST
+        ):
+            raise ValueError(f"a clock starts between 1970 and the year 9000, not at {start!r}")
         self._now = time.time() if start is None else float(start)
         self._elapsed = 0.0
         self._order = itertools.count()  # ties wake in the order they slept
@@ -80,9 +87,20 @@ class ManualClock:
         return self._elapsed
 
     def advance(self, seconds: float) -> None:
-        """Move the clock ``seconds`` on and wake the sleeps that are due."""
-        if not seconds >= 0:
-            raise ValueError(f"a clock moves forward only, not by {seconds!r}")
+        """Move the clock ``seconds`` on and wake the sleeps that are due. ValueError for
+        anything but a finite number >= 0, or a move past LATEST (times conveyor stores
+        must stay datetimes, a century of delay included)."""
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or seconds < 0
+        ):
+            raise ValueError(
+                f"a clock moves forward by a finite number of seconds, not {seconds!r}"
+            )
+        if self._now + seconds > LATEST:
+            raise ValueError(f"a clock {seconds!r}s on would pass the year 9000")
         self._now += seconds
         self._elapsed += seconds
         while self._sleepers and self._sleepers[0][0] <= self._elapsed:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import math
 import reprlib
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import msgspec
 
 from ._errors import ValidationError
+from ._models import EnqueueOptions
 from ._states import JobStatus
 
 KIB: Final = 1024
@@ -198,3 +199,50 @@ def statuses(field: str, values: Any) -> frozenset[JobStatus]:
         raise ValidationError(
             f"{field} must hold statuses ({', '.join(JobStatus)}), not {shown(values)}"
         ) from None
+
+
+def enqueue_options(options: EnqueueOptions, now: float, limits: Limits) -> float | None:
+    """Check every option of an enqueue (ValidationError naming the first refused) and
+    return when the job falls due: None for now. The Runtime checks with its limits, the
+    Client (before sending) with no size limits, as the server applies its own."""
+    optional_text("created_by", options.created_by, limits.created_by_bytes)
+    integer("priority", options.priority, *PRIORITY_RANGE)
+    if options.max_attempts is not None:
+        integer("max_attempts", options.max_attempts, 1, MAX_ATTEMPTS)
+    if options.timeout is not None:
+        bounded_seconds("timeout", options.timeout)
+    if options.unique_key is not None and not text(
+        "unique_key", options.unique_key, limits.unique_key_bytes
+    ):
+        raise ValidationError("unique_key must not be empty")
+    delay, at = options.delay, options.at
+    if delay is not None and at is not None:
+        raise ValidationError("give delay or at, not both")
+    scheduled_at = None
+    if delay is not None:
+        scheduled_at = now + bounded_seconds("delay", delay, allow_zero=True)
+    elif at is not None:
+        if not isinstance(at, datetime) or at.tzinfo is None:
+            raise ValidationError("at must be a timezone-aware datetime")
+        try:
+            scheduled_at = at.timestamp()
+        except (OverflowError, ValueError, OSError) as exc:
+            raise ValidationError(f"at is out of range: {exc}") from None
+        if scheduled_at > now + MAX_DELAY:
+            raise ValidationError("at must be at most 100 years from now")
+    return None if scheduled_at is None or scheduled_at <= now else scheduled_at
+
+
+MAX_LIST_LIMIT: Final = 1000  # jobs per list_jobs page, at most
+
+
+def list_options(status: Any, limit: Any, cursor: Any) -> tuple[JobStatus | None, int, str | None]:
+    """list_jobs's filters, checked: a known status, a page size from 1 to
+    MAX_LIST_LIMIT, a cursor that is a job id."""
+    if status is not None:
+        try:
+            status = JobStatus(status)
+        except (ValueError, TypeError):
+            raise ValidationError(f"unknown status {shown(status)}") from None
+    integer("limit", limit, 1, MAX_LIST_LIMIT)
+    return status, limit, None if cursor is None else name("cursor", cursor)

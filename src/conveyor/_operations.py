@@ -23,6 +23,7 @@ from ._errors import (
 from ._ids import IdGenerator
 from ._limits import (
     Limits,
+    list_options,
     name,
     optional_seconds,
     optional_text,
@@ -37,8 +38,6 @@ from ._states import TERMINAL, JobStatus
 from ._waiting import until_idle, until_terminal
 from .engine import Engine, transition_event
 from .store import ListParams, Store
-
-MAX_LIST_LIMIT = 1000
 
 
 class JobOperations:
@@ -155,6 +154,7 @@ class JobOperations:
         """What ``enqueue`` and ``enqueue_many`` do, with the options as one record (the
         form the server receives them in): the jobs, stored in one commit."""
         self._require_open()
+        name("queue", queue)
         if self.observes_all:
             raise QueueNotFound(
                 queue,
@@ -253,21 +253,9 @@ class JobOperations:
         self._require_open()
         if queue is not None:
             self._check_queue_name(queue)
-        if status is not None:
-            try:
-                status = JobStatus(status)
-            except (ValueError, TypeError):
-                raise ValidationError(f"unknown status {shown(status)}") from None
-        if (
-            not isinstance(limit, int)
-            or isinstance(limit, bool)
-            or not 1 <= limit <= MAX_LIST_LIMIT
-        ):
-            raise ValidationError(f"limit must be an int from 1 to {MAX_LIST_LIMIT}")
-        if cursor is not None:
-            name("cursor", cursor)
+        checked, limit, cursor = list_options(status, limit, cursor)
         return await self.store.reads.jobs_list(
-            ListParams(queue=queue, status=status, limit=limit, before=cursor)
+            ListParams(queue=queue, status=checked, limit=limit, before=cursor)
         )
 
     async def history(self, job_id: str) -> list[HistoryEntry]:

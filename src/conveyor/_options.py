@@ -4,23 +4,13 @@ anything is stored."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from ._codec import encode_payload
 from ._errors import ValidationError
-from ._limits import (
-    MAX_ATTEMPTS,
-    MAX_DELAY,
-    PRIORITY_RANGE,
-    Limits,
-    bounded_seconds,
-    integer,
-    optional_text,
-    text,
-)
+from ._limits import Limits, bounded_seconds, enqueue_options
 from ._models import EnqueueOptions
 from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue, check_settings
@@ -81,50 +71,19 @@ def job_options(
     options: EnqueueOptions,
 ) -> JobOptions:
     """The options of one enqueue call, checked (a ValidationError names the first
-    refused) and resolved against the queue's defaults and the time now."""
-    created_by = optional_text("created_by", options.created_by, limits.created_by_bytes)
-    priority = integer("priority", options.priority, *PRIORITY_RANGE)
-    delay, at, max_attempts, timeout = (
-        options.delay,
-        options.at,
-        options.max_attempts,
-        options.timeout,
-    )
-    if delay is not None and at is not None:
-        raise ValidationError("give delay or at, not both")
-    scheduled_at = None
-    if delay is not None:
-        scheduled_at = now + bounded_seconds("delay", delay, allow_zero=True)
-    elif at is not None:
-        if not isinstance(at, datetime) or at.tzinfo is None:
-            raise ValidationError("at must be a timezone-aware datetime")
-        try:
-            scheduled_at = at.timestamp()
-        except (OverflowError, ValueError, OSError) as exc:
-            raise ValidationError(f"at is out of range: {exc}") from None
-        if scheduled_at > now + MAX_DELAY:
-            raise ValidationError("at must be at most 100 years from now")
-    if scheduled_at is not None and scheduled_at <= now:
-        scheduled_at = None  # due already: queue it now
+    refused; see _limits.enqueue_options) and resolved against the queue's defaults and
+    the time now."""
+    scheduled_at = enqueue_options(options, now, limits)
     return JobOptions(
-        created_by=created_by,
-        priority=priority,
+        created_by=options.created_by,
+        priority=options.priority,
         scheduled_at=scheduled_at,
-        max_attempts=queue.max_attempts
-        if max_attempts is None
-        else integer("max_attempts", max_attempts, 1, MAX_ATTEMPTS),
-        timeout=queue.timeout if timeout is None else bounded_seconds("timeout", timeout),
-        unique_key=unique_key(options.unique_key, limits),
+        max_attempts=queue.max_attempts if options.max_attempts is None else options.max_attempts,
+        timeout=queue.timeout
+        if options.timeout is None
+        else bounded_seconds("timeout", options.timeout),
+        unique_key=options.unique_key,
     )
-
-
-def unique_key(key: Any, limits: Limits) -> str | None:
-    if key is None:
-        return None
-    checked = text("unique_key", key, limits.unique_key_bytes)
-    if not checked:
-        raise ValidationError("unique_key must not be empty")
-    return checked
 
 
 def new_job(

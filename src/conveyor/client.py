@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import AsyncGenerator, Iterable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -24,8 +25,18 @@ from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from ._codec import encode_value
 from ._errors import ConveyorError, ServerError, ValidationError, WaitTimeout
-from ._limits import seconds, shown
+from ._limits import (
+    Limits,
+    enqueue_options,
+    list_options,
+    name,
+    optional_seconds,
+    optional_text,
+    seconds,
+    shown,
+)
 from ._limits import statuses as check_statuses
 from ._logging import get_logger
 from ._models import EnqueueOptions, Event, HistoryEntry, Job
@@ -38,6 +49,9 @@ __all__ = ("Client", "ServerError")
 
 
 MAX_MESSAGE_BYTES = 64 << 20
+# The client checks what the Runtime would refuse whatever its configuration; sizes are
+# the server's to judge (its Limits), so here they are unbounded.
+_NO_SIZE_LIMITS = Limits(**dict.fromkeys(Limits.__struct_fields__, 1 << 40))
 CLOSE_TIMEOUT = 2.0  # seconds a closing handshake may take when leaving the client
 
 
@@ -223,14 +237,17 @@ class Client:
         *,
         created_by: str | None = None,
         priority: int = 0,
-        delay: float | None = None,
+        delay: float | timedelta | None = None,
         at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
         unique_key: str | None = None,
     ) -> Job:
-        """As ``Runtime.enqueue``: options left out take the queue's defaults; the server
-        checks them."""
+        """As ``Runtime.enqueue``: options left out take the queue's defaults. What the
+        Runtime would refuse whatever its queue is refused here too, before anything is
+        sent (the same ValidationError); the server then checks sizes and the queue's
+        payload type."""
+        name("queue", queue)
         options = EnqueueOptions(
             created_by=created_by,
             priority=priority,
@@ -240,17 +257,23 @@ class Client:
             timeout=timeout,
             unique_key=unique_key,
         )
+        enqueue_options(options, time.time(), _NO_SIZE_LIMITS)
+        if isinstance(options.delay, timedelta):  # the wire's delay is a number of seconds
+            options = msgspec.structs.replace(options, delay=seconds("delay", options.delay))
+        data = encode_value(payload, "payload", MAX_MESSAGE_BYTES, "the message size")
         fields = msgspec.structs.asdict(options)  # those left at their defaults stay off the wire
-        request = Enqueue(id=next(self._ids), queue=queue, payload=payload, **fields)
+        request = Enqueue(id=next(self._ids), queue=queue, payload=msgspec.Raw(data), **fields)
         return msgspec.convert(await self._send(request, queue), Job)
 
     async def job(self, job_id: str) -> Job:
         """The current record of a job of any queue. JobNotFound if there is none."""
-        return msgspec.convert(await self._call("job_status", job_id=job_id), Job)
+        value = await self._call("job_status", job_id=name("job_id", job_id))
+        return msgspec.convert(value, Job)
 
     async def job_status(self, queue: str, job_id: str) -> Job:
         """As ``Runtime.job_status``: JobNotFound unless it is a job of ``queue``."""
-        value = await self._call("job_status", job_id=job_id, queue=queue)
+        fields = {"job_id": name("job_id", job_id), "queue": name("queue", queue)}
+        value = await self._call("job_status", **fields)
         return msgspec.convert(value, Job)
 
     async def list_jobs(
@@ -261,8 +284,13 @@ class Client:
         cursor: str | None = None,
     ) -> list[Job]:
         """Newest first; for the next page pass ``cursor=`` the last job's id."""
+        checked, limit, cursor = list_options(status, limit, cursor)
         value = await self._call(
-            "list_jobs", queue=queue, status=status, limit=limit, cursor=cursor
+            "list_jobs",
+            queue=None if queue is None else name("queue", queue),
+            status=checked,
+            limit=limit,
+            cursor=cursor,
         )
         return msgspec.convert(value["jobs"], list[Job])
 
@@ -272,20 +300,22 @@ class Client:
         return msgspec.convert(value["queues"], dict[str, dict[JobStatus, int]])
 
     async def history(self, job_id: str) -> list[HistoryEntry]:
-        value = await self._call("history", job_id=job_id)
+        value = await self._call("history", job_id=name("job_id", job_id))
         return msgspec.convert(value["history"], list[HistoryEntry])
 
     async def cancel(self, job_id: str) -> Job:
         """As ``Runtime.cancel``: cancel a job of any queue, found by id."""
-        return msgspec.convert(await self._call("cancel", job_id=job_id), Job)
+        return msgspec.convert(await self._call("cancel", job_id=name("job_id", job_id)), Job)
 
     async def request_job_cancel(self, queue: str, job_id: str) -> Job:
         """As ``Runtime.request_job_cancel``: JobNotFound unless it is a job of ``queue``."""
-        value = await self._call("cancel", job_id=job_id, queue=queue)
+        fields = {"job_id": name("job_id", job_id), "queue": name("queue", queue)}
+        value = await self._call("cancel", **fields)
         return msgspec.convert(value, Job)
 
     async def rerun(self, job_id: str, *, by: str | None = None) -> Job:
-        return msgspec.convert(await self._call("rerun", job_id=job_id, by=by), Job)
+        by = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
+        return msgspec.convert(await self._call("rerun", job_id=name("job_id", job_id), by=by), Job)
 
     async def purge(
         self,
@@ -304,6 +334,8 @@ class Client:
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Until the job is terminal. WaitTimeout after ``timeout`` seconds."""
+        timeout = optional_seconds("timeout", timeout)
+        name("job_id", job_id)
         try:
             with anyio.fail_after(timeout):
                 history = await self.history(job_id)

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime
+from conveyor.client import Client
 
 from ..server.test_server import http_get
 
@@ -228,6 +229,35 @@ async def test_enqueue_accepts_or_refuses_anything(served: Runtime, location: st
     await anyio.to_thread.run_sync(fuzz)
     assert ran("test_enqueue_accepts") >= 100
     await assert_readable(rt, location)
+    await still_serves(rt)
+
+
+async def test_the_client_refuses_exactly_what_the_runtime_refuses(served: Runtime) -> None:
+    # The same enqueue through the Runtime and through the Client ends the same way:
+    # stored by both, or refused by both with the same ConveyorError (the Client checks
+    # before sending what any runtime would refuse; the server, its sizes and types).
+    rt = served
+    options = st.fixed_dictionaries({}, optional=dict.fromkeys(ENQUEUE_OPTIONS, anything))
+    async with Client(rt.server_url) as client:
+
+        async def one(payload: Any, opts: dict[str, Any]) -> None:
+            outcomes: list[str] = []
+            for caller in (rt, client):
+                try:
+                    with anyio.fail_after(20):
+                        await caller.enqueue("echo", payload, **opts)
+                    outcomes.append("stored")
+                except ConveyorError as exc:
+                    outcomes.append(type(exc).__name__)
+            assert outcomes[0] == outcomes[1], (outcomes, payload, opts)
+
+        @SETTINGS
+        @given(anything, options)
+        def fuzz(payload: Any, opts: dict[str, Any]) -> None:
+            on_loop(one, payload, opts)
+
+        await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_the_client_refuses") >= 100
     await still_serves(rt)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -74,6 +75,19 @@ async def test_an_earlier_job_wakes_the_scheduler(db_path: Path) -> None:
         with anyio.fail_after(10):
             await rt.wait(early.id)
         assert (await rt.job_status("record", late.id)).status is JobStatus.SCHEDULED
+
+
+def test_a_manual_clock_moves_forward_by_finite_seconds_only() -> None:
+    clock = ManualClock(start=1_800_000_000)
+    for bad in (-1, math.nan, math.inf, 3e11, "10", True, None):
+        with pytest.raises(ValueError, match="a clock"):
+            clock.advance(bad)  # type: ignore[arg-type]
+    assert (clock.now(), clock.monotonic()) == (1_800_000_000, 0)
+    clock.advance(1.5)
+    assert (clock.now(), clock.monotonic()) == (1_800_000_001.5, 1.5)
+    for bad_start in (-1, math.inf, "now", 3e11):
+        with pytest.raises(ValueError, match="a clock starts"):
+            ManualClock(start=bad_start)  # type: ignore[arg-type]
 
 
 class SlowRetry(Queue):

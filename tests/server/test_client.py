@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -135,6 +136,38 @@ async def test_the_wire_takes_a_delay_as_an_iso_8601_duration(db_path: Path) -> 
         assert job.scheduled_at is not None
         ahead = (job.scheduled_at - job.created_at).total_seconds()
         assert ahead == pytest.approx(3600, abs=1)
+
+
+async def test_what_the_runtime_refuses_the_client_refuses_alike(db_path: Path) -> None:
+    async with (
+        Runtime(db_path, queues=[Square()], serve=("127.0.0.1", 0), workers=False) as rt,
+        Client(rt.server_url) as client,
+    ):
+        job = await client.enqueue("square", {"n": 1})
+        calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+            ("enqueue", ("square", {"x": math.nan}), {}),
+            ("enqueue", ("square", {"a": object()}), {}),
+            ("enqueue", ("square", {"a": "\ud800"}), {}),
+            ("enqueue", ("square", {}), {"delay": math.inf}),
+            ("enqueue", ("square", {}), {"timeout": math.nan}),
+            ("enqueue", ("square", {}), {"delay": "PT60S"}),
+            ("enqueue", ("square", {}), {"priority": "high"}),
+            ("enqueue", (123, {}), {}),
+            ("job", (123,), {}),
+            ("job_status", ("square", ""), {}),
+            ("history", (None,), {}),
+            ("rerun", (job.id,), {"by": 5}),
+            ("wait", (job.id,), {"timeout": "abc"}),
+            ("wait", (job.id,), {"timeout": math.nan}),
+            ("wait", (job.id,), {"timeout": -1}),
+            ("list_jobs", (), {"status": "bogus"}),
+            ("list_jobs", (), {"limit": "abc"}),
+        ]
+        for op, args, kwargs in calls:
+            for caller in (rt, client):
+                with pytest.raises(ValidationError):
+                    await getattr(caller, op)(*args, **kwargs)
+        assert [j.id for j in await rt.list_jobs()] == [job.id]  # nothing else stored
 
 
 async def test_errors_are_typed(db_path: Path) -> None:
