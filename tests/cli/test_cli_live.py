@@ -16,10 +16,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
+import asyncpg
 import pytest
 
 from conveyor import JobStatus, QueueNotFound, Runtime
 from conveyor.client import Client
+from conveyor.store.postgres import split_schema
 
 from ..conftest import conveyor_command, wait_until
 from .test_cli import Work, conveyor
@@ -145,6 +147,19 @@ async def test_serve_and_jobs_db_refuse_a_missing_file(tmp_path: Path) -> None:
         assert result.returncode == 2
         assert result.stderr.strip() == f"conveyor: no database at {missing}"
     assert not (tmp_path / "nope.db").exists()
+
+
+async def test_jobs_db_refuses_a_postgresql_schema_that_does_not_exist(pg_url: str) -> None:
+    # As for a missing SQLite file: a typo in the schema must not create an empty one.
+    result = await conveyor("jobs", "ls", "--db", pg_url)
+    assert result.returncode != 0
+    assert "no conveyor tables in schema" in result.stderr
+    dsn, schema = split_schema(pg_url)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT to_regnamespace($1)", schema) is None
+    finally:
+        await conn.close()
 
 
 async def test_jobs_against_a_database(rt_anywhere: Runtime, location: str) -> None:

@@ -210,6 +210,15 @@ async def test_a_transaction_pooler_without_listen_url_is_refused_saying_what_to
     with pytest.raises(StoreUnavailable, match="Does listen_url name the same database"):
         async with Runtime(elsewhere, queues=[Work()]):
             pass
+    # Refused before anything was made: "nothing was changed" holds.
+    dsn, schema = split_schema(location)
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT to_regnamespace($1)", schema) is None
+    finally:
+        await conn.close()
+    with pytest.raises(ValueError, match="listen_url must be a postgresql:// URL"):
+        PostgresStore(f"{pooled}&listen_url=")
 
 
 async def test_a_commit_holds_at_most_the_rows_a_seq_can_number(

@@ -15,6 +15,7 @@ from .._models import HistoryEntry, Job
 from .._runtime import Runtime
 from .._states import JobStatus
 from ..client import Client
+from ..store import store_at
 from ._usage import (
     DATABASE_HELP,
     UsageError,
@@ -102,7 +103,7 @@ async def open_source(args: argparse.Namespace) -> AsyncIterator[JobSource]:
     if db is not None:
         await require_database(db)
         # Observes every queue of the database; workers elsewhere see its changes as theirs.
-        async with Runtime(db, workers=False) as rt:
+        async with Runtime(store_at(db, create=False), workers=False) as rt:
             yield _FileSource(rt)
     elif url is not None:
         async with Client(url, token=args.token) as client:

@@ -10,6 +10,7 @@ import anyio
 
 from .._runtime import Runtime
 from .._urls import without_password
+from ..store import store_at
 from ._logs import add_log_level_option
 from ._usage import DEFAULT_PORT, add_database_option, add_listen_options, require_database
 
@@ -36,7 +37,7 @@ def add_serve_command(commands: Any) -> None:
 
 async def _serve(args: argparse.Namespace) -> int:
     await require_database(args.db)
-    rt = Runtime(args.db, workers=False)
+    rt = Runtime(store_at(args.db, create=False), workers=False)
     rt.attach_server(args.host, args.port, token=args.token)
     async with rt:
         where = without_password(args.db)

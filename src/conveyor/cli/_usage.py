@@ -94,6 +94,7 @@ def add_database_option(parser: argparse.ArgumentParser, default: str | None) ->
 
 async def require_database(db: str) -> None:
     """Refuse a file that does not exist rather than create an empty database there. A
-    PostgreSQL URL is tried when opened: a server that does not answer is a StoreError."""
+    PostgreSQL URL is tried when opened (``store_at(..., create=False)``): a server that
+    does not answer, or a schema with no conveyor tables, is a StoreError."""
     if not is_postgres_url(db) and not await anyio.Path(db).is_file():
         raise UsageError(f"no database at {db}")

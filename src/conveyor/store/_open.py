@@ -11,10 +11,13 @@ from ._base import Store
 from .sqlite import SQLiteStore
 
 
-def store_at(location: str | os.PathLike[str]) -> Store:
+def store_at(location: str | os.PathLike[str], *, create: bool = True) -> Store:
     """The store at ``location``. PostgreSQL needs the ``postgres`` extra (asyncpg),
-    imported only here so that SQLite users never load it."""
+    imported only here so that SQLite users never load it. ``create=False``: only a
+    database that exists (StoreUnavailable otherwise), for tools that read and operate."""
     if not is_postgres_url(location):
+        if not create and not Path(location).is_file():
+            raise StoreUnavailable(f"no database at {location}")
         return SQLiteStore(Path(location))
     try:
         from .postgres import PostgresStore
@@ -22,4 +25,4 @@ def store_at(location: str | os.PathLike[str]) -> Store:
         raise StoreUnavailable(
             f"a PostgreSQL store needs asyncpg ({exc}): pip install 'conveyor[postgres]'"
         ) from exc
-    return PostgresStore(str(location))
+    return PostgresStore(str(location), create=create)

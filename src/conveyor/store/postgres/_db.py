@@ -27,7 +27,7 @@ import anyio
 import asyncpg
 import asyncpg.pool
 
-from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from ..._errors import StoreBusy, StoreError, StoreUnavailable, ValidationError
 from ..._urls import without_password
 from ._schema import MIGRATIONS
 
@@ -117,12 +117,14 @@ class PostgresDB:
         command_timeout: float,
         pool_size: int,
         listen_dsn: str | None = None,
+        create: bool = True,
     ) -> None:
         if not SCHEMA_NAME.fullmatch(schema):
-            raise ValueError(
+            raise ValidationError(
                 f"schema must be a lower-case SQL name (letters, digits, _), not {schema!r}"
             )
         self.dsn = dsn
+        self.create = create  # False: open only a schema that exists (read-only tools)
         # A separate listening address means dsn is a transaction pooler (see
         # PostgresStore): pooled connections then keep no session state.
         self.pooled = listen_dsn is not None
@@ -211,11 +213,13 @@ class PostgresDB:
         self._on_notify = on_notify
         try:
             with anyio.fail_after(self.command_timeout):
+                # Everything that can refuse (the pooler, the listener) before anything
+                # is created, so a refusal leaves the database as it was.
                 self._pool = await self._create_pool(durable=True)
-                await self._migrate()
                 self._fast_pool = await self._create_pool(durable=False)
                 await self._start_listening()
                 await self._check_notifications()
+                await self._migrate()
         except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS) as exc:
             await self.close()
             raise self.error(exc) from exc
@@ -264,7 +268,7 @@ class PostgresDB:
                 f" did not reach the listening connection ({listening}) within"
                 f" {NOTIFY_CHECK:g}s, so runtimes would not hear each other's commits. "
                 + (
-                    "Does listen_url name the same database?"
+                    "Does listen_url name the same database, directly (not through the pooler)?"
                     if self.pooled
                     else f"Behind a transaction pooler such as PgBouncer, {POOLER_ADVICE}."
                 )
@@ -325,6 +329,13 @@ class PostgresDB:
             s = self.schema
             # Several processes may start at once: one migrates, the others wait for it.
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"conveyor.{s}")
+            if (
+                not self.create
+                and await conn.fetchval("SELECT to_regclass($1)", f"{s}.version") is None
+            ):
+                raise StoreUnavailable(
+                    f"{self.where}: no conveyor tables in schema {s}; nothing was created"
+                )
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
             await conn.execute(f"CREATE TABLE IF NOT EXISTS {s}.version (number integer)")
             version = await conn.fetchval(f"SELECT max(number) FROM {s}.version") or 0

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..._errors import ValidationError
+from ..._urls import is_postgres_url
 from ._commits import PostgresCommits
 from ._db import PostgresDB
 from ._reads import PostgresReads
@@ -46,7 +48,8 @@ class PostgresStore:
     sets of queues. ``lock_timeout`` is how long a write waits for a row or lock another
     connection holds before failing with :class:`StoreBusy`; ``command_timeout`` bounds
     any one call. Each runtime opens up to ``pool_size`` connections per pool (two
-    pools), plus one that listens.
+    pools), plus one that listens. ``create=False`` opens only a schema that exists
+    (StoreUnavailable otherwise), as the read-and-operate commands of the CLI do.
 
     Behind a transaction pooler (PgBouncer with ``pool_mode = transaction``), ``dsn``
     names the pooler and ``listen_url`` (or a ``listen_url=`` query parameter, URL-encoded)
@@ -68,16 +71,21 @@ class PostgresStore:
         command_timeout: float = 30.0,
         pool_size: int = 4,
         listen_url: str | None = None,
+        create: bool = True,
     ) -> None:
         dsn, in_url = split_schema(dsn)
         dsn, listen_in_url = split_option(dsn, "listen_url")
+        listen = listen_url if listen_url is not None else listen_in_url
+        if listen is not None and not is_postgres_url(listen):
+            raise ValidationError(f"listen_url must be a postgresql:// URL, not {listen!r}")
         self.db = PostgresDB(
             dsn,
             schema=schema or in_url or "conveyor",
             lock_timeout=lock_timeout,
             command_timeout=command_timeout,
             pool_size=pool_size,
-            listen_dsn=listen_url or listen_in_url,
+            listen_dsn=listen,
+            create=create,
         )
         self.reads = PostgresReads(self.db)
         self.writes = PostgresWrites(self.db)

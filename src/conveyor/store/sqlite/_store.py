@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from ..._errors import ValidationError
 from ._commits import SQLiteCommits
 from ._file import SQLiteFile
 from ._reads import SQLiteReads
@@ -34,7 +35,7 @@ class SQLiteStore:
         busy_timeout: float = 5.0,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
-            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
+            raise ValidationError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
         self.file = SQLiteFile(Path(path), synchronous=synchronous, busy_timeout=busy_timeout)
         self.path = self.file.path
         self.synchronous = synchronous
