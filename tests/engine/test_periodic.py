@@ -12,6 +12,7 @@ import anyio
 import pytest
 
 from conveyor import JobStatus, Queue, Runtime, SystemClock, ValidationError
+from conveyor.testing import ManualClock
 
 from ..conftest import Worker, wait_until
 
@@ -48,6 +49,31 @@ async def test_a_periodic_queue_enqueues_a_job_per_tick(location: str) -> None:
     ticks = [tick_ms(j.id) for j in jobs]
     assert len(set(ticks)) == len(ticks)
     assert all(t % 100 == 0 for t in ticks)  # on the schedule's ticks
+
+
+class HourlyTicks(Queue):
+    name = "hourly_ticks"
+    periodic = 3600.0
+
+    async def handle_item(self, item: Any) -> None:
+        return None
+
+
+async def test_a_manual_clock_makes_the_ticks_come(db_path: Path) -> None:
+    clock = ManualClock(start=1_800_000_000)  # a whole hour: the next tick is an hour on
+    async with (
+        Runtime(db_path, queues=[HourlyTicks()], clock=clock) as rt,
+        rt.events(queue="hourly_ticks", statuses=[JobStatus.COMPLETED]) as done,
+    ):
+        clock.advance(3599)
+        assert await rt.list_jobs() == []
+        with anyio.fail_after(10):
+            clock.advance(1)
+            await done.__anext__()
+            clock.advance(3600)
+            await done.__anext__()
+        jobs = await rt.list_jobs()
+    assert sorted(tick_ms(j.id) for j in jobs) == [1_800_003_600_000, 1_800_007_200_000]
 
 
 async def _count(rt: Runtime, n: int) -> bool:

@@ -23,7 +23,7 @@ TICK_TRIES = 3  # a periodic tick's enqueue is tried this often, a second apart
 
 
 async def periodic_loop(
-    inserter: Batcher[NewJob, Transition | Job], queue: PeriodicQueue, clock: Clock
+    inserter: Batcher[NewJob, Transition | Job], queue: PeriodicQueue, clock: Clock, tick: float
 ) -> None:
     """Enqueue one job per tick of the queue's schedule.
 
@@ -32,8 +32,7 @@ async def periodic_loop(
     down are skipped, but for the latest ``catch_up`` of them, which start_workers
     enqueued already.
     """
-    schedule = queue.schedule
-    tick = schedule.next_after(clock.now())
+    schedule = queue.schedule  # ``tick``, the first, is taken as the runtime starts
     while True:
         await clock.sleep(max(0.0, tick - clock.now()))
         await enqueue_ticks(inserter, queue, [tick], clock)
