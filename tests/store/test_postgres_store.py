@@ -221,6 +221,33 @@ async def test_a_transaction_pooler_without_listen_url_is_refused_saying_what_to
         PostgresStore(f"{pooled}&listen_url=")
 
 
+async def test_a_transaction_its_client_abandoned_holds_events_back_only_briefly(
+    location: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Readers of the history wait for every older transaction (see the schema): one that
+    # a vanished client left open in the middle of a write would stall every runtime's
+    # events for as long as the server keeps it. The server ends it after
+    # IDLE_IN_TRANSACTION (10 s; 1 s here, so the test is short).
+    from conveyor.store.postgres import _db
+
+    monkeypatch.setattr(_db, "IDLE_IN_TRANSACTION", 1)
+    store = PostgresStore(location)
+    async with Runtime(store, queues=[Work()], shutdown_grace=0) as rt:
+        pool = store.db._pool
+        assert pool is not None
+        async with pool.acquire() as conn:
+            stuck = conn.transaction()
+            await stuck.start()
+            await conn.execute("SELECT pg_current_xact_id()")  # it holds a transaction id
+            started = anyio.current_time()
+            job = await rt.enqueue("work", {})
+            with anyio.fail_after(10):
+                assert (await rt.wait(job.id)).status is JobStatus.COMPLETED
+            assert anyio.current_time() - started < 5
+            with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError)):
+                await conn.execute("SELECT 1")  # the server ended it
+
+
 async def test_a_commit_holds_at_most_the_rows_a_seq_can_number(
     location: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

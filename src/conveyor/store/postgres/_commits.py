@@ -12,6 +12,7 @@ from typing import Final
 
 from ..._errors import StoreError
 from ._db import PostgresDB
+from ._reads import PostgresReads
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
 CHECK_LISTENER_EVERY: Final = 1.0  # seconds between round trips on the listener (see
@@ -22,8 +23,9 @@ class PostgresCommits:
     """The store's CommitWatch on PostgreSQL. ``origin`` is this runtime's mark on its
     own writes, whose notifications it ignores (it publishes those itself)."""
 
-    def __init__(self, db: PostgresDB) -> None:
+    def __init__(self, db: PostgresDB, reads: PostgresReads) -> None:
         self.db = db
+        self.reads = reads
         self.origin = ""
         self._changed = True
         self._wake: Callable[[], None] = lambda: None
@@ -40,6 +42,8 @@ class PostgresCommits:
         self._wake = wake
 
     async def changed(self) -> bool:
+        if self.reads.held_back:
+            return True  # rows wait for an older transaction: look every poll
         if self.db.listening and time.monotonic() >= self._check_listener_at:
             self._check_listener_at = time.monotonic() + CHECK_LISTENER_EVERY
             await self.db.check_listener()

@@ -68,6 +68,14 @@ CONNECT_TIMEOUT: Final = 5.0
 
 
 DEAD_PEER_SECONDS: Final = 10  # a connection whose far end is gone fails within this
+IDLE_IN_TRANSACTION: Final = 10  # seconds the server keeps a transaction whose client went
+# silent in the middle of it, before it ends it (see PostgresDB._settings)
+# The server's side of the same: probe a silent client after 5 s, give up after 3 misses.
+SERVER_KEEPALIVES: Final = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
 
 
 def _detect_dead_peers(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -182,8 +190,15 @@ class PostgresDB:
         transaction), so asyncpg's default reset would only cost a round trip per use."""
 
     def _settings(self, durable: bool) -> dict[str, str]:
-        """What a pool's sessions run with: the lock timeout, and the commit mode."""
-        settings = {"lock_timeout": str(int(self.lock_timeout * 1000))}
+        """What a pool's transactions run with: the lock timeout; the commit mode; and a
+        bound on a transaction left open by a client that vanished (a partition in the
+        middle of a write): readers of the history wait for every transaction older
+        than the rows they read (see the schema), so the server must not keep one
+        open for the hours its own TCP timeouts would take to notice."""
+        settings = {
+            "lock_timeout": str(int(self.lock_timeout * 1000)),
+            "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION * 1000),
+        }
         if not durable:
             settings["synchronous_commit"] = "off"
         return settings
@@ -193,7 +208,9 @@ class PostgresDB:
         return "; ".join(f"SET LOCAL {k} = '{v}'" for k, v in self._settings(durable).items())
 
     async def _create_pool(self, *, durable: bool) -> Pool:
-        settings = {} if self.pooled else self._settings(durable)
+        # Behind a pooler, sessions are not ours: settings go per transaction instead,
+        # and the pooler keeps its own connections alive.
+        settings = {} if self.pooled else {**self._settings(durable), **SERVER_KEEPALIVES}
         return await asyncpg.create_pool(
             self.dsn,
             min_size=1,

@@ -33,6 +33,10 @@ class PostgresReads:
         self.db = db
         self.t = f"{db.schema}."
         self.origin = ""  # this process's mark on the history rows it writes (set at open)
+        # Whether the last history_after saw rows it may not read yet: then the tail must
+        # look again soon (PostgresCommits.changed says so), as they become readable
+        # when an older transaction ends, with no notification of their own.
+        self.held_back = False
 
     async def next_due(self) -> float | None:
         rows = await self.db.fetch(
@@ -83,8 +87,11 @@ class PostgresReads:
         # One statement, so one snapshot: the horizon and the rows agree. Below the
         # horizon every transaction has ended (see the schema, migration 3), so no row
         # below it can still appear later.
+        # ``held``: committed rows wait above the horizon for an older transaction to
+        # end, which no notification will announce (see held_back).
         rows = await self.db.fetch(
-            f"SELECT top.last, {TRANSITION_COLUMNS} FROM (SELECT {HORIZON} - 1 AS last) AS top"
+            f"SELECT top.last, top.held, {TRANSITION_COLUMNS} FROM (SELECT {HORIZON} - 1 AS last,"
+            f"   EXISTS (SELECT 1 FROM {self.t}job_history WHERE seq >= {HORIZON}) AS held) AS top"
             f" LEFT JOIN {self.t}job_history AS h"
             "  ON h.seq > $1 AND h.seq <= top.last AND h.origin <> $2"
             f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $3",
@@ -92,7 +99,8 @@ class PostgresReads:
             "" if include_own else self.origin,
             limit,
         )
-        return tail_page(rows, seq, limit)
+        self.held_back = bool(rows[0][1]) if rows else False
+        return tail_page([(row[0], *row[2:]) for row in rows], seq, limit)
 
     async def history_page(
         self, after: int, limit: int, *, queue: str | None, job_id: str | None

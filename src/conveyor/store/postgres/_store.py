@@ -89,7 +89,7 @@ class PostgresStore:
         )
         self.reads = PostgresReads(self.db)
         self.writes = PostgresWrites(self.db)
-        self.commits = PostgresCommits(self.db)
+        self.commits = PostgresCommits(self.db, self.reads)
 
     async def open(self, origin: str) -> None:
         self.reads.origin = self.writes.origin = self.commits.origin = origin
