@@ -101,6 +101,7 @@ class JobOperations:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
         unique_key: str | None = None,
+        connection: object | None = None,
     ) -> Job:
         """Store a job and return it once it is durable.
 
@@ -111,6 +112,10 @@ class JobOperations:
         that job instead of storing a new one (race-free, also across processes).
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
         stored; safe to retry). Concurrent calls share one commit.
+
+        ``connection`` (PostgreSQL): an asyncpg connection inside the application's open
+        transaction; the job is written in it and exists only if that transaction
+        commits, when workers hear of it. It delays no other writer meanwhile.
         """
         options = EnqueueOptions(
             created_by=created_by,
@@ -121,7 +126,7 @@ class JobOperations:
             timeout=timeout,
             unique_key=unique_key,
         )
-        (job,) = await self.submit(queue, [payload], options)
+        (job,) = await self.submit(queue, [payload], options, connection=connection)
         return job
 
     async def enqueue_many(
@@ -135,9 +140,10 @@ class JobOperations:
         at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
+        connection: object | None = None,
     ) -> list[Job]:
-        """Store many jobs, with the same options as ``enqueue``, in one commit: all of
-        them, or (on any error) none."""
+        """Store many jobs, with the same options as ``enqueue`` (``connection``
+        included), in one commit: all of them, or (on any error) none."""
         options = EnqueueOptions(
             created_by=created_by,
             priority=priority,
@@ -146,10 +152,15 @@ class JobOperations:
             max_attempts=max_attempts,
             timeout=timeout,
         )
-        return await self.submit(queue, payloads, options)
+        return await self.submit(queue, payloads, options, connection=connection)
 
     async def submit(
-        self, queue: str, payloads: Iterable[Any], options: EnqueueOptions
+        self,
+        queue: str,
+        payloads: Iterable[Any],
+        options: EnqueueOptions,
+        *,
+        connection: object | None = None,
     ) -> list[Job]:
         """What ``enqueue`` and ``enqueue_many`` do, with the options as one record (the
         form the server receives them in): the jobs, stored in one commit."""
@@ -169,7 +180,10 @@ class JobOperations:
             raise ValidationError("unique_key names one job: enqueue such jobs one at a time")
         if not new:
             return []
-        results = await self._engine.insert(new)
+        if connection is not None:
+            results = await self._engine.insert_in(connection, new)
+        else:
+            results = await self._engine.insert(new)
         return [r if isinstance(r, Job) else n.as_job() for n, r in zip(new, results, strict=True)]
 
     async def _get(self, job_id: str, queue: str | None = None) -> Job:

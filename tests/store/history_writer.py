@@ -1,7 +1,7 @@
 """A writer process for test_postgres_history.py: it appends history rows to its own
 jobs the way every PostgreSQL write does (PostgresWrites._change), each change in a
 transaction that takes its id, waits, writes, and waits again before it commits, so that
-the writers' transactions start, write and commit in interleaved orders.
+the writers' transactions start, write (twice each) and commit in interleaved orders.
 
 Usage: python history_writer.py LOCATION JOB_IDS_JSON SCHEDULE_JSON; it prints ready,
 then starts at a line on its stdin.
@@ -41,9 +41,12 @@ async def main(location: str, job_ids: list[str], schedule: list[list[int]]) -> 
             ) -> Any:
                 await conn.execute("SELECT pg_current_xact_id()")  # its id, from now
                 await anyio.sleep(before / 1000)
-                await store.writes._change(
-                    touch, [time.time(), job_ids[:n]], order_by="h_job_id", conn=conn
-                )
+                # Two writes in the transaction, as an application enqueueing twice:
+                # the second's seqs go on from the first's.
+                for part in (job_ids[:n], job_ids[: max(1, n // 2)]):
+                    await store.writes._change(
+                        touch, [time.time(), part], order_by="h_job_id", conn=conn
+                    )
                 await anyio.sleep(after / 1000)  # written, not yet committed
 
             await store.db.write(body)

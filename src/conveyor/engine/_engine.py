@@ -182,6 +182,12 @@ class Engine:
         back); the workers that run them are woken when it commits."""
         return await self.inserter.submit(jobs)
 
+    async def insert_in(self, connection: object, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+        """Store new jobs in the application's open transaction (PostgreSQL): no group
+        commit and no wake-up now, as nothing is committed yet; the commit's notification
+        wakes the workers, this runtime's too (see PostgresWrites._insert_in)."""
+        return await self.store.writes.jobs_insert(jobs, connection=connection)
+
     async def request_cancel(self, job_id: str, queue: str | None) -> Job:
         """Cancel a job (see Store.job_request_cancel), and stop its handler at once if it
         runs in this process."""

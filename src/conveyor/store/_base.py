@@ -275,11 +275,15 @@ class StoreReads(Protocol):
 class StoreWrites(Protocol):
     """Every change to jobs, each one transaction that appends its history rows."""
 
-    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+    async def jobs_insert(
+        self, jobs: Sequence[NewJob], *, connection: object | None = None
+    ) -> list[Transition | Job]:
         """Insert jobs in one transaction (the unit of group commit). Per job, in order:
         its transition, or, when its ``unique_key`` is taken by an unfinished job of
         its queue (even one earlier in the same batch) or its derived id exists
-        already, that job instead."""
+        already, that job instead. With ``connection`` (the application's, inside its
+        open transaction; PostgreSQL only), in that transaction: the jobs exist if and
+        when it commits."""
         ...
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:

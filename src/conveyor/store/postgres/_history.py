@@ -30,15 +30,19 @@ def change_statement(t: str, change: str, args: int, order_by: str) -> str:
     The statement takes two more parameters, the writer's origin and the channel, and
     returns the RETURNING rows, each with its ``h_seq``.
 
-    The ordinals restart in every statement, so a transaction makes one such change (each
-    of the store's writes does) of at most MAX_ROWS rows. Nothing changed: no
-    notification.
+    The ordinals go on from the last one the transaction took (an application's
+    transaction may enqueue many times: see ``connection=``), up to MAX_ROWS rows in a
+    transaction. Nothing changed: no notification.
     """
     origin, channel = f"${args + 1}", f"${args + 2}"
     return (
         f"WITH changed AS ({change}),"
-        " numbered AS (SELECT changed.*,"
-        f"   (pg_current_xact_id()::text::bigint << {ORDINAL_BITS})"
+        f" mine AS (SELECT pg_current_xact_id()::text::bigint << {ORDINAL_BITS} AS low),"
+        # The transaction's earlier rows (a range of the primary key: one index probe).
+        " taken AS (SELECT coalesce(max(h.seq), mine.low) AS last FROM mine"
+        f"   LEFT JOIN {t}job_history AS h ON h.seq > mine.low AND h.seq <= mine.low + {MAX_ROWS}"
+        "   GROUP BY mine.low),"
+        " numbered AS (SELECT changed.*, (SELECT last FROM taken)"
         f"   + row_number() OVER (ORDER BY {order_by}) AS h_seq FROM changed),"
         f" ins AS (INSERT INTO {t}job_history"
         "   (seq, job_id, queue, status, at, message, origin)"

@@ -14,9 +14,10 @@ so adding worker processes added contention rather than throughput, and a transa
 the application held open (an enqueue inside it) would have stalled every writer.
 
 Since migration 3, writers share nothing. A row's seq is ``xid << 20 | ordinal``: its
-transaction's id (``pg_current_xact_id()``) and its place among the rows of the
-transaction's one history-writing statement. Transaction ids are handed out in the
-order transactions first write, not the order they commit, so a reader reads only
+transaction's id (``pg_current_xact_id()``) and its place among the transaction's
+history rows (each write goes on from the transaction's last, see _history.py).
+Transaction ids are handed out in the order transactions first write, not the order
+they commit, so a reader reads only
 below the horizon ``pg_snapshot_xmin(pg_current_snapshot()) << 20``: every transaction
 below the oldest one still running has ended, so every row below the horizon that will
 ever exist is visible in the reader's snapshot, and nothing can appear there later. The
@@ -25,7 +26,7 @@ writing before its own has ended, so a write transaction held open anywhere on t
 server (another application's included) delays events, never writers. Per-job order
 holds because a job's next transition locks its row, which the previous transition's
 transaction held until it committed, so the later one has the larger id. 20 bits of
-ordinal leave 43 for ids: trillions of transactions; a statement may write up to
+ordinal leave 43 for ids: trillions of transactions; a transaction may write up to
 2**20 - 1 rows. Alternatives weighed: a sequence alone (values visible out of order: a
 reader would skip), and a single sequencer process numbering committed rows (gapless,
 without the reader's wait, but every history row written twice and a leader to elect).

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
+import asyncpg
 from msgspec.structs import replace
 
 from ... import _codec
@@ -31,6 +32,7 @@ from .._base import (
 )
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
+from ._app import in_transaction
 from ._db import Connection, PostgresDB
 from ._history import MAX_ROWS, change_statement
 from ._history import transitions as history_transitions
@@ -57,15 +59,36 @@ class PostgresWrites:
         order_by: str,
         durable: bool = True,
         conn: Connection | None = None,
+        origin: str | None = None,
     ) -> Sequence[Any]:
         """Make ``change`` with its history and notification (see change_statement): on
-        ``conn`` inside its transaction, else as a transaction of its own."""
+        ``conn`` inside its transaction, else as a transaction of its own. ``origin``
+        marks the rows and the notification (default: this runtime's)."""
         sql = change_statement(self.t, change, len(args), order_by)
         if conn is not None:
-            return await conn.fetch(sql, *args, self.origin, self.db.channel)
+            return await conn.fetch(sql, *args, origin or self.origin, self.db.channel)
         return await self.db.statement(sql, *args, self.origin, self.db.channel, durable=durable)
 
-    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+    async def jobs_insert(
+        self, jobs: Sequence[NewJob], *, connection: object | None = None
+    ) -> list[Transition | Job]:
+        if connection is not None:
+            return await self._insert_in(jobs, in_transaction(connection))
+        return await self._insert(jobs, None)
+
+    async def _insert_in(self, jobs: Sequence[NewJob], conn: Connection) -> list[Transition | Job]:
+        """Insert in the application's open transaction: the jobs exist if and when it
+        commits. Its rows and notification carry this runtime's origin marked ``/tx``,
+        so this runtime too hears of them from the listener once they are committed
+        (its own writes it publishes as they commit; these commit out of its sight)."""
+        try:
+            return await self._insert(jobs, conn)
+        except asyncpg.PostgresError as exc:
+            raise self.db.error(exc) from exc
+
+    async def _insert(
+        self, jobs: Sequence[NewJob], conn: Connection | None
+    ) -> list[Transition | Job]:
         if not jobs:
             return []
         if len(jobs) > MAX_ROWS:  # a transaction's history rows (see _history)
@@ -74,12 +97,14 @@ class PostgresWrites:
                 " enqueue them in several enqueue_many calls"
             )
         may_clash = any(j.unique_key is not None or j.derived_id for j in jobs)
+        # The application's connection has none of the pools' codecs: JSON goes as text.
+        payloads = "json" if conn is None else "text"
         change = (
             f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
             " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
-            " SELECT id, queue, status, payload, priority, max_attempts, created_by,"
+            " SELECT id, queue, status, payload::json, priority, max_attempts, created_by,"
             "  created_at, scheduled_at, created_at, timeout, unique_key"
-            " FROM unnest($1::text[], $2::text[], $3::text[], $4::json[], $5::int4[],"
+            f" FROM unnest($1::text[], $2::text[], $3::text[], $4::{payloads}[], $5::int4[],"
             "  $6::int8[], $7::text[], $8::float8[], $9::float8[], $10::float8[],"
             "  $11::text[]) AS r(id, queue, status, payload, priority, max_attempts,"
             "  created_by, created_at, scheduled_at, timeout, unique_key)"
@@ -91,7 +116,7 @@ class PostgresWrites:
             [j.id for j in jobs],
             [j.queue for j in jobs],
             [j.status.value for j in jobs],
-            [j.payload for j in jobs],
+            [j.payload for j in jobs] if conn is None else [j.payload.decode() for j in jobs],
             [j.priority for j in jobs],
             [j.max_attempts for j in jobs],
             [j.created_by for j in jobs],
@@ -101,13 +126,14 @@ class PostgresWrites:
             [j.unique_key for j in jobs],
         ]
         order_by = "h_job_id"  # ids grow: the order they were made in
+        origin = None if conn is None else f"{self.origin}/tx"
         if not may_clash:
-            rows = await self._change(change, args, order_by=order_by)
+            rows = await self._change(change, args, order_by=order_by, conn=conn, origin=origin)
             by_id = {t.job_id: t for t in history_transitions(rows)}
             return [by_id[j.id] for j in jobs]
 
         async def insert(conn: Connection) -> list[Transition | Job]:
-            rows = await self._change(change, args, order_by=order_by, conn=conn)
+            rows = await self._change(change, args, order_by=order_by, conn=conn, origin=origin)
             transitions = history_transitions(rows)
             inserted = {t.job_id for t in transitions}
             kept_out_by = {
@@ -121,7 +147,7 @@ class PostgresWrites:
             }
             return rules.insert_outcomes(jobs, transitions, kept_out_by)
 
-        return await self.db.write(insert)
+        return await (self.db.write(insert) if conn is None else insert(conn))
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         rows = await self._change(

@@ -16,7 +16,7 @@ from typing import Any, Final
 from msgspec.structs import replace
 
 from ... import _codec
-from ..._errors import InvalidTransition
+from ..._errors import InvalidTransition, ValidationError
 from ..._models import NO_PROGRESS, Job
 from ..._states import BY_VALUE, TERMINAL, JobStatus
 from .. import _rules as rules
@@ -52,7 +52,14 @@ class SQLiteWrites:
     ) -> list[Transition]:
         return append_history(conn, rows, self.origin)
 
-    async def jobs_insert(self, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+    async def jobs_insert(
+        self, jobs: Sequence[NewJob], *, connection: object | None = None
+    ) -> list[Transition | Job]:
+        if connection is not None:
+            raise ValidationError(
+                "connection= joins a PostgreSQL transaction of the application's: a SQLite"
+                " store commits its own (enqueue without it)"
+            )
         if not jobs:
             return []
 
