@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
 import anyio
 import anyio.abc
@@ -64,6 +64,19 @@ async def postgres_schema() -> AsyncIterator[str]:
                 await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
             finally:
                 await conn.close()
+
+
+async def schema_exists(url: str) -> bool:
+    """Whether the schema a ``?schema=`` URL names exists on its server."""
+    import asyncpg
+
+    direct, _, query = url.partition("?")
+    schema = dict(parse_qsl(query)).get("schema", "conveyor")
+    conn = await asyncpg.connect(direct)
+    try:
+        return await conn.fetchval("SELECT to_regnamespace($1)", schema) is not None
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
