@@ -23,9 +23,11 @@ from ..store import (
     Finish,
     NewJob,
     Store,
+    StoreWrites,
     Transition,
 )
 from ._batcher import Batcher
+from ._committing import CommittingWrites
 from ._executor import RunningJob, StopReason, internal_failure
 from ._leases import heartbeat_loop, release_all, rescue_loop, rescue_once
 from ._owners import new_owner_id
@@ -90,7 +92,9 @@ class Engine:
         self.running: dict[str, RunningJob] = {}
         self.finishing: set[str] = set()  # outcomes handed to the finisher, not yet written
         self._workers = False  # whether run() started workers (then stop() releases)
-        self.progress = ProgressWriter(store.writes, clock, progress_interval)
+        # Every write goes through this: it calls committed() after each commit.
+        self.writes: StoreWrites = CommittingWrites(store.writes, self.committed)
+        self.progress = ProgressWriter(self.writes, clock, progress_interval)
         self._tail_seq = 0
         self._tail_kick = anyio.Event()
         self._tail_lock = anyio.Lock()
@@ -186,7 +190,7 @@ class Engine:
         """Store new jobs in the application's open transaction (PostgreSQL): no group
         commit and no wake-up now, as nothing is committed yet; the commit's notification
         wakes the workers, this runtime's too (see PostgresWrites._insert_in)."""
-        return await self.store.writes.jobs_insert(jobs, connection=connection)
+        return await self.writes.jobs_insert(jobs, connection=connection)
 
     async def request_cancel(self, job_id: str, queue: str | None) -> Job:
         """Cancel a job (see Store.job_request_cancel), and stop its handler at once if it
@@ -195,10 +199,7 @@ class Engine:
             # Its reports reach the store coalesced: write them first, or the cancelling
             # event would carry an older report than the events before it.
             await self.progress.flush()
-        job, transitions = await self.store.writes.job_request_cancel(
-            job_id, queue, self.clock.now()
-        )
-        self.committed(transitions)
+        job, transitions = await self.writes.job_request_cancel(job_id, queue, self.clock.now())
         if any(t.status is JobStatus.CANCELLING for t in transitions):
             self.cancel_local(job_id)
         return job
@@ -212,8 +213,7 @@ class Engine:
     async def rerun(self, job_id: str, by: str | None) -> Job:
         """Put a finished job back to queued (see Store.job_rerun); its queue's workers
         are woken."""
-        job, transitions = await self.store.writes.job_rerun(job_id, by, self.clock.now())
-        self.committed(transitions)
+        job, _ = await self.writes.job_rerun(job_id, by, self.clock.now())
         return job
 
     def live_progress(self, job_id: str) -> Progress | None:
@@ -222,9 +222,7 @@ class Engine:
         return None if run is None else run.ctx.progress
 
     async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition | Job]:
-        results = await self.store.writes.jobs_insert(jobs)
-        self.committed(r for r in results if isinstance(r, Transition))
-        return results
+        return await self.writes.jobs_insert(jobs)
 
     async def finish(self, outcome: Finish) -> None:
         """Hand a run's outcome to the finisher; until it is written, this runtime's own
@@ -233,9 +231,8 @@ class Engine:
         await self.finisher.put(outcome)
 
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
-        transitions = await self.store.writes.jobs_finish(finishes, self.clock.now())
+        transitions = await self.writes.jobs_finish(finishes, self.clock.now())
         self.finishing.difference_update(f.job_id for f in finishes)
-        self.committed(transitions)
         fenced = len(finishes) - len(transitions)
         if fenced:
             # This worker was too slow (stopped, cut off) and another took the jobs over.
@@ -307,7 +304,7 @@ class Engine:
             await tg.start(pool.run)
         for ticking in (q.periodic for q in queues if q.periodic is not None):
             now = self.clock.now()
-            first_seen = await self.store.writes.periodic_first_seen(ticking.name, now)
+            first_seen = await self.writes.periodic_first_seen(ticking.name, now)
             if ticking.catch_up:  # before returning: missed ticks are there at start
                 # Only ticks missed while the queue existed: none on a new database.
                 ticks = [
@@ -390,8 +387,7 @@ class Engine:
                 due = await self.store.reads.next_due()
                 now = self.clock.now()
                 if due is not None and due <= now:
-                    transitions = await self.store.writes.jobs_promote(now, PROMOTE_BATCH)
-                    self.committed(transitions)
+                    await self.writes.jobs_promote(now, PROMOTE_BATCH)
                     continue
             except StoreError as exc:
                 log.warning("promoting scheduled jobs failed, will retry: %s", exc)

@@ -3,13 +3,12 @@ releasing what it still holds when it stops. Functions of a LeaseHolder (the Eng
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol
 
 from .._clock import Clock
 from .._errors import StoreError
 from .._logging import get_logger
-from ..store import RescueParams, Store, Transition
+from ..store import RescueParams, Store, StoreWrites
 from ._executor import RunningJob, StopReason
 from ._owners import owner_is_dead
 
@@ -18,17 +17,17 @@ log = get_logger("conveyor.engine")
 
 class LeaseHolder(Protocol):
     """What lease keeping needs of the engine: who it is, what it runs and is still
-    writing, and where committed transitions go."""
+    writing, the store to read, and the writes that publish what they commit (see
+    _committing.py)."""
 
     store: Store
+    writes: StoreWrites
     clock: Clock
     owner: str
     lease_ttl: float
     max_orphanings: int
     running: dict[str, RunningJob]
     finishing: set[str]
-
-    def committed(self, transitions: Iterable[Transition]) -> None: ...
 
 
 async def heartbeat_loop(engine: LeaseHolder) -> None:
@@ -40,7 +39,7 @@ async def heartbeat_loop(engine: LeaseHolder) -> None:
             continue
         before = set(engine.running)
         try:
-            held = await engine.store.writes.jobs_heartbeat(
+            held = await engine.writes.jobs_heartbeat(
                 engine.owner, before, engine.clock.now() + engine.lease_ttl
             )
         except StoreError as exc:
@@ -62,7 +61,7 @@ async def rescue_once(engine: LeaseHolder, *, dead_only: bool = False) -> None:
         if dead_only and not dead:
             return
         now = engine.clock.now()
-        transitions = await engine.store.writes.jobs_rescue(
+        transitions = await engine.writes.jobs_rescue(
             RescueParams(
                 now=now,
                 expired_before=None if dead_only else now,
@@ -76,7 +75,6 @@ async def rescue_once(engine: LeaseHolder, *, dead_only: bool = False) -> None:
         return
     if transitions:
         log.info("rescued %d jobs of lost workers", len(transitions))
-    engine.committed(transitions)
 
 
 async def rescue_loop(engine: LeaseHolder) -> None:
@@ -87,5 +85,4 @@ async def rescue_loop(engine: LeaseHolder) -> None:
 
 async def release_all(engine: LeaseHolder) -> None:
     """Put back whatever this runtime still holds (a stop's last write)."""
-    transitions = await engine.store.writes.jobs_release(engine.owner, engine.clock.now())
-    engine.committed(transitions)
+    await engine.writes.jobs_release(engine.owner, engine.clock.now())

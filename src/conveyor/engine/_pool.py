@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from collections.abc import Iterable
 from typing import Protocol
 
 import anyio
@@ -21,21 +20,20 @@ from .._limits import Limits
 from .._logging import get_logger
 from .._models import Job
 from .._spec import QueueSpec
-from ..store import ClaimParams, Finish, Store, Transition
+from ..store import ClaimParams, Finish, StoreWrites
 from ._executor import Handler, RunningJob, execute, internal_failure
 
 
 class PoolHost(Protocol):
     """What a pool needs of the engine that runs it (conveyor.engine.Engine is one): its
-    identity and settings, the store, and the four calls around each run."""
+    identity and settings, the writes that publish what they commit (see
+    _committing.py), and the three calls around each run."""
 
     owner: str
     lease_ttl: float
     limits: Limits
     clock: Clock
-    store: Store
-
-    def committed(self, transitions: Iterable[Transition]) -> None: ...
+    writes: StoreWrites
 
     async def finish(self, outcome: Finish) -> None: ...
 
@@ -167,7 +165,7 @@ class QueuePool:
             )
             try:
                 await self._unclaim_lost()
-                jobs, transitions = await engine.store.writes.jobs_claim(params)
+                jobs, transitions = await engine.writes.jobs_claim(params)
             except StoreError as exc:
                 if isinstance(exc, StoreUnavailable) and exc.outcome_unknown:
                     # It may have committed: jobs may be leased under this token that no
@@ -177,7 +175,6 @@ class QueuePool:
                 self._maybe_more = True
                 await anyio.sleep(CLAIM_RETRY_DELAY)
                 continue
-            engine.committed(transitions)
             if len(jobs) == limit:
                 self._maybe_more = True
             self.free -= len(jobs)
@@ -190,11 +187,10 @@ class QueuePool:
         """Put back the jobs of claims whose answer was lost (see Store.jobs_unclaim)."""
         if self._lost_claims:
             now = self.engine.clock.now()
-            transitions = await self.engine.store.writes.jobs_unclaim(self._lost_claims, now)
+            transitions = await self.engine.writes.jobs_unclaim(self._lost_claims, now)
             self._lost_claims.clear()
             if transitions:
                 log.info("put back %d jobs of claims whose answer was lost", len(transitions))
-            self.engine.committed(transitions)
 
     def _allowance(self) -> tuple[int, float]:
         """How many jobs may start now under the rate limit, and if none, how long until

@@ -1,0 +1,92 @@
+"""The store's writes as the engine makes them: each write that commits transitions hands
+them to ``committed`` (wake the workers of queued jobs, the promoter for scheduled ones,
+and the tail that publishes them) before it returns, so no caller can forget to. Writes
+that commit no transition pass straight through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Sequence
+
+from .._models import Job
+from ..store import (
+    ClaimParams,
+    Finish,
+    NewJob,
+    ProgressWrite,
+    PurgeParams,
+    RescueParams,
+    StoreWrites,
+    Transition,
+)
+
+
+class CommittingWrites:
+    """A StoreWrites over the store's own, calling ``committed`` after each commit."""
+
+    def __init__(
+        self, writes: StoreWrites, committed: Callable[[Iterable[Transition]], None]
+    ) -> None:
+        self._writes = writes
+        self._committed = committed
+
+    async def jobs_insert(
+        self, jobs: Sequence[NewJob], *, connection: object | None = None
+    ) -> list[Transition | Job]:
+        results = await self._writes.jobs_insert(jobs, connection=connection)
+        if connection is None:  # else nothing is committed yet: the commit will notify
+            self._committed(r for r in results if isinstance(r, Transition))
+        return results
+
+    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+        jobs, transitions = await self._writes.jobs_claim(params)
+        self._committed(transitions)
+        return jobs, transitions
+
+    async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
+        return self._done(await self._writes.jobs_finish(finishes, now))
+
+    async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
+        return self._done(await self._writes.jobs_rescue(params))
+
+    async def jobs_release(self, owner: str, now: float) -> list[Transition]:
+        return self._done(await self._writes.jobs_release(owner, now))
+
+    async def jobs_unclaim(self, tokens: Sequence[str], now: float) -> list[Transition]:
+        return self._done(await self._writes.jobs_unclaim(tokens, now))
+
+    async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
+        return self._done(await self._writes.jobs_promote(now, limit))
+
+    async def job_request_cancel(
+        self, job_id: str, queue: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        job, transitions = await self._writes.job_request_cancel(job_id, queue, now)
+        self._committed(transitions)
+        return job, transitions
+
+    async def job_rerun(
+        self, job_id: str, by: str | None, now: float
+    ) -> tuple[Job, list[Transition]]:
+        job, transitions = await self._writes.job_rerun(job_id, by, now)
+        self._committed(transitions)
+        return job, transitions
+
+    def _done(self, transitions: list[Transition]) -> list[Transition]:
+        self._committed(transitions)
+        return transitions
+
+    # -- no transitions: straight through -----------------------------------------------
+
+    async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
+        await self._writes.jobs_progress(writes, now)
+
+    async def jobs_heartbeat(
+        self, owner: str, job_ids: Collection[str], lease_expires_at: float
+    ) -> set[str]:
+        return await self._writes.jobs_heartbeat(owner, job_ids, lease_expires_at)
+
+    async def periodic_first_seen(self, queue: str, now: float) -> float:
+        return await self._writes.periodic_first_seen(queue, now)
+
+    async def jobs_purge(self, params: PurgeParams) -> int:
+        return await self._writes.jobs_purge(params)
