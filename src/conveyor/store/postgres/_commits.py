@@ -15,6 +15,7 @@ from ._db import PostgresDB
 from ._reads import PostgresReads
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
+LOOK_ANYWAY_EVERY: Final = 5.0  # seconds between reads of the history with no notification
 CHECK_LISTENER_EVERY: Final = 1.0  # seconds between round trips on the listener (see
 # PostgresDB.check_listener): a silently dropped listener is found within this
 
@@ -31,6 +32,7 @@ class PostgresCommits:
         self._wake: Callable[[], None] = lambda: None
         self._relisten_at = 0.0
         self._check_listener_at = 0.0
+        self._look_anyway_at = 0.0
 
     def notified(self, origin: str) -> None:
         """A commit that wrote history, heard on the listener ("" when it was lost)."""
@@ -44,6 +46,11 @@ class PostgresCommits:
     async def changed(self) -> bool:
         if self.reads.held_back:
             return True  # rows wait for an older transaction: look every poll
+        if time.monotonic() >= self._look_anyway_at:
+            # Notifications follow their writes' commits and may be lost with a
+            # connection in between (see PostgresWrites._notify): read at least this often.
+            self._look_anyway_at = time.monotonic() + LOOK_ANYWAY_EVERY
+            return True
         if self.db.listening and time.monotonic() >= self._check_listener_at:
             self._check_listener_at = time.monotonic() + CHECK_LISTENER_EVERY
             await self.db.check_listener()

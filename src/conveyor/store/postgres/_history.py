@@ -21,14 +21,15 @@ MAX_ROWS: Final = (1 << ORDINAL_BITS) - 1
 HORIZON: Final = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {ORDINAL_BITS})"
 
 
-def change_statement(t: str, change: str, args: int, order_by: str) -> str:
+def change_statement(t: str, change: str, args: int, order_by: str, *, notify: bool) -> str:
     """The statement that makes ``change``, appends its history and notifies.
 
     ``change`` is a data-modifying statement taking ``args`` parameters whose RETURNING
     has, per changed job, its history row as ``h_job_id, h_queue, h_status, h_at,
     h_message``; the rows take seqs in ``order_by`` order (columns of that RETURNING).
-    The statement takes two more parameters, the writer's origin and the channel, and
-    returns the RETURNING rows, each with its ``h_seq``.
+    The statement takes one more parameter, the writer's origin, and with ``notify`` a
+    second, the channel it NOTIFYs; it returns the RETURNING rows, each with its
+    ``h_seq``.
 
     The ordinals go on from the last one the transaction took (an application's
     transaction may enqueue many times: see ``connection=``), up to MAX_ROWS rows in a
@@ -47,10 +48,14 @@ def change_statement(t: str, change: str, args: int, order_by: str) -> str:
         f" ins AS (INSERT INTO {t}job_history"
         "   (seq, job_id, queue, status, at, message, origin)"
         f"   SELECT h_seq, h_job_id, h_queue, h_status, h_at, h_message, {origin}::text"
-        "   FROM numbered),"
-        f" note AS (SELECT pg_notify({channel}::text, {origin}::text)"
-        "   WHERE EXISTS (SELECT 1 FROM changed))"
-        " SELECT numbered.*, (SELECT count(*) FROM note) AS h_notified FROM numbered"
+        "   FROM numbered)"
+        + (
+            f", note AS (SELECT pg_notify({channel}::text, {origin}::text)"
+            "   WHERE EXISTS (SELECT 1 FROM changed))"
+            " SELECT numbered.*, (SELECT count(*) FROM note) AS h_notified FROM numbered"
+            if notify
+            else " SELECT numbered.* FROM numbered"
+        )
     )
 
 

@@ -10,14 +10,16 @@ idle runtime's enqueue-to-start latency.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, Final, TypeVar
 
+import anyio
 import asyncpg
 from msgspec.structs import replace
 
 from ... import _codec
-from ..._errors import InvalidTransition, ValidationError
+from ..._errors import InvalidTransition, StoreError, ValidationError
+from ..._logging import get_logger
 from ..._models import NO_PROGRESS, Job
 from ..._states import TERMINAL, JobStatus
 from .. import _rules as rules
@@ -38,6 +40,9 @@ from ._history import MAX_ROWS, change_statement
 from ._history import transitions as history_transitions
 from ._reads import job_row, unfinished_with_key
 
+T = TypeVar("T")
+log = get_logger("conveyor.store")
+
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _JOBS_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
 
@@ -50,6 +55,8 @@ class PostgresWrites:
         self.db = db
         self.t = f"{db.schema}."
         self.origin = ""
+        self._notify_due = False
+        self._notifying = anyio.Lock()
 
     async def _change(
         self,
@@ -61,13 +68,50 @@ class PostgresWrites:
         conn: Connection | None = None,
         origin: str | None = None,
     ) -> Sequence[Any]:
-        """Make ``change`` with its history and notification (see change_statement): on
-        ``conn`` inside its transaction, else as a transaction of its own. ``origin``
-        marks the rows and the notification (default: this runtime's)."""
-        sql = change_statement(self.t, change, len(args), order_by)
+        """Make ``change`` with its history (see change_statement): on ``conn`` inside its
+        transaction (the caller notifies once it commits: see _notify), else as a
+        transaction of its own, notified here. ``origin`` (the application's transaction,
+        which commits out of this runtime's sight) marks the rows and NOTIFYs inside it."""
+        if origin is not None:
+            assert conn is not None
+            sql = change_statement(self.t, change, len(args), order_by, notify=True)
+            return await conn.fetch(sql, *args, origin, self.db.channel)
+        sql = change_statement(self.t, change, len(args), order_by, notify=False)
         if conn is not None:
-            return await conn.fetch(sql, *args, origin or self.origin, self.db.channel)
-        return await self.db.statement(sql, *args, self.origin, self.db.channel, durable=durable)
+            return await conn.fetch(sql, *args, self.origin)
+        rows = await self.db.statement(sql, *args, self.origin, durable=durable)
+        if rows:
+            await self._notify()
+        return rows
+
+    async def _notify(self) -> None:
+        """Tell the other runtimes that history was written: one NOTIFY in a short
+        transaction of its own (``synchronous_commit = off``), after the write committed.
+
+        Inside a write's transaction the NOTIFY would take PostgreSQL's one lock on the
+        notification queue and hold it across that commit's log flush: every notifying
+        commit of the fleet would wait for the one before (the lock waits the fleet
+        benchmark measured). Writes that commit while one is being sent share the next.
+        A NOTIFY that fails is logged, not raised (the write it follows did commit); the
+        others hear of it with the next one, or their next look (PostgresCommits).
+        """
+        self._notify_due = True  # only ever set once the write committed
+        async with self._notifying:
+            if not self._notify_due:
+                return  # a NOTIFY sent after this write committed covers it
+            self._notify_due = False
+            try:
+                await self.db.statement(
+                    "SELECT pg_notify($1, $2)", self.db.channel, self.origin, durable=False
+                )
+            except StoreError as exc:
+                log.warning("notifying the other runtimes failed: %s", exc)
+
+    async def _write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
+        """A write transaction (PostgresDB.write), notified once it committed."""
+        result = await self.db.write(body)
+        await self._notify()
+        return result
 
     async def jobs_insert(
         self, jobs: Sequence[NewJob], *, connection: object | None = None
@@ -147,7 +191,7 @@ class PostgresWrites:
             }
             return rules.insert_outcomes(jobs, transitions, kept_out_by)
 
-        return await (self.db.write(insert) if conn is None else insert(conn))
+        return await (self._write(insert) if conn is None else insert(conn))
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         rows = await self._change(
@@ -328,7 +372,7 @@ class PostgresWrites:
             )
             return history_transitions(changed)
 
-        return await self.db.write(put_back)
+        return await self._write(put_back)
 
     async def periodic_first_seen(self, queue: str, now: float) -> float:
         rows = await self.db.statement(
@@ -375,7 +419,7 @@ class PostgresWrites:
             )
             return await job_row(conn, self.t, job_id, None), history_transitions(changed)
 
-        return await self.db.write(request_cancel)
+        return await self._write(request_cancel)
 
     async def job_rerun(
         self, job_id: str, by: str | None, now: float
@@ -397,7 +441,7 @@ class PostgresWrites:
             )
             return await job_row(conn, self.t, job_id, None), history_transitions(changed)
 
-        return await self.db.write(rerun)
+        return await self._write(rerun)
 
     async def jobs_purge(self, params: PurgeParams) -> int:
         statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
