@@ -1,5 +1,5 @@
 """A writer process for test_postgres_history.py: it appends history rows to its own
-jobs the way every PostgreSQL write does (PostgresWrites._change), each change in a
+jobs the way every PostgreSQL write does (HistoryWriter.change), each change in a
 transaction that takes its id, waits, writes, and waits again before it commits, so that
 the writers' transactions start, write (twice each) and commit in interleaved orders.
 
@@ -44,7 +44,7 @@ async def main(location: str, job_ids: list[str], schedule: list[list[int]]) -> 
                 # Two writes in the transaction, as an application enqueueing twice:
                 # the second's seqs go on from the first's.
                 for part in (job_ids[:n], job_ids[: max(1, n // 2)]):
-                    await store.writes._change(
+                    await store.writes.history.change(
                         touch, [time.time(), part], order_by="h_job_id", conn=conn
                     )
                 await anyio.sleep(after / 1000)  # written, not yet committed

@@ -6,18 +6,32 @@ reconnects the listener every RELISTEN_EVERY seconds until it is back."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from typing import Final
 
-from ..._errors import StoreError
-from ._db import PostgresDB
+import anyio
+import asyncpg
+
+from ..._errors import StoreError, StoreUnavailable
+from ..._urls import without_password
+from ._db import (
+    CONNECT_TIMEOUT,
+    LINK_ERRORS,
+    LISTENER_ANSWER,
+    NOT_SENT,
+    NOTIFY_CHECK,
+    POOLER_ADVICE,
+    PostgresDB,
+    detect_dead_peers,
+)
 from ._reads import PostgresReads
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
 LOOK_ANYWAY_EVERY: Final = 5.0  # seconds between reads of the history with no notification
 CHECK_LISTENER_EVERY: Final = 1.0  # seconds between round trips on the listener (see
-# PostgresDB.check_listener): a silently dropped listener is found within this
+# check_listener): a silently dropped listener is found within this
 
 
 class PostgresCommits:
@@ -33,6 +47,8 @@ class PostgresCommits:
         self._relisten_at = 0.0
         self._check_listener_at = 0.0
         self._look_anyway_at = 0.0
+        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
+        self._probe: tuple[str, anyio.Event] | None = None  # see _check_notifications
 
     def notified(self, origin: str) -> None:
         """A commit that wrote history, heard on the listener ("" when it was lost)."""
@@ -51,17 +67,122 @@ class PostgresCommits:
             # connection in between (see PostgresWrites._notify): read at least this often.
             self._look_anyway_at = time.monotonic() + LOOK_ANYWAY_EVERY
             return True
-        if self.db.listening and time.monotonic() >= self._check_listener_at:
+        if self.listening and time.monotonic() >= self._check_listener_at:
             self._check_listener_at = time.monotonic() + CHECK_LISTENER_EVERY
-            await self.db.check_listener()
-        if not self.db.listening:
+            await self.check_listener()
+        if not self.listening:
             # Notifications are lost until the listener is back: read on every call.
             if time.monotonic() >= self._relisten_at:
                 self._relisten_at = time.monotonic() + RELISTEN_EVERY
                 try:
-                    await self.db.relisten()
+                    await self.relisten()
                 except StoreError:
                     pass  # the tail's read reports the outage; try again later
             return True
         changed, self._changed = self._changed, False
         return changed
+
+    # -- the listening connection ---------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start listening, and check that notifications sent the way writes send them
+        reach the listener (before the store creates anything: see PostgresStore.open)."""
+        db = self.db
+        try:
+            with anyio.fail_after(db.command_timeout):
+                await self._start_listening()
+                await self._check_notifications()
+        except (asyncpg.PostgresError, NOT_SENT, *LINK_ERRORS) as exc:
+            raise db.error(exc) from exc
+
+    def close(self) -> None:
+        self._stop_listening()
+
+    async def _start_listening(self) -> None:
+        db = self.db
+        listener = await asyncpg.connect(
+            db.listen_dsn,
+            timeout=CONNECT_TIMEOUT,
+            command_timeout=db.command_timeout,
+            server_settings={"application_name": "conveyor-listen"},
+        )
+        detect_dead_peers(listener)
+        try:
+            await listener.add_listener(db.channel, self._heard)
+        except BaseException:
+            listener.terminate()  # connected but not listening: not a listener
+            raise
+        listener.add_termination_listener(self._lost)
+        self._listener = listener
+
+    def _heard(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if self._probe is not None and payload == self._probe[0]:
+            self._probe[1].set()
+            return
+        self.notified(str(payload))
+
+    async def _check_notifications(self) -> None:
+        """Send a notification the way writes do and wait for the listener to hear it:
+        through a transaction pooler without ``listen_url`` (or with one that names
+        another database) it never arrives, and every other runtime would miss this
+        one's commits for as long as it ran. Fail now, saying what to change."""
+        db = self.db
+        probe = self._probe = (f"probe:{secrets.token_hex(8)}", anyio.Event())
+        try:
+            await db.statement("SELECT pg_notify($1, $2)", db.channel, probe[0])
+            with anyio.move_on_after(NOTIFY_CHECK):
+                await probe[1].wait()
+        finally:
+            self._probe = None
+        if not probe[1].is_set():
+            listening = without_password(db.listen_dsn)
+            raise StoreUnavailable(
+                f"{db.where}: a notification sent through {without_password(db.dsn)}"
+                f" did not reach the listening connection ({listening}) within"
+                f" {NOTIFY_CHECK:g}s, so runtimes would not hear each other's commits. "
+                + (
+                    "Does listen_url name the same database, directly (not through the pooler)?"
+                    if db.pooled
+                    else f"Behind a transaction pooler such as PgBouncer, {POOLER_ADVICE}."
+                )
+            )
+
+    def _lost(self, conn: object) -> None:
+        # Commits may go unheard until the listener is back: wake the reader now (its
+        # next changed() reconnects, and reads whatever was missed meanwhile).
+        self.notified("")
+
+    def _stop_listening(self) -> None:
+        if self._listener is not None:
+            self._listener.remove_termination_listener(self._lost)
+            self._listener.terminate()
+            self._listener = None
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None and not self._listener.is_closed()
+
+    async def check_listener(self) -> None:
+        """Ask the listening connection for a round trip: one the server dropped without
+        this side hearing of it (during a partition, say) would otherwise stay silent
+        for as long as it lives, and notifications with it. A listener that does not
+        answer within LISTENER_ANSWER seconds is dropped, as if it was lost."""
+        listener = self._listener
+        if listener is None or listener.is_closed():
+            return
+        try:
+            with anyio.fail_after(LISTENER_ANSWER):
+                # The channel in a comment: pg_stat_activity shows what this connection is.
+                await listener.execute(f"SELECT 1 -- LISTEN {self.db.channel}")
+        except (asyncpg.PostgresError, NOT_SENT, *LINK_ERRORS):
+            self._stop_listening()
+            self._lost(listener)
+
+    async def relisten(self) -> None:
+        """Reconnect the listening connection after it was lost (the server restarted)."""
+        self._stop_listening()
+        try:
+            with anyio.fail_after(self.db.command_timeout):
+                await self._start_listening()
+        except (asyncpg.PostgresError, NOT_SENT, *LINK_ERRORS) as exc:
+            raise self.db.error(exc) from exc

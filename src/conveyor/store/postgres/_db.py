@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeAlias, TypeVar
@@ -47,10 +46,10 @@ _BUSY_STATES: Final = frozenset(
 _UNAVAILABLE_CLASSES: Final = ("08", "53", "57P", "3D", "28")  # connection, resources,
 # shutdown, no such database, authentication
 _READ_ONLY: Final = "25006"
-_LINK_ERRORS: Final = (asyncpg.InterfaceError, OSError, TimeoutError)  # the connection
+LINK_ERRORS: Final = (asyncpg.InterfaceError, OSError, TimeoutError)  # the connection
 # asyncpg refused to send on a connection the server has closed, in the moment before
 # the client sees the socket close: nothing was sent, so trying again is safe.
-_NOT_SENT: Final = asyncpg.exceptions.InternalClientError
+NOT_SENT: Final = asyncpg.exceptions.InternalClientError
 _CONFLICTS: Final = ("40001", "40P01")  # serialization failure, deadlock: rolled back
 _CUT: Final = ("57P", "08")  # the server shuts down or drops the connection
 _RETRIES: Final = 3  # attempts in all, when trying again is safe (see _attempts)
@@ -78,7 +77,7 @@ SERVER_KEEPALIVES: Final = {
 }
 
 
-def _detect_dead_peers(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+def detect_dead_peers(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     """TCP keepalives and a user timeout on the connection's socket, so that one whose
     far end went away (a partition, a server that dropped it) fails within seconds
     instead of sitting in retransmission backoff for minutes: an idle one is probed
@@ -144,9 +143,6 @@ class PostgresDB:
         self.pool_size = pool_size
         self._pool: Pool | None = None
         self._fast_pool: Pool | None = None
-        self._listener: asyncpg.Connection[asyncpg.Record] | None = None
-        self._on_notify: Callable[[str], None] = lambda origin: None
-        self._probe: tuple[str, anyio.Event] | None = None  # see _check_notifications
 
     @property
     def where(self) -> str:
@@ -174,7 +170,7 @@ class PostgresDB:
         return StoreUnavailable(f"{text}; nothing was changed")
 
     async def _setup(self, conn: asyncpg.Connection[asyncpg.Record]) -> None:
-        _detect_dead_peers(conn)
+        detect_dead_peers(conn)
         # JSON columns travel as the bytes msgspec reads and writes: no str round trip.
         await conn.set_type_codec(
             "json",
@@ -223,116 +219,28 @@ class PostgresDB:
             server_settings={"application_name": "conveyor", **settings},
         )
 
-    async def open(self, on_notify: Callable[[str], None]) -> None:
-        """Connect, migrate, and start listening; ``on_notify(origin)`` is called for
-        every commit that wrote history, in this process or another, and with origin
-        ``""`` when the listening connection is lost."""
-        self._on_notify = on_notify
+    async def connect(self) -> None:
+        """Open the two pools (what a pooler may refuse); nothing is created yet."""
         try:
             with anyio.fail_after(self.command_timeout):
-                # Everything that can refuse (the pooler, the listener) before anything
-                # is created, so a refusal leaves the database as it was.
                 self._pool = await self._create_pool(durable=True)
                 self._fast_pool = await self._create_pool(durable=False)
-                await self._start_listening()
-                await self._check_notifications()
-                await self._migrate()
-        except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS) as exc:
+        except (asyncpg.PostgresError, NOT_SENT, *LINK_ERRORS) as exc:
             await self.close()
             raise self.error(exc) from exc
         except BaseException:
             await self.close()
             raise
 
-    async def _start_listening(self) -> None:
-        listener = await asyncpg.connect(
-            self.listen_dsn,
-            timeout=CONNECT_TIMEOUT,
-            command_timeout=self.command_timeout,
-            server_settings={"application_name": "conveyor-listen"},
-        )
-        _detect_dead_peers(listener)
-        try:
-            await listener.add_listener(self.channel, self._notified)
-        except BaseException:
-            listener.terminate()  # connected but not listening: not a listener
-            raise
-        listener.add_termination_listener(self._lost)
-        self._listener = listener
-
-    def _notified(self, conn: object, pid: int, channel: str, payload: object) -> None:
-        if self._probe is not None and payload == self._probe[0]:
-            self._probe[1].set()
-            return
-        self._on_notify(str(payload))
-
-    async def _check_notifications(self) -> None:
-        """Send a notification the way writes do and wait for the listener to hear it:
-        through a transaction pooler without ``listen_url`` (or with one that names
-        another database) it never arrives, and every other runtime would miss this
-        one's commits for as long as it ran. Fail now, saying what to change."""
-        probe = self._probe = (f"probe:{secrets.token_hex(8)}", anyio.Event())
-        try:
-            await self.statement("SELECT pg_notify($1, $2)", self.channel, probe[0])
-            with anyio.move_on_after(NOTIFY_CHECK):
-                await probe[1].wait()
-        finally:
-            self._probe = None
-        if not probe[1].is_set():
-            listening = without_password(self.listen_dsn)
-            raise StoreUnavailable(
-                f"{self.where}: a notification sent through {without_password(self.dsn)}"
-                f" did not reach the listening connection ({listening}) within"
-                f" {NOTIFY_CHECK:g}s, so runtimes would not hear each other's commits. "
-                + (
-                    "Does listen_url name the same database, directly (not through the pooler)?"
-                    if self.pooled
-                    else f"Behind a transaction pooler such as PgBouncer, {POOLER_ADVICE}."
-                )
-            )
-
-    def _lost(self, conn: object) -> None:
-        # Commits may go unheard until the listener is back: wake the reader now (its
-        # next changed() reconnects, and reads whatever was missed meanwhile).
-        self._on_notify("")
-
-    def _stop_listening(self) -> None:
-        if self._listener is not None:
-            self._listener.remove_termination_listener(self._lost)
-            self._listener.terminate()
-            self._listener = None
-
-    @property
-    def listening(self) -> bool:
-        return self._listener is not None and not self._listener.is_closed()
-
-    async def check_listener(self) -> None:
-        """Ask the listening connection for a round trip: one the server dropped without
-        this side hearing of it (during a partition, say) would otherwise stay silent
-        for as long as it lives, and notifications with it. A listener that does not
-        answer within LISTENER_ANSWER seconds is dropped, as if it was lost."""
-        listener = self._listener
-        if listener is None or listener.is_closed():
-            return
-        try:
-            with anyio.fail_after(LISTENER_ANSWER):
-                # The channel in a comment: pg_stat_activity shows what this connection is.
-                await listener.execute(f"SELECT 1 -- LISTEN {self.channel}")
-        except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS):
-            self._stop_listening()
-            self._lost(listener)
-
-    async def relisten(self) -> None:
-        """Reconnect the listening connection after it was lost (the server restarted)."""
-        self._stop_listening()
+    async def migrate(self) -> None:
+        """Create or migrate the schema (``create=False``: only one that exists)."""
         try:
             with anyio.fail_after(self.command_timeout):
-                await self._start_listening()
-        except (asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS) as exc:
+                await self._migrate()
+        except (asyncpg.PostgresError, NOT_SENT, *LINK_ERRORS) as exc:
             raise self.error(exc) from exc
 
     async def close(self) -> None:
-        self._stop_listening()
         with anyio.CancelScope(shield=True):
             for pool in (self._fast_pool, self._pool):
                 if pool is not None:
@@ -383,7 +291,7 @@ class PostgresDB:
             except BaseException:
                 # A rollback failing (the connection is gone) must not hide the error
                 # that caused it; the server rolls back anyway.
-                with contextlib.suppress(asyncpg.PostgresError, _NOT_SENT, *_LINK_ERRORS):
+                with contextlib.suppress(asyncpg.PostgresError, NOT_SENT, *LINK_ERRORS):
                     await transaction.rollback()
                 raise
             sent.committing = True
@@ -439,7 +347,7 @@ class PostgresDB:
                     async with pool.acquire() as conn:
                         try:
                             return await attempt(conn, sent)
-                        except _NOT_SENT:
+                        except NOT_SENT:
                             conn.terminate()  # not back into the pool as it is
                             raise
                 except asyncpg.PostgresError as exc:
@@ -449,12 +357,12 @@ class PostgresDB:
                     if not last and (state in _CONFLICTS or state.startswith(_CUT)):
                         continue
                     raise self.error(exc) from exc
-                except _NOT_SENT as exc:
+                except NOT_SENT as exc:
                     await _renew_idle(pool)
                     if not last:
                         continue
                     raise self.error(exc) from exc
-                except _LINK_ERRORS as exc:
+                except LINK_ERRORS as exc:
                     await _renew_idle(pool)
                     if not last and not sent.begun:
                         continue

@@ -92,8 +92,18 @@ class PostgresStore:
         self.commits = PostgresCommits(self.db, self.reads)
 
     async def open(self, origin: str) -> None:
+        """Connect, listen, then create or migrate the schema: everything that can
+        refuse (a pooler, the listener) comes before anything is created, so a refusal
+        leaves the database as it was."""
         self.reads.origin = self.writes.origin = self.commits.origin = origin
-        await self.db.open(self.commits.notified)
+        try:
+            await self.db.connect()
+            await self.commits.open()
+            await self.db.migrate()
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
+        self.commits.close()
         await self.db.close()

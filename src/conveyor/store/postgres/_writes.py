@@ -10,16 +10,14 @@ idle runtime's enqueue-to-start latency.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Collection, Sequence
+from typing import Any, Final
 
-import anyio
 import asyncpg
 from msgspec.structs import replace
 
 from ... import _codec
-from ..._errors import InvalidTransition, StoreError, ValidationError
-from ..._logging import get_logger
+from ..._errors import InvalidTransition, ValidationError
 from ..._models import NO_PROGRESS, Job
 from ..._states import TERMINAL, JobStatus
 from .. import _rules as rules
@@ -36,12 +34,9 @@ from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
 from ._app import in_transaction
 from ._db import Connection, PostgresDB
-from ._history import MAX_ROWS, change_statement
+from ._history import MAX_ROWS, HistoryWriter
 from ._history import transitions as history_transitions
 from ._reads import job_row, unfinished_with_key
-
-T = TypeVar("T")
-log = get_logger("conveyor.store")
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _JOBS_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
@@ -54,64 +49,15 @@ class PostgresWrites:
     def __init__(self, db: PostgresDB) -> None:
         self.db = db
         self.t = f"{db.schema}."
-        self.origin = ""
-        self._notify_due = False
-        self._notifying = anyio.Lock()
+        self.history = HistoryWriter(db)  # every change below goes through it
 
-    async def _change(
-        self,
-        change: str,
-        args: Sequence[Any],
-        *,
-        order_by: str,
-        durable: bool = True,
-        conn: Connection | None = None,
-        origin: str | None = None,
-    ) -> Sequence[Any]:
-        """Make ``change`` with its history (see change_statement): on ``conn`` inside its
-        transaction (the caller notifies once it commits: see _notify), else as a
-        transaction of its own, notified here. ``origin`` (the application's transaction,
-        which commits out of this runtime's sight) marks the rows and NOTIFYs inside it."""
-        if origin is not None:
-            assert conn is not None
-            sql = change_statement(self.t, change, len(args), order_by, notify=True)
-            return await conn.fetch(sql, *args, origin, self.db.channel)
-        sql = change_statement(self.t, change, len(args), order_by, notify=False)
-        if conn is not None:
-            return await conn.fetch(sql, *args, self.origin)
-        rows = await self.db.statement(sql, *args, self.origin, durable=durable)
-        if rows:
-            await self._notify()
-        return rows
+    @property
+    def origin(self) -> str:
+        return self.history.origin
 
-    async def _notify(self) -> None:
-        """Tell the other runtimes that history was written: one NOTIFY in a short
-        transaction of its own (``synchronous_commit = off``), after the write committed.
-
-        Inside a write's transaction the NOTIFY would take PostgreSQL's one lock on the
-        notification queue and hold it across that commit's log flush: every notifying
-        commit of the fleet would wait for the one before (the lock waits the fleet
-        benchmark measured). Writes that commit while one is being sent share the next.
-        A NOTIFY that fails is logged, not raised (the write it follows did commit); the
-        others hear of it with the next one, or their next look (PostgresCommits).
-        """
-        self._notify_due = True  # only ever set once the write committed
-        async with self._notifying:
-            if not self._notify_due:
-                return  # a NOTIFY sent after this write committed covers it
-            self._notify_due = False
-            try:
-                await self.db.statement(
-                    "SELECT pg_notify($1, $2)", self.db.channel, self.origin, durable=False
-                )
-            except StoreError as exc:
-                log.warning("notifying the other runtimes failed: %s", exc)
-
-    async def _write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
-        """A write transaction (PostgresDB.write), notified once it committed."""
-        result = await self.db.write(body)
-        await self._notify()
-        return result
+    @origin.setter
+    def origin(self, origin: str) -> None:
+        self.history.origin = origin
 
     async def jobs_insert(
         self, jobs: Sequence[NewJob], *, connection: object | None = None
@@ -172,12 +118,16 @@ class PostgresWrites:
         order_by = "h_job_id"  # ids grow: the order they were made in
         origin = None if conn is None else f"{self.origin}/tx"
         if not may_clash:
-            rows = await self._change(change, args, order_by=order_by, conn=conn, origin=origin)
+            rows = await self.history.change(
+                change, args, order_by=order_by, conn=conn, origin=origin
+            )
             by_id = {t.job_id: t for t in history_transitions(rows)}
             return [by_id[j.id] for j in jobs]
 
         async def insert(conn: Connection) -> list[Transition | Job]:
-            rows = await self._change(change, args, order_by=order_by, conn=conn, origin=origin)
+            rows = await self.history.change(
+                change, args, order_by=order_by, conn=conn, origin=origin
+            )
             transitions = history_transitions(rows)
             inserted = {t.job_id for t in transitions}
             kept_out_by = {
@@ -191,10 +141,10 @@ class PostgresWrites:
             }
             return rules.insert_outcomes(jobs, transitions, kept_out_by)
 
-        return await (self._write(insert) if conn is None else insert(conn))
+        return await (self.history.write(insert) if conn is None else insert(conn))
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
-        rows = await self._change(
+        rows = await self.history.change(
             f"UPDATE {self.t}jobs AS jobs SET status = {SQL.RUNNING}, attempts = attempts + 1,"
             " progress = NULL, lease_owner = $1, lease_token = $2, lease_expires_at = $3,"
             " started_at = $4, updated_at = $4"
@@ -225,7 +175,7 @@ class PostgresWrites:
         put_back = f"f.status IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
         # A run put back unfinished (its worker stopping) was no attempt.
         requeued = f"f.status = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
-        rows = await self._change(
+        rows = await self.history.change(
             f"UPDATE {self.t}jobs AS jobs SET"
             f" status = CASE WHEN {put_back} THEN {SQL.CANCELLED} ELSE f.status END,"
             f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
@@ -346,7 +296,7 @@ class PostgresWrites:
                 *args,
             )
             outcomes = [rules.put_back(r[2], r[3], max_orphanings, reason) for r in rows]
-            changed = await self._change(
+            changed = await self.history.change(
                 f"UPDATE {self.t}jobs AS jobs SET status = u.status, error = u.error,"
                 f" finished_at = CASE WHEN u.status = {SQL.QUEUED} THEN NULL ELSE $1::float8 END,"
                 " updated_at = $1, orphanings = u.orphanings,"
@@ -372,7 +322,7 @@ class PostgresWrites:
             )
             return history_transitions(changed)
 
-        return await self._write(put_back)
+        return await self.history.write(put_back)
 
     async def periodic_first_seen(self, queue: str, now: float) -> float:
         rows = await self.db.statement(
@@ -386,7 +336,7 @@ class PostgresWrites:
         return float(rows[0][0])
 
     async def jobs_promote(self, now: float, limit: int) -> list[Transition]:
-        rows = await self._change(
+        rows = await self.history.change(
             f"UPDATE {self.t}jobs AS jobs SET status = {SQL.QUEUED}, updated_at = $1"
             f" WHERE id IN (SELECT id FROM {self.t}jobs WHERE status = {SQL.DUE}"
             "  AND scheduled_at <= $1 ORDER BY scheduled_at LIMIT $2"
@@ -409,7 +359,7 @@ class PostgresWrites:
             if outcome is None:
                 return job, []  # already ending or ended: nothing to do
             new, message = outcome
-            changed = await self._change(
+            changed = await self.history.change(
                 f"UPDATE {self.t}jobs SET status = $1, finished_at = $2, updated_at = $3"
                 " WHERE id = $4 RETURNING id AS h_job_id, queue AS h_queue,"
                 " status AS h_status, $3::float8 AS h_at, $5::text AS h_message",
@@ -419,7 +369,7 @@ class PostgresWrites:
             )
             return await job_row(conn, self.t, job_id, None), history_transitions(changed)
 
-        return await self._write(request_cancel)
+        return await self.history.write(request_cancel)
 
     async def job_rerun(
         self, job_id: str, by: str | None, now: float
@@ -429,7 +379,7 @@ class PostgresWrites:
             refusal = rules.rerun_refusal(job_id, job.status)
             if refusal is not None:
                 raise InvalidTransition(refusal)
-            changed = await self._change(
+            changed = await self.history.change(
                 f"UPDATE {self.t}jobs SET status = {SQL.QUEUED}, attempts = 0, orphanings = 0,"
                 " result = NULL, error = NULL, traceback = NULL, progress = NULL,"
                 " started_at = NULL, scheduled_at = NULL, finished_at = NULL, updated_at = $1"
@@ -441,7 +391,7 @@ class PostgresWrites:
             )
             return await job_row(conn, self.t, job_id, None), history_transitions(changed)
 
-        return await self._write(rerun)
+        return await self.history.write(rerun)
 
     async def jobs_purge(self, params: PurgeParams) -> int:
         statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
