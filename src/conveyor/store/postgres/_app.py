@@ -19,7 +19,7 @@ def in_transaction(connection: object) -> Connection:
     ``connection=`` is for."""
     if not isinstance(connection, (asyncpg.Connection, asyncpg.pool.PoolConnectionProxy)):
         raise ValidationError(
-            "connection must be an asyncpg connection (from SQLAlchemy: await"
+            "connection must be an asyncpg connection (from SQLAlchemy: (await"
             f" (await session.connection()).get_raw_connection()).driver_connection), not"
             f" {type(connection).__name__}"
         )
