@@ -144,7 +144,12 @@ def pgbouncer_url() -> str:
             shutil.chown(path, "postgres")
     proc = subprocess.Popen([PGBOUNCER, *as_user, str(home / "pgbouncer.ini")])
     atexit.register(shutil.rmtree, home, ignore_errors=True)
-    atexit.register(proc.terminate)
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    atexit.register(stop)
     deadline = time.monotonic() + 10
     while True:
         with socket.socket() as s:

@@ -9,6 +9,9 @@ Queue "work": the payload says what the handler does:
   {"sleep": S}      sleep S seconds, then complete
   {"steps": N, "every": S}  report progress "step i" N times, S seconds apart
   {"seconds": S}    a sync handler loop that checks cancellation (queue "sync_work")
+Queue "ledger" (PostgreSQL): inside conveyor.transaction(), insert (job id, pid) into the
+payload's "table", then sleep "after" seconds (in this process, with "block": wait
+forever) before returning: its row and its completion commit together or not at all.
 With --periodic, queue "tick" also enqueues a job every 0.1 s.
 Results carry the worker's pid, so tests can tell which process finished a job.
 """
@@ -22,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from conveyor import Queue, Runtime, check_cancelled, report_progress
+from conveyor import Queue, Runtime, check_cancelled, current_job, report_progress, transaction
 
 
 class Work(Queue):
@@ -54,6 +57,27 @@ class SyncWork(Queue):
         return {"pid": os.getpid()}
 
 
+IN_WORKER_PROCESS = False  # set by main(): "block" holds only the worker process's runs
+
+
+class Ledger(Queue):
+    name = "ledger"
+    worker_count = 4
+
+    async def handle_item(self, item: dict[str, Any]) -> dict[str, Any]:
+        async with transaction() as conn:
+            await conn.execute(
+                f"INSERT INTO {item['table']} (job_id, pid) VALUES ($1, $2)",
+                current_job().id,
+                os.getpid(),
+            )
+        report_progress(1, 1, "written")
+        if item.get("block") and IN_WORKER_PROCESS:
+            await anyio.sleep_forever()
+        await anyio.sleep(item.get("after", 0))
+        return {"pid": os.getpid()}
+
+
 class Tick(Queue):
     """Runs only with --periodic: a job every 0.1 s, from however many workers."""
 
@@ -64,10 +88,12 @@ class Tick(Queue):
         return {"pid": os.getpid()}
 
 
-QUEUES = [Work(), SyncWork()]
+QUEUES = [Work(), SyncWork(), Ledger()]
 
 
 async def main() -> None:
+    global IN_WORKER_PROCESS
+    IN_WORKER_PROCESS = True
     parser = argparse.ArgumentParser()
     parser.add_argument("db")
     parser.add_argument("--lease-ttl", type=float, default=30.0)

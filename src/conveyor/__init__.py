@@ -14,6 +14,7 @@ from ._context import check_cancelled as check_cancelled
 from ._context import current_job as current_job
 from ._context import fail_job as fail_job
 from ._context import report_progress as report_progress
+from ._context import transaction as transaction
 from ._errors import ConveyorError as ConveyorError
 from ._errors import EventStreamOverflow as EventStreamOverflow
 from ._errors import InvalidTransition as InvalidTransition
@@ -80,4 +81,5 @@ __all__ = (
     "current_job",
     "fail_job",
     "report_progress",
+    "transaction",
 )

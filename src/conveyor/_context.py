@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import Any, Protocol
 
 import anyio.from_thread
 
 from . import _limits
 from ._errors import JobCancelled, JobFailed, NotInJob, ValidationError
-from ._limits import DEFAULT_LIMITS, Limits
+from ._limits import Limits
 from ._models import Job, Progress
+
+
+class HandlerTransaction(Protocol):
+    """The transaction a handler writes in (see :func:`transaction`): the store's
+    OutcomeTransaction, as much of it as the handler's side needs."""
+
+    @property
+    def connection(self) -> object: ...
+
+    async def rollback(self) -> None: ...
 
 
 class JobContext:
@@ -26,22 +38,29 @@ class JobContext:
     __slots__ = (
         "_on_progress",
         "_thread",
+        "begin_transaction",
         "cancel_requested",
         "failed_error",
         "job",
         "limits",
         "progress",
+        "transaction",
     )
 
     def __init__(
         self,
         job: Job,
         on_progress: Callable[[JobContext], None],
-        limits: Limits = DEFAULT_LIMITS,
+        limits: Limits,
+        begin_transaction: Callable[[], Awaitable[HandlerTransaction]],
     ) -> None:
         self.job = job
         self.limits = limits
         self.progress = job.progress
+        self.begin_transaction = begin_transaction
+        # Open from the handler's first transaction() until the run's outcome commits
+        # with it (or it is rolled back): see conveyor.engine's pool.
+        self.transaction: HandlerTransaction | None = None
         # A threading.Event, because sync handlers poll it from their worker thread.
         self.cancel_requested = threading.Event()
         self.failed_error: str | None = None
@@ -114,6 +133,37 @@ def fail_job(error: str) -> None:
         raise ValidationError(f"fail_job(error=) must be a string, not {type(error).__name__}")
     ctx.failed_error = _limits.storable(error, ctx.limits.error_bytes)
     raise JobFailed(ctx.failed_error)
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[Any]:
+    """A database connection inside a transaction that commits together with the running
+    job's outcome: the handler's writes and its completion are stored both or neither.
+
+    ``async with conveyor.transaction() as conn:`` gives an asyncpg connection of the
+    PostgreSQL store's database. The block's end does not commit: the transaction stays
+    open until the handler returns, then commits with the job's completion (its result
+    included). If the handler raises, is cancelled, times out, or its worker dies or
+    loses the job's lease, nothing it wrote through ``conn`` is kept and the job goes on
+    as it would have (retried, failed, cancelled, rescued). Every ``transaction()``
+    block of one run shares the one transaction; one left by an exception rolls it back
+    at once (a later block begins a new one). The server ends a transaction idle for
+    10 s, so keep slow work out of the time between the block and the return.
+
+    Async handlers only; a SQLite store raises ValidationError, as does a call outside
+    a handler (NotInJob).
+    """
+    ctx = _context("transaction")
+    if ctx.transaction is None:
+        ctx.transaction = await ctx.begin_transaction()
+    held = ctx.transaction
+    try:
+        yield held.connection
+    except BaseException:
+        if ctx.transaction is held:
+            ctx.transaction = None
+            await held.rollback()
+        raise
 
 
 def current_job() -> Job:

@@ -12,6 +12,7 @@ from ..store import (
     ClaimParams,
     Finish,
     NewJob,
+    OutcomeTransaction,
     ProgressWrite,
     PurgeParams,
     RescueParams,
@@ -71,6 +72,9 @@ class CommittingWrites:
         self._committed(transitions)
         return job, transitions
 
+    async def outcome_transaction(self) -> OutcomeTransaction:
+        return _CommittingTransaction(await self._writes.outcome_transaction(), self._committed)
+
     def _done(self, transitions: list[Transition]) -> list[Transition]:
         self._committed(transitions)
         return transitions
@@ -90,3 +94,25 @@ class CommittingWrites:
 
     async def jobs_purge(self, params: PurgeParams) -> int:
         return await self._writes.jobs_purge(params)
+
+
+class _CommittingTransaction:
+    """An OutcomeTransaction calling ``committed`` once it committed."""
+
+    def __init__(
+        self, inner: OutcomeTransaction, committed: Callable[[Iterable[Transition]], None]
+    ) -> None:
+        self._inner = inner
+        self._committed = committed
+
+    @property
+    def connection(self) -> object:
+        return self._inner.connection
+
+    async def commit(self, finish: Finish, now: float) -> list[Transition]:
+        transitions = await self._inner.commit(finish, now)
+        self._committed(transitions)
+        return transitions
+
+    async def rollback(self) -> None:
+        await self._inner.rollback()

@@ -160,7 +160,12 @@ class Engine:
     # -- runs --------------------------------------------------------------------------
 
     def start_run(self, job: Job, token: str, seq: int, is_async: bool) -> RunningJob:
-        run = RunningJob(JobContext(job, self._on_progress, self.limits), token, seq, is_async)
+        run = RunningJob(
+            JobContext(job, self._on_progress, self.limits, self.writes.outcome_transaction),
+            token,
+            seq,
+            is_async,
+        )
         # The tail may have published its "running" transition already (it reads the
         # claim's commit while the job is on its way to a worker): then its reports are
         # events from the first one, or they would reach subscribers never.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import inspect
 import traceback
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.to_thread
@@ -15,13 +15,13 @@ from .. import _codec
 from .._clock import Clock
 from .._context import JobContext, bind
 from .._context import reset as _current_reset
-from .._errors import JobCancelled, JobFailed, ValidationError
+from .._errors import JobCancelled, JobFailed, StoreError, ValidationError
 from .._limits import Limits, describe, storable
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Job, Progress
 from .._spec import QueueSpec
 from .._states import JobStatus
-from ..store import Finish
+from ..store import Finish, OutcomeTransaction
 
 log = get_logger("conveyor.job")
 
@@ -49,6 +49,13 @@ class RunningJob:
     @property
     def job(self) -> Job:
         return self.ctx.job
+
+    def take_transaction(self) -> OutcomeTransaction | None:
+        """The transaction the handler opened (conveyor.transaction()), now the run's to
+        end. The engine gave the context the store's outcome_transaction to open it."""
+        held = cast("OutcomeTransaction | None", self.ctx.transaction)
+        self.ctx.transaction = None
+        return held
 
     def stop(self, reason: StopReason) -> None:
         """Ask the handler to stop: an async one at its next await, a sync one (in a
@@ -194,6 +201,42 @@ async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | N
     finally:
         _log_outcome(outcome)
         _current_reset(token)
+
+
+async def settle(
+    handler: Handler, run: RunningJob, outcome: Finish | None, clock: Clock
+) -> Finish | None:
+    """End the transaction the handler wrote in, if it opened one, and return what is
+    left for the finisher to write: a completion commits in that transaction (nothing
+    left), any other outcome rolls it back and is written as without it. A commit that
+    fails is a failed attempt (retried as the queue allows): the handler's writes were
+    not kept. Were they, the commit's connection being lost at the last moment, the
+    completion committed with them and the lease token it cleared fences that failure
+    out."""
+    held = run.take_transaction()
+    if held is None:
+        return outcome
+    if outcome is None or outcome.status is not JobStatus.COMPLETED:
+        await held.rollback()
+        return outcome
+    try:
+        written = await held.commit(outcome, clock.now())
+    except StoreError as exc:
+        return _failed(handler, run, exc, clock.now())
+    if not written:
+        log.warning(
+            "outcome and the handler's transaction not committed: the job's lease"
+            " had expired and it was rescued; the rescued run decides it"
+        )
+    return None
+
+
+async def drop_transaction(run: RunningJob) -> None:
+    """Roll back the handler's transaction if no outcome settled it (a conveyor bug
+    between the two)."""
+    held = run.take_transaction()
+    if held is not None:
+        await held.rollback()
 
 
 def _is_cancellation(exc: BaseException) -> bool:

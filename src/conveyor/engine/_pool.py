@@ -21,7 +21,7 @@ from .._logging import get_logger
 from .._models import Job
 from .._spec import QueueSpec
 from ..store import ClaimParams, Finish, StoreWrites
-from ._executor import Handler, RunningJob, execute, internal_failure
+from ._executor import Handler, RunningJob, drop_transaction, execute, internal_failure, settle
 
 
 class PoolHost(Protocol):
@@ -218,10 +218,12 @@ class QueuePool:
                 run = engine.start_run(job, token, seq, self.handler.is_async)
                 try:
                     outcome = await execute(self.handler, run, engine.clock)
+                    outcome = await settle(self.handler, run, outcome, engine.clock)
                 except Exception as exc:  # conveyor's own bug: this job fails, the rest go on
                     log.exception("internal error while running job %s", job.id)
                     outcome = internal_failure(job.id, token, exc, engine.limits, run.ctx.progress)
                 finally:
+                    await drop_transaction(run)
                     engine.end_run(run)
                 if outcome is not None:
                     await engine.finish(outcome)

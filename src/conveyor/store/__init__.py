@@ -21,6 +21,9 @@ from ._base import (
     NewJob as NewJob,
 )
 from ._base import (
+    OutcomeTransaction as OutcomeTransaction,
+)
+from ._base import (
     ProgressWrite as ProgressWrite,
 )
 from ._base import (
@@ -56,6 +59,7 @@ __all__ = (
     "Finish",
     "ListParams",
     "NewJob",
+    "OutcomeTransaction",
     "PostgresStore",
     "ProgressWrite",
     "PurgeParams",

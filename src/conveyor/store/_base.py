@@ -346,6 +346,34 @@ class StoreWrites(Protocol):
         """Delete finished jobs (and their history) per ``params``; how many were."""
         ...
 
+    async def outcome_transaction(self) -> OutcomeTransaction:
+        """Begin a transaction for a handler to write in, which commits with its job's
+        outcome (see OutcomeTransaction). PostgreSQL only: a store that cannot share a
+        transaction with the application (SQLite) raises ValidationError."""
+        ...
+
+
+class OutcomeTransaction(Protocol):
+    """A transaction a handler writes in (``conveyor.transaction()``) that commits only
+    together with its job's outcome: the handler's writes and its completion are stored
+    both or neither. Exactly one of ``commit`` and ``rollback`` ends it."""
+
+    @property
+    def connection(self) -> object:
+        """The driver's connection, inside the open transaction (asyncpg's)."""
+        ...
+
+    async def commit(self, finish: Finish, now: float) -> list[Transition]:
+        """Write ``finish`` in the transaction and commit both; when the run no longer
+        holds its lease (the job was rescued) roll back instead and return no transition.
+        A StoreError means nothing was committed, unless it says the outcome is unknown."""
+        ...
+
+    async def rollback(self) -> None:
+        """Undo the handler's writes and end the transaction (never raises: a connection
+        already gone took the transaction with it)."""
+        ...
+
 
 class CommitWatch(Protocol):
     """How a runtime learns that another runtime committed, beside the Store's data

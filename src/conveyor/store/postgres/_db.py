@@ -77,6 +77,10 @@ SERVER_KEEPALIVES: Final = {
 }
 
 
+async def _detect_dead_peers(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    detect_dead_peers(conn)
+
+
 def detect_dead_peers(conn: asyncpg.Connection[asyncpg.Record]) -> None:
     """TCP keepalives and a user timeout on the connection's socket, so that one whose
     far end went away (a partition, a server that dropped it) fails within seconds
@@ -125,6 +129,7 @@ class PostgresDB:
         pool_size: int,
         listen_dsn: str | None = None,
         create: bool = True,
+        handler_pool_size: int = 10,
     ) -> None:
         if not SCHEMA_NAME.fullmatch(schema):
             raise ValidationError(
@@ -141,8 +146,11 @@ class PostgresDB:
         self.lock_timeout = lock_timeout
         self.command_timeout = command_timeout
         self.pool_size = pool_size
+        self.handler_pool_size = handler_pool_size
         self._pool: Pool | None = None
         self._fast_pool: Pool | None = None
+        self._handler_pool: Pool | None = None  # made on first use (handler_pool)
+        self._handler_pool_opening = anyio.Lock()
 
     @property
     def where(self) -> str:
@@ -199,14 +207,27 @@ class PostgresDB:
             settings["synchronous_commit"] = "off"
         return settings
 
-    def _local_settings(self, durable: bool) -> str:
+    def local_settings(self, durable: bool) -> str:
         """The same, for one transaction (behind a pooler, sessions are not ours)."""
         return "; ".join(f"SET LOCAL {k} = '{v}'" for k, v in self._settings(durable).items())
 
-    async def _create_pool(self, *, durable: bool) -> Pool:
+    async def _create_pool(self, *, durable: bool, for_handlers: bool = False) -> Pool:
         # Behind a pooler, sessions are not ours: settings go per transaction instead,
         # and the pooler keeps its own connections alive.
         settings = {} if self.pooled else {**self._settings(durable), **SERVER_KEEPALIVES}
+        if for_handlers:
+            # Handlers' connections are plain asyncpg ones (no JSON codec), put back in
+            # the pool with asyncpg's own reset, as a handler may leave session state.
+            return await asyncpg.create_pool(
+                self.dsn,
+                min_size=0,
+                max_size=self.handler_pool_size,
+                timeout=CONNECT_TIMEOUT,
+                command_timeout=self.command_timeout,
+                init=_detect_dead_peers,
+                statement_cache_size=0 if self.pooled else 100,
+                server_settings={"application_name": "conveyor handler", **settings},
+            )
         return await asyncpg.create_pool(
             self.dsn,
             min_size=1,
@@ -218,6 +239,23 @@ class PostgresDB:
             statement_cache_size=0 if self.pooled else 100,
             server_settings={"application_name": "conveyor", **settings},
         )
+
+    async def handler_pool(self) -> Pool:
+        """The pool of the transactions handlers write in (conveyor.transaction()), of
+        its own so that handlers holding transactions never starve the store's writes;
+        opened on first use, as most runtimes never need it."""
+        async with self._handler_pool_opening:
+            if self._handler_pool is None:
+                if self._pool is None:
+                    raise StoreError("store is not open")
+                try:
+                    with anyio.fail_after(self.command_timeout):
+                        self._handler_pool = await self._create_pool(
+                            durable=True, for_handlers=True
+                        )
+                except (asyncpg.PostgresError, NOT_SENT, *LINK_ERRORS) as exc:
+                    raise self.error(exc) from exc
+            return self._handler_pool
 
     async def connect(self) -> None:
         """Open the two pools (what a pooler may refuse); nothing is created yet."""
@@ -242,12 +280,12 @@ class PostgresDB:
 
     async def close(self) -> None:
         with anyio.CancelScope(shield=True):
-            for pool in (self._fast_pool, self._pool):
+            for pool in (self._handler_pool, self._fast_pool, self._pool):
                 if pool is not None:
                     with anyio.move_on_after(self.command_timeout):
                         await pool.close()
                     pool.terminate()
-        self._pool = self._fast_pool = None
+        self._pool = self._fast_pool = self._handler_pool = None
 
     async def _migrate(self) -> None:
         async def migrate(conn: Connection) -> None:
@@ -285,7 +323,7 @@ class PostgresDB:
             await transaction.start()
             sent.begun = True
             if self.pooled:
-                await conn.execute(self._local_settings(durable))
+                await conn.execute(self.local_settings(durable))
             try:
                 result = await body(conn)
             except BaseException:
@@ -309,7 +347,7 @@ class PostgresDB:
             sent.begun = sent.committing = True
             return list(await conn.fetch(sql, *args))
 
-        if self.pooled:  # its settings need a transaction (see _local_settings)
+        if self.pooled:  # its settings need a transaction (see local_settings)
 
             async def body(conn: Connection) -> Sequence[Any]:
                 return list(await conn.fetch(sql, *args))

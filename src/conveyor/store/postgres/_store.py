@@ -48,7 +48,9 @@ class PostgresStore:
     sets of queues. ``lock_timeout`` is how long a write waits for a row or lock another
     connection holds before failing with :class:`StoreBusy`; ``command_timeout`` bounds
     any one call. Each runtime opens up to ``pool_size`` connections per pool (two
-    pools), plus one that listens. ``create=False`` opens only a schema that exists
+    pools), plus one that listens, plus, once a handler opens ``conveyor.transaction()``,
+    up to ``handler_pool_size`` for handlers' transactions (a handler waits for one
+    while that many are open). ``create=False`` opens only a schema that exists
     (StoreUnavailable otherwise), as the read-and-operate commands of the CLI do.
 
     Behind a transaction pooler (PgBouncer with ``pool_mode = transaction``), ``dsn``
@@ -72,6 +74,7 @@ class PostgresStore:
         pool_size: int = 4,
         listen_url: str | None = None,
         create: bool = True,
+        handler_pool_size: int = 10,
     ) -> None:
         dsn, in_url = split_schema(dsn)
         dsn, listen_in_url = split_option(dsn, "listen_url")
@@ -86,6 +89,7 @@ class PostgresStore:
             pool_size=pool_size,
             listen_dsn=listen,
             create=create,
+            handler_pool_size=handler_pool_size,
         )
         self.reads = PostgresReads(self.db)
         self.writes = PostgresWrites(self.db)

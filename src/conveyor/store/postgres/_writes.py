@@ -14,17 +14,17 @@ from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 import asyncpg
-from msgspec.structs import replace
 
 from ... import _codec
 from ..._errors import InvalidTransition, ValidationError
-from ..._models import NO_PROGRESS, Job
+from ..._models import Job
 from ..._states import TERMINAL, JobStatus
 from .. import _rules as rules
 from .._base import (
     ClaimParams,
     Finish,
     NewJob,
+    OutcomeTransaction,
     ProgressWrite,
     PurgeParams,
     RescueParams,
@@ -36,6 +36,7 @@ from ._app import in_transaction
 from ._db import Connection, PostgresDB
 from ._history import MAX_ROWS, HistoryWriter
 from ._history import transitions as history_transitions
+from ._outcome import PostgresOutcomeTransaction, finish
 from ._reads import job_row, unfinished_with_key
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
@@ -168,51 +169,10 @@ class PostgresWrites:
         return jobs, history_transitions(rows)
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
-        if not finishes:
-            return []
-        # A run put back or retried while its cancellation was pending ends cancelled
-        # instead.
-        put_back = f"f.status IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
-        # A run put back unfinished (its worker stopping) was no attempt.
-        requeued = f"f.status = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
-        rows = await self.history.change(
-            f"UPDATE {self.t}jobs AS jobs SET"
-            f" status = CASE WHEN {put_back} THEN {SQL.CANCELLED} ELSE f.status END,"
-            f" finished_at = CASE WHEN {put_back} THEN $1 ELSE f.finished_at END,"
-            " result = f.result, error = f.error, traceback = f.traceback,"
-            " progress = f.progress, scheduled_at = f.scheduled_at, updated_at = $1,"
-            f" attempts = CASE WHEN {requeued} THEN greatest(jobs.attempts - 1, 0)"
-            "  ELSE jobs.attempts END,"
-            " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-            " FROM unnest($2::text[], $3::text[], $4::text[], $5::json[], $6::text[],"
-            "  $7::text[], $8::json[], $9::float8[], $10::float8[], $11::text[])"
-            "  WITH ORDINALITY AS f(id, token, status, result, error, traceback, progress,"
-            "  finished_at, scheduled_at, message, ord)"
-            " WHERE jobs.id = f.id AND jobs.lease_token = f.token"
-            " RETURNING f.ord, jobs.id AS h_job_id, jobs.queue AS h_queue,"
-            " jobs.status AS h_status, $1::float8 AS h_at,"
-            f" CASE WHEN jobs.status = f.status THEN f.message ELSE {SQL.CANCELLED} END"
-            "  AS h_message",
-            [
-                now,
-                [f.job_id for f in finishes],
-                [f.token for f in finishes],
-                [f.status.value for f in finishes],
-                [f.result for f in finishes],
-                [f.error for f in finishes],
-                [f.traceback for f in finishes],
-                [
-                    None if f.progress is NO_PROGRESS else _codec.encode(f.progress)
-                    for f in finishes
-                ],
-                [None if f.status in _NOT_ENDED else now for f in finishes],
-                [f.scheduled_at for f in finishes],
-                [f.message for f in finishes],
-            ],
-            order_by="ord",  # the callers' order
-        )
-        progress = {f.job_id: f.progress for f in finishes}
-        return [replace(t, progress=progress[t.job_id]) for t in history_transitions(rows)]
+        return await finish(self.history, finishes, now, None)
+
+    async def outcome_transaction(self) -> OutcomeTransaction:
+        return await PostgresOutcomeTransaction.begin(self.history)
 
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:

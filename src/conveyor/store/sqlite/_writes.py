@@ -24,6 +24,7 @@ from .._base import (
     ClaimParams,
     Finish,
     NewJob,
+    OutcomeTransaction,
     ProgressWrite,
     PurgeParams,
     RescueParams,
@@ -378,6 +379,12 @@ class SQLiteWrites:
             return job, transitions
 
         return await self.file.write(rerun)
+
+    async def outcome_transaction(self) -> OutcomeTransaction:
+        raise ValidationError(
+            "conveyor.transaction() shares a PostgreSQL transaction between a handler and"
+            " its outcome: a SQLite store commits its own (use a PostgresStore)"
+        )
 
     async def jobs_purge(self, params: PurgeParams) -> int:
         statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
