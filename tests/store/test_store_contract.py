@@ -325,6 +325,37 @@ async def test_lists_page_newest_first(store: Store) -> None:
     assert [(h.job_id, h.status) for h in history] == [("job0001", S.QUEUED)]
 
 
+async def test_a_queues_list_pages_across_every_status(store: Store) -> None:
+    """One queue's jobs, newest first whatever their status (on PostgreSQL read a status
+    at a time and merged), and no other queue's."""
+    await store.writes.jobs_insert(
+        [new(n) for n in range(1, 7)]
+        + [new(7, status=S.SCHEDULED, scheduled_at=NOW + 60), new(8, queue="other")]
+    )
+    jobs, _ = await store.writes.jobs_claim(claim(limit=3))  # 1, 2, 3 run
+    await store.writes.jobs_finish([done(jobs[0].id), done(jobs[1].id, status=S.FAILED)], NOW)
+    pages: list[list[str]] = []
+    before = None
+    while True:
+        page = await store.reads.jobs_list(ListParams(queue="q", limit=3, before=before))
+        if not page:
+            break
+        pages.append([j.id for j in page])
+        before = page[-1].id
+    assert pages == [
+        ["job0007", "job0006", "job0005"],
+        ["job0004", "job0003", "job0002"],
+        ["job0001"],
+    ]
+    assert {j.status for j in await store.reads.jobs_list(ListParams(queue="q"))} == {
+        S.SCHEDULED,
+        S.QUEUED,
+        S.RUNNING,
+        S.COMPLETED,
+        S.FAILED,
+    }
+
+
 async def test_purge_deletes_old_finished_jobs_and_their_history(store: Store) -> None:
     await store.writes.jobs_insert([new(1), new(2), new(3)])
     await store.writes.jobs_claim(claim())

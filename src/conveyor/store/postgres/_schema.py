@@ -117,4 +117,17 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     END $check$;
     DROP TABLE {schema}.history_seq;
     """,
+    # 4: fewer index entries per job. A job's every transition changes its status, so
+    # none of its updates can be HOT: each one adds an entry to every index whose
+    # predicate holds. The leases' two indexes become one (both are small, holding only
+    # the running jobs), and listing one queue's jobs reads jobs_by_queue_status a
+    # status at a time (see PostgresReads.jobs_list) instead of an index of its own:
+    # 22 index entries per job from enqueue to completion become 18.
+    """
+    DROP INDEX {schema}.jobs_by_queue;
+    DROP INDEX {schema}.jobs_leased;
+    DROP INDEX {schema}.jobs_leased_by;
+    CREATE INDEX jobs_leased ON {schema}.jobs (lease_owner, lease_expires_at)
+        WHERE lease_token IS NOT NULL;
+    """,
 )
