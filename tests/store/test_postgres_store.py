@@ -17,8 +17,11 @@ from urllib.parse import quote
 import anyio
 import asyncpg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conveyor import Job, JobStatus, Runtime, StoreBusy, StoreUnavailable, ValidationError
+from conveyor._limits import MAX_DELAY
 from conveyor.store import PostgresStore
 from conveyor.store.postgres import split_schema
 
@@ -360,3 +363,36 @@ async def test_a_server_outage_loses_no_job(location: str, spawn: type[Worker]) 
     worker.signal(signal.SIGTERM)
     with anyio.fail_after(15):
         assert await worker.exited() == 0
+
+
+OPTION_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    option=st.sampled_from(["lock_timeout", "command_timeout", "pool_size", "handler_pool_size"]),
+    value=OPTION_VALUES,
+)
+def test_store_options_are_checked_and_named(option: str, value: object) -> None:
+    """Whatever a store option is given, the store takes it or refuses it with a
+    ValidationError naming it (no server needed: nothing is opened)."""
+    pool = option.endswith("pool_size")
+    fits = (
+        isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 1000
+        if pool
+        else isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and 0 < value <= MAX_DELAY
+    )
+    if not fits:
+        with pytest.raises(ValidationError, match=option):
+            PostgresStore("postgresql://127.0.0.1/none", **{option: value})  # type: ignore[arg-type]
+        return
+    store = PostgresStore("postgresql://127.0.0.1/none", **{option: value})  # type: ignore[arg-type]
+    assert getattr(store.db, option) == (value if pool else float(value))  # type: ignore[arg-type]

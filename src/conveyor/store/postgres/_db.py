@@ -215,29 +215,26 @@ class PostgresDB:
         # Behind a pooler, sessions are not ours: settings go per transaction instead,
         # and the pooler keeps its own connections alive.
         settings = {} if self.pooled else {**self._settings(durable), **SERVER_KEEPALIVES}
-        if for_handlers:
-            # Handlers' connections are plain asyncpg ones (no JSON codec), put back in
-            # the pool with asyncpg's own reset, as a handler may leave session state.
-            return await asyncpg.create_pool(
-                self.dsn,
-                min_size=0,
-                max_size=self.handler_pool_size,
-                timeout=CONNECT_TIMEOUT,
-                command_timeout=self.command_timeout,
-                init=_detect_dead_peers,
-                statement_cache_size=0 if self.pooled else 100,
-                server_settings={"application_name": "conveyor handler", **settings},
-            )
+        # Handlers' connections are plain asyncpg ones (no JSON codec), opened as needed
+        # and put back with asyncpg's own reset, as a handler may leave session state.
+        extra: dict[str, Any] = (
+            {"min_size": 0, "max_size": self.handler_pool_size, "init": _detect_dead_peers}
+            if for_handlers
+            else {
+                "min_size": 1,
+                "max_size": self.pool_size,
+                "init": self._setup,
+                "reset": self._reset,
+            }
+        )
+        name = "conveyor handler" if for_handlers else "conveyor"
         return await asyncpg.create_pool(
             self.dsn,
-            min_size=1,
-            max_size=self.pool_size,
             timeout=CONNECT_TIMEOUT,
             command_timeout=self.command_timeout,
-            init=self._setup,
-            reset=self._reset,
             statement_cache_size=0 if self.pooled else 100,
-            server_settings={"application_name": "conveyor", **settings},
+            server_settings={"application_name": name, **settings},
+            **extra,
         )
 
     async def handler_pool(self) -> Pool:

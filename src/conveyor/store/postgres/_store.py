@@ -17,12 +17,16 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ... import _limits
 from ..._errors import ValidationError
 from ..._urls import is_postgres_url
 from ._commits import PostgresCommits
 from ._db import PostgresDB
 from ._reads import PostgresReads
 from ._writes import PostgresWrites
+
+
+MAX_POOL = 1000  # connections per pool: past the number any server lets one client have
 
 
 def split_option(url: str, name: str) -> tuple[str, str | None]:
@@ -76,6 +80,10 @@ class PostgresStore:
         create: bool = True,
         handler_pool_size: int = 10,
     ) -> None:
+        lock_timeout = _limits.bounded_seconds("lock_timeout", lock_timeout)
+        command_timeout = _limits.bounded_seconds("command_timeout", command_timeout)
+        pool_size = _limits.integer("pool_size", pool_size, 1, MAX_POOL)
+        handler_pool_size = _limits.integer("handler_pool_size", handler_pool_size, 1, MAX_POOL)
         dsn, in_url = split_schema(dsn)
         dsn, listen_in_url = split_option(dsn, "listen_url")
         listen = listen_url if listen_url is not None else listen_in_url
