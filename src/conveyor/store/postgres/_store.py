@@ -25,7 +25,6 @@ from ._db import PostgresDB
 from ._reads import PostgresReads
 from ._writes import PostgresWrites
 
-
 MAX_POOL = 1000  # connections per pool: past the number any server lets one client have
 
 
