@@ -36,6 +36,7 @@ from ._models import Event as Event
 from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
 from ._models import Progress as Progress
+from ._models import QueueState as QueueState
 from ._queue import Queue as Queue
 from ._runtime import Runtime as Runtime
 from ._states import TERMINAL as TERMINAL
@@ -67,6 +68,7 @@ __all__ = (
     "Progress",
     "Queue",
     "QueueNotFound",
+    "QueueState",
     "Runtime",
     "RuntimeClosed",
     "SQLiteStore",

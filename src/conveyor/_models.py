@@ -58,6 +58,18 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
 
 
+class QueueState(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue as the fleet sees it: whether it is paused (no process starts its jobs;
+    enqueues are still taken, running jobs finish), since when and by whom, and its jobs
+    per status."""
+
+    name: str
+    paused: bool = False
+    paused_at: datetime | None = None
+    paused_by: str | None = None
+    counts: dict[JobStatus, int] = msgspec.field(default_factory=dict)
+
+
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One transition in a job's audit trail. ``seq`` is global and increasing."""
 

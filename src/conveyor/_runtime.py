@@ -21,9 +21,9 @@ from ._clock import Clock, SystemClock
 from ._errors import RuntimeClosed, ValidationError
 from ._limits import DEFAULT_LIMITS, Limits, seconds, shown
 from ._logging import get_logger
-from ._operations import JobOperations
 from ._options import check_queue_class
 from ._queue import Queue
+from ._queue_control import QueueControl
 from ._spec import QueueSpec
 from ._states import JobStatus
 from .engine import Engine
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = get_logger("conveyor")
 
 
-class Runtime(JobOperations):
+class Runtime(QueueControl):
     """Durable queues with bounded concurrency, in this process.
 
     ``async with Runtime("conveyor.db", queues=[ExportQueue()]) as rt:`` opens (or

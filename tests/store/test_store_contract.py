@@ -16,6 +16,7 @@ from conveyor.store import (
     Finish,
     ListParams,
     NewJob,
+    PausedQueue,
     ProgressWrite,
     PurgeParams,
     RescueParams,
@@ -354,6 +355,22 @@ async def test_a_queues_list_pages_across_every_status(store: Store) -> None:
         S.COMPLETED,
         S.FAILED,
     }
+
+
+async def test_paused_queues_are_shared_and_keep_their_first_pause(
+    store: Store, other: Store
+) -> None:
+    assert await store.queues.paused() == {}
+    await store.queues.set_paused("q", True, "ops", NOW)
+    await other.queues.set_paused("q", True, "later", NOW + 1)  # keeps the first
+    await other.queues.set_paused("r", True, None, NOW + 2)
+    assert await store.queues.paused() == {
+        "q": PausedQueue(NOW, "ops"),
+        "r": PausedQueue(NOW + 2, None),
+    }
+    await store.queues.set_paused("q", False, None, NOW + 3)
+    await store.queues.set_paused("never", False, None, NOW + 3)  # nothing to resume
+    assert await other.queues.paused() == {"r": PausedQueue(NOW + 2, None)}
 
 
 async def test_purge_deletes_old_finished_jobs_and_their_history(store: Store) -> None:

@@ -31,6 +31,7 @@ from ._committing import CommittingWrites
 from ._executor import RunningJob, StopReason, internal_failure
 from ._leases import heartbeat_loop, release_all, rescue_loop, rescue_once
 from ._owners import new_owner_id
+from ._pauses import Pauses
 from ._pool import QueuePool
 from ._progress import ProgressWriter
 from ._relay import ProgressRelay, progress_event
@@ -89,6 +90,7 @@ class Engine:
             self._write_finishes, name="finish", salvage=self._salvage_finish
         )
         self.pools: dict[str, QueuePool] = {}
+        self.pauses = Pauses(store, self.pools, poll_interval)
         self.running: dict[str, RunningJob] = {}
         self.finishing: set[str] = set()  # outcomes handed to the finisher, not yet written
         self._workers = False  # whether run() started workers (then stop() releases)
@@ -221,6 +223,11 @@ class Engine:
         job, _ = await self.writes.job_rerun(job_id, by, self.clock.now())
         return job
 
+    async def set_paused(self, queue: str, paused: bool, by: str | None) -> None:
+        """Pause or resume a queue for the fleet, and here at once."""
+        await self.store.queues.set_paused(queue, paused, by, self.clock.now())
+        await self.pauses.load()
+
     def live_progress(self, job_id: str) -> Progress | None:
         """The latest report of a job running here (the store's copy lags behind)."""
         run = self.running.get(job_id)
@@ -305,7 +312,10 @@ class Engine:
         tg.start_soon(self._promote_loop)
         tg.start_soon(retention_loop, self.store, self.retention, self.clock)
         for queue in queues:
-            pool = self.pools[queue.name] = QueuePool(self, queue)
+            self.pools[queue.name] = QueuePool(self, queue)
+        await self.pauses.load()  # before a pool claims: a pause outlives restarts
+        tg.start_soon(self.pauses.run)
+        for pool in self.pools.values():
             await tg.start(pool.run)
         for ticking in (q.periodic for q in queues if q.periodic is not None):
             now = self.clock.now()

@@ -111,6 +111,7 @@ class QueuePool:
         self.rate_limit = queue.rate_limit
         self._starts: deque[float] = deque()  # claim times inside the rate-limit window
         self.stopping = False
+        self.paused = False  # fleet-wide (see _pauses.py): claim nothing meanwhile
         self._maybe_more = True  # jobs may be waiting: claim when a slot is free
         self._kick = anyio.Event()
         self._claim_scope = anyio.CancelScope()
@@ -121,6 +122,13 @@ class QueuePool:
         """New jobs may be queued: claim as soon as a slot is free."""
         self._maybe_more = True
         self._kick.set()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused != self.paused:
+            log.info("queue %r %s", self.name, "paused" if paused else "resumed")
+        self.paused = paused
+        if not paused:
+            self.wake()
 
     def stop_claiming(self) -> None:
         self.stopping = True
@@ -144,7 +152,7 @@ class QueuePool:
     async def _claim_forever(self, handoff: _HandOff) -> None:
         engine = self.engine
         while True:
-            while not (self._maybe_more and self.free > 0):
+            while not (self._maybe_more and self.free > 0 and not self.paused):
                 await self._kick.wait()
                 self._kick = anyio.Event()
             allowed, wait = self._allowance()

@@ -24,10 +24,16 @@ from ._base import (
     OutcomeTransaction as OutcomeTransaction,
 )
 from ._base import (
+    PausedQueue as PausedQueue,
+)
+from ._base import (
     ProgressWrite as ProgressWrite,
 )
 from ._base import (
     PurgeParams as PurgeParams,
+)
+from ._base import (
+    QueueSettings as QueueSettings,
 )
 from ._base import (
     RescueParams as RescueParams,
@@ -60,9 +66,11 @@ __all__ = (
     "ListParams",
     "NewJob",
     "OutcomeTransaction",
+    "PausedQueue",
     "PostgresStore",
     "ProgressWrite",
     "PurgeParams",
+    "QueueSettings",
     "RescueParams",
     "RunningProgress",
     "SQLiteStore",

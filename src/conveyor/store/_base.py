@@ -375,6 +375,26 @@ class OutcomeTransaction(Protocol):
         ...
 
 
+class PausedQueue(msgspec.Struct, frozen=True):
+    """A paused queue: since when (Unix seconds) and by whom."""
+
+    at: float
+    by: str | None = None
+
+
+class QueueSettings(Protocol):
+    """What the fleet shares about queues beside their jobs: which are paused."""
+
+    async def paused(self) -> dict[str, PausedQueue]:
+        """The paused queues, by name."""
+        ...
+
+    async def set_paused(self, queue: str, paused: bool, by: str | None, now: float) -> None:
+        """Pause or resume ``queue`` for every runtime of the store (a queue paused twice
+        keeps its first pause); on PostgreSQL the others hear of it at once."""
+        ...
+
+
 class CommitWatch(Protocol):
     """How a runtime learns that another runtime committed, beside the Store's data
     operations: the engine's tail reads the history when it hears of a commit."""
@@ -390,10 +410,17 @@ class CommitWatch(Protocol):
         True when the store cannot tell."""
         ...
 
+    def queues_changed(self) -> bool:
+        """Whether a queue may have been paused or resumed since the last call: on
+        PostgreSQL, when that was notified (and every few seconds, as a notification can
+        be lost); on SQLite always (the engine then reads once per poll interval)."""
+        ...
+
 
 class Store(Protocol):
-    """A persistence backend: its reads, its writes, and how it hears of other runtimes'
-    commits, as three parts, each handed to what needs it."""
+    """A persistence backend: its reads, its writes, how it hears of other runtimes'
+    commits, and the queues' shared settings, as four parts, each handed to what needs
+    it."""
 
     async def open(self, origin: str) -> None:
         """Connect, create or migrate the schema. ``origin`` tags this runtime's writes."""
@@ -411,3 +438,6 @@ class Store(Protocol):
     def commits(self) -> CommitWatch:
         """How this runtime hears of other runtimes' commits."""
         ...
+
+    @property
+    def queues(self) -> QueueSettings: ...

@@ -26,6 +26,7 @@ from ._db import (
     PostgresDB,
     detect_dead_peers,
 )
+from ._queues import QUEUES_CHANGED
 from ._reads import PostgresReads
 
 RELISTEN_EVERY: Final = 1.0  # seconds between attempts to reconnect a lost listener
@@ -49,6 +50,8 @@ class PostgresCommits:
         self._look_anyway_at = 0.0
         self._listener: asyncpg.Connection[asyncpg.Record] | None = None
         self._probe: tuple[str, anyio.Event] | None = None  # see _check_notifications
+        self._queues_changed = True  # read the paused queues first thing
+        self._queues_look_at = 0.0
 
     def notified(self, origin: str) -> None:
         """A commit that wrote history, heard on the listener ("" when it was lost)."""
@@ -119,7 +122,19 @@ class PostgresCommits:
         if self._probe is not None and payload == self._probe[0]:
             self._probe[1].set()
             return
+        if payload == QUEUES_CHANGED:
+            self._queues_changed = True
+            self._wake()
+            return
         self.notified(str(payload))
+
+    def queues_changed(self) -> bool:
+        now = time.monotonic()
+        if now >= self._queues_look_at:  # a notification may have been lost: look anyway
+            self._queues_look_at = now + LOOK_ANYWAY_EVERY
+            self._queues_changed = True
+        changed, self._queues_changed = self._queues_changed, False
+        return changed or not self.listening
 
     async def _check_notifications(self) -> None:
         """Send a notification the way writes do and wait for the listener to hear it:
@@ -150,6 +165,7 @@ class PostgresCommits:
     def _lost(self, conn: object) -> None:
         # Commits may go unheard until the listener is back: wake the reader now (its
         # next changed() reconnects, and reads whatever was missed meanwhile).
+        self._queues_changed = True
         self.notified("")
 
     def _stop_listening(self) -> None:

@@ -130,4 +130,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX jobs_leased ON {schema}.jobs (lease_owner, lease_expires_at)
         WHERE lease_token IS NOT NULL;
     """,
+    # 5: paused queues, for every runtime of the fleet (a row while paused).
+    """
+    CREATE TABLE {schema}.paused_queues (
+        queue     text PRIMARY KEY,
+        paused_at double precision NOT NULL,  -- Unix seconds
+        paused_by text
+    );
+    """,
 )

@@ -22,6 +22,7 @@ from ..._errors import ValidationError
 from ..._urls import is_postgres_url
 from ._commits import PostgresCommits
 from ._db import PostgresDB
+from ._queues import PostgresQueues
 from ._reads import PostgresReads
 from ._writes import PostgresWrites
 
@@ -101,6 +102,7 @@ class PostgresStore:
         self.reads = PostgresReads(self.db)
         self.writes = PostgresWrites(self.db)
         self.commits = PostgresCommits(self.db, self.reads)
+        self.queues = PostgresQueues(self.db)
 
     async def open(self, origin: str) -> None:
         """Connect, listen, then create or migrate the schema: everything that can

@@ -25,3 +25,7 @@ class SQLiteCommits:
         changed = version != self._data_version
         self._data_version = version
         return changed
+
+    def queues_changed(self) -> bool:
+        """Always: a pause elsewhere cannot be told apart from any other commit."""
+        return True

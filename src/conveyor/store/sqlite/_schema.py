@@ -72,4 +72,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         first_seen REAL NOT NULL              -- Unix seconds
     );
     """,
+    # 5: paused queues, for every process of the file (a row while paused).
+    """
+    CREATE TABLE paused_queues (
+        queue     TEXT PRIMARY KEY,
+        paused_at REAL NOT NULL,              -- Unix seconds
+        paused_by TEXT
+    );
+    """,
 )

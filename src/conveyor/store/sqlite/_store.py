@@ -14,6 +14,7 @@ from typing import Literal
 from ..._errors import ValidationError
 from ._commits import SQLiteCommits
 from ._file import SQLiteFile
+from ._queues import SQLiteQueues
 from ._reads import SQLiteReads
 from ._writes import SQLiteWrites
 
@@ -42,6 +43,7 @@ class SQLiteStore:
         self.reads = SQLiteReads(self.file)
         self.writes = SQLiteWrites(self.file)
         self.commits = SQLiteCommits(self.file)
+        self.queues = SQLiteQueues(self.file)
 
     async def open(self, origin: str) -> None:
         self.reads.origin = self.writes.origin = origin
