@@ -97,6 +97,19 @@ class Rerun(_Request, frozen=True, tag="rerun"):
     by: str | None = None
 
 
+class Queues(_Request, frozen=True, tag="queues"):
+    pass
+
+
+class Pause(_Request, frozen=True, tag="pause"):
+    queue: str
+    by: str | None = None
+
+
+class Resume(_Request, frozen=True, tag="resume"):
+    queue: str
+
+
 class Purge(_Request, frozen=True, tag="purge"):
     older_than: float = 0  # seconds since the job finished
     statuses: list[JobStatus] | None = None  # default: every terminal status
@@ -114,10 +127,13 @@ Request = (
     | Cancel
     | Rerun
     | Purge
+    | Queues
+    | Pause
+    | Resume
 )
 OPS: Final = frozenset(
     {"subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"}
-    | {"queue_counts", "rerun", "purge"}
+    | {"queue_counts", "rerun", "purge", "queues", "pause", "resume"}
 )
 
 

@@ -39,7 +39,7 @@ from ._limits import (
 )
 from ._limits import statuses as check_statuses
 from ._logging import get_logger
-from ._models import EnqueueOptions, Event, HistoryEntry, Job
+from ._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState
 from ._states import TERMINAL, JobStatus
 from ._wire import Enqueue, Error, Result, decode_reply, encoder, error_for
 
@@ -316,6 +316,22 @@ class Client:
     async def rerun(self, job_id: str, *, by: str | None = None) -> Job:
         by = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
         return msgspec.convert(await self._call("rerun", job_id=name("job_id", job_id), by=by), Job)
+
+    async def queue_states(self) -> list[QueueState]:
+        """As ``Runtime.queue_states``: each queue, paused or not, with its counts."""
+        value = await self._call("queues")
+        return msgspec.convert(value["queues"], list[QueueState])
+
+    async def pause(self, queue: str, *, by: str | None = None) -> QueueState:
+        """As ``Runtime.pause``: no process starts the queue's jobs until resumed."""
+        by = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
+        return msgspec.convert(
+            await self._call("pause", queue=name("queue", queue), by=by), QueueState
+        )
+
+    async def resume(self, queue: str) -> QueueState:
+        """As ``Runtime.resume``."""
+        return msgspec.convert(await self._call("resume", queue=name("queue", queue)), QueueState)
 
     async def purge(
         self,

@@ -104,6 +104,33 @@ async def test_jobs_ls_show_cancel_rerun_purge(rt: Runtime) -> None:
     assert json.loads(purged.stdout) == {"deleted": 1}
 
 
+async def test_queues_ls_pause_resume_on_a_server_and_on_the_file(
+    rt: Runtime, db_path: Path
+) -> None:
+    url = ["--url", rt.server_url]
+    paused = await conveyor("queues", "pause", "work", *url, "--by", "ops", "--json")
+    assert paused.returncode == 0, paused.stderr
+    assert (json.loads(paused.stdout)["paused"], json.loads(paused.stdout)["paused_by"]) == (
+        True,
+        "ops",
+    )
+    waiting = await rt.enqueue("work", {"n": 2})
+    listed = await conveyor("queues", "ls", "--db", str(db_path), "--json")
+    [work] = [q for q in json.loads(listed.stdout) if q["name"] == "work"]
+    assert (work["paused"], work["paused_by"]) == (True, "ops")
+    table = await conveyor("queues", "ls", *url)
+    assert table.returncode == 0
+    assert "paused" in table.stdout
+    assert (await rt.job(waiting.id)).status is JobStatus.QUEUED  # paused here at once
+    resumed = await conveyor("queues", "resume", "work", "--db", str(db_path), "--json")
+    assert json.loads(resumed.stdout)["paused"] is False
+    with anyio.fail_after(10):  # heard from the file within a poll interval
+        assert (await rt.wait(waiting.id)).status is JobStatus.COMPLETED
+    unknown = await conveyor("queues", "pause", "nope", *url)
+    assert unknown.returncode == 1
+    assert "nope" in unknown.stderr
+
+
 async def test_mistakes_print_one_line_and_exit_non_zero(rt: Runtime) -> None:
     missing = await conveyor("jobs", "show", "nope", "--url", rt.server_url)
     assert missing.returncode == 1

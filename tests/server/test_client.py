@@ -89,6 +89,15 @@ async def test_calls_round_trip(db_path: Path) -> None:
         assert await client.purge(statuses=["completed"], queue="square") == 1  # the 49
         with pytest.raises(WaitTimeout):
             await client.wait((await client.enqueue("hold", {})).id, timeout=0.2)
+        paused = await client.pause("square", by="ops")
+        assert (paused.name, paused.paused, paused.paused_by) == ("square", True, "ops")
+        waiting = await client.enqueue("square", {"n": 3})
+        states = {s.name: s for s in await client.queue_states()}
+        assert states["square"].paused
+        assert states["square"].paused_at == paused.paused_at
+        assert not states["hold"].paused
+        assert (await client.resume("square")).paused is False
+        assert (await client.wait(waiting.id, timeout=10)).result == 9
 
 
 async def test_the_client_and_the_runtime_name_and_shape_operations_alike(db_path: Path) -> None:
@@ -96,6 +105,7 @@ async def test_the_client_and_the_runtime_name_and_shape_operations_alike(db_pat
     # from the in-process runtime to the client by changing what it holds.
     shared = ("enqueue", "job", "job_status", "cancel", "request_job_cancel", "list_jobs")
     shared += ("history", "rerun", "purge", "wait", "queue_counts")
+    shared += ("queue_states", "pause", "resume")
     for op in shared:
         runtime_params = inspect.signature(getattr(Runtime, op)).parameters
         client_params = inspect.signature(getattr(Client, op)).parameters
@@ -158,6 +168,9 @@ async def test_what_the_runtime_refuses_the_client_refuses_alike(db_path: Path) 
             ("job_status", ("square", ""), {}),
             ("history", (None,), {}),
             ("rerun", (job.id,), {"by": 5}),
+            ("pause", ("square",), {"by": 5}),
+            ("pause", ("",), {}),
+            ("resume", (None,), {}),
             ("wait", (job.id,), {"timeout": "abc"}),
             ("wait", (job.id,), {"timeout": math.nan}),
             ("wait", (job.id,), {"timeout": -1}),

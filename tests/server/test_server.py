@@ -345,12 +345,17 @@ async def test_garbage_never_crashes_the_server(rt: Runtime) -> None:
         lambda children: st.lists(children) | st.dictionaries(st.text(), children),
         max_leaves=10,
     )
-    ops = st.sampled_from(
-        ["subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"]
-    )
+    from conveyor._wire import OPS
+
+    ops = st.sampled_from(sorted(OPS))  # every op, pause and resume included
     requests = st.fixed_dictionaries(
         {"op": ops | json_values},
-        optional={"id": json_values, "queue": json_values, "job_id": json_values},
+        optional={
+            "id": json_values,
+            "queue": json_values | st.just("work"),
+            "job_id": json_values,
+            "by": json_values,
+        },
     ).map(json.dumps)
     messages = st.text() | st.binary() | json_values.map(json.dumps) | requests
     c = await open_conn(rt)

@@ -1,4 +1,5 @@
-"""``conveyor jobs ls|show|cancel|rerun|purge`` against a server URL or a database file."""
+"""``conveyor jobs ls|show|cancel|rerun|purge`` against a server URL or a database file,
+and the source of jobs and queues that these and ``conveyor queues`` read and change."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any, Protocol
 import anyio
 
 from .._errors import InvalidTransition
-from .._models import HistoryEntry, Job
+from .._models import HistoryEntry, Job, QueueState
 from .._runtime import Runtime
 from .._states import JobStatus
 from ..client import Client
@@ -39,6 +40,9 @@ class JobSource(Protocol):
     async def purge(
         self, older_than: float, statuses: list[str] | None, queue: str | None
     ) -> int: ...
+    async def queue_states(self) -> list[QueueState]: ...
+    async def pause(self, queue: str, *, by: str | None = ...) -> QueueState: ...
+    async def resume(self, queue: str) -> QueueState: ...
 
 
 class _ServerSource:
@@ -64,6 +68,15 @@ class _ServerSource:
 
     async def purge(self, older_than: float, statuses: list[str] | None, queue: str | None) -> int:
         return await self.client.purge(older_than=older_than, statuses=statuses, queue=queue)
+
+    async def queue_states(self) -> list[QueueState]:
+        return await self.client.queue_states()
+
+    async def pause(self, queue: str, *, by: str | None = None) -> QueueState:
+        return await self.client.pause(queue, by=by)
+
+    async def resume(self, queue: str) -> QueueState:
+        return await self.client.resume(queue)
 
 
 class _FileSource:
@@ -93,6 +106,15 @@ class _FileSource:
             return await self.rt.purge(older_than=older_than, queue=queue)
         return await self.rt.purge(older_than=older_than, statuses=statuses, queue=queue)
 
+    async def queue_states(self) -> list[QueueState]:
+        return await self.rt.queue_states()
+
+    async def pause(self, queue: str, *, by: str | None = None) -> QueueState:
+        return await self.rt.pause(queue, by=by)
+
+    async def resume(self, queue: str) -> QueueState:
+        return await self.rt.resume(queue)
+
 
 @asynccontextmanager
 async def open_source(args: argparse.Namespace) -> AsyncIterator[JobSource]:
@@ -112,7 +134,7 @@ async def open_source(args: argparse.Namespace) -> AsyncIterator[JobSource]:
         raise UsageError("say where the jobs are: --url or --db (or $CONVEYOR_URL, $CONVEYOR_DB)")
 
 
-def _source_options(parser: argparse.ArgumentParser) -> None:
+def source_options(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--url", help="a server, e.g. ws://127.0.0.1:8765 (default: $CONVEYOR_URL)")
     where.add_argument("--db", help=DATABASE_HELP)
@@ -125,7 +147,7 @@ def add_jobs_commands(commands: Any) -> None:
     actions = jobs.add_subparsers(dest="action", required=True, metavar="ACTION")
 
     ls = actions.add_parser("ls", help="list jobs, newest first")
-    _source_options(ls)
+    source_options(ls)
     ls.add_argument("--queue")
     ls.add_argument("--status", choices=[s.value for s in JobStatus])
     ls.add_argument("--limit", type=limit, default=50, help="how many (1 to 1000, default 50)")
@@ -138,7 +160,7 @@ def add_jobs_commands(commands: Any) -> None:
         ("rerun", "put a finished job back to queued"),
     ):
         action = actions.add_parser(name, help=help_text)
-        _source_options(action)
+        source_options(action)
         action.add_argument("job_id")
         action.set_defaults(run=lambda a, name=name: anyio.run(_one, a, name))
 
@@ -149,7 +171,7 @@ def add_jobs_commands(commands: Any) -> None:
         " narrows it) and their history, for good. Say how old with --older-than (e.g."
         " 7d), or --all for every finished job whatever its age.",
     )
-    _source_options(purge)
+    source_options(purge)
     age = purge.add_mutually_exclusive_group()
     age.add_argument(
         "--older-than",

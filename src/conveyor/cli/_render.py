@@ -10,7 +10,8 @@ import msgspec
 from rich.console import Console
 from rich.table import Column, Table
 
-from .._models import HistoryEntry, Job
+from .._models import HistoryEntry, Job, QueueState
+from .._states import JobStatus
 
 # Piped output keeps whole rows on a line (rich would wrap them to 80 columns).
 console = Console(width=None if sys.stdout.isatty() else 240)
@@ -39,6 +40,20 @@ def jobs_table(jobs: Sequence[Job]) -> None:
             f"{job.attempts}/{job.max_attempts}",
             f"{job.created_at:%Y-%m-%d %H:%M:%S}",
             (job.error or "")[:60],
+        )
+    console.print(table)
+
+
+def queues_table(states: Sequence[QueueState]) -> None:
+    statuses = list(JobStatus)
+    table = Table("queue", "state", "since", "by", *(s.value for s in statuses))
+    for state in states:
+        table.add_row(
+            state.name,
+            "paused" if state.paused else "running",
+            "" if state.paused_at is None else f"{state.paused_at:%Y-%m-%d %H:%M:%S}",
+            state.paused_by or "",
+            *(str(state.counts.get(s, 0)) for s in statuses),
         )
     console.print(table)
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from .._bus import EventStream
-from .._models import EnqueueOptions, Event, HistoryEntry, Job
+from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState
 from .._states import JobStatus
 
 
@@ -41,6 +41,12 @@ class ServedRuntime(Protocol):
     async def request_job_cancel(self, queue: str, job_id: str) -> Job: ...
 
     async def rerun(self, job_id: str, *, by: str | None = ...) -> Job: ...
+
+    async def queue_states(self) -> list[QueueState]: ...
+
+    async def pause(self, queue: str, *, by: str | None = ...) -> QueueState: ...
+
+    async def resume(self, queue: str) -> QueueState: ...
 
     async def purge(
         self,

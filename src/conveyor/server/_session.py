@@ -22,11 +22,14 @@ from .._wire import (
     GetHistory,
     GetJob,
     ListJobs,
+    Pause,
     Purge,
     QueueCounts,
+    Queues,
     Request,
     Rerun,
     Result,
+    Resume,
     Subscribe,
     Unsubscribe,
     decode_request,
@@ -140,6 +143,12 @@ class Session:
                 else:
                     deleted = await rt.purge(older_than=older_than, statuses=statuses, queue=queue)
                 return {"deleted": deleted}
+            case Queues():
+                return {"queues": await rt.queue_states()}
+            case Pause(queue=queue, by=by):
+                return await rt.pause(queue, by=by)
+            case Resume(queue=queue):
+                return await rt.resume(queue)
 
     async def _subscribe(self, request: Subscribe) -> str:
         if request.job_id is not None:

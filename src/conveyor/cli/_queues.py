@@ -1,0 +1,60 @@
+"""``conveyor queues ls|pause|resume`` against a server URL or a database file."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import anyio
+
+from ._jobs import open_source, source_options
+
+
+def add_queues_commands(commands: Any) -> None:
+    queues = commands.add_parser("queues", help="list, pause or resume queues")
+    actions = queues.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ls = actions.add_parser("ls", help="each queue: paused or not, and its jobs per status")
+    source_options(ls)
+    ls.set_defaults(run=lambda a: anyio.run(_ls, a))
+    pause = actions.add_parser(
+        "pause",
+        help="no process starts the queue's jobs until resumed",
+        description="Pauses a queue in every process of the store: none starts its jobs"
+        " once it has heard, running jobs finish, enqueues are still taken. Lasts until"
+        " `conveyor queues resume`, across restarts.",
+    )
+    source_options(pause)
+    pause.add_argument("queue")
+    pause.add_argument("--by", help="who paused it, shown by `queues ls`")
+    pause.set_defaults(run=lambda a: anyio.run(_change, a, True))
+    resume = actions.add_parser("resume", help="start the paused queue's jobs again")
+    source_options(resume)
+    resume.add_argument("queue")
+    resume.set_defaults(run=lambda a: anyio.run(_change, a, False))
+
+
+async def _ls(args: argparse.Namespace) -> int:
+    from ._render import print_json, queues_table
+
+    async with open_source(args) as source:
+        states = await source.queue_states()
+    if args.json:
+        print_json(states)
+    else:
+        queues_table(states)
+    return 0
+
+
+async def _change(args: argparse.Namespace, paused: bool) -> int:
+    from ._render import print_json, queues_table
+
+    async with open_source(args) as source:
+        if paused:
+            state = await source.pause(args.queue, by=args.by or "conveyor queues")
+        else:
+            state = await source.resume(args.queue)
+    if args.json:
+        print_json(state)
+    else:
+        queues_table([state])
+    return 0
