@@ -306,3 +306,25 @@ async def test_a_dashboard_beside_a_worker_process_shows_its_progress(
         await expect(bar.locator(".badge")).to_have_text("completed", timeout=WAIT_MS)
         done = await rt.wait(job.id, timeout=10)
         assert done.result == {"pid": worker.pid}
+
+
+async def test_a_queue_is_paused_and_resumed_from_its_card(page: Page, db_path: Path) -> None:
+    rt, _ = make_runtime(db_path)
+    async with rt:
+        await page.goto(page_url(rt))
+        card = page.locator('.queue[data-queue="flaky"]')
+        await card.get_by_role("button", name="pause queue flaky").click()
+        await expect(card).to_have_class(re.compile(r"\bpaused\b"), timeout=WAIT_MS)
+        await expect(card.locator(".paused-mark")).to_have_text("paused")
+        [state] = [s for s in await rt.queue_states() if s.name == "flaky"]
+        assert (state.paused, state.paused_by) == (True, "dashboard")
+        await expect(page.locator("#filter-queue")).to_have_value("")  # not a card click
+        waiting = await rt.enqueue("flaky", {})
+        await expect(row(page, waiting.id).locator(".badge")).to_have_text(
+            "queued", timeout=WAIT_MS
+        )
+        assert (await rt.job(waiting.id)).status is JobStatus.QUEUED  # paused: not started
+        await card.get_by_role("button", name="resume queue flaky").click()
+        with anyio.fail_after(10):
+            assert (await rt.wait(waiting.id)).status is JobStatus.FAILED  # it ran
+        await expect(card).not_to_have_class(re.compile(r"\bpaused\b"), timeout=WAIT_MS)

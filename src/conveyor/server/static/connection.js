@@ -3,7 +3,7 @@
 
 import { $, state, toast } from "./state.js";
 import { applyEvent, loadJobs } from "./jobs.js";
-import { setCounts } from "./queues.js";
+import { refreshQueues, setCounts } from "./queues.js";
 import { refreshDetail } from "./detail.js";
 
 export function readToken() {
@@ -63,6 +63,7 @@ async function opened() {
     const subscribed = call("subscribe", resuming ? { since: String(state.lastSeq) } : {});
     if (!resuming) await loadJobs();
     await subscribed;
+    await refreshQueues(); // which are paused: /api/queues brought the counts only
     if (state.selected) refreshDetail();
   } catch (err) {
     toast(err.message);

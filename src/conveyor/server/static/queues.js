@@ -1,15 +1,36 @@
-// The queue cards: counts per status (refreshed at most once a second while events flow)
-// and completions in the last minute (counted from events, in per-second buckets).
+// The queue cards: counts per status (refreshed at most once a second while events flow),
+// completions in the last minute (counted from events, in per-second buckets), and a
+// button that pauses or resumes the queue for every process.
 
 import { $, COUNTS_EVERY_MS, RATE_WINDOW_MS, STATUSES, badge, state, toast } from "./state.js";
 import { call } from "./connection.js";
 import { loadJobs } from "./jobs.js";
 
+export async function refreshQueues() {
+  const counts = {};
+  state.paused = {};
+  for (const queue of (await call("queues")).queues) {
+    counts[queue.name] = queue.counts;
+    if (queue.paused) state.paused[queue.name] = queue;
+  }
+  setCounts(counts);
+}
+
+async function togglePause(name) {
+  const paused = Boolean(state.paused[name]);
+  try {
+    await call(paused ? "resume" : "pause", paused ? { queue: name } : { queue: name, by: "dashboard" });
+    await refreshQueues();
+  } catch (err) {
+    toast(err.message);
+  }
+}
+
 export function scheduleCounts() {
   if (state.countsTimer) return;
   state.countsTimer = setTimeout(async () => {
     try {
-      setCounts((await call("queue_counts")).queues);
+      await refreshQueues();
     } catch (err) {
       /* disconnected: the reconnect brings fresh counts */
     } finally {
@@ -58,7 +79,26 @@ export function renderQueues() {
     const rate = document.createElement("span");
     rate.className = "muted rate";
     rate.textContent = `${perMinute(name)}/min`;
-    head.append(title, rate);
+    const paused = state.paused[name];
+    const toggle = document.createElement("button");
+    toggle.className = "queue-pause";
+    toggle.textContent = paused ? "resume" : "pause";
+    toggle.setAttribute("aria-label", `${paused ? "resume" : "pause"} queue ${name}`);
+    toggle.title = paused
+      ? `paused${paused.paused_by ? " by " + paused.paused_by : ""}: start its jobs again`
+      : "no process starts its jobs until resumed (running jobs finish)";
+    toggle.addEventListener("click", (event) => {
+      event.stopPropagation(); // not a click on the card, which filters
+      togglePause(name);
+    });
+    head.append(title, rate, toggle);
+    if (paused) {
+      card.classList.add("paused");
+      const mark = badge("paused");
+      mark.classList.add("paused-mark");
+      mark.textContent = "paused";
+      title.after(mark);
+    }
     const counts = document.createElement("div");
     counts.className = "counts";
     for (const status of STATUSES) {

@@ -24,6 +24,7 @@ export const state = {
   frame: 0,
   loading: null, // events that arrived while a list was loading, re-applied after it
   queues: {}, // queue -> {status: count}
+  paused: {}, // queue -> its state, for the paused ones (the `queues` op)
   completions: new Map(), // queue -> [{second, count}] within RATE_WINDOW_MS
   countsTimer: 0,
   filter: { queue: "", status: "" },
