@@ -97,6 +97,21 @@ class Rerun(_Request, frozen=True, tag="rerun"):
     by: str | None = None
 
 
+class CancelMatching(_Request, frozen=True, tag="cancel_matching"):
+    queue: str | None = None
+    statuses: list[JobStatus] | None = None  # default: every one a job can be cancelled from
+    created_by: str | None = None
+    older_than: float | None = None  # seconds since the job was created
+
+
+class RerunMatching(_Request, frozen=True, tag="rerun_matching"):
+    queue: str | None = None
+    statuses: list[JobStatus] | None = None  # default: failed
+    created_by: str | None = None
+    older_than: float | None = None
+    by: str | None = None
+
+
 class Queues(_Request, frozen=True, tag="queues"):
     pass
 
@@ -130,10 +145,13 @@ Request = (
     | Queues
     | Pause
     | Resume
+    | CancelMatching
+    | RerunMatching
 )
 OPS: Final = frozenset(
     {"subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"}
     | {"queue_counts", "rerun", "purge", "queues", "pause", "resume"}
+    | {"cancel_matching", "rerun_matching"}
 )
 
 

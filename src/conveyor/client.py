@@ -317,6 +317,32 @@ class Client:
         by = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
         return msgspec.convert(await self._call("rerun", job_id=name("job_id", job_id), by=by), Job)
 
+    async def cancel_matching(
+        self,
+        *,
+        queue: str | None = None,
+        statuses: Iterable[JobStatus | str] | None = None,
+        created_by: str | None = None,
+        older_than: float | timedelta | None = None,
+    ) -> int:
+        """As ``Runtime.cancel_matching``: cancel every job matching; how many."""
+        fields = _match_fields(queue, statuses, created_by, older_than)
+        return int((await self._call("cancel_matching", **fields))["cancelled"])
+
+    async def rerun_matching(
+        self,
+        *,
+        queue: str | None = None,
+        statuses: Iterable[JobStatus | str] | None = None,
+        created_by: str | None = None,
+        older_than: float | timedelta | None = None,
+        by: str | None = None,
+    ) -> int:
+        """As ``Runtime.rerun_matching``: rerun every ended job matching once; how many."""
+        fields = _match_fields(queue, statuses, created_by, older_than)
+        fields["by"] = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
+        return int((await self._call("rerun_matching", **fields))["rerun"])
+
     async def queue_states(self) -> list[QueueState]:
         """As ``Runtime.queue_states``: each queue, paused or not, with its counts."""
         value = await self._call("queues")
@@ -414,3 +440,20 @@ class Client:
                 log.info("events: connection lost (%s); retrying in %.2fs", exc, delay)
             await anyio.sleep(delay)
             delay = min(delay * 2, self.max_backoff)
+
+
+def _match_fields(
+    queue: str | None,
+    statuses: Iterable[JobStatus | str] | None,
+    created_by: str | None,
+    older_than: float | timedelta | None,
+) -> dict[str, Any]:
+    """A bulk operation's filter as wire fields, checked as the runtime checks them."""
+    fields: dict[str, Any] = {
+        "queue": None if queue is None else name("queue", queue),
+        "created_by": optional_text("created_by", created_by, _NO_SIZE_LIMITS.created_by_bytes),
+        "older_than": optional_seconds("older_than", older_than),
+    }
+    if statuses is not None:
+        fields["statuses"] = sorted(check_statuses("statuses", statuses))
+    return fields

@@ -131,6 +131,28 @@ async def test_queues_ls_pause_resume_on_a_server_and_on_the_file(
     assert "nope" in unknown.stderr
 
 
+async def test_jobs_cancel_and_rerun_matching(rt: Runtime, db_path: Path) -> None:
+    jobs = [await rt.enqueue("work", {"hold": True}, created_by="cron") for _ in range(3)]
+    other = await rt.enqueue("work", {"n": 1})  # not cron's: left alone
+    unfiltered = await conveyor("jobs", "cancel-matching", "--url", rt.server_url)
+    assert unfiltered.returncode == 2
+    assert "filter" in unfiltered.stderr
+    cancelled = await conveyor(
+        "jobs", "cancel-matching", "--url", rt.server_url, "--created-by", "cron", "--json"
+    )
+    assert json.loads(cancelled.stdout) == {"cancelled": 3}, cancelled.stderr
+    with anyio.fail_after(10):
+        for job in jobs:
+            assert (await rt.wait(job.id)).status is JobStatus.CANCELLED
+    rerun = await conveyor(
+        "jobs", "rerun-matching", "--db", str(db_path), "--queue", "work", "--status", "cancelled"
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    assert "rerun 3 jobs" in rerun.stdout
+    assert "rerun by conveyor jobs" in [h.message for h in await rt.history(jobs[0].id)]
+    assert (await rt.job(other.id)).status is not JobStatus.CANCELLED
+
+
 async def test_mistakes_print_one_line_and_exit_non_zero(rt: Runtime) -> None:
     missing = await conveyor("jobs", "show", "nope", "--url", rt.server_url)
     assert missing.returncode == 1

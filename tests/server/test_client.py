@@ -98,6 +98,10 @@ async def test_calls_round_trip(db_path: Path) -> None:
         assert not states["hold"].paused
         assert (await client.resume("square")).paused is False
         assert (await client.wait(waiting.id, timeout=10)).result == 9
+        held = [await client.enqueue("hold", {}, created_by="batch") for _ in range(3)]
+        assert await client.cancel_matching(queue="hold", created_by="batch") == 3
+        assert await client.rerun_matching(queue="hold", statuses=["cancelled"], by="me") >= 3
+        assert (await client.history(held[0].id))[-1].message == "rerun by me"
 
 
 async def test_the_client_and_the_runtime_name_and_shape_operations_alike(db_path: Path) -> None:
@@ -105,7 +109,7 @@ async def test_the_client_and_the_runtime_name_and_shape_operations_alike(db_pat
     # from the in-process runtime to the client by changing what it holds.
     shared = ("enqueue", "job", "job_status", "cancel", "request_job_cancel", "list_jobs")
     shared += ("history", "rerun", "purge", "wait", "queue_counts")
-    shared += ("queue_states", "pause", "resume")
+    shared += ("queue_states", "pause", "resume", "cancel_matching", "rerun_matching")
     for op in shared:
         runtime_params = inspect.signature(getattr(Runtime, op)).parameters
         client_params = inspect.signature(getattr(Client, op)).parameters
@@ -169,6 +173,9 @@ async def test_what_the_runtime_refuses_the_client_refuses_alike(db_path: Path) 
             ("history", (None,), {}),
             ("rerun", (job.id,), {"by": 5}),
             ("pause", ("square",), {"by": 5}),
+            ("cancel_matching", (), {"statuses": ["bogus"]}),
+            ("cancel_matching", (), {"older_than": -1}),
+            ("rerun_matching", (), {"created_by": 3}),
             ("pause", ("",), {}),
             ("resume", (None,), {}),
             ("wait", (job.id,), {"timeout": "abc"}),

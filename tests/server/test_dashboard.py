@@ -328,3 +328,36 @@ async def test_a_queue_is_paused_and_resumed_from_its_card(page: Page, db_path: 
         with anyio.fail_after(10):
             assert (await rt.wait(waiting.id)).status is JobStatus.FAILED  # it ran
         await expect(card).not_to_have_class(re.compile(r"\bpaused\b"), timeout=WAIT_MS)
+
+
+async def test_cancel_and_rerun_every_matching_job_from_the_toolbar(
+    page: Page, db_path: Path
+) -> None:
+    rt, _ = make_runtime(db_path)
+    async with rt:
+        waiting = await rt.enqueue_many("flaky", [{}] * 3, delay=3600)
+        failed = await rt.enqueue_many("flaky", [{}] * 2)
+        with anyio.fail_after(10):
+            for job in failed:
+                assert (await rt.wait(job.id)).status is JobStatus.FAILED
+        asked: list[str] = []
+
+        async def accept(dialog: Any) -> None:
+            asked.append(dialog.message)
+            await dialog.accept()
+
+        page.on("dialog", accept)
+        await page.goto(page_url(rt))
+        await page.locator("#filter-queue").select_option("flaky")
+        await page.get_by_role("button", name="Cancel all matching").click()
+        await expect(page.locator(".toast")).to_contain_text("cancelled 3 jobs", timeout=WAIT_MS)
+        assert asked[0].startswith("Cancel about 3 ")
+        for job in waiting:
+            assert (await rt.job(job.id)).status is JobStatus.CANCELLED
+        await page.get_by_role("button", name="Rerun failed").click()
+        await expect(page.locator(".toast").last).to_contain_text("rerun 2 jobs", timeout=WAIT_MS)
+        with anyio.fail_after(10):  # run again (and fail again: the queue is still broken)
+            for job in failed:
+                history = await rt.history(job.id)
+                assert "rerun by dashboard" in [h.message for h in history]
+                assert (await rt.wait(job.id)).status is JobStatus.FAILED

@@ -41,6 +41,8 @@ class JobSource(Protocol):
         self, older_than: float, statuses: list[str] | None, queue: str | None
     ) -> int: ...
     async def queue_states(self) -> list[QueueState]: ...
+    async def cancel_matching(self, **match: Any) -> int: ...
+    async def rerun_matching(self, **match: Any) -> int: ...
     async def pause(self, queue: str, *, by: str | None = ...) -> QueueState: ...
     async def resume(self, queue: str) -> QueueState: ...
 
@@ -71,6 +73,12 @@ class _ServerSource:
 
     async def queue_states(self) -> list[QueueState]:
         return await self.client.queue_states()
+
+    async def cancel_matching(self, **match: Any) -> int:
+        return await self.client.cancel_matching(**match)
+
+    async def rerun_matching(self, **match: Any) -> int:
+        return await self.client.rerun_matching(**match)
 
     async def pause(self, queue: str, *, by: str | None = None) -> QueueState:
         return await self.client.pause(queue, by=by)
@@ -108,6 +116,12 @@ class _FileSource:
 
     async def queue_states(self) -> list[QueueState]:
         return await self.rt.queue_states()
+
+    async def cancel_matching(self, **match: Any) -> int:
+        return await self.rt.cancel_matching(**match)
+
+    async def rerun_matching(self, **match: Any) -> int:
+        return await self.rt.rerun_matching(**match)
 
     async def pause(self, queue: str, *, by: str | None = None) -> QueueState:
         return await self.rt.pause(queue, by=by)
@@ -189,6 +203,40 @@ def add_jobs_commands(commands: Any) -> None:
     purge.add_argument("--queue")
     purge.set_defaults(run=lambda a: anyio.run(_purge, a))
 
+    for name, help_text, statuses, default in (
+        (
+            "cancel-matching",
+            "cancel every job matching the filters",
+            ["scheduled", "queued", "running"],
+            "all three",
+        ),
+        (
+            "rerun-matching",
+            "rerun, once, every ended job matching the filters",
+            ["completed", "failed", "cancelled"],
+            "failed",
+        ),
+    ):
+        bulk = actions.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text[0].upper()}{help_text[1:]}, in transactions of 500 jobs,"
+            " each job with its history row. Give at least one filter.",
+        )
+        source_options(bulk)
+        bulk.add_argument("--queue")
+        bulk.add_argument(
+            "--status",
+            action="append",
+            choices=statuses,
+            help=f"only jobs in this status (repeatable; default: {default})",
+        )
+        bulk.add_argument("--created-by")
+        bulk.add_argument(
+            "--older-than", type=duration, metavar="DURATION", help="created longer ago than this"
+        )
+        bulk.set_defaults(run=lambda a, name=name: anyio.run(_matching, a, name))
+
 
 async def _ls(args: argparse.Namespace) -> int:
     from ._render import jobs_table, print_json
@@ -243,4 +291,29 @@ async def _purge(args: argparse.Namespace) -> int:
         print_json({"deleted": deleted})
     else:
         console.print(f"deleted {deleted} jobs")
+    return 0
+
+
+async def _matching(args: argparse.Namespace, name: str) -> int:
+    from ._render import console, print_json
+
+    match: dict[str, Any] = {
+        "queue": args.queue,
+        "created_by": args.created_by,
+        "older_than": args.older_than,
+    }
+    if not any(v is not None for v in match.values()) and args.status is None:
+        raise UsageError(f"{name} acts on many jobs at once: give a filter (e.g. --queue)")
+    if args.status is not None:
+        match["statuses"] = args.status
+    async with open_source(args) as source:
+        if name == "cancel-matching":
+            count, done = await source.cancel_matching(**match), "cancelled"
+        else:
+            count = await source.rerun_matching(**match, by="conveyor jobs")
+            done = "rerun"
+    if args.json:
+        print_json({done: count})
+    else:
+        console.print(f"{done} {count} jobs")
     return 0

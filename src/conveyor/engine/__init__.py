@@ -1,6 +1,8 @@
 """The scheduler: claiming, executing, and the loops that keep leases and events moving."""
 
+from ._bulk import cancel_matching as cancel_matching
+from ._bulk import rerun_matching as rerun_matching
 from ._engine import Engine as Engine
 from ._engine import transition_event as transition_event
 
-__all__ = ("Engine", "transition_event")
+__all__ = ("Engine", "cancel_matching", "rerun_matching", "transition_event")

@@ -11,6 +11,7 @@ from .._models import Job
 from ..store import (
     ClaimParams,
     Finish,
+    JobMatch,
     NewJob,
     OutcomeTransaction,
     ProgressWrite,
@@ -71,6 +72,14 @@ class CommittingWrites:
         job, transitions = await self._writes.job_rerun(job_id, by, now)
         self._committed(transitions)
         return job, transitions
+
+    async def jobs_cancel_matching(self, match: JobMatch, now: float) -> list[Transition]:
+        return self._done(await self._writes.jobs_cancel_matching(match, now))
+
+    async def jobs_rerun_matching(
+        self, match: JobMatch, by: str | None, now: float
+    ) -> list[Transition]:
+        return self._done(await self._writes.jobs_rerun_matching(match, by, now))
 
     async def outcome_transaction(self) -> OutcomeTransaction:
         return _CommittingTransaction(await self._writes.outcome_transaction(), self._committed)

@@ -44,6 +44,25 @@ class ServedRuntime(Protocol):
 
     async def queue_states(self) -> list[QueueState]: ...
 
+    async def cancel_matching(
+        self,
+        *,
+        queue: str | None = ...,
+        statuses: Iterable[JobStatus | str] = ...,
+        created_by: str | None = ...,
+        older_than: float | timedelta | None = ...,
+    ) -> int: ...
+
+    async def rerun_matching(
+        self,
+        *,
+        queue: str | None = ...,
+        statuses: Iterable[JobStatus | str] = ...,
+        created_by: str | None = ...,
+        older_than: float | timedelta | None = ...,
+        by: str | None = ...,
+    ) -> int: ...
+
     async def pause(self, queue: str, *, by: str | None = ...) -> QueueState: ...
 
     async def resume(self, queue: str) -> QueueState: ...

@@ -17,6 +17,7 @@ from .._logging import get_logger
 from .._models import Event
 from .._wire import (
     Cancel,
+    CancelMatching,
     Enqueue,
     Error,
     GetHistory,
@@ -28,6 +29,7 @@ from .._wire import (
     Queues,
     Request,
     Rerun,
+    RerunMatching,
     Result,
     Resume,
     Subscribe,
@@ -149,6 +151,8 @@ class Session:
                 return await rt.pause(queue, by=by)
             case Resume(queue=queue):
                 return await rt.resume(queue)
+            case CancelMatching() | RerunMatching():
+                return await _matching(rt, request)
 
     async def _subscribe(self, request: Subscribe) -> str:
         if request.job_id is not None:
@@ -178,6 +182,20 @@ class Session:
         with anyio.move_on_after(SLOW_CLOSE_TIMEOUT + 1):
             await self.ws.close(CLOSE_TOO_SLOW, "too slow: event buffer overflowed")
         self._tg.cancel_scope.cancel()
+
+
+async def _matching(rt: ServedRuntime, request: CancelMatching | RerunMatching) -> Any:
+    """A bulk cancel or rerun, with the statuses given or the operation's default."""
+    fields: dict[str, Any] = {
+        "queue": request.queue,
+        "created_by": request.created_by,
+        "older_than": request.older_than,
+    }
+    if request.statuses is not None:
+        fields["statuses"] = request.statuses
+    if isinstance(request, CancelMatching):
+        return {"cancelled": await rt.cancel_matching(**fields)}
+    return {"rerun": await rt.rerun_matching(**fields, by=request.by)}
 
 
 class _Forward:

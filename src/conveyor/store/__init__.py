@@ -15,6 +15,9 @@ from ._base import (
     Finish as Finish,
 )
 from ._base import (
+    JobMatch as JobMatch,
+)
+from ._base import (
     ListParams as ListParams,
 )
 from ._base import (
@@ -63,6 +66,7 @@ __all__ = (
     "ClaimParams",
     "CommitWatch",
     "Finish",
+    "JobMatch",
     "ListParams",
     "NewJob",
     "OutcomeTransaction",

@@ -221,6 +221,20 @@ class PurgeParams(msgspec.Struct, frozen=True, kw_only=True):
     limit: int = 1000
 
 
+class JobMatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Which jobs a bulk operation takes, a batch (``limit``) at a time: of ``statuses``
+    (only those the operation applies to count), and of the queue, creator and age given.
+    ``as_of``: only jobs last changed then or before (a rerun job that fails again is not
+    taken again by the same operation)."""
+
+    statuses: frozenset[JobStatus]
+    queue: str | None = None
+    created_by: str | None = None
+    created_before: float | None = None
+    as_of: float | None = None
+    limit: int = 500
+
+
 class ListParams(msgspec.Struct, frozen=True, kw_only=True):
     """Newest first; ``before`` is the id of the last job of the previous page."""
 
@@ -344,6 +358,18 @@ class StoreWrites(Protocol):
 
     async def jobs_purge(self, params: PurgeParams) -> int:
         """Delete finished jobs (and their history) per ``params``; how many were."""
+        ...
+
+    async def jobs_cancel_matching(self, match: JobMatch, now: float) -> list[Transition]:
+        """Cancel up to ``match.limit`` matching jobs in one transaction, each as
+        ``job_request_cancel`` would (waiting ones cancelled, running ones cancelling)."""
+        ...
+
+    async def jobs_rerun_matching(
+        self, match: JobMatch, by: str | None, now: float
+    ) -> list[Transition]:
+        """Rerun up to ``match.limit`` matching ended jobs in one transaction, each as
+        ``job_rerun`` would."""
         ...
 
     async def outcome_transaction(self) -> OutcomeTransaction:

@@ -96,10 +96,15 @@ def cancel_request(status: JobStatus) -> tuple[JobStatus, str] | None:
     """What a cancellation request makes of a job in ``status``: cancelled at once if it
     waits, cancelling if it runs; None if it is already ending or ended."""
     if status in CANCEL_AT_ONCE:
-        return JobStatus.CANCELLED, "cancelled before it ran"
+        return JobStatus.CANCELLED, CANCELLED_WAITING
     if status in CANCEL_BY_REQUEST:
-        return JobStatus.CANCELLING, "cancellation requested"
+        return JobStatus.CANCELLING, CANCEL_REQUESTED
     return None
+
+
+CANCELLABLE: Final = CANCEL_AT_ONCE | CANCEL_BY_REQUEST
+CANCELLED_WAITING: Final = "cancelled before it ran"
+CANCEL_REQUESTED: Final = "cancellation requested"
 
 
 def rerun_refusal(job_id: str, status: JobStatus) -> str | None:

@@ -5,12 +5,14 @@
 //   jobs.js        the jobs table, kept current by events
 //   queues.js      the queue cards: counts and completions per minute
 //   detail.js      one job's view: fields, payload, result, error, history
+//   bulk.js        cancel or rerun every job the filters match
 
 import { $, state, toast } from "./state.js";
 import { connect, readToken, useToken } from "./connection.js";
 import { act, fetchRecords, loadOlder } from "./jobs.js";
 import { renderQueues, setFilter } from "./queues.js";
 import { closeDetail, detailFromAddress } from "./detail.js";
+import { bulk } from "./bulk.js";
 
 state.token = readToken();
 $("filter-queue").addEventListener("change", (e) => setFilter("queue", e.target.value));
@@ -19,6 +21,8 @@ $("older").addEventListener("click", () => loadOlder().catch((err) => toast(err.
 $("detail-close").addEventListener("click", closeDetail);
 $("detail-cancel").addEventListener("click", () => act("cancel", state.selected));
 $("detail-rerun").addEventListener("click", () => act("rerun", state.selected));
+$("bulk-cancel").addEventListener("click", () => bulk("cancel_matching"));
+$("bulk-rerun").addEventListener("click", () => bulk("rerun_matching"));
 window.addEventListener("hashchange", detailFromAddress);
 document.addEventListener("keydown", (e) => e.key === "Escape" && closeDetail());
 $("token-form").addEventListener("submit", () => useToken($("token-input").value.trim()));

@@ -33,6 +33,7 @@ from .._base import (
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
 from ._app import in_transaction
+from ._bulk import PostgresBulkWrites
 from ._db import Connection, PostgresDB
 from ._history import MAX_ROWS, HistoryWriter
 from ._history import transitions as history_transitions
@@ -43,7 +44,7 @@ _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _JOBS_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
 
 
-class PostgresWrites:
+class PostgresWrites(PostgresBulkWrites):
     """The StoreWrites of PostgresStore. ``self.t`` is the schema-qualified table
     prefix; ``origin`` marks the history rows (set when the store opens)."""
 

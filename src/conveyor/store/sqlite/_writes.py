@@ -32,6 +32,7 @@ from .._base import (
 )
 from .._rows import JOB_COLUMNS, row_to_job
 from .._rules import SQL
+from ._bulk import SQLiteBulkWrites
 from ._file import SQLiteFile
 from ._history import HistoryRow, append_history
 from ._reads import job_row, unfinished_with_key
@@ -40,7 +41,7 @@ from ._sql import ROWS_PER_STATEMENT, chunks, values_list
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 
 
-class SQLiteWrites:
+class SQLiteWrites(SQLiteBulkWrites):
     """The StoreWrites of SQLiteStore, through the file's writer connections.
     ``origin`` marks the history rows (set when the store opens)."""
 
