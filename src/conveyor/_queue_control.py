@@ -54,30 +54,32 @@ class QueueControl(JobOperations):
         self,
         *,
         queue: str | None = None,
-        statuses: Iterable[JobStatus | str] = tuple(CANCELLABLE),
+        statuses: Iterable[JobStatus | str] | None = None,
         created_by: str | None = None,
         older_than: float | timedelta | None = None,
     ) -> int:
-        """Cancel every job of ``queue`` (default: every queue) in ``statuses`` (default:
-        every one a job can be cancelled from: scheduled, queued, running), created by
+        """Cancel every job of ``queue`` (None: every queue) in ``statuses`` (None: every
+        one a job can be cancelled from: scheduled, queued, running), created by
         ``created_by``, created more than ``older_than`` ago; how many. In transactions
         of 500 jobs, each job with its history row, as ``cancel`` would: waiting ones at
         once, running ones stopped wherever they run."""
-        match = self._match(queue, statuses, CANCELLABLE, "cancelled", created_by, older_than)
+        wanted = CANCELLABLE if statuses is None else statuses
+        match = self._match(queue, wanted, CANCELLABLE, "cancelled", created_by, older_than)
         return await cancel_matching(self._engine, match)
 
     async def rerun_matching(
         self,
         *,
         queue: str | None = None,
-        statuses: Iterable[JobStatus | str] = (JobStatus.FAILED,),
+        statuses: Iterable[JobStatus | str] | None = None,
         created_by: str | None = None,
         older_than: float | timedelta | None = None,
         by: str | None = None,
     ) -> int:
-        """Rerun every ended job matching (default: the failed ones) once, as ``rerun``
+        """Rerun every ended job matching (``statuses`` default: failed) once, as ``rerun``
         would, in transactions of 500 jobs; how many."""
-        match = self._match(queue, statuses, RERUN_FROM, "rerun", created_by, older_than)
+        wanted = (JobStatus.FAILED,) if statuses is None else statuses
+        match = self._match(queue, wanted, RERUN_FROM, "rerun", created_by, older_than)
         by = optional_text("by", by, self.limits.created_by_bytes)
         return await rerun_matching(self._engine, match, by)
 

@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
 from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime
+from conveyor._wire import OPS
 from conveyor.client import Client
 
 from ..server.test_server import http_get
@@ -232,6 +233,59 @@ async def test_enqueue_accepts_or_refuses_anything(served: Runtime, location: st
     await still_serves(rt)
 
 
+MATCH_OPTIONS = ("queue", "statuses", "created_by", "older_than")
+
+
+async def test_queue_and_bulk_operations_accept_or_refuse_anything(
+    served: Runtime, location: str
+) -> None:
+    """Pause, resume, and bulk cancel and rerun, through the Runtime and the Client, with
+    anything for each argument: done by both or refused by both with the same
+    ConveyorError, and the store still reads back whole."""
+    rt = served
+    calls = st.one_of(
+        st.tuples(
+            st.sampled_from(["cancel_matching", "rerun_matching"]),
+            st.just(()),
+            st.fixed_dictionaries(
+                {}, optional=dict.fromkeys(MATCH_OPTIONS, anything | st.just("echo"))
+            ),
+        ),
+        st.tuples(
+            st.sampled_from(["pause", "resume"]),
+            st.tuples(anything | st.just("echo")),
+            st.fixed_dictionaries({}, optional={"by": anything}),
+        ),
+    )
+    async with Client(rt.server_url) as client:
+
+        async def one(op: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if op == "resume":
+                kwargs = {}
+            if op != "rerun_matching":
+                kwargs.pop("by", None)
+            outcomes: list[str] = []
+            for caller in (rt, client):
+                try:
+                    with anyio.fail_after(20):
+                        await getattr(caller, op)(*args, **kwargs)
+                    outcomes.append("done")
+                except ConveyorError as exc:
+                    outcomes.append(type(exc).__name__)
+            assert outcomes[0] == outcomes[1], (outcomes, op, args, kwargs)
+
+        @SETTINGS
+        @given(calls)
+        def fuzz(call: tuple[str, tuple[Any, ...], dict[str, Any]]) -> None:
+            on_loop(one, *call)
+
+        await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_queue_and_bulk") >= 100
+    await rt.resume("echo")
+    await assert_readable(rt, location)
+    await still_serves(rt)
+
+
 async def test_the_client_refuses_exactly_what_the_runtime_refuses(served: Runtime) -> None:
     # The same enqueue through the Runtime and through the Client ends the same way:
     # stored by both, or refused by both with the same ConveyorError (the Client checks
@@ -341,20 +395,7 @@ wire_fields = st.dictionaries(
     | st.sampled_from([1e12, -1e12, 1e308, "echo", "scripted", "queued", ["queued"]]),
     max_size=6,
 )
-wire_ops = st.sampled_from(
-    [
-        "subscribe",
-        "unsubscribe",
-        "enqueue",
-        "job_status",
-        "list_jobs",
-        "queue_counts",
-        "history",
-        "cancel",
-        "rerun",
-        "purge",
-    ]
-)
+wire_ops = st.sampled_from(sorted(OPS))  # every op the server takes
 
 
 async def test_every_wire_op_answers_whatever_its_fields(served: Runtime, location: str) -> None:
@@ -472,6 +513,14 @@ def test_cli_arguments_are_used_or_refused_in_one_line(tmp_path: Path) -> None:
             "--version",
             "--port",
             "70000",
+            "queues",
+            "pause",
+            "resume",
+            "echo",
+            "cancel-matching",
+            "rerun-matching",
+            "--created-by",
+            "--by",
         ]
     )
     argv_lists = st.lists(words | st.text(max_size=6), max_size=7)

@@ -48,7 +48,7 @@ class ServedRuntime(Protocol):
         self,
         *,
         queue: str | None = ...,
-        statuses: Iterable[JobStatus | str] = ...,
+        statuses: Iterable[JobStatus | str] | None = ...,
         created_by: str | None = ...,
         older_than: float | timedelta | None = ...,
     ) -> int: ...
@@ -57,7 +57,7 @@ class ServedRuntime(Protocol):
         self,
         *,
         queue: str | None = ...,
-        statuses: Iterable[JobStatus | str] = ...,
+        statuses: Iterable[JobStatus | str] | None = ...,
         created_by: str | None = ...,
         older_than: float | timedelta | None = ...,
         by: str | None = ...,

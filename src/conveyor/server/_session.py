@@ -185,14 +185,13 @@ class Session:
 
 
 async def _matching(rt: ServedRuntime, request: CancelMatching | RerunMatching) -> Any:
-    """A bulk cancel or rerun, with the statuses given or the operation's default."""
+    """A bulk cancel or rerun (statuses None: the operation's default)."""
     fields: dict[str, Any] = {
         "queue": request.queue,
+        "statuses": request.statuses,
         "created_by": request.created_by,
         "older_than": request.older_than,
     }
-    if request.statuses is not None:
-        fields["statuses"] = request.statuses
     if isinstance(request, CancelMatching):
         return {"cancelled": await rt.cancel_matching(**fields)}
     return {"rerun": await rt.rerun_matching(**fields, by=request.by)}
