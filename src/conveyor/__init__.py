@@ -4,9 +4,6 @@ Durable queues on SQLite with bounded concurrency, live progress, cancellation a
 crash recovery. Start with :class:`Runtime` and :class:`Queue`.
 """
 
-from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
-from importlib.metadata import version as _version
-
 from ._bus import EventStream as EventStream
 from ._clock import Clock as Clock
 from ._clock import SystemClock as SystemClock
@@ -37,16 +34,15 @@ from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
 from ._models import Progress as Progress
 from ._models import QueueState as QueueState
+from ._models import WorkerState as WorkerState
 from ._queue import Queue as Queue
 from ._runtime import Runtime as Runtime
 from ._states import TERMINAL as TERMINAL
 from ._states import JobStatus as JobStatus
+from ._version import VERSION as _VERSION
 from .store import SQLiteStore as SQLiteStore
 
-try:
-    __version__ = _version("conveyor")
-except _PackageNotFoundError:  # pragma: no cover - run from a source tree, not installed
-    __version__ = "0+unknown"
+__version__ = _VERSION  # the installed version (see _version.py)
 
 __all__ = (
     "TERMINAL",
@@ -79,6 +75,7 @@ __all__ = (
     "SystemClock",
     "ValidationError",
     "WaitTimeout",
+    "WorkerState",
     "check_cancelled",
     "current_job",
     "fail_job",

@@ -189,16 +189,24 @@ def optional_seconds(name: str, value: Any) -> float | None:
     return None if value is None else seconds(name, value)
 
 
+_STATUSES: Final = {s.value: s for s in JobStatus}
+
+
 def statuses(field: str, values: Any) -> frozenset[JobStatus]:
     """Statuses given as JobStatus values or their strings, checked."""
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise ValidationError(f"{field} must be a list of statuses, not {shown(values)}")
-    try:
-        return frozenset(JobStatus(s) for s in values)
-    except (ValueError, TypeError):
-        raise ValidationError(
-            f"{field} must hold statuses ({', '.join(JobStatus)}), not {shown(values)}"
-        ) from None
+    found: set[JobStatus] = set()
+    for value in values:
+        # Looked up, not JobStatus(value): that formats a refused value with repr(),
+        # which a list nested thousands deep overflows.
+        status = _STATUSES.get(value) if isinstance(value, str) else None
+        if status is None:
+            raise ValidationError(
+                f"{field} must hold statuses ({', '.join(JobStatus)}), not {shown(values)}"
+            )
+        found.add(status)
+    return frozenset(found)
 
 
 def enqueue_options(options: EnqueueOptions, now: float, limits: Limits) -> float | None:

@@ -70,6 +70,23 @@ class QueueState(msgspec.Struct, frozen=True, kw_only=True):
     counts: dict[JobStatus, int] = msgspec.field(default_factory=dict)
 
 
+class WorkerState(msgspec.Struct, frozen=True, kw_only=True):
+    """A runtime running workers, as the workers view shows it: who and where it is, the
+    queues it runs with their concurrency, and how long ago it last heartbeat. ``lost``:
+    silent for longer than its lease, or its process (on the reader's machine) is gone;
+    the other workers then rescue its jobs."""
+
+    id: str
+    host: str
+    pid: int
+    queues: dict[str, int]
+    version: str
+    started_at: datetime
+    last_heartbeat: datetime
+    heartbeat_age: float  # seconds
+    lost: bool
+
+
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One transition in a job's audit trail. ``seq`` is global and increasing."""
 

@@ -62,7 +62,7 @@ class JobOperations:
         self.bus = bus
         self.clock = clock
         self.specs = specs
-        self.workers = workers
+        self.runs_workers = workers  # whether this runtime runs its queues
         self.limits = limits
         self._engine = engine
         self._ids = IdGenerator()
@@ -75,7 +75,7 @@ class JobOperations:
     @property
     def observes_all(self) -> bool:
         """True for a runtime without queues nor workers: it reads every queue."""
-        return not self.specs and not self.workers
+        return not self.specs and not self.runs_workers
 
     def _queue(self, queue_name: str) -> QueueSpec:
         spec = self.specs.get(queue_name) if isinstance(queue_name, str) else None
@@ -320,7 +320,7 @@ class JobOperations:
         """
         self._require_open()
         timeout = optional_seconds("timeout", timeout)
-        if not self.workers:
+        if not self.runs_workers:
             raise RuntimeClosed("drain() needs a runtime with workers")
         try:
             with anyio.fail_after(timeout):

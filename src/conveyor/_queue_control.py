@@ -10,12 +10,12 @@ from datetime import timedelta
 
 from ._clock import to_datetime
 from ._errors import ValidationError
-from ._limits import optional_seconds, optional_text
+from ._limits import name, optional_seconds, optional_text
 from ._limits import statuses as check_statuses
-from ._models import QueueState
+from ._models import QueueState, WorkerState
 from ._operations import JobOperations
 from ._states import JobStatus
-from .engine import cancel_matching, rerun_matching
+from .engine import cancel_matching, is_lost, rerun_matching
 from .store import JobMatch, PausedQueue
 from .store._rules import CANCELLABLE, RERUN_FROM
 
@@ -29,8 +29,9 @@ class QueueControl(JobOperations):
         jobs finish, and enqueues are still taken. Survives restarts until resumed;
         pausing a paused queue keeps its first pause."""
         self._require_open()
+        name("queue", queue)  # every value checked before the queue is looked up,
+        by = optional_text("by", by, self.limits.created_by_bytes)  # as a Client does
         self._check_queue_name(queue)
-        by = optional_text("by", by, self.limits.created_by_bytes)
         await self._engine.set_paused(queue, True, by)
         return await self._queue_state(queue)
 
@@ -49,6 +50,26 @@ class QueueControl(JobOperations):
         paused = await self.store.queues.paused()
         names = sorted(set(counts) | set(paused)) if self.observes_all else list(self.specs)
         return [_state(name, paused.get(name), counts.get(name, {})) for name in names]
+
+    async def workers(self) -> list[WorkerState]:
+        """Every runtime running workers on this store (this one too, if it does), by
+        id, with its heartbeat's age; a lost one until it is forgotten (after a day)."""
+        self._require_open()
+        now = self.clock.now()
+        return [
+            WorkerState(
+                id=w.id,
+                host=w.host,
+                pid=w.pid,
+                queues=w.queues,
+                version=w.version,
+                started_at=to_datetime(w.started_at),
+                last_heartbeat=to_datetime(w.heartbeat_at),
+                heartbeat_age=max(0.0, now - w.heartbeat_at),
+                lost=is_lost(w, now),
+            )
+            for w in await self.store.workers.all()
+        ]
 
     async def cancel_matching(
         self,
@@ -78,9 +99,10 @@ class QueueControl(JobOperations):
     ) -> int:
         """Rerun every ended job matching (``statuses`` default: failed) once, as ``rerun``
         would, in transactions of 500 jobs; how many."""
+        self._require_open()
+        by = optional_text("by", by, self.limits.created_by_bytes)
         wanted = (JobStatus.FAILED,) if statuses is None else statuses
         match = self._match(queue, wanted, RERUN_FROM, "rerun", created_by, older_than)
-        by = optional_text("by", by, self.limits.created_by_bytes)
         return await rerun_matching(self._engine, match, by)
 
     def _match(
@@ -94,16 +116,19 @@ class QueueControl(JobOperations):
     ) -> JobMatch:
         self._require_open()
         if queue is not None:
-            self._check_queue_name(queue)
+            name("queue", queue)
         wanted = check_statuses("statuses", statuses)
         if not wanted or not wanted <= eligible:
             allowed = ", ".join(sorted(eligible))
             raise ValidationError(f"statuses: only {allowed} jobs can be {verb}")
         age = optional_seconds("older_than", older_than)
+        creator = optional_text("created_by", created_by, self.limits.created_by_bytes)
+        if queue is not None:  # looked up once every value passed, as a Client does
+            self._check_queue_name(queue)
         return JobMatch(
             statuses=wanted,
             queue=queue,
-            created_by=optional_text("created_by", created_by, self.limits.created_by_bytes),
+            created_by=creator,
             created_before=None if age is None else self.clock.now() - age,
         )
 

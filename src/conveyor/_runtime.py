@@ -193,7 +193,9 @@ class Runtime(QueueControl):
             await self.store.open(self._engine.owner)
             stack.push_async_callback(self.store.close)
             self._tg = tg = await stack.enter_async_context(anyio.create_task_group())
-            await tg.start(self._engine.run, list(self.specs.values()) if self.workers else None)
+            await tg.start(
+                self._engine.run, list(self.specs.values()) if self.runs_workers else None
+            )
             if self._server is not None:
                 await tg.start(self._server.run)
         except BaseException as exc:

@@ -112,6 +112,10 @@ class RerunMatching(_Request, frozen=True, tag="rerun_matching"):
     by: str | None = None
 
 
+class Workers(_Request, frozen=True, tag="workers"):
+    pass
+
+
 class Queues(_Request, frozen=True, tag="queues"):
     pass
 
@@ -147,11 +151,12 @@ Request = (
     | Resume
     | CancelMatching
     | RerunMatching
+    | Workers
 )
 OPS: Final = frozenset(
     {"subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"}
     | {"queue_counts", "rerun", "purge", "queues", "pause", "resume"}
-    | {"cancel_matching", "rerun_matching"}
+    | {"cancel_matching", "rerun_matching", "workers"}
 )
 
 

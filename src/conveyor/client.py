@@ -39,7 +39,7 @@ from ._limits import (
 )
 from ._limits import statuses as check_statuses
 from ._logging import get_logger
-from ._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState
+from ._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
 from ._states import TERMINAL, JobStatus
 from ._wire import Enqueue, Error, Result, decode_reply, encoder, error_for
 
@@ -342,6 +342,11 @@ class Client:
         fields = _match_fields(queue, statuses, created_by, older_than)
         fields["by"] = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
         return int((await self._call("rerun_matching", **fields))["rerun"])
+
+    async def workers(self) -> list[WorkerState]:
+        """As ``Runtime.workers``: every runtime running workers, with its heartbeat."""
+        value = await self._call("workers")
+        return msgspec.convert(value["workers"], list[WorkerState])
 
     async def queue_states(self) -> list[QueueState]:
         """As ``Runtime.queue_states``: each queue, paused or not, with its counts."""

@@ -126,6 +126,10 @@ async def test_queues_ls_pause_resume_on_a_server_and_on_the_file(
     assert json.loads(resumed.stdout)["paused"] is False
     with anyio.fail_after(10):  # heard from the file within a poll interval
         assert (await rt.wait(waiting.id)).status is JobStatus.COMPLETED
+    workers = await conveyor("workers", "--db", str(db_path), "--json")
+    assert [w["pid"] for w in json.loads(workers.stdout)] == [os.getpid()], workers.stderr
+    table = await conveyor("workers", *url)
+    assert "alive" in table.stdout
     unknown = await conveyor("queues", "pause", "nope", *url)
     assert unknown.returncode == 1
     assert "nope" in unknown.stderr

@@ -6,7 +6,9 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import os
 import socket
+import urllib.request
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,12 @@ async def test_calls_round_trip(db_path: Path) -> None:
         assert not states["hold"].paused
         assert (await client.resume("square")).paused is False
         assert (await client.wait(waiting.id, timeout=10)).result == 9
+        [me] = await client.workers()  # the served runtime, which runs workers
+        assert (me.pid, me.queues, me.lost) == (os.getpid(), {"square": 2, "hold": 1}, False)
+        assert me.id == (await rt.workers())[0].id
+        url = rt.server_url.replace("ws://", "http://") + "/api/workers"
+        body = await anyio.to_thread.run_sync(lambda: urllib.request.urlopen(url).read())
+        assert [w["id"] for w in json.loads(body)["workers"]] == [me.id]
         held = [await client.enqueue("hold", {}, created_by="batch") for _ in range(3)]
         assert await client.cancel_matching(queue="hold", created_by="batch") == 3
         assert await client.rerun_matching(queue="hold", statuses=["cancelled"], by="me") >= 3
@@ -110,6 +118,7 @@ async def test_the_client_and_the_runtime_name_and_shape_operations_alike(db_pat
     shared = ("enqueue", "job", "job_status", "cancel", "request_job_cancel", "list_jobs")
     shared += ("history", "rerun", "purge", "wait", "queue_counts")
     shared += ("queue_states", "pause", "resume", "cancel_matching", "rerun_matching")
+    shared += ("workers",)
     for op in shared:
         runtime_params = inspect.signature(getattr(Runtime, op)).parameters
         client_params = inspect.signature(getattr(Client, op)).parameters

@@ -361,3 +361,17 @@ async def test_cancel_and_rerun_every_matching_job_from_the_toolbar(
                 history = await rt.history(job.id)
                 assert "rerun by dashboard" in [h.message for h in history]
                 assert (await rt.wait(job.id)).status is JobStatus.FAILED
+
+
+async def test_the_workers_panel_shows_each_runtime_and_its_heartbeat(
+    page: Page, db_path: Path
+) -> None:
+    rt, _ = make_runtime(db_path)
+    async with rt:
+        [me] = await rt.workers()
+        await page.goto(page_url(rt))
+        shown = page.locator(f'#workers tr[data-worker="{me.id}"]')
+        await expect(shown.locator(".badge")).to_have_text("alive", timeout=WAIT_MS)
+        await expect(shown).to_contain_text(str(os.getpid()))
+        await expect(shown).to_contain_text("steps (1)")
+        await expect(shown).to_contain_text(re.compile(r"\d+\.\ds ago"))

@@ -15,7 +15,7 @@ from .. import __version__
 from .._errors import ConveyorError
 from ._demo import add_demo_command
 from ._jobs import add_jobs_commands
-from ._queues import add_queues_commands
+from ._queues import add_queues_commands, add_workers_command
 from ._serve import add_serve_command
 from ._usage import UsageError
 from ._watch import add_watch_command
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_command(commands)
     add_jobs_commands(commands)
     add_queues_commands(commands)
+    add_workers_command(commands)
     add_watch_command(commands)
     return parser
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import anyio
 
 from .._errors import InvalidTransition
-from .._models import HistoryEntry, Job, QueueState
+from .._models import HistoryEntry, Job, QueueState, WorkerState
 from .._runtime import Runtime
 from .._states import JobStatus
 from ..client import Client
@@ -41,6 +41,7 @@ class JobSource(Protocol):
         self, older_than: float, statuses: list[str] | None, queue: str | None
     ) -> int: ...
     async def queue_states(self) -> list[QueueState]: ...
+    async def workers(self) -> list[WorkerState]: ...
     async def cancel_matching(self, **match: Any) -> int: ...
     async def rerun_matching(self, **match: Any) -> int: ...
     async def pause(self, queue: str, *, by: str | None = ...) -> QueueState: ...
@@ -73,6 +74,9 @@ class _ServerSource:
 
     async def queue_states(self) -> list[QueueState]:
         return await self.client.queue_states()
+
+    async def workers(self) -> list[WorkerState]:
+        return await self.client.workers()
 
     async def cancel_matching(self, **match: Any) -> int:
         return await self.client.cancel_matching(**match)
@@ -116,6 +120,9 @@ class _FileSource:
 
     async def queue_states(self) -> list[QueueState]:
         return await self.rt.queue_states()
+
+    async def workers(self) -> list[WorkerState]:
+        return await self.rt.workers()
 
     async def cancel_matching(self, **match: Any) -> int:
         return await self.rt.cancel_matching(**match)

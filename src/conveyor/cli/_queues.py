@@ -1,4 +1,5 @@
-"""``conveyor queues ls|pause|resume`` against a server URL or a database file."""
+"""``conveyor queues ls|pause|resume`` and ``conveyor workers``: the fleet's queues and
+workers, from a server URL or a database file."""
 
 from __future__ import annotations
 
@@ -31,6 +32,27 @@ def add_queues_commands(commands: Any) -> None:
     source_options(resume)
     resume.add_argument("queue")
     resume.set_defaults(run=lambda a: anyio.run(_change, a, False))
+
+
+def add_workers_command(commands: Any) -> None:
+    workers = commands.add_parser(
+        "workers",
+        help="every runtime running workers: host, pid, queues, heartbeat age, lost or not",
+    )
+    source_options(workers)
+    workers.set_defaults(run=lambda a: anyio.run(_workers, a))
+
+
+async def _workers(args: argparse.Namespace) -> int:
+    from ._render import print_json, workers_table
+
+    async with open_source(args) as source:
+        workers = await source.workers()
+    if args.json:
+        print_json(workers)
+    else:
+        workers_table(workers)
+    return 0
 
 
 async def _ls(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import msgspec
 from rich.console import Console
 from rich.table import Column, Table
 
-from .._models import HistoryEntry, Job, QueueState
+from .._models import HistoryEntry, Job, QueueState, WorkerState
 from .._states import JobStatus
 
 # Piped output keeps whole rows on a line (rich would wrap them to 80 columns).
@@ -54,6 +54,22 @@ def queues_table(states: Sequence[QueueState]) -> None:
             "" if state.paused_at is None else f"{state.paused_at:%Y-%m-%d %H:%M:%S}",
             state.paused_by or "",
             *(str(state.counts.get(s, 0)) for s in statuses),
+        )
+    console.print(table)
+
+
+def workers_table(workers: Sequence[WorkerState]) -> None:
+    table = Table("worker", "state", "host", "pid", "queues", "heartbeat", "started", "version")
+    for w in workers:
+        table.add_row(
+            w.id,
+            "lost" if w.lost else "alive",
+            w.host,
+            str(w.pid),
+            ", ".join(f"{name} ({n})" for name, n in sorted(w.queues.items())),
+            f"{w.heartbeat_age:.1f}s ago",
+            f"{w.started_at:%Y-%m-%d %H:%M:%S}",
+            w.version,
         )
     console.print(table)
 

@@ -38,6 +38,9 @@ from ._relay import ProgressRelay, progress_event
 from ._retention import apply_retention, purge, retention_loop
 from ._shutdown import stop_workers
 from ._ticks import enqueue_ticks, periodic_loop
+from ._workers import deregister as deregister_worker
+from ._workers import register as register_worker
+from ._workers import worker_loop
 
 log = get_logger("conveyor.engine")
 
@@ -298,6 +301,7 @@ class Engine:
             if self._workers:
                 await self.progress.flush()
                 await release_all(self)
+                await deregister_worker(self)
             await self.publish_committed()
 
     # -- loops -------------------------------------------------------------------------
@@ -306,8 +310,10 @@ class Engine:
         """Rescue jobs of dead workers on this machine, then start the loops and pools."""
         await rescue_once(self, dead_only=True)
         await apply_retention(self.store, self.retention, self.clock.now())
+        await register_worker(self, queues)
         tg.start_soon(heartbeat_loop, self)
         tg.start_soon(rescue_loop, self)
+        tg.start_soon(worker_loop, self)
         tg.start_soon(self.progress.run)
         tg.start_soon(self._promote_loop)
         tg.start_soon(retention_loop, self.store, self.retention, self.clock)

@@ -3,6 +3,7 @@ releasing what it still holds when it stops. Functions of a LeaseHolder (the Eng
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Protocol
 
 from .._clock import Clock
@@ -52,12 +53,18 @@ async def heartbeat_loop(engine: LeaseHolder) -> None:
                 run.stop(StopReason.LEASE_LOST)
 
 
-async def rescue_once(engine: LeaseHolder, *, dead_only: bool = False) -> None:
+async def rescue_once(
+    engine: LeaseHolder, *, dead_only: bool = False, lost: Collection[str] = ()
+) -> None:
     """Return jobs of lost workers to the queue: those whose lease expired, and at once
-    those whose owner process on this machine is gone; never what this runtime still
-    runs or is still writing the outcome of."""
+    those whose owner process on this machine is gone or that the workers registry shows
+    ``lost``; never what this runtime still runs or is still writing the outcome of."""
     try:
-        dead = [owner for owner in await engine.store.reads.lease_owners() if owner_is_dead(owner)]
+        dead = [
+            owner
+            for owner in await engine.store.reads.lease_owners()
+            if owner in lost or owner_is_dead(owner)
+        ]
         if dead_only and not dead:
             return
         now = engine.clock.now()

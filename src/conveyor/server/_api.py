@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from .._bus import EventStream
-from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState
+from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
 from .._states import JobStatus
 
 
@@ -43,6 +43,8 @@ class ServedRuntime(Protocol):
     async def rerun(self, job_id: str, *, by: str | None = ...) -> Job: ...
 
     async def queue_states(self) -> list[QueueState]: ...
+
+    async def workers(self) -> list[WorkerState]: ...
 
     async def cancel_matching(
         self,

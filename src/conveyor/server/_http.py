@@ -82,6 +82,8 @@ async def route(rt: ServedRuntime, request: Request) -> Response:
         if path == "/api/queues":
             counts = await rt.queue_counts()
             return json_response(200, {"queues": counts})
+        if path == "/api/workers":
+            return json_response(200, {"workers": await rt.workers()})
         if path == "/api/jobs":
             limit = _int_query(query, "limit", 50)
             jobs = await rt.list_jobs(

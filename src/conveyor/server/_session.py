@@ -34,6 +34,7 @@ from .._wire import (
     Resume,
     Subscribe,
     Unsubscribe,
+    Workers,
     decode_request,
     encoder,
     error_code,
@@ -151,6 +152,8 @@ class Session:
                 return await rt.pause(queue, by=by)
             case Resume(queue=queue):
                 return await rt.resume(queue)
+            case Workers():
+                return {"workers": await rt.workers()}
             case CancelMatching() | RerunMatching():
                 return await _matching(rt, request)
 

@@ -56,6 +56,12 @@ from ._base import (
 from ._base import (
     Transition as Transition,
 )
+from ._base import (
+    WorkerRecord as WorkerRecord,
+)
+from ._base import (
+    WorkerRegistry as WorkerRegistry,
+)
 from ._open import store_at as store_at
 from .sqlite import SQLiteStore as SQLiteStore
 
@@ -82,6 +88,8 @@ __all__ = (
     "StoreReads",
     "StoreWrites",
     "Transition",
+    "WorkerRecord",
+    "WorkerRegistry",
     "store_at",
 )
 

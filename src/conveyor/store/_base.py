@@ -408,6 +408,35 @@ class PausedQueue(msgspec.Struct, frozen=True):
     by: str | None = None
 
 
+class WorkerRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A runtime running workers, as it registered itself (times in Unix seconds)."""
+
+    id: str  # its lease owner id: host/pid/random
+    host: str
+    pid: int
+    queues: dict[str, int]  # each queue it runs, with its concurrency
+    started_at: float
+    heartbeat_at: float
+    lease_ttl: float  # a heartbeat older than this: the worker is lost
+    version: str
+
+
+class WorkerRegistry(Protocol):
+    """The runtimes that run workers, each registered and heartbeating."""
+
+    async def register(self, worker: WorkerRecord) -> None:
+        """Add (or replace) a worker; forget any whose heartbeat is over a day old."""
+        ...
+
+    async def beat(self, worker_id: str, now: float) -> None: ...
+
+    async def deregister(self, worker_id: str) -> None: ...
+
+    async def all(self) -> list[WorkerRecord]:
+        """Every registered worker, by id."""
+        ...
+
+
 class QueueSettings(Protocol):
     """What the fleet shares about queues beside their jobs: which are paused."""
 
@@ -445,8 +474,8 @@ class CommitWatch(Protocol):
 
 class Store(Protocol):
     """A persistence backend: its reads, its writes, how it hears of other runtimes'
-    commits, and the queues' shared settings, as four parts, each handed to what needs
-    it."""
+    commits, the queues' shared settings and the registry of workers, as five parts,
+    each handed to what needs it."""
 
     async def open(self, origin: str) -> None:
         """Connect, create or migrate the schema. ``origin`` tags this runtime's writes."""
@@ -467,3 +496,6 @@ class Store(Protocol):
 
     @property
     def queues(self) -> QueueSettings: ...
+
+    @property
+    def workers(self) -> WorkerRegistry: ...

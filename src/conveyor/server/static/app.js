@@ -6,6 +6,7 @@
 //   queues.js      the queue cards: counts and completions per minute
 //   detail.js      one job's view: fields, payload, result, error, history
 //   bulk.js        cancel or rerun every job the filters match
+//   workers.js     the workers panel: every runtime running workers, its heartbeat age
 
 import { $, state, toast } from "./state.js";
 import { connect, readToken, useToken } from "./connection.js";
@@ -13,6 +14,7 @@ import { act, fetchRecords, loadOlder } from "./jobs.js";
 import { renderQueues, setFilter } from "./queues.js";
 import { closeDetail, detailFromAddress } from "./detail.js";
 import { bulk } from "./bulk.js";
+import { WORKERS_EVERY_MS, refreshWorkers } from "./workers.js";
 
 state.token = readToken();
 $("filter-queue").addEventListener("change", (e) => setFilter("queue", e.target.value));
@@ -28,5 +30,6 @@ document.addEventListener("keydown", (e) => e.key === "Escape" && closeDetail())
 $("token-form").addEventListener("submit", () => useToken($("token-input").value.trim()));
 setInterval(fetchRecords, 500);
 setInterval(renderQueues, 5000); // the per-minute rates decay even when nothing happens
+setInterval(refreshWorkers, WORKERS_EVERY_MS);
 detailFromAddress();
 connect();

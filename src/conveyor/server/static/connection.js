@@ -4,6 +4,7 @@
 import { $, state, toast } from "./state.js";
 import { applyEvent, loadJobs } from "./jobs.js";
 import { refreshQueues, setCounts } from "./queues.js";
+import { refreshWorkers } from "./workers.js";
 import { refreshDetail } from "./detail.js";
 
 export function readToken() {
@@ -64,6 +65,7 @@ async function opened() {
     if (!resuming) await loadJobs();
     await subscribed;
     await refreshQueues(); // which are paused: /api/queues brought the counts only
+    refreshWorkers();
     if (state.selected) refreshDetail();
   } catch (err) {
     toast(err.message);

@@ -138,4 +138,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         paused_by text
     );
     """,
+    # 6: the runtimes running workers, each heartbeating (the workers view).
+    """
+    CREATE TABLE {schema}.workers (
+        id           text PRIMARY KEY,         -- its lease owner id
+        record       json NOT NULL,            -- the rest (WorkerRecord)
+        heartbeat_at double precision NOT NULL -- Unix seconds
+    );
+    """,
 )

@@ -22,7 +22,7 @@ from ..._errors import ValidationError
 from ..._urls import is_postgres_url
 from ._commits import PostgresCommits
 from ._db import PostgresDB
-from ._queues import PostgresQueues
+from ._queues import PostgresQueues, PostgresWorkers
 from ._reads import PostgresReads
 from ._writes import PostgresWrites
 
@@ -103,6 +103,7 @@ class PostgresStore:
         self.writes = PostgresWrites(self.db)
         self.commits = PostgresCommits(self.db, self.reads)
         self.queues = PostgresQueues(self.db)
+        self.workers = PostgresWorkers(self.db)
 
     async def open(self, origin: str) -> None:
         """Connect, listen, then create or migrate the schema: everything that can

@@ -80,4 +80,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         paused_by TEXT
     );
     """,
+    # 6: the processes running workers on the file, each heartbeating (the workers view).
+    """
+    CREATE TABLE workers (
+        id           TEXT PRIMARY KEY,        -- its lease owner id
+        record       TEXT NOT NULL,           -- the rest, as JSON (WorkerRecord)
+        heartbeat_at REAL NOT NULL            -- Unix seconds
+    );
+    """,
 )

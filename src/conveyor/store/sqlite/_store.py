@@ -14,7 +14,7 @@ from typing import Literal
 from ..._errors import ValidationError
 from ._commits import SQLiteCommits
 from ._file import SQLiteFile
-from ._queues import SQLiteQueues
+from ._queues import SQLiteQueues, SQLiteWorkers
 from ._reads import SQLiteReads
 from ._writes import SQLiteWrites
 
@@ -44,6 +44,7 @@ class SQLiteStore:
         self.writes = SQLiteWrites(self.file)
         self.commits = SQLiteCommits(self.file)
         self.queues = SQLiteQueues(self.file)
+        self.workers = SQLiteWorkers(self.file)
 
     async def open(self, origin: str) -> None:
         self.reads.origin = self.writes.origin = origin
