@@ -15,6 +15,7 @@ from .. import __version__
 from .._errors import ConveyorError
 from ._demo import add_demo_command
 from ._jobs import add_jobs_commands
+from ._migrate import add_migrate_command
 from ._queues import add_queues_commands, add_workers_command
 from ._serve import add_serve_command
 from ._usage import UsageError
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs_commands(commands)
     add_queues_commands(commands)
     add_workers_command(commands)
+    add_migrate_command(commands)
     add_watch_command(commands)
     return parser
 
