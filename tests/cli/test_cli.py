@@ -130,6 +130,10 @@ async def test_queues_ls_pause_resume_on_a_server_and_on_the_file(
     assert [w["pid"] for w in json.loads(workers.stdout)] == [os.getpid()], workers.stderr
     table = await conveyor("workers", *url)
     assert "alive" in table.stdout
+    ghost = await conveyor("queues", "pause", "ghost", "--db", str(db_path))  # ahead of workers
+    assert ghost.returncode == 0
+    assert "no jobs and no worker runs it" in ghost.stderr
+    await conveyor("queues", "resume", "ghost", "--db", str(db_path))
     unknown = await conveyor("queues", "pause", "nope", *url)
     assert unknown.returncode == 1
     assert "nope" in unknown.stderr
@@ -149,11 +153,20 @@ async def test_jobs_cancel_and_rerun_matching(rt: Runtime, db_path: Path) -> Non
         for job in jobs:
             assert (await rt.wait(job.id)).status is JobStatus.CANCELLED
     rerun = await conveyor(
-        "jobs", "rerun-matching", "--db", str(db_path), "--queue", "work", "--status", "cancelled"
+        "jobs",
+        "rerun-matching",
+        "--db",
+        str(db_path),
+        "--queue",
+        "work",
+        "--status",
+        "cancelled",
+        "--by",
+        "alice",
     )
     assert rerun.returncode == 0, rerun.stderr
     assert "rerun 3 jobs" in rerun.stdout
-    assert "rerun by conveyor jobs" in [h.message for h in await rt.history(jobs[0].id)]
+    assert "rerun by alice" in [h.message for h in await rt.history(jobs[0].id)]
     assert (await rt.job(other.id)).status is not JobStatus.CANCELLED
 
 

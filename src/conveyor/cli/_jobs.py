@@ -242,6 +242,10 @@ def add_jobs_commands(commands: Any) -> None:
         bulk.add_argument(
             "--older-than", type=duration, metavar="DURATION", help="created longer ago than this"
         )
+        if name == "rerun-matching":
+            bulk.add_argument(
+                "--by", default="conveyor jobs", help="who reruns them, in their history"
+            )
         bulk.set_defaults(run=lambda a, name=name: anyio.run(_matching, a, name))
 
 
@@ -317,7 +321,7 @@ async def _matching(args: argparse.Namespace, name: str) -> int:
         if name == "cancel-matching":
             count, done = await source.cancel_matching(**match), "cancelled"
         else:
-            count = await source.rerun_matching(**match, by="conveyor jobs")
+            count = await source.rerun_matching(**match, by=args.by)
             done = "rerun"
     if args.json:
         print_json({done: count})

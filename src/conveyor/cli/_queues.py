@@ -4,6 +4,7 @@ workers, from a server URL or a database file."""
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 import anyio
@@ -75,6 +76,10 @@ async def _change(args: argparse.Namespace, paused: bool) -> int:
             state = await source.pause(args.queue, by=args.by or "conveyor queues")
         else:
             state = await source.resume(args.queue)
+        served = any(state.name in w.queues for w in await source.workers())
+    if not served and not any(state.counts.values()):
+        # Any name may be paused ahead of its workers; but it may be a typo.
+        print(f"note: queue {state.name!r} has no jobs and no worker runs it", file=sys.stderr)
     if args.json:
         print_json(state)
     else:

@@ -28,4 +28,15 @@ def owner_is_dead(owner: str) -> bool:
         return True
     except OSError:
         return False  # exists, owned by someone else
-    return False
+    return _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process killed but not yet reaped by its parent still answers kill(pid, 0); on
+    Linux its state says it is gone (elsewhere: taken as alive until reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # "pid (name) S ...": the state follows the last ")" (a name may hold one).
+            return stat.read().rpartition(b")")[2].split()[0] in (b"Z", b"X")
+    except (OSError, IndexError):
+        return False
