@@ -461,8 +461,10 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
             status, _ = await http_get(rt, target)
         assert status in (200, 400, 404), (target, status)
 
+    known = st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers"])
+
     @SETTINGS
-    @given(paths | st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues"]), queries)
+    @given(paths | known, queries)
     def fuzz(path: str, query: dict[str, str]) -> None:
         on_loop(one, path, query)
 
@@ -521,6 +523,10 @@ def test_cli_arguments_are_used_or_refused_in_one_line(tmp_path: Path) -> None:
             "rerun-matching",
             "--created-by",
             "--by",
+            "workers",
+            "migrate",
+            "--from",
+            "--to",
         ]
     )
     argv_lists = st.lists(words | st.text(max_size=6), max_size=7)
