@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -44,32 +45,33 @@ def add_workers_command(commands: Any) -> None:
     workers.set_defaults(run=lambda a: anyio.run(_workers, a))
 
 
+def _show(args: argparse.Namespace, value: Any, table: Callable[[Any], None]) -> int:
+    """``value`` as JSON (``--json``) or as ``table`` draws it."""
+    from ._render import print_json
+
+    if args.json:
+        print_json(value)
+    else:
+        table(value)
+    return 0
+
+
 async def _workers(args: argparse.Namespace) -> int:
-    from ._render import print_json, workers_table
+    from ._render import workers_table
 
     async with open_source(args) as source:
-        workers = await source.workers()
-    if args.json:
-        print_json(workers)
-    else:
-        workers_table(workers)
-    return 0
+        return _show(args, await source.workers(), workers_table)
 
 
 async def _ls(args: argparse.Namespace) -> int:
-    from ._render import print_json, queues_table
+    from ._render import queues_table
 
     async with open_source(args) as source:
-        states = await source.queue_states()
-    if args.json:
-        print_json(states)
-    else:
-        queues_table(states)
-    return 0
+        return _show(args, await source.queue_states(), queues_table)
 
 
 async def _change(args: argparse.Namespace, paused: bool) -> int:
-    from ._render import print_json, queues_table
+    from ._render import queues_table
 
     async with open_source(args) as source:
         if paused:
@@ -80,8 +82,4 @@ async def _change(args: argparse.Namespace, paused: bool) -> int:
     if not served and not any(state.counts.values()):
         # Any name may be paused ahead of its workers; but it may be a typo.
         print(f"note: queue {state.name!r} has no jobs and no worker runs it", file=sys.stderr)
-    if args.json:
-        print_json(state)
-    else:
-        queues_table([state])
-    return 0
+    return _show(args, state, lambda one: queues_table([one]))
