@@ -301,9 +301,11 @@ async def test_history_after_reads_other_runtimes_in_seq_order(store: Store, oth
     theirs, position = await store.reads.history_after(start, 100, include_own=False)
     assert [t.job_id for t in theirs] == ["job0002", "job0003"]
     assert all(t.origin == "them" for t in theirs)
-    assert position == await store.reads.last_seq()  # past the own rows it skipped
     everything, _ = await store.reads.history_after(start, 100, include_own=True)
     assert [t.job_id for t in everything] == ["job0001", "job0002", "job0003", "job0004"]
+    # Past the own rows it skipped (on PostgreSQL, a notification still being sent may
+    # hold the horizon, and with it the position, below the end of the history).
+    assert position >= everything[-1].seq
     assert increasing(everything)
     page, position = await store.reads.history_after(start, 2, include_own=True)
     assert [t.job_id for t in page] == ["job0001", "job0002"]

@@ -126,6 +126,12 @@ class Engine:
         self._tail_kick.set()
         self._react(transitions)
 
+    def _wake_pools(self, queues: Iterable[str]) -> None:
+        for queue in queues:
+            pool = self.pools.get(queue)
+            if pool is not None:
+                pool.wake()
+
     def _react(self, transitions: Iterable[Transition]) -> None:
         """Wake workers for queued jobs and the promoter for scheduled ones."""
         for t in transitions:
@@ -349,7 +355,7 @@ class Engine:
         history ends, so no commit of this runtime can fall before that point unpublished.
         """
         self._tail_seq = await self.store.reads.last_seq()
-        self.store.commits.watch(lambda: self._tail_kick.set())
+        self.store.commits.watch(lambda: self._tail_kick.set(), self._wake_pools)
         task_status.started()
         while True:
             with anyio.move_on_after(min(self.poll_interval, self.relay.wait())):

@@ -454,10 +454,12 @@ class CommitWatch(Protocol):
     """How a runtime learns that another runtime committed, beside the Store's data
     operations: the engine's tail reads the history when it hears of a commit."""
 
-    def watch(self, wake: Callable[[], None]) -> None:
+    def watch(self, wake: Callable[[], None], queued: Callable[[Collection[str]], None]) -> None:
         """Have ``wake()`` called, on the event loop, when another runtime commits a
-        transition. A store that cannot be notified (SQLite) never calls it: the engine
-        then learns of those commits by calling ``changed()`` every poll interval."""
+        transition, and ``queued(queues)`` as well when it says it queued jobs on
+        ``queues`` (so their workers claim before the history is read). A store that
+        cannot be notified (SQLite) calls neither: the engine then learns of those
+        commits by calling ``changed()`` every poll interval."""
         ...
 
     async def changed(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Final
 
 import anyio
@@ -26,6 +26,7 @@ from ._db import (
     PostgresDB,
     detect_dead_peers,
 )
+from ._history import queues_of
 from ._queues import QUEUES_CHANGED
 from ._reads import PostgresReads
 
@@ -45,6 +46,7 @@ class PostgresCommits:
         self.origin = ""
         self._changed = True
         self._wake: Callable[[], None] = lambda: None
+        self._queued: Callable[[Collection[str]], None] = lambda queues: None
         self._relisten_at = 0.0
         self._check_listener_at = 0.0
         self._look_anyway_at = 0.0
@@ -53,14 +55,18 @@ class PostgresCommits:
         self._queues_changed = True  # read the paused queues first thing
         self._queues_look_at = 0.0
 
-    def notified(self, origin: str) -> None:
-        """A commit that wrote history, heard on the listener ("" when it was lost)."""
+    def notified(self, origin: str, queued: Collection[str] = ()) -> None:
+        """A commit that wrote history, heard on the listener ("" when it was lost), and
+        the queues it says it queued jobs on."""
         if origin != self.origin:
             self._changed = True
             self._wake()
+            if queued:
+                self._queued(queued)
 
-    def watch(self, wake: Callable[[], None]) -> None:
+    def watch(self, wake: Callable[[], None], queued: Callable[[Collection[str]], None]) -> None:
         self._wake = wake
+        self._queued = queued
 
     async def changed(self) -> bool:
         if self.reads.held_back:
@@ -126,7 +132,7 @@ class PostgresCommits:
             self._queues_changed = True
             self._wake()
             return
-        self.notified(str(payload))
+        self.notified(*queues_of(str(payload)))
 
     def queues_changed(self) -> bool:
         now = time.monotonic()

@@ -8,15 +8,18 @@ still running (see the schema's docstring, migration 3)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Final, TypeVar
 
 import anyio
+import msgspec
 
 from ..._errors import StoreError
 from ..._logging import get_logger
-from ..._states import BY_VALUE
+from ..._states import BY_VALUE, JobStatus
 from .._base import Transition
+from .._rules import SQL
 from ._db import Connection, PostgresDB
 
 T = TypeVar("T")
@@ -27,6 +30,32 @@ MAX_ROWS: Final = (1 << ORDINAL_BITS) - 1
 # The first seq no transaction still running can write, in this statement's snapshot:
 # every row below it is committed (and visible) or was rolled back.
 HORIZON: Final = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {ORDINAL_BITS})"
+# A notification's payload is the writer's origin, then, after a newline, the JSON list of
+# the queues it queued jobs on (see notification and queues_of), so that the runtimes
+# working them claim at once, without reading the history first. PostgreSQL refuses a
+# payload of 8,000 bytes or more: a longer list is left out (the history read finds them).
+MAX_QUEUE_LIST: Final = 4000  # bytes
+MAX_QUEUED_NAMES: Final = 100  # queue names kept for the next notification
+
+
+def notification(origin: str, queued: Collection[str]) -> str:
+    """The payload of a notification: see MAX_QUEUE_LIST."""
+    if not queued:
+        return origin
+    names = msgspec.json.encode(sorted(queued))
+    return origin if len(names) >= MAX_QUEUE_LIST else f"{origin}\n{names.decode()}"
+
+
+def queues_of(payload: str) -> tuple[str, list[str]]:
+    """A notification's origin, and the queues it says jobs were queued on (none when
+    the payload names none, or names them in a form this version does not read)."""
+    origin, _, names = payload.partition("\n")
+    if names:
+        try:
+            return origin, msgspec.json.decode(names, type=list[str])
+        except msgspec.DecodeError:
+            pass
+    return origin, []
 
 
 def change_statement(t: str, change: str, args: int, order_by: str, *, notify: bool) -> str:
@@ -58,8 +87,12 @@ def change_statement(t: str, change: str, args: int, order_by: str, *, notify: b
         f"   SELECT h_seq, h_job_id, h_queue, h_status, h_at, h_message, {origin}::text"
         "   FROM numbered)"
         + (
-            f", note AS (SELECT pg_notify({channel}::text, {origin}::text)"
-            "   WHERE EXISTS (SELECT 1 FROM changed))"
+            # The payload as notification() makes it, the list left out when too long.
+            f", queued AS (SELECT json_agg(DISTINCT h_queue ORDER BY h_queue)::text AS names"
+            f"   FROM changed WHERE h_status = {SQL.QUEUED}),"
+            f" note AS (SELECT pg_notify({channel}::text, {origin}::text || coalesce("
+            f"   (SELECT E'\\n' || names FROM queued WHERE octet_length(names) < {MAX_QUEUE_LIST}),"
+            "   '')) WHERE EXISTS (SELECT 1 FROM changed))"
             " SELECT numbered.*, (SELECT count(*) FROM note) AS h_notified FROM numbered"
             if notify
             else " SELECT numbered.* FROM numbered"
@@ -87,14 +120,20 @@ def transitions(rows: Sequence[Any]) -> list[Transition]:
 class HistoryWriter:
     """The one way the PostgreSQL store's writes change jobs: each change with its history
     rows (change_statement), and the notification to the other runtimes once it has
-    committed (notify). ``origin`` marks this runtime's rows (set when the store opens)."""
+    committed (notify_soon). ``origin`` marks this runtime's rows (set when the store
+    opens)."""
 
     def __init__(self, db: PostgresDB) -> None:
         self.db = db
         self.t = f"{db.schema}."
         self.origin = ""
         self._notify_due = False
-        self._notifying = anyio.Lock()
+        self._queued: set[str] = set()  # queues jobs were queued on since the last NOTIFY
+        # The notifier is an asyncio task of the store's own (asyncpg runs on asyncio
+        # only): it outlives every write and every task group of the runtime's.
+        self._notify_wake = asyncio.Event()
+        self._notifier: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def change(
         self,
@@ -107,7 +146,7 @@ class HistoryWriter:
         origin: str | None = None,
     ) -> Sequence[Any]:
         """Make ``change`` with its history (see change_statement): on ``conn`` inside its
-        transaction (the caller notifies once it commits: see notify), else as a
+        transaction (the caller notifies once it commits: see notify_soon), else as a
         transaction of its own, notified here. ``origin`` (the application's transaction,
         which commits out of this runtime's sight) marks the rows and NOTIFYs inside it."""
         if origin is not None:
@@ -116,15 +155,27 @@ class HistoryWriter:
             return await conn.fetch(sql, *args, origin, self.db.channel)
         sql = change_statement(self.t, change, len(args), order_by, notify=False)
         if conn is not None:
-            return await conn.fetch(sql, *args, self.origin)
+            fetched = await conn.fetch(sql, *args, self.origin)
+            self._note_queued(fetched)  # rolled back after all: a claim that finds nothing
+            return fetched
         rows = await self.db.statement(sql, *args, self.origin, durable=durable)
         if rows:
-            await self.notify()
+            self._note_queued(rows)
+            self.notify_soon()
         return rows
 
-    async def notify(self) -> None:
+    def _note_queued(self, rows: Sequence[Any]) -> None:
+        queued, names = JobStatus.QUEUED.value, self._queued
+        for row in rows:
+            # Bounded while the NOTIFY cannot be sent; a list that misses some names is
+            # still right: the history read, not the list, is what every runtime relies on.
+            if row["h_status"] == queued and len(names) < MAX_QUEUED_NAMES:
+                names.add(row["h_queue"])
+
+    def notify_soon(self) -> None:
         """Tell the other runtimes that history was written: one NOTIFY in a short
-        transaction of its own (``synchronous_commit = off``), after the write committed.
+        transaction of its own (``synchronous_commit = off``), sent by the notifier once
+        the write committed; the write does not wait for it.
 
         Inside a write's transaction the NOTIFY would take PostgreSQL's one lock on the
         notification queue and hold it across that commit's log flush: every notifying
@@ -134,19 +185,45 @@ class HistoryWriter:
         others hear of it with the next one, or their next look (PostgresCommits).
         """
         self._notify_due = True  # only ever set once the write committed
-        async with self._notifying:
-            if not self._notify_due:
-                return  # a NOTIFY sent after this write committed covers it
-            self._notify_due = False
-            try:
-                await self.db.statement(
-                    "SELECT pg_notify($1, $2)", self.db.channel, self.origin, durable=False
-                )
-            except StoreError as exc:
-                log.warning("notifying the other runtimes failed: %s", exc)
+        self._notify_wake.set()
+
+    def start(self) -> None:
+        """Start the notifier (when the store opens)."""
+        self._stopping = False
+        self._notifier = asyncio.get_running_loop().create_task(
+            self._notify_loop(), name="conveyor: notify"
+        )
+
+    async def stop(self) -> None:
+        """Send what is due, then stop the notifier (when the store closes)."""
+        notifier, self._notifier = self._notifier, None
+        if notifier is None:
+            return
+        self._stopping = True
+        self._notify_wake.set()
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self.db.command_timeout):
+            await asyncio.shield(notifier)
+        notifier.cancel()
+
+    async def _notify_loop(self) -> None:
+        while True:
+            await self._notify_wake.wait()
+            self._notify_wake.clear()
+            if self._notify_due:
+                self._notify_due = False
+                payload = notification(self.origin, self._queued)
+                self._queued = set()
+                try:
+                    await self.db.statement(
+                        "SELECT pg_notify($1, $2)", self.db.channel, payload, durable=False
+                    )
+                except StoreError as exc:
+                    log.warning("notifying the other runtimes failed: %s", exc)
+            if self._stopping:
+                return
 
     async def write(self, body: Callable[[Connection], Awaitable[T]]) -> T:
         """A write transaction (PostgresDB.write), notified once it committed."""
         result = await self.db.write(body)
-        await self.notify()
+        self.notify_soon()
         return result

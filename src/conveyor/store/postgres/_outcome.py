@@ -139,7 +139,7 @@ class PostgresOutcomeTransaction:
         finally:
             await self.rollback()  # what is left: nothing once committed
         if written:
-            await self._history.notify()
+            self._history.notify_soon()
         return written
 
     async def rollback(self) -> None:

@@ -112,6 +112,7 @@ class PostgresStore:
         self.reads.origin = self.writes.origin = self.commits.origin = origin
         try:
             await self.db.connect()
+            self.writes.history.start()
             await self.commits.open()
             await self.db.migrate()
         except BaseException:
@@ -119,5 +120,6 @@ class PostgresStore:
             raise
 
     async def close(self) -> None:
+        await self.writes.history.stop()
         self.commits.close()
         await self.db.close()

@@ -4,7 +4,7 @@ another connection committed to the file; reading it costs no disk I/O."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from ._file import SQLiteFile
 
@@ -16,7 +16,7 @@ class SQLiteCommits:
         self.file = file
         self._data_version = -1
 
-    def watch(self, wake: Callable[[], None]) -> None:
+    def watch(self, wake: Callable[[], None], queued: Callable[[Collection[str]], None]) -> None:
         """Nothing to register: without notifications, ``changed()`` is all there is."""
 
     async def changed(self) -> bool:
