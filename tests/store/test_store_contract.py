@@ -30,7 +30,7 @@ NOW = 1_800_000_000.0
 S = JobStatus
 
 
-@pytest.fixture(params=["sqlite", "postgres", "pgbouncer"])
+@pytest.fixture(params=["sqlite", "sqlite-threaded", "postgres", "pgbouncer"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
