@@ -199,3 +199,12 @@ def test_the_committed_figures_and_pictures_are_there(plots: ModuleType) -> None
     screenshot = DOCS / "img" / "dashboard.png"
     assert screenshot.read_bytes().startswith(PNG)
     assert screenshot.stat().st_size < 300_000
+
+
+def test_the_readme_links_to_files_that_exist() -> None:
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if "://" not in target]
+    assert len(local) > 10
+    for target in local:
+        assert (ROOT / target).exists(), target
