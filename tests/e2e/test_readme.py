@@ -1,6 +1,8 @@
 """Every Python sample in README.md and in the docs (docs/*.md) runs exactly as printed:
-each block is written to a file in an empty directory and run (a block with a test in it,
-by pytest)."""
+each ```python block is written to a file in an empty directory and run (a block with a
+test in it, by pytest; one naming DATABASE_URL, against a PostgreSQL schema of its own).
+A fragment that is not a whole program (one line of configuration, say) is fenced ```py
+instead: highlighted alike on the site, not run."""
 
 from __future__ import annotations
 
