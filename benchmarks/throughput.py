@@ -247,6 +247,11 @@ def main() -> None:
         help="with --store postgres: K worker processes (a list: 1,2,4) share the queue and"
         " process --jobs pre-enqueued jobs; jobs/s and lock waits (see fleet.py)",
     )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write the figures to this results file, which benchmarks/plots.py draws",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -281,6 +286,7 @@ def main() -> None:
         print(f"  {name:<13} " + "  ".join(_fmt(k, v) for k, v in figures.items()) + spread)
 
     peers = [p for p in args.peers.split(",") if p]
+    peer_table: dict[str, dict[str, Any]] = {}
     if peers:
         print("\npeers, same machine, same run (e2e and latency as above):")
         ours = table.get("e2e", {}).get("jobs_per_s")
@@ -292,6 +298,22 @@ def main() -> None:
             ratio = f"  conveyor/peer e2e = {ours / figures['jobs_per_s']:.1f}x" if ours else ""
             label = figures.pop("label", peer) if isinstance(figures.get("label"), str) else peer
             print(f"  {label:<22} " + "  ".join(_fmt(k, v) for k, v in figures.items()) + ratio)
+            peer_table[label] = figures
+    if args.json:
+        _write_results(args.json, args.store, table, peer_table)
+
+
+def _write_results(
+    path: Path, store: str, table: dict[str, Any], peers: dict[str, dict[str, Any]]
+) -> None:
+    """The run's medians as a results file (see benchmarks/plots.py), naming the run."""
+    day = time.strftime("%Y-%m-%d")
+    command = " ".join(["python benchmarks/throughput.py", *sys.argv[1:]])
+    source = f"{day}, {os.cpu_count()} cores, {command}"
+    results = {"store": store, "source": source, "conveyor": table, "peers": peers}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"figures written to {path}")
 
 
 def _fmt(key: str, value: Any) -> str:
