@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from .._base import counted
 from ._schema import MIGRATIONS
 from ._sql import statements
 
@@ -58,8 +59,12 @@ class SQLiteFile:
         self._fast_writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = anyio.Lock()
+        self.errors: dict[str, int] = {}  # what error() made, by kind (see Store.errors)
 
     def error(self, exc: sqlite3.Error) -> StoreError:
+        return counted(self.errors, self._error(exc))
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
         code = getattr(exc, "sqlite_errorcode", None)
         primary = None if code is None else code & 0xFF
         if primary in _BUSY:
