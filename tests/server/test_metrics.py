@@ -167,6 +167,10 @@ async def test_counters_and_histograms_follow_the_runs(rt: Runtime) -> None:
     # The cancelled run blocked for 0.3 s until it was cancelled.
     assert value(found, "conveyor_run_duration_seconds_sum", queue="work") >= 0.3
     assert value(found, "conveyor_run_duration_seconds_bucket", queue="work", le="0.25") <= 6
+    # And none, nor any wait, took anything like 10 s.
+    for histogram in ("conveyor_run_duration_seconds", "conveyor_queue_wait_seconds"):
+        assert value(found, f"{histogram}_bucket", queue="work", le="10.0") == 7
+        assert value(found, f"{histogram}_sum", queue="work") < 10
     # Nothing ran on "other": its jobs gauge is there (all zeros), no run of it counted.
     assert value(found, "conveyor_jobs", queue="other", status="queued") == 0
     assert not [s for s in found["conveyor_runs_started"].samples if s.labels["queue"] == "other"]
@@ -183,6 +187,27 @@ async def test_counters_and_histograms_follow_the_runs(rt: Runtime) -> None:
     assert value(found, "conveyor_queue_paused", queue="work") == 0
     assert value(found, "conveyor_workers", state="live") == 1
     assert value(found, "conveyor_workers", state="lost") == 0
+
+
+class InTransaction(Queue):
+    name = "ledger"
+
+    async def handle_item(self, item: Any) -> int:
+        async with conveyor.transaction() as conn:
+            return int(await conn.fetchval("SELECT 1"))
+
+
+async def test_a_completion_committed_with_the_handlers_transaction_counts_once(
+    pg_url: str,
+) -> None:
+    """On PostgreSQL a handler's conveyor.transaction() commits with its completion: the
+    outcome is written there, not by the finisher, and is counted there."""
+    async with Runtime(pg_url, queues=[InTransaction()], serve=("127.0.0.1", 0)) as rt:
+        for job in await rt.enqueue_many("ledger", [1, 2]):
+            assert (await rt.wait(job.id, timeout=10)).status is JobStatus.COMPLETED
+        found = await metrics_of(rt)
+    assert value(found, "conveyor_runs_started_total", queue="ledger") == 2
+    assert value(found, "conveyor_runs_completed_total", queue="ledger") == 2
 
 
 async def test_queue_wait_counts_from_enqueue_to_start(db_path: Path) -> None:
