@@ -45,7 +45,8 @@ default buckets, stretched to an hour for jobs that take minutes."""
 class Histogram:
     """Observations counted per bucket (not cumulative; the exporter sums them), and
     their sum. ``counts[i]`` holds values <= ``bounds[i]`` and > the bound before it; the
-    last slot holds values above every bound."""
+    last slot holds values above every bound. RunStats adds to them (an observation is
+    ``counts[bisect_left(bounds, value)] += 1``, inlined there on the per-job path)."""
 
     __slots__ = ("bounds", "counts", "sum")
 
@@ -53,14 +54,6 @@ class Histogram:
         self.bounds = bounds
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
 
 
 class QueueRuns:
@@ -106,7 +99,7 @@ class RunStats:
             runs = self.queues[queue] = QueueRuns()
         return runs
 
-    # started() and ended() run once per job: Histogram.observe inlined, one call each.
+    # started() and ended() run once per job: one call each, the observation inlined.
 
     def started(self, queue: str, wait: float) -> None:
         runs = self.queues.get(queue) or self.of(queue)

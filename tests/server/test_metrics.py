@@ -541,3 +541,23 @@ def test_every_exported_metric_is_documented_and_named_by_the_conventions() -> N
         assert name.endswith("_total") == (kind == "counter")
         if kind == "histogram":
             assert name.endswith("_seconds")
+
+
+def test_histogram_buckets_are_cumulative_and_include_their_bound() -> None:
+    """Prometheus's ``le``: a value equal to a bound is in that bound's bucket."""
+    from conveyor._prometheus import RuntimeCollector
+    from conveyor._stats import RunStats, RuntimeStats
+
+    runs = RunStats()
+    for seconds in (0.005, 0.0051, 3600.0, 7200.0):
+        runs.ended("q", seconds)
+    collector = RuntimeCollector(RuntimeStats(runs, {}))
+    (duration,) = [f for f in collector.collect() if f.name == "conveyor_run_duration_seconds"]
+    buckets = {s.labels["le"]: s.value for s in duration.samples if s.name.endswith("_bucket")}
+    assert buckets["0.005"] == 1
+    assert buckets["0.01"] == 2
+    assert buckets["1800.0"] == 2
+    assert buckets["3600.0"] == 3
+    assert buckets["+Inf"] == 4
+    (total,) = [s.value for s in duration.samples if s.name.endswith("_sum")]
+    assert total == pytest.approx(0.005 + 0.0051 + 3600 + 7200)
