@@ -19,10 +19,11 @@ shared and noisy: single runs mislead). Scenarios:
   latency      enqueue -> handler start, one job at a time on an idle runtime, p50/p99
   latency-load the same measured for every job of the e2e run, p50/p99
 
---metrics runs only e2e, R times with the runtime's metrics off (Runtime(metrics=False):
-no run counted) and R times on, alternating, with conveyor.metrics.render scraping every
-SCRAPE_EVERY seconds (60 times Prometheus's default rate), and prints both medians and
-their ratio: what collecting costs the hot path.
+--metrics runs only e2e, R times in each of three modes, in turn: metrics off
+(Runtime(metrics=False): no run counted), on (counted, never scraped), and on and scraped
+(conveyor.metrics.render every SCRAPE_EVERY seconds, 60 times Prometheus's default rate),
+and prints their medians and ratios to "off", then the engine's counting alone, timed
+per job: what collecting costs the hot path.
 
 Peak RSS is the scenario process's maximum resident set. Peers run the same e2e scenario
 (their latency is measured under that load, like latency-load) in their own virtualenvs
@@ -49,7 +50,8 @@ import anyio
 
 HERE = Path(__file__).parent
 SCENARIOS = ("e2e", "store-e2e", "enqueue-1by1", "enqueue-conc", "enqueue-bulk", "latency")
-SCRAPE_EVERY = 0.25  # seconds between scrapes in e2e with --metrics on
+SCRAPE_EVERY = 0.25  # seconds between scrapes in e2e with --metrics, mode "scraped"
+METRICS_MODES = ("off", "on", "scraped")
 
 
 def _peak_rss_mb() -> float:
@@ -76,7 +78,7 @@ async def _scenario(name: str, jobs: int, db: str, metrics: str = "on") -> dict[
 
     if name == "e2e":
         scrapes = 0
-        async with Runtime(db, queues=[Noop()], metrics=metrics == "on") as rt:
+        async with Runtime(db, queues=[Noop()], metrics=metrics != "off") as rt:
             done = 0
             finished = anyio.Event()
 
@@ -101,7 +103,7 @@ async def _scenario(name: str, jobs: int, db: str, metrics: str = "on") -> dict[
             started = time.perf_counter()
             async with anyio.create_task_group() as tg:
                 tg.start_soon(count, rt.events(max_buffer=jobs * 4))
-                if metrics == "on":
+                if metrics == "scraped":
                     tg.start_soon(scrape)
                 for start in range(0, jobs, 1000):
                     now = time.perf_counter()
@@ -114,7 +116,7 @@ async def _scenario(name: str, jobs: int, db: str, metrics: str = "on") -> dict[
             "p50_ms": _percentile(latencies, 0.5) * 1000,
             "p99_ms": _percentile(latencies, 0.99) * 1000,
         }
-        return figures | ({"scrapes": scrapes} if metrics == "on" else {})
+        return figures | ({"scrapes": scrapes} if metrics == "scraped" else {})
 
     if name == "store-e2e":
         return {"jobs_per_s": jobs / await _store_only(jobs, db)}
@@ -275,7 +277,7 @@ def main() -> None:
         help="only e2e, with the metrics off and on (scraped), alternating: the overhead",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--child-metrics", choices=("on", "off"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-metrics", choices=METRICS_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -326,23 +328,24 @@ def main() -> None:
 
 
 def _metrics_table(jobs: int, runs: int, store: str) -> None:
-    """e2e with the metrics off and on, alternating (so drift in the machine's load
-    falls on both alike), and the ratio of the medians."""
-    by_mode: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    """e2e in each metrics mode, in turn (so drift in the machine's load falls on all
+    alike), and the ratios of the medians to "off"."""
+    by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in METRICS_MODES}
     for _ in range(runs):
         for mode in by_mode:
             by_mode[mode].append(_run_child("e2e", jobs, store, mode))
     medians = {mode: _median(figures) for mode, figures in by_mode.items()}
     for mode, figures in medians.items():
         rates = sorted(r["jobs_per_s"] for r in by_mode[mode])
-        label = "e2e metrics " + ("off" if mode == "off" else f"on, scraped every {SCRAPE_EVERY}s")
+        label = f"e2e metrics {mode}" + (f" every {SCRAPE_EVERY}s" if mode == "scraped" else "")
         print(
             f"  {label:<36} "
             + "  ".join(_fmt(k, v) for k, v in figures.items())
             + f"  (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
         )
-    ratio = medians["on"]["jobs_per_s"] / medians["off"]["jobs_per_s"]
-    print(f"  metrics on / off = {ratio:.3f} (jobs/s, medians)")
+    for mode in METRICS_MODES[1:]:
+        ratio = medians[mode]["jobs_per_s"] / medians["off"]["jobs_per_s"]
+        print(f"  {mode} / off = {ratio:.3f} (jobs/s, medians)")
     per_job = _counting_cost()
     share = per_job * medians["off"]["jobs_per_s"]
     print(
