@@ -135,7 +135,8 @@ class RuntimeCollector(Collector):
             yield family
         duration = HistogramMetricFamily(
             "conveyor_run_duration_seconds",
-            "Seconds from a run's start to its handler's end, in this process.",
+            "Seconds from a run's start to its end (its handler's, and its transaction's"
+            " commit), in this process.",
             labels=["queue"],
             unit="seconds",
         )

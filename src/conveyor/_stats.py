@@ -77,7 +77,7 @@ class QueueRuns:
         self.retried = 0  # failed attempts scheduled to run again
         self.cancelled = 0
         self.rescued = 0  # runs of lost workers taken back (requeued, failed or cancelled)
-        self.duration = Histogram()  # seconds from a run's start to its handler's end
+        self.duration = Histogram()  # seconds from a run's start to its end (settled)
         self.wait = Histogram()  # seconds from enqueue (or falling due) to the run's start
 
 
