@@ -18,6 +18,7 @@ from ._errors import InvalidTransition as InvalidTransition
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobFailed as JobFailed
 from ._errors import JobNotFound as JobNotFound
+from ._errors import MissingExtra as MissingExtra
 from ._errors import NotInJob as NotInJob
 from ._errors import QueueNotFound as QueueNotFound
 from ._errors import RuntimeClosed as RuntimeClosed
@@ -60,6 +61,7 @@ __all__ = (
     "JobNotFound",
     "JobStatus",
     "Limits",
+    "MissingExtra",
     "NotInJob",
     "Progress",
     "Queue",

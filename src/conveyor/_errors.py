@@ -15,6 +15,8 @@ Every error conveyor raises on purpose is a :class:`ConveyorError`::
     ├── EventStreamOverflow    an events() consumer fell too far behind and was dropped
     ├── ServerError            a server answered with an error no class above stands for,
     │                          or could not be reached (conveyor.client)
+    ├── MissingExtra           a feature needs a package that is not installed; the
+    │                          message says which extra to install
     └── StoreError             the store could not do what was asked; nothing was changed
         ├── StoreBusy          another writer held a lock past the busy or lock timeout
         └── StoreUnavailable   the database cannot be written (read-only, disk full,
@@ -105,6 +107,11 @@ class ServerError(ConveyorError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+class MissingExtra(ConveyorError, ImportError):
+    """A feature was used whose optional package is not installed (Prometheus metrics
+    without prometheus-client); the message names the ``pip install`` that adds it."""
 
 
 class StoreError(ConveyorError):

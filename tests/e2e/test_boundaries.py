@@ -445,7 +445,7 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
     await rt.enqueue("echo", {"a": 1})
     segment = st.text(
         st.characters(codec="ascii", exclude_characters="#"), max_size=12
-    ) | st.sampled_from(["api", "jobs", "queues", "healthz", "..", "%00", "%ff"])
+    ) | st.sampled_from(["api", "jobs", "queues", "healthz", "metrics", "..", "%00", "%ff"])
     paths = st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
     queries = st.dictionaries(
         st.sampled_from(["limit", "queue", "status", "cursor", "token", "x"]),
@@ -461,7 +461,9 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
             status, _ = await http_get(rt, target)
         assert status in (200, 400, 404), (target, status)
 
-    known = st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers"])
+    known = st.sampled_from(
+        ["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers", "/metrics", "/metrics/"]
+    )
 
     @SETTINGS
     @given(paths | known, queries)

@@ -35,7 +35,7 @@ class StopReason(enum.Enum):
 class RunningJob:
     """A job while its handler runs in this process."""
 
-    __slots__ = ("announced", "ctx", "is_async", "reason", "scope", "seq", "token")
+    __slots__ = ("announced", "began", "ctx", "is_async", "reason", "scope", "seq", "token")
 
     def __init__(self, ctx: JobContext, token: str, seq: int, is_async: bool) -> None:
         self.ctx = ctx
@@ -45,6 +45,7 @@ class RunningJob:
         self.is_async = is_async
         self.scope = anyio.CancelScope()
         self.reason: StopReason | None = None
+        self.began = 0.0  # the clock's monotonic time at its start, when runs are counted
 
     @property
     def job(self) -> Job:

@@ -11,10 +11,15 @@ from typing import Any, Protocol
 from .._bus import EventStream
 from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
 from .._states import JobStatus
+from .._stats import RuntimeStats
 
 
 class ServedRuntime(Protocol):
-    """The operations of conveyor.Runtime that the server uses (see their docstrings)."""
+    """The operations of conveyor.Runtime that the server uses (see their docstrings),
+    and its stats (the server counts its websocket clients there; GET /metrics reads
+    them through conveyor.metrics)."""
+
+    stats: RuntimeStats
 
     async def submit(
         self, queue: str, payloads: Iterable[Any], options: EnqueueOptions

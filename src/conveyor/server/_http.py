@@ -1,4 +1,5 @@
-"""Plain HTTP on the websocket port: the dashboard page and read-only JSON."""
+"""Plain HTTP on the websocket port: the dashboard page, read-only JSON and Prometheus's
+``/metrics``."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from urllib.parse import parse_qs, urlsplit
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
+from .._errors import ConveyorError, JobNotFound, MissingExtra, QueueNotFound, ValidationError
 from .._logging import get_logger
 from .._wire import encoder, jobs_page
+from ..metrics import render as render_metrics
 from ._api import ServedRuntime
 
 log = get_logger("conveyor.server")
@@ -82,6 +84,9 @@ async def route(rt: ServedRuntime, request: Request) -> Response:
         if path == "/api/queues":
             counts = await rt.queue_counts()
             return json_response(200, {"queues": counts})
+        if path == "/metrics":
+            body, content_type = await render_metrics(rt, request.headers.get("Accept", ""))
+            return respond(200, body, content_type)
         if path == "/api/workers":
             return json_response(200, {"workers": await rt.workers()})
         if path == "/api/jobs":
@@ -100,6 +105,8 @@ async def route(rt: ServedRuntime, request: Request) -> Response:
         return error_response(404, "not_found", str(exc))
     except ValidationError as exc:
         return error_response(400, "invalid", str(exc))
+    except MissingExtra as exc:
+        return error_response(501, "not_installed", str(exc))
     except ConveyorError as exc:
         return error_response(503, "unavailable", str(exc))
     except Exception:

@@ -11,8 +11,8 @@ subclasses (never a driver's own exception), and a failed call changed nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -501,3 +501,21 @@ class Store(Protocol):
 
     @property
     def workers(self) -> WorkerRegistry: ...
+
+    @property
+    def errors(self) -> Mapping[str, int]:
+        """How many StoreErrors this store has raised for what the database answered or
+        failed to answer, by class name (``StoreBusy``, ``StoreUnavailable``,
+        ``StoreError``): what conveyor.metrics exports as ``conveyor_store_errors_total``."""
+        ...
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def counted(errors: dict[str, int], error: _E) -> _E:
+    """``error``, counted in ``errors`` by its class name (see Store.errors): each backend
+    passes every StoreError it makes of a driver's error through here."""
+    kind = type(error).__name__
+    errors[kind] = errors.get(kind, 0) + 1
+    return error
