@@ -24,9 +24,9 @@ import anyio
 import anyio.to_thread
 
 from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from .._base import counted
 from . import _connections
 from ._connections import Writer, open_aiosqlite, open_writer, pragmas, wal_refused
-from .._base import counted
 from ._schema import MIGRATIONS
 from ._sql import statements
 
