@@ -5,7 +5,7 @@ effects). Runtime (in _runtime.py) adds the life cycle, which opens and closes t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +23,7 @@ from ._errors import (
 from ._ids import IdGenerator
 from ._limits import (
     Limits,
+    list_filters,
     list_options,
     name,
     optional_seconds,
@@ -101,6 +102,8 @@ class JobOperations:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
         unique_key: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
         connection: object | None = None,
     ) -> Job:
         """Store a job and return it once it is durable.
@@ -110,6 +113,19 @@ class JobOperations:
         ``max_attempts`` and ``timeout`` (seconds) override the queue's for this job.
         ``unique_key``: while a job of this queue with the same key is unfinished, return
         that job instead of storing a new one (race-free, also across processes).
+
+        ``meta``: what the application says about the job beside its payload, e.g.
+        ``{"tenant": "acme"}``; ``tags``: labels to find it by, e.g. ``["import"]``. Both
+        are kept for the job's whole life (retries and reruns too), returned on it, and
+        filter ``list_jobs``. Meta maps str to str: keys (and tags) are 1 to 64 ASCII
+        letters, digits or ``_ . : / -``, values any text. Strings only, unlike Oban's
+        or River's JSON metadata: the filters arrive as strings (``?meta.tenant=acme``,
+        ``--meta tenant=acme``) and compare exactly, with no guessing whether ``"42"``
+        meant a number; it is the shape of a propagation carrier (W3C ``traceparent``,
+        message headers, as in Celery's); and a job's data has its place, the payload.
+        Sizes are bounded as JSON (Limits.meta_bytes, Limits.tags_bytes); a repeated tag
+        is kept once.
+
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
         stored; safe to retry). Concurrent calls share one commit.
 
@@ -125,6 +141,8 @@ class JobOperations:
             max_attempts=max_attempts,
             timeout=timeout,
             unique_key=unique_key,
+            meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
+            tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
         (job,) = await self.submit(queue, [payload], options, connection=connection)
         return job
@@ -140,10 +158,13 @@ class JobOperations:
         at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
         connection: object | None = None,
     ) -> list[Job]:
-        """Store many jobs, with the same options as ``enqueue`` (``connection``
-        included), in one commit: all of them, or (on any error) none."""
+        """Store many jobs, with the same options as ``enqueue`` (``meta``, ``tags`` and
+        ``connection`` included; every job gets the same meta and tags), in one commit:
+        all of them, or (on any error) none."""
         options = EnqueueOptions(
             created_by=created_by,
             priority=priority,
@@ -151,6 +172,8 @@ class JobOperations:
             at=at,
             max_attempts=max_attempts,
             timeout=timeout,
+            meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
+            tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
         return await self.submit(queue, payloads, options, connection=connection)
 
@@ -262,14 +285,29 @@ class JobOperations:
         status: JobStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> list[Job]:
-        """Jobs newest first. For the next page pass ``cursor=`` the last job's id."""
+        """Jobs newest first. For the next page pass ``cursor=`` the last job's id.
+
+        ``tags``: only jobs having every one of these tags; ``meta``: only jobs whose
+        meta holds every one of these pairs (exact values): ``list_jobs(tags=["import"],
+        meta={"tenant": "acme"})``. See docs/metadata.md for what they cost."""
         self._require_open()
         if queue is not None:
             self._check_queue_name(queue)
         checked, limit, cursor = list_options(status, limit, cursor)
+        wanted_tags, wanted_meta = list_filters(tags, meta, self.limits)
         return await self.store.reads.jobs_list(
-            ListParams(queue=queue, status=checked, limit=limit, before=cursor)
+            ListParams(
+                queue=queue,
+                status=checked,
+                limit=limit,
+                before=cursor,
+                tags=wanted_tags,
+                meta=wanted_meta,
+            )
         )
 
     async def history(self, job_id: str) -> list[HistoryEntry]:

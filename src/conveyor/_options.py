@@ -28,6 +28,8 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int
     timeout: float | None
     unique_key: str | None
+    meta: dict[str, str]
+    tags: list[str]
 
 
 def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> QueueSpec:
@@ -73,7 +75,7 @@ def job_options(
     """The options of one enqueue call, checked (a ValidationError names the first
     refused; see _limits.enqueue_options) and resolved against the queue's defaults and
     the time now."""
-    scheduled_at = enqueue_options(options, now, limits)
+    scheduled_at, options = enqueue_options(options, now, limits)
     return JobOptions(
         created_by=options.created_by,
         priority=options.priority,
@@ -83,6 +85,8 @@ def job_options(
         if options.timeout is None
         else bounded_seconds("timeout", options.timeout),
         unique_key=options.unique_key,
+        meta=options.meta or {},
+        tags=options.tags or [],
     )
 
 
@@ -108,4 +112,6 @@ def new_job(
         scheduled_at=options.scheduled_at,
         timeout=options.timeout,
         unique_key=options.unique_key,
+        meta=options.meta,
+        tags=options.tags,
     )

@@ -4,7 +4,7 @@ runtime imports the server, never the other way round)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -35,6 +35,9 @@ class ServedRuntime(Protocol):
         status: JobStatus | str | None = ...,
         limit: int = ...,
         cursor: str | None = ...,
+        *,
+        tags: Iterable[str] | None = ...,
+        meta: Mapping[str, str] | None = ...,
     ) -> list[Job]: ...
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]: ...
