@@ -5,7 +5,7 @@ effects). Runtime (in _runtime.py) adds the life cycle, which opens and closes t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,9 +33,10 @@ from ._limits import (
 )
 from ._limits import statuses as check_statuses
 from ._models import EnqueueOptions, Event, HistoryEntry, Job
-from ._options import job_options, new_job
+from ._options import JobOptions, job_options, new_job, with_trace_context
 from ._spec import QueueSpec
 from ._states import TERMINAL, JobStatus
+from ._tracing import TRACING
 from ._waiting import until_idle, until_terminal
 from .engine import Engine, transition_event
 from .store import ListParams, Store
@@ -198,7 +199,24 @@ class JobOperations:
         q = self._queue(queue)
         now = self.clock.now()
         checked = job_options(q, now, self.limits, options)
-        new = [new_job(self._ids.new(), q, p, checked, now, self.limits) for p in payloads]
+        if TRACING is None:
+            return await self._insert(q, payloads, self._ids.new, checked, now, connection)
+        payloads = list(payloads)
+        made = [self._ids.new() for _ in payloads]
+        with TRACING.send(q.name, made) as context:  # the producer span (see _tracing)
+            carried = with_trace_context(checked, context, self.limits)
+            return await self._insert(q, payloads, iter(made).__next__, carried, now, connection)
+
+    async def _insert(
+        self,
+        q: QueueSpec,
+        payloads: Iterable[Any],
+        next_id: Callable[[], str],
+        checked: JobOptions,
+        now: float,
+        connection: object | None,
+    ) -> list[Job]:
+        new = [new_job(next_id(), q, p, checked, now, self.limits) for p in payloads]
         if checked.unique_key is not None and len(new) != 1:
             raise ValidationError("unique_key names one job: enqueue such jobs one at a time")
         if not new:

@@ -10,13 +10,16 @@ import msgspec
 
 from ._codec import encode_payload
 from ._errors import ValidationError
-from ._limits import Limits, bounded_seconds, enqueue_options
+from ._limits import Limits, bounded_seconds, enqueue_options, meta
+from ._logging import get_logger
 from ._models import EnqueueOptions
 from ._periodic import PeriodicQueue, parse_schedule
 from ._queue import Queue, check_settings
 from ._spec import QueueSpec
 from ._states import JobStatus
 from .store import NewJob
+
+log = get_logger("conveyor")
 
 
 class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -88,6 +91,22 @@ def job_options(
         meta=options.meta or {},
         tags=options.tags or [],
     )
+
+
+def with_trace_context(options: JobOptions, context: dict[str, str], limits: Limits) -> JobOptions:
+    """The options with the enqueuing span's trace context added to the meta (see
+    _tracing), which it replaces where the caller's meta held those keys. Where the
+    caller's meta leaves no room for it (Limits.meta_bytes), the job goes without: a
+    trace is not worth refusing an enqueue the caller's own values fit."""
+    if not context:
+        return options
+    merged = {**options.meta, **context}
+    try:
+        checked = meta("meta", merged, limits.meta_bytes)
+    except ValidationError:
+        log.debug("no room in the job's meta for its trace context: not carried")
+        return options
+    return msgspec.structs.replace(options, meta=checked)
 
 
 def new_job(

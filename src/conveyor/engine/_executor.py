@@ -21,6 +21,7 @@ from .._logging import get_logger
 from .._models import NO_PROGRESS, Job, Progress
 from .._spec import QueueSpec
 from .._states import JobStatus
+from .._tracing import TRACING
 from ..store import Finish, OutcomeTransaction
 
 log = get_logger("conveyor.job")
@@ -204,6 +205,20 @@ async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | N
         _current_reset(token)
 
 
+async def run_job(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None:
+    """Run the job's handler and settle its transaction (see execute and settle): what
+    is left for the finisher to write. Inside the run's span where OpenTelemetry is
+    installed (see _tracing), so the handler's own spans are its children."""
+    if TRACING is None:
+        return await settle(handler, run, await execute(handler, run, clock), clock)
+    with TRACING.process(run.job) as span:
+        outcome = await execute(handler, run, clock)
+        left = await settle(handler, run, outcome, clock)
+        # Committed with the handler's transaction, nothing is left: the outcome stands.
+        TRACING.ended(span, left if left is not None or outcome is None else outcome)
+        return left
+
+
 async def settle(
     handler: Handler, run: RunningJob, outcome: Finish | None, clock: Clock
 ) -> Finish | None:
@@ -278,6 +293,8 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
                 raise JobFailed(run.ctx.failed_error)
             outcome = _completed(handler, run, result)
         except JobFailed as exc:
+            if TRACING is not None:
+                TRACING.failed(exc)
             text = exc.error if isinstance(exc.error, str) else describe(exc)
             error = storable(text, handler.limits.error_bytes)
             outcome = _failure(run, error)
@@ -289,11 +306,15 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
             # run's own is caught by its scope below, any other is the runtime's.
             if _is_cancellation(exc):
                 raise
+            if TRACING is not None:
+                TRACING.failed(exc)
             outcome = _failed(handler, run, exc, clock.now())
     if run.scope.cancelled_caught:
         if run.reason is None:  # nobody stopped it: the deadline passed
             run.ctx.cancel_requested.set()  # a sync handler's thread stops at its next check
             timed_out = TimeoutError(f"timed out after {timeout:g}s")
+            if TRACING is not None:
+                TRACING.failed(timed_out)
             outcome = _failed(handler, run, timed_out, clock.now())
         else:
             outcome = _stopped(run)

@@ -21,7 +21,7 @@ from .._logging import get_logger
 from .._models import Job
 from .._spec import QueueSpec
 from ..store import ClaimParams, Finish, StoreWrites
-from ._executor import Handler, RunningJob, drop_transaction, execute, internal_failure, settle
+from ._executor import Handler, RunningJob, drop_transaction, internal_failure, run_job
 
 
 class PoolHost(Protocol):
@@ -225,8 +225,7 @@ class QueuePool:
                     continue
                 run = engine.start_run(job, token, seq, self.handler.is_async)
                 try:
-                    outcome = await execute(self.handler, run, engine.clock)
-                    outcome = await settle(self.handler, run, outcome, engine.clock)
+                    outcome = await run_job(self.handler, run, engine.clock)
                 except Exception as exc:  # conveyor's own bug: this job fails, the rest go on
                     log.exception("internal error while running job %s", job.id)
                     outcome = internal_failure(job.id, token, exc, engine.limits, run.ctx.progress)
