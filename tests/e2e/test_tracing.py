@@ -41,7 +41,8 @@ def test_one_trace_goes_from_the_request_through_another_process_s_run(tmp_path:
     (request,) = only(produced["spans"], name="GET /import")
     (send,) = only(produced["spans"], name="send traced")
     assert send["kind"] == "PRODUCER"
-    assert send["parent"] == request["span_id"] and send["trace_id"] == request["trace_id"]
+    assert send["parent"] == request["span_id"]
+    assert send["trace_id"] == request["trace_id"]
     assert send["attributes"] == {
         "messaging.system": "conveyor",
         "messaging.operation.name": "send",
@@ -54,7 +55,8 @@ def test_one_trace_goes_from_the_request_through_another_process_s_run(tmp_path:
     (run,) = only(worked["spans"], name="process traced")
     assert run["kind"] == "CONSUMER"
     assert run["trace_id"] == request["trace_id"]  # one trace: the request, then the job
-    assert run["parent"] == send["span_id"] and run["links"] == [send["span_id"]]
+    assert run["parent"] == send["span_id"]
+    assert run["links"] == [send["span_id"]]
     assert run["attributes"] == {
         "messaging.system": "conveyor",
         "messaging.operation.name": "process",
@@ -78,7 +80,8 @@ def test_errors_are_recorded_on_the_run_s_span(tmp_path: Path) -> None:
     assert [r["attributes"]["messaging.message.delivery_attempt"] for r in retried] == [1, 2]
     assert [r["attributes"]["conveyor.job.outcome"] for r in retried] == ["scheduled", "failed"]
     for attempt in retried:
-        assert attempt["status"] == "ERROR" and attempt["description"] == "ValueError: broken 1"
+        assert attempt["status"] == "ERROR"
+        assert attempt["description"] == "ValueError: broken 1"
         assert attempt["events"] == ["exception"]
     (refusal,) = [r for r in runs if r["attributes"]["messaging.message.id"] == refused]
     assert (refusal["status"], refusal["description"]) == ("ERROR", "refused for good")
@@ -90,12 +93,14 @@ def test_errors_are_recorded_on_the_run_s_span(tmp_path: Path) -> None:
     ]
     assert many["attributes"]["messaging.batch.message_count"] == 3
     children = [r for r in runs if r["attributes"]["messaging.message.id"] in batch]
-    assert len(children) == 3 and {r["parent"] for r in children} == {many["span_id"]}
+    assert len(children) == 3
+    assert {r["parent"] for r in children} == {many["span_id"]}
 
 
 def test_without_opentelemetry_jobs_run_untraced(tmp_path: Path) -> None:
     result = traced("untraced", tmp_path / "jobs.db")
-    assert len(result["ids"]) == 1 and result["spans"] == []
+    assert len(result["ids"]) == 1
+    assert result["spans"] == []
 
 
 def test_a_meta_with_no_room_left_goes_without_the_trace_context() -> None:

@@ -103,7 +103,8 @@ async def untraced(db: str) -> list[str]:
         job = await rt.enqueue("traced", {})
         with anyio.fail_after(30):
             done = await rt.wait(job.id)
-        assert done.result == "done" and done.meta == {}, done
+        assert done.result == "done", done
+        assert done.meta == {}, done
         return [job.id]
 
 
