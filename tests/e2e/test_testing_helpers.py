@@ -3,13 +3,14 @@ example the module docstring shows)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
 
-from conveyor import JobStatus, Queue, Runtime, ValidationError, WaitTimeout, testing
+from conveyor import ConveyorError, JobStatus, Queue, Runtime, ValidationError, WaitTimeout, testing
 
 pytestmark = pytest.mark.anyio
 
@@ -178,3 +179,40 @@ async def test_inline_enqueue_returns_the_job_once_it_ran() -> None:
         await rt.assert_enqueued("chain", count=3)
     with pytest.raises(ValidationError, match="inline"):
         testing.TestRuntime("x.db", inline=1)  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(120)
+async def test_the_helpers_accept_or_refuse_anything() -> None:
+    """assert_enqueued, drain and TestRuntime with any value for any argument: an
+    answer, an AssertionError (a failed assertion) or a ConveyorError; never a crash."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from .test_boundaries import anything
+
+    clock = testing.ManualClock()
+    async with testing.runtime([ExportQueue()], clock=clock) as rt:
+        await rt.enqueue("exports", {"query": "q", "n": [1, 2]})
+        await rt.drain(timeout=10)
+
+        async def one(queue: Any, payload: Any, count: Any, run_scheduled: Any) -> None:
+            with anyio.fail_after(20):
+                with contextlib.suppress(ConveyorError, AssertionError):
+                    await rt.assert_enqueued(queue, payload=payload, count=count)
+                with contextlib.suppress(ConveyorError):
+                    await rt.drain(timeout=5, run_scheduled=run_scheduled)
+                with contextlib.suppress(ConveyorError):
+                    testing.TestRuntime(rt.store, inline=run_scheduled, workers=bool(count))
+
+        @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(
+            st.sampled_from(["exports", "nope"]) | anything,
+            anything | st.fixed_dictionaries({"query": anything}),
+            st.integers(-3, 5) | anything,
+            st.booleans() | anything,
+        )
+        def fuzz(queue: Any, payload: Any, count: Any, run_scheduled: Any) -> None:
+            anyio.from_thread.run(one, queue, payload, count, run_scheduled)
+
+        await anyio.to_thread.run_sync(fuzz)
+        await rt.assert_enqueued("exports", payload={"n": [1, 2]}, count=1)  # still serves
