@@ -87,6 +87,7 @@ class Handler:
         self.payload_type = queue.payload_type
         self.backoff = queue.backoff
         self.retry_on = queue.retry_on
+        self.before_run = queue.before_run  # None: no await for it (see Queue's hooks)
         # Sync handlers get their own thread limit, so a busy queue cannot starve others
         # of anyio's shared default thread pool.
         self.limiter = anyio.CapacityLimiter(queue.worker_count)
@@ -268,6 +269,8 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
             run.scope.deadline = anyio.current_time() + timeout
         try:
             payload = handler._payload(run.job)
+            if handler.before_run is not None:  # its errors are the run's, as the handler's
+                await handler.before_run(run.job)
             if handler.is_async:
                 result = await handler.fn(payload)
             else:
