@@ -65,8 +65,16 @@ def test_fixtures_drain_and_assert_enqueued(pytester: pytest.Pytester) -> None:
             assert (await conveyor_runtime.job(job.id)).attempts == 2
             assert conveyor_clock.now() - start == 600  # the backoff, moved not slept
 
-        async def test_each_test_has_a_fresh_database(conveyor_runtime):
+        USED = []
+
+        async def test_each_test_has_a_fresh_database(conveyor_runtime, conveyor_db):
             await conveyor_runtime.assert_enqueued("exports", count=0)
+            USED.append(conveyor_db)
+
+        def test_the_database_was_removed_after_its_test():
+            assert USED
+            assert not USED[0].exists()
+            assert not list(USED[0].parent.glob("conveyor.db*"))
 
         @pytest.mark.conveyor(inline=True)
         async def test_inline(conveyor_runtime):
@@ -77,7 +85,7 @@ def test_fixtures_drain_and_assert_enqueued(pytester: pytest.Pytester) -> None:
             assert broken.error == "ValueError: always broken"  # recorded, not raised
         """,
     )
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=5)
 
 
 def test_a_failing_assert_enqueued_says_what_the_queue_has(pytester: pytest.Pytester) -> None:
