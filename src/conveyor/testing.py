@@ -74,9 +74,10 @@ class TestRuntime(Runtime):
     ) -> list[Job]:
         """As Runtime's; inline, it returns the jobs once their runs ended (see
         :func:`runtime`), re-read from the store."""
-        if not self.inline or _current.get() is not None:
-            # Inside a handler an inline wait could need the very worker slot the
-            # handler holds: jobs enqueued there run as usual (drain() waits for them).
+        if not self.inline or connection is not None or _current.get() is not None:
+            # In the application's transaction the jobs exist only once it commits; inside
+            # a handler an inline wait could need the very worker slot the handler holds:
+            # those jobs run as usual (drain() waits for them).
             return await super().submit(queue, payloads, options, connection=connection)
         async with self.bus.subscribe(queue=queue, max_buffer=64) as changes:
             jobs = await super().submit(queue, payloads, options, connection=connection)
@@ -120,9 +121,10 @@ async def runtime(
     as the store has them then: ``completed`` with the result, ``failed`` with the error
     (a handler's exception is recorded in its job, as in production, not raised), or
     ``scheduled`` for a retry. The jobs still go through the store and the real workers.
-    Jobs enqueued with a ``delay`` wait ``scheduled`` as usual, and so do the jobs a
-    handler enqueues (inline, the handler would wait for a worker it may itself hold):
-    ``drain()`` runs those.
+    Jobs enqueued with a ``delay`` wait ``scheduled`` as usual; jobs a handler enqueues
+    (inline, the handler would wait for a worker it may itself hold) and jobs enqueued
+    in the application's transaction (``connection=``: they exist once it commits) run
+    as usual: ``drain()`` waits for those.
     """
     options.setdefault("shutdown_grace", 0)
     options.setdefault("poll_interval", 0.01)

@@ -216,3 +216,20 @@ async def test_the_helpers_accept_or_refuse_anything() -> None:
 
         await anyio.to_thread.run_sync(fuzz)
         await rt.assert_enqueued("exports", payload={"n": [1, 2]}, count=1)  # still serves
+
+
+async def test_inline_leaves_a_job_in_an_open_transaction_to_its_commit(pg_url: str) -> None:
+    import asyncpg
+
+    from conveyor.store.postgres import split_schema
+
+    conn = await asyncpg.connect(split_schema(pg_url)[0])
+    try:
+        async with testing.runtime([ExportQueue()], inline=True, db=pg_url) as rt:
+            async with conn.transaction():
+                job = await rt.enqueue("exports", {"query": "q"}, connection=conn)
+                assert job.status is JobStatus.QUEUED  # not waited for: nobody sees it yet
+            await rt.drain(timeout=10)  # committed: it runs as usual
+            assert (await rt.job(job.id)).status is JobStatus.COMPLETED
+    finally:
+        await conn.close()
