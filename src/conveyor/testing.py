@@ -23,7 +23,7 @@ Time can be moved instead of waited for: pass ``clock=ManualClock()`` and call
 ``clock.advance(seconds)`` (delays, periodic ticks, leases and retention follow it), or
 ``drain(run_scheduled=True)``, which moves it for you. ``inline=True`` makes each
 enqueue return once its job ran. The pytest plugin (conveyor.pytest_plugin, loaded by
-pytest on its own) wraps all this in fixtures: see docs/testing.md.
+pytest on its own) wraps all this in fixtures: see docs/howto-testing.md.
 """
 
 from __future__ import annotations
