@@ -14,6 +14,7 @@ from ._context import report_progress as report_progress
 from ._context import transaction as transaction
 from ._errors import ConveyorError as ConveyorError
 from ._errors import EventStreamOverflow as EventStreamOverflow
+from ._errors import HookFailed as HookFailed
 from ._errors import InvalidTransition as InvalidTransition
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobFailed as JobFailed
@@ -35,6 +36,7 @@ from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
 from ._models import Progress as Progress
 from ._models import QueueState as QueueState
+from ._models import RunOutcome as RunOutcome
 from ._models import WorkerState as WorkerState
 from ._queue import Queue as Queue
 from ._runtime import Runtime as Runtime
@@ -53,6 +55,7 @@ __all__ = (
     "EventStream",
     "EventStreamOverflow",
     "HistoryEntry",
+    "HookFailed",
     "InvalidTransition",
     "Job",
     "JobCancelled",
@@ -67,6 +70,7 @@ __all__ = (
     "Queue",
     "QueueNotFound",
     "QueueState",
+    "RunOutcome",
     "Runtime",
     "RuntimeClosed",
     "SQLiteStore",

@@ -11,6 +11,7 @@ Every error conveyor raises on purpose is a :class:`ConveyorError`::
     ├── JobFailed              raised inside a handler by fail_job(); fails without retry
     ├── WaitTimeout            wait() ran out of time (also a TimeoutError)
     ├── RuntimeClosed          the runtime is not running (not entered, or shut down)
+    ├── HookFailed             a queue's on_startup hook raised: the runtime did not start
     ├── NotInJob               a job helper (report_progress, ...) called outside a handler
     ├── EventStreamOverflow    an events() consumer fell too far behind and was dropped
     ├── ServerError            a server answered with an error no class above stands for,
@@ -84,6 +85,16 @@ class WaitTimeout(ConveyorError, TimeoutError):
 
 class RuntimeClosed(ConveyorError):
     """The runtime is not running: used before ``async with`` or after it was left."""
+
+
+class HookFailed(ConveyorError):
+    """A queue's ``on_startup`` hook raised (``__cause__`` is what it raised), so the
+    runtime did not start. ``queue`` and ``hook`` name it."""
+
+    def __init__(self, queue: str, hook: str, error: str) -> None:
+        super().__init__(f"queue {queue!r}: {hook}() failed: {error}")
+        self.queue = queue
+        self.hook = hook
 
 
 class NotInJob(ConveyorError, RuntimeError):

@@ -64,6 +64,19 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
 
 
+class RunOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one run of a job ended, as a queue's ``after_run`` hook receives it.
+
+    ``status``: ``completed``; ``failed`` (for good); ``scheduled`` (failed, a retry
+    follows); ``cancelled``; ``queued`` (put back: the worker was stopping); or None when
+    nothing was written (another worker had taken the job over). ``error``: the error
+    text of a failed run (as stored), else None.
+    """
+
+    status: JobStatus | None
+    error: str | None = None
+
+
 class QueueState(msgspec.Struct, frozen=True, kw_only=True):
     """A queue as the fleet sees it: whether it is paused (no process starts its jobs;
     enqueues are still taken, running jobs finish), since when and by whom, and its jobs

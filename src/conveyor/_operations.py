@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
-from ._clock import Clock
+from ._clock import LATEST, Clock, ManualClock
 from ._errors import (
     JobNotFound,
     QueueNotFound,
@@ -367,20 +367,50 @@ class JobOperations:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
         return await self._engine.purge(wanted, self.clock.now() - age, queue)
 
-    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def drain(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        run_scheduled: bool = False,
+    ) -> None:
         """Wait until no job of this runtime's queues is runnable: none queued, running
         or cancelling, and no scheduled one due. Jobs scheduled for later do not count.
 
+        ``run_scheduled=True`` runs those too, without sleeping: each time nothing else
+        is runnable, the runtime's clock (a ``conveyor.testing.ManualClock``; any other
+        is refused) is moved to the earliest scheduled job, which then runs; so a retry's
+        backoff, a ``delay`` or an ``at`` pass at once. It returns once no job is
+        scheduled at all (a job that keeps scheduling another keeps it going until
+        ``timeout``).
+
         For tests and scripts: enqueue, ``await rt.drain()``, then check the results.
-        WaitTimeout after ``timeout`` seconds.
+        WaitTimeout after ``timeout`` seconds (real time).
         """
         self._require_open()
         timeout = optional_seconds("timeout", timeout)
+        if not isinstance(run_scheduled, bool):
+            raise ValidationError(
+                f"run_scheduled must be True or False, not {shown(run_scheduled)}"
+            )
         if not self.runs_workers:
             raise RuntimeClosed("drain() needs a runtime with workers")
+        clock = self.clock
+        if run_scheduled and not isinstance(clock, ManualClock):
+            raise ValidationError(
+                "drain(run_scheduled=True) moves the runtime's clock instead of sleeping:"
+                " give the runtime clock=conveyor.testing.ManualClock()"
+            )
         try:
             with anyio.fail_after(timeout):
-                await until_idle(self.store, self.bus, self.clock, list(self.specs))
+                while True:
+                    await until_idle(self.store, self.bus, clock, list(self.specs))
+                    if not run_scheduled:
+                        return
+                    assert isinstance(clock, ManualClock)  # checked above
+                    due = await self.store.reads.next_due()
+                    if due is None:
+                        return
+                    clock.advance(max(0.0, min(due, LATEST) - clock.now()))
         except TimeoutError:
             raise WaitTimeout(f"jobs were still runnable after {timeout}s") from None
 

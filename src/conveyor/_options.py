@@ -14,7 +14,7 @@ from ._limits import Limits, bounded_seconds, enqueue_options, meta
 from ._logging import get_logger
 from ._models import EnqueueOptions
 from ._periodic import PeriodicQueue, parse_schedule
-from ._queue import Queue, check_settings
+from ._queue import HOOKS, Queue, check_hook, check_settings
 from ._spec import QueueSpec
 from ._states import JobStatus
 from .store import NewJob
@@ -47,6 +47,10 @@ def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> Queue
     handle_item = getattr(queue, "handle_item", None)
     if workers and not callable(handle_item):
         raise ValidationError(f"{cls.__name__} defines no handle_item(self, item) method")
+    hooks: dict[str, Any] = {}
+    for hook in HOOKS:  # read from the instance, which may set its own
+        hooks[hook] = method = getattr(queue, hook, None)
+        check_hook(f"{cls.__name__}.{hook}", method)
     periodic = None
     if cls.periodic is not None:
         periodic = PeriodicQueue(
@@ -66,6 +70,7 @@ def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> Queue
         rate_limit=cls.rate_limit,
         handle_item=handle_item if callable(handle_item) else None,
         periodic=periodic,
+        **hooks,
     )
 
 

@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ._bus import EventBus
 from ._clock import Clock, SystemClock
-from ._errors import RuntimeClosed, ValidationError
+from ._errors import ConveyorError, RuntimeClosed, ValidationError
 from ._limits import DEFAULT_LIMITS, Limits, seconds, shown
 from ._logging import get_logger
 from ._options import check_queue_class
@@ -219,6 +219,12 @@ class Runtime(QueueControl):
                 # alone, as a plain OSError or ConveyorError a caller can catch.
                 if group.exceptions != (exc,):
                     raise
+            error: BaseException = exc
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]
+            if isinstance(error, ConveyorError) and error is not exc:
+                # The engine's task group wrapped it alone (a queue's on_startup failed).
+                raise error from error.__cause__
             raise
         self._open = True
         return self

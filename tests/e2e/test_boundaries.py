@@ -693,6 +693,10 @@ QUEUE_SETTINGS = (
     "periodic",
     "periodic_catch_up",
     "periodic_payload",
+    "on_startup",
+    "on_shutdown",
+    "before_run",
+    "after_run",
 )
 
 

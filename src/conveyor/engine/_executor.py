@@ -88,6 +88,7 @@ class Handler:
         self.payload_type = queue.payload_type
         self.backoff = queue.backoff
         self.retry_on = queue.retry_on
+        self.before_run = queue.before_run  # None: no await for it (see Queue's hooks)
         # Sync handlers get their own thread limit, so a busy queue cannot starve others
         # of anyio's shared default thread pool.
         self.limiter = anyio.CapacityLimiter(queue.worker_count)
@@ -205,18 +206,22 @@ async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | N
         _current_reset(token)
 
 
-async def run_job(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None:
+async def run_job(
+    handler: Handler, run: RunningJob, clock: Clock
+) -> tuple[Finish | None, Finish | None]:
     """Run the job's handler and settle its transaction (see execute and settle): what
-    is left for the finisher to write. Inside the run's span where OpenTelemetry is
-    installed (see _tracing), so the handler's own spans are its children."""
+    is left for the finisher to write, and how the run ended (what the handler's outcome
+    was, also when it committed with the handler's transaction and nothing is left).
+    Inside the run's span where OpenTelemetry is installed (see _tracing), so the
+    handler's own spans are its children."""
     if TRACING is None:
-        return await settle(handler, run, await execute(handler, run, clock), clock)
+        decided = await execute(handler, run, clock)
+        return await settle(handler, run, decided, clock), decided
     with TRACING.process(run.job) as span:
-        outcome = await execute(handler, run, clock)
-        left = await settle(handler, run, outcome, clock)
-        # Committed with the handler's transaction, nothing is left: the outcome stands.
-        TRACING.ended(span, left if left is not None or outcome is None else outcome)
-        return left
+        decided = await execute(handler, run, clock)
+        left = await settle(handler, run, decided, clock)
+        TRACING.ended(span, left or decided)
+        return left, decided
 
 
 async def settle(
@@ -283,6 +288,8 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
             run.scope.deadline = anyio.current_time() + timeout
         try:
             payload = handler._payload(run.job)
+            if handler.before_run is not None:  # its errors are the run's, as the handler's
+                await handler.before_run(run.job)
             if handler.is_async:
                 result = await handler.fn(payload)
             else:
