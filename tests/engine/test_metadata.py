@@ -9,9 +9,11 @@ import re
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
+import msgspec.structs
 import pytest
 
-from conveyor import JobStatus, Limits, Queue, Runtime, ValidationError, current_job
+from conveyor import Job, JobStatus, Limits, Queue, Runtime, ValidationError, current_job
 from conveyor.backoff import constant
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
@@ -112,3 +114,25 @@ async def test_the_shapes_taken(db_path: Any) -> None:
         assert (await rt.job(job.id)).tags == ["b", "a"]  # order kept, the repeat once
         plain = await rt.enqueue("flaky", {}, meta={}, tags=[])
         assert (plain.meta, plain.tags) == ({}, [])
+
+
+def test_records_without_meta_or_tags_still_decode_and_old_readers_skip_them() -> None:
+    """A Job from a server of before (no meta, no tags) decodes with none; one of now,
+    read by a reader that knows neither field, decodes too (unknown fields are skipped)."""
+    old = {
+        "id": "j",
+        "queue": "q",
+        "status": "queued",
+        "payload": {},
+        "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z",
+    }
+    job = msgspec.convert(old, Job)
+    assert (job.meta, job.tags) == ({}, [])
+
+    class OldJob(msgspec.Struct):
+        id: str
+        queue: str
+
+    now = msgspec.json.encode(msgspec.structs.replace(job, meta={"k": "v"}, tags=["t"]))
+    assert msgspec.json.decode(now, type=OldJob) == OldJob(id="j", queue="q")
