@@ -1,7 +1,7 @@
 """Durable throughput and latency of conveyor, next to peer job queues.
 
     python benchmarks/throughput.py [--jobs N] [--runs R] [--peers huey,arq,saq,...]
-                                    [--store sqlite|postgres] [--metrics]
+                                    [--store sqlite|postgres] [--metrics] [--tracing]
 
 Each scenario runs R times, each time in a fresh process on a fresh database file (or,
 with --store postgres, a fresh schema of $CONVEYOR_BENCH_POSTGRES, default
@@ -24,6 +24,12 @@ shared and noisy: single runs mislead). Scenarios:
 (conveyor.metrics.render every SCRAPE_EVERY seconds, 60 times Prometheus's default rate),
 and prints their medians and ratios to "off", then the engine's counting alone, timed
 per job: what collecting costs the hot path.
+
+--tracing runs only e2e, R times in each of three modes, in turn: OpenTelemetry absent
+(blocked before conveyor is imported, as where the otel extra is not installed), the API
+alone (installed, no SDK: non-recording spans), and the SDK recording every span (a
+TracerProvider whose batch processor hands them to an exporter that drops them), and
+prints their medians and ratios to "absent": what tracing costs the hot path.
 
 Peak RSS is the scenario process's maximum resident set. Peers run the same e2e scenario
 (their latency is measured under that load, like latency-load) in their own virtualenvs
@@ -52,6 +58,29 @@ HERE = Path(__file__).parent
 SCENARIOS = ("e2e", "store-e2e", "enqueue-1by1", "enqueue-conc", "enqueue-bulk", "latency")
 SCRAPE_EVERY = 0.25  # seconds between scrapes in e2e with --metrics, mode "scraped"
 METRICS_MODES = ("off", "on", "scraped")
+TRACING_MODES = ("absent", "api", "sdk")
+
+
+def _set_up_tracing(mode: str) -> None:
+    """In a child, before conveyor is imported: OpenTelemetry as --tracing's mode says."""
+    if mode == "absent":
+        sys.modules["opentelemetry"] = None  # type: ignore[assignment]  # as if not installed
+    elif mode == "sdk":
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import (
+            BatchSpanProcessor,
+            SpanExporter,
+            SpanExportResult,
+        )
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        trace.set_tracer_provider(provider)
 
 
 def _peak_rss_mb() -> float:
@@ -211,7 +240,9 @@ async def _drop_schema(schema: str) -> None:
         await conn.close()
 
 
-def _run_child(name: str, jobs: int, store: str, metrics: str = "on") -> dict[str, Any]:
+def _run_child(
+    name: str, jobs: int, store: str, metrics: str = "on", tracing: str = "api"
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         schema = f"bench_{os.getpid()}_{time.monotonic_ns()}"
         db = f"{PG_URL}?schema={schema}" if store == "postgres" else f"{tmp}/b.db"
@@ -219,7 +250,7 @@ def _run_child(name: str, jobs: int, store: str, metrics: str = "on") -> dict[st
             result = subprocess.run(
                 [
                     *(sys.executable, __file__, "--child", name, "--jobs", str(jobs)),
-                    *("--db", db, "--child-metrics", metrics),
+                    *("--db", db, "--child-metrics", metrics, "--child-tracing", tracing),
                 ],
                 capture_output=True,
                 text=True,
@@ -282,11 +313,18 @@ def main() -> None:
         help="only e2e, with the metrics off and on (scraped), alternating: the overhead",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="only e2e, with OpenTelemetry absent, API only and SDK, alternating: the overhead",
+    )
     parser.add_argument("--child-metrics", choices=METRICS_MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--child-tracing", choices=TRACING_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
+        _set_up_tracing(args.child_tracing or "api")
         figures = anyio.run(_scenario, args.child, args.jobs, args.db, args.child_metrics)
         figures["peak_rss_mb"] = _peak_rss_mb()
         print(json.dumps(figures))
@@ -307,6 +345,9 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     if args.metrics:
         _metrics_table(args.jobs, args.runs, args.store)
+        return
+    if args.tracing:
+        _tracing_table(args.jobs, args.runs, args.store)
         return
     table: dict[str, dict[str, Any]] = {}
     for name in args.scenarios.split(","):
@@ -374,6 +415,25 @@ def _metrics_table(jobs: int, runs: int, store: str) -> None:
         f"  counting alone: {per_job * 1e6:.2f} us per job (what the engine adds per run,"
         f" timed here), {share:.1%} of a job's time at the metrics-off rate"
     )
+
+
+def _tracing_table(jobs: int, runs: int, store: str) -> None:
+    """e2e in each tracing mode, in turn, and the ratios of the medians to "absent"."""
+    by_mode: dict[str, list[dict[str, Any]]] = {mode: [] for mode in TRACING_MODES}
+    for _ in range(runs):
+        for mode in by_mode:
+            by_mode[mode].append(_run_child("e2e", jobs, store, tracing=mode))
+    medians = {mode: _median(figures) for mode, figures in by_mode.items()}
+    for mode, figures in medians.items():
+        rates = sorted(r["jobs_per_s"] for r in by_mode[mode])
+        print(
+            f"  {'e2e tracing ' + mode:<36} "
+            + "  ".join(_fmt(k, v) for k, v in figures.items())
+            + f"  (runs: {', '.join(f'{r:,.0f}' for r in rates)})"
+        )
+    for mode in TRACING_MODES[1:]:
+        ratio = medians[mode]["jobs_per_s"] / medians["absent"]["jobs_per_s"]
+        print(f"  {mode} / absent = {ratio:.3f} (jobs/s, medians)")
 
 
 def _counting_cost() -> float:

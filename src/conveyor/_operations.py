@@ -199,7 +199,7 @@ class JobOperations:
         q = self._queue(queue)
         now = self.clock.now()
         checked = job_options(q, now, self.limits, options)
-        if TRACING is None:
+        if TRACING is None or not TRACING.active():
             return await self._insert(q, payloads, self._ids.new, checked, now, connection)
         payloads = list(payloads)
         made = [self._ids.new() for _ in payloads]

@@ -97,8 +97,12 @@ def test_errors_are_recorded_on_the_run_s_span(tmp_path: Path) -> None:
     assert {r["parent"] for r in children} == {many["span_id"]}
 
 
-def test_without_opentelemetry_jobs_run_untraced(tmp_path: Path) -> None:
-    result = traced("untraced", tmp_path / "jobs.db")
+@pytest.mark.parametrize("role", ["untraced", "unset"])
+def test_without_opentelemetry_or_a_tracer_provider_jobs_run_untraced(
+    tmp_path: Path, role: str
+) -> None:
+    """Not installed, or installed with no SDK configured: no span, no context in meta."""
+    result = traced(role, tmp_path / "jobs.db")
     assert len(result["ids"]) == 1
     assert result["spans"] == []
 

@@ -5,7 +5,8 @@ the spans it finished (and, producing, the ids of the jobs it enqueued).
 Roles: ``produce`` enqueues inside a "web request" span without running workers;
 ``work`` runs workers until the given jobs are finished; ``all`` does both in one
 process, with jobs that fail, retry and start spans of their own; ``untraced`` blocks
-opentelemetry before importing conveyor, as where it is not installed.
+opentelemetry before importing conveyor, as where it is not installed; ``unset`` has it
+installed but sets no tracer provider, as an application that configured no SDK.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import anyio
 from conveyor import JobFailed, Queue, Runtime
 
 exporter: Any = None
-if sys.argv[1] != "untraced":
+if sys.argv[1] not in ("untraced", "unset"):
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -95,10 +96,14 @@ async def work(db: str, ids: list[str]) -> None:
                 await rt.wait(job_id)
 
 
-async def untraced(db: str) -> list[str]:
+async def untraced(db: str, role: str) -> list[str]:
     from conveyor import _tracing
 
-    assert _tracing.TRACING is None
+    if role == "untraced":
+        assert _tracing.TRACING is None
+    else:
+        assert _tracing.TRACING is not None
+        assert not _tracing.TRACING.active()
     async with Runtime(db, queues=[Traced()]) as rt:
         job = await rt.enqueue("traced", {})
         with anyio.fail_after(30):
@@ -117,7 +122,7 @@ def main() -> None:
     elif role == "work":
         anyio.run(work, db, ids)
     else:
-        ids = anyio.run(untraced, db)
+        ids = anyio.run(untraced, db, role)
     print(json.dumps({"ids": ids, "spans": spans()}))
 
 

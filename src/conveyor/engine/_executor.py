@@ -214,7 +214,7 @@ async def run_job(
     was, also when it committed with the handler's transaction and nothing is left).
     Inside the run's span where OpenTelemetry is installed (see _tracing), so the
     handler's own spans are its children."""
-    if TRACING is None:
+    if TRACING is None or not TRACING.active():
         decided = await execute(handler, run, clock)
         return await settle(handler, run, decided, clock), decided
     with TRACING.process(run.job) as span:
