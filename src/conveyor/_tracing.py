@@ -40,9 +40,8 @@ class Tracing:
 
     def __init__(self) -> None:
         from opentelemetry import trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
         from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         self._trace = trace
         # What the global provider is until the application sets one (or disables the
