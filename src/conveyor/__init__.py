@@ -34,6 +34,8 @@ from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
 from ._models import Progress as Progress
 from ._models import QueueState as QueueState
+from ._models import QueueThroughput as QueueThroughput
+from ._models import Throughput as Throughput
 from ._models import WorkerState as WorkerState
 from ._queue import Queue as Queue
 from ._runtime import Runtime as Runtime
@@ -65,6 +67,7 @@ __all__ = (
     "Queue",
     "QueueNotFound",
     "QueueState",
+    "QueueThroughput",
     "Runtime",
     "RuntimeClosed",
     "SQLiteStore",
@@ -73,6 +76,7 @@ __all__ = (
     "StoreError",
     "StoreUnavailable",
     "SystemClock",
+    "Throughput",
     "ValidationError",
     "WaitTimeout",
     "WorkerState",

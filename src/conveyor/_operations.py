@@ -262,14 +262,18 @@ class JobOperations:
         status: JobStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        created_by: str | None = None,
     ) -> list[Job]:
-        """Jobs newest first. For the next page pass ``cursor=`` the last job's id."""
+        """Jobs newest first, of ``queue``, ``status`` and ``created_by`` where given. For
+        the next page pass ``cursor=`` the last job's id."""
         self._require_open()
+        checked, limit, cursor = list_options(status, limit, cursor)
+        creator = optional_text("created_by", created_by, self.limits.created_by_bytes)
         if queue is not None:
             self._check_queue_name(queue)
-        checked, limit, cursor = list_options(status, limit, cursor)
         return await self.store.reads.jobs_list(
-            ListParams(queue=queue, status=checked, limit=limit, before=cursor)
+            ListParams(queue=queue, status=checked, created_by=creator, limit=limit, before=cursor)
         )
 
     async def history(self, job_id: str) -> list[HistoryEntry]:

@@ -282,6 +282,8 @@ class Client:
         status: JobStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        created_by: str | None = None,
     ) -> list[Job]:
         """Newest first; for the next page pass ``cursor=`` the last job's id."""
         checked, limit, cursor = list_options(status, limit, cursor)
@@ -291,6 +293,7 @@ class Client:
             status=checked,
             limit=limit,
             cursor=cursor,
+            created_by=optional_text("created_by", created_by, _NO_SIZE_LIMITS.created_by_bytes),
         )
         return msgspec.convert(value["jobs"], list[Job])
 
@@ -328,6 +331,18 @@ class Client:
         """As ``Runtime.cancel_matching``: cancel every job matching; how many."""
         fields = _match_fields(queue, statuses, created_by, older_than)
         return int((await self._call("cancel_matching", **fields))["cancelled"])
+
+    async def count_matching(
+        self,
+        *,
+        queue: str | None = None,
+        statuses: Iterable[JobStatus | str] | None = None,
+        created_by: str | None = None,
+        older_than: float | timedelta | None = None,
+    ) -> int:
+        """As ``Runtime.count_matching``: how many jobs a bulk operation would take."""
+        fields = _match_fields(queue, statuses, created_by, older_than)
+        return int((await self._call("count_matching", **fields))["count"])
 
     async def rerun_matching(
         self,
