@@ -3,7 +3,8 @@
 // No framework and no build step: these modules are served as they are.
 //   connection.js  the websocket: requests, events, reconnect and resume, the token
 //   jobs.js        the jobs table, kept current by events
-//   queues.js      the queue cards: counts and completions per minute
+//   queues.js      the queue cards: counts and completions per minute; the filters
+//   throughput.js  completed and failed per minute over the last hour, and its chart
 //   detail.js      one job's view: fields, payload, result, error, history
 //   bulk.js        cancel or rerun every job the filters match
 //   workers.js     the workers panel: every runtime running workers, its heartbeat age
@@ -11,7 +12,7 @@
 import { $, state, toast } from "./state.js";
 import { connect, readToken, useToken } from "./connection.js";
 import { act, fetchRecords, loadOlder } from "./jobs.js";
-import { renderQueues, setFilter } from "./queues.js";
+import { renderQueues, setFilter, setFilters } from "./queues.js";
 import { closeDetail, detailFromAddress } from "./detail.js";
 import { bulk } from "./bulk.js";
 import { WORKERS_EVERY_MS, refreshWorkers } from "./workers.js";
@@ -19,6 +20,14 @@ import { WORKERS_EVERY_MS, refreshWorkers } from "./workers.js";
 state.token = readToken();
 $("filter-queue").addEventListener("change", (e) => setFilter("queue", e.target.value));
 $("filter-status").addEventListener("change", (e) => setFilter("status", e.target.value));
+// The text filters apply on Enter (the form's submit) or when the field is left.
+const searched = () => setFilters({ id: $("filter-id").value.trim(), created_by: $("filter-created_by").value.trim() });
+$("filters").addEventListener("submit", (e) => {
+  e.preventDefault();
+  searched();
+});
+$("filter-id").addEventListener("change", searched);
+$("filter-created_by").addEventListener("change", searched);
 $("older").addEventListener("click", () => loadOlder().catch((err) => toast(err.message)));
 $("detail-close").addEventListener("click", closeDetail);
 $("detail-cancel").addEventListener("click", () => act("cancel", state.selected));

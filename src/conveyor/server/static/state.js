@@ -2,7 +2,6 @@
 
 export const MAX_ROWS = 200; // jobs kept in the table (more once older pages are shown)
 export const LIST_LIMIT = 100; // jobs per page: when the page opens, a filter changes, or older ones are asked for
-export const RATE_WINDOW_MS = 60000; // throughput: completions in the last minute
 export const COUNTS_EVERY_MS = 1000; // queue counts refresh at most this often while events flow
 export const RECORDS_PER_TICK = 20; // jobs first seen in an event: records fetched per 500 ms
 export const STATUSES = ["scheduled", "queued", "running", "cancelling", "completed", "failed", "cancelled"];
@@ -25,9 +24,8 @@ export const state = {
   loading: null, // events that arrived while a list was loading, re-applied after it
   queues: {}, // queue -> {status: count}
   paused: {}, // queue -> its state, for the paused ones (the `queues` op)
-  completions: new Map(), // queue -> [{second, count}] within RATE_WINDOW_MS
   countsTimer: 0,
-  filter: { queue: "", status: "" },
+  filter: { queue: "", status: "", id: "", created_by: "" }, // "" is no filter; see jobs.js
   selected: null,
   detailTimer: 0,
   needRecord: new Set(), // jobs known only from events: their attempts, created_at, ...
