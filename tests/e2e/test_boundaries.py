@@ -235,18 +235,19 @@ async def test_enqueue_accepts_or_refuses_anything(served: Runtime, location: st
 
 
 MATCH_OPTIONS = ("queue", "statuses", "created_by", "older_than")
+LIST_OPTIONS = ("queue", "status", "limit", "cursor", "created_by")
 
 
 async def test_queue_and_bulk_operations_accept_or_refuse_anything(
     served: Runtime, location: str
 ) -> None:
-    """Pause, resume, and bulk cancel and rerun, through the Runtime and the Client, with
-    anything for each argument: done by both or refused by both with the same
-    ConveyorError, and the store still reads back whole."""
+    """Pause, resume, bulk cancel, rerun and count, and lists (by creator too), through
+    the Runtime and the Client, with anything for each argument: done by both or refused
+    by both with the same ConveyorError, and the store still reads back whole."""
     rt = served
     calls = st.one_of(
         st.tuples(
-            st.sampled_from(["cancel_matching", "rerun_matching"]),
+            st.sampled_from(["cancel_matching", "rerun_matching", "count_matching"]),
             st.just(()),
             st.fixed_dictionaries(
                 {}, optional=dict.fromkeys(MATCH_OPTIONS, anything | st.just("echo"))
@@ -256,6 +257,13 @@ async def test_queue_and_bulk_operations_accept_or_refuse_anything(
             st.sampled_from(["pause", "resume"]),
             st.tuples(anything | st.just("echo")),
             st.fixed_dictionaries({}, optional={"by": anything}),
+        ),
+        st.tuples(
+            st.just("list_jobs"),
+            st.just(()),
+            st.fixed_dictionaries(
+                {}, optional=dict.fromkeys(LIST_OPTIONS, anything | st.just("echo"))
+            ),
         ),
     )
     async with Client(rt.server_url) as client:
@@ -448,9 +456,12 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
     ) | st.sampled_from(["api", "jobs", "queues", "healthz", "..", "%00", "%ff"])
     paths = st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
     queries = st.dictionaries(
-        st.sampled_from(["limit", "queue", "status", "cursor", "token", "x"]),
+        st.sampled_from(
+            ["limit", "queue", "status", "cursor", "created_by", "minutes", "token", "x"]
+        ),
         st.text(max_size=12)
-        | st.sampled_from(["-1", "0", "1001", "99999999999999999999999", "²", "queued"]),
+        | st.sampled_from(["-1", "0", "1001", "1440", "1441", "99999999999999999999999", "²"])
+        | st.sampled_from(["queued", "echo"]),
         max_size=4,
     )
 
@@ -461,7 +472,9 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
             status, _ = await http_get(rt, target)
         assert status in (200, 400, 404), (target, status)
 
-    known = st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers"])
+    known = st.sampled_from(
+        ["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers", "/api/throughput"]
+    )
 
     @SETTINGS
     @given(paths | known, queries)
