@@ -294,6 +294,34 @@ async def test_queue_and_bulk_operations_accept_or_refuse_anything(
     await still_serves(rt)
 
 
+async def test_throughput_accepts_or_refuses_anything(served: Runtime) -> None:
+    """Runtime.throughput: a count per minute for each queue asked, or a ConveyorError."""
+    rt = served
+
+    async def one(minutes: Any, queue: Any) -> None:
+        try:
+            with anyio.fail_after(20):
+                got = await rt.throughput(minutes, queue=queue)
+        except ConveyorError:
+            return
+        assert got.minutes == minutes
+        for counts in got.queues.values():
+            assert len(counts.completed) == len(counts.failed) == minutes
+            assert min(counts.completed + counts.failed) >= 0
+
+    @SETTINGS
+    @given(
+        anything | st.integers(min_value=-5, max_value=1500),
+        st.none() | anything | st.just("echo"),
+    )
+    def fuzz(minutes: Any, queue: Any) -> None:
+        on_loop(one, minutes, queue)
+
+    await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_throughput_accepts") >= 100
+    await still_serves(rt)
+
+
 async def test_the_client_refuses_exactly_what_the_runtime_refuses(served: Runtime) -> None:
     # The same enqueue through the Runtime and through the Client ends the same way:
     # stored by both, or refused by both with the same ConveyorError (the Client checks

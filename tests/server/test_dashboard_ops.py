@@ -22,7 +22,7 @@ from playwright.async_api import Page, expect
 from conveyor import JobStatus, Queue, Runtime
 
 from .conftest import OpenPage
-from .test_dashboard import WAIT_MS, Flaky, Steps, page_url, row
+from .test_dashboard import WAIT_MS, Flaky, Steps, free_port, page_url, row
 from .test_server import http_get
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -150,6 +150,44 @@ async def test_throughput_of_the_last_hour_comes_from_the_store_then_events(
     await page.reload()
     await page.select_option("#filter-queue", "")
     await expect(summary).to_contain_text("all queues: 4 completed, 2 failed", timeout=WAIT_MS)
+
+
+async def test_after_a_reconnect_the_stored_throughput_and_the_replay_count_once(
+    open_page: OpenPage, db_path: Path
+) -> None:
+    """On a reconnect the page reads the stored counts again and the server replays the
+    events it missed: a job finished meanwhile is in both, and counted once."""
+    port = free_port()
+
+    def serving() -> Runtime:
+        return Runtime(
+            db_path, queues=[Echo(), Flaky()], serve=("127.0.0.1", port), shutdown_grace=0
+        )
+
+    page = await open_page()
+    summary = page.locator("#throughput-summary")
+    async with serving() as rt:
+        first = await rt.enqueue("echo", {})
+        await rt.wait(first.id, timeout=10)
+        await page.goto(page_url(rt))
+        await expect(summary).to_contain_text("1 completed, 0 failed", timeout=WAIT_MS)
+        seen = await rt.enqueue("flaky", {})  # an event: where the page resumes from
+        await expect(row(page, seen.id).locator(".badge")).to_have_text("failed", timeout=WAIT_MS)
+        await expect(summary).to_contain_text("1 completed, 1 failed")
+    await expect(page.locator("#conn")).to_contain_text("reconnecting", timeout=WAIT_MS)
+    async with Runtime(db_path, queues=[Echo(), Flaky()], shutdown_grace=0) as offline:
+        missed = await offline.enqueue_many("echo", [{}, {}])
+        with anyio.fail_after(10):
+            for job in missed:
+                await offline.wait(job.id)
+    async with serving():
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        for job in missed:  # the replay reached the page
+            await expect(row(page, job.id).locator(".badge")).to_have_text(
+                "completed", timeout=WAIT_MS
+            )
+        await expect(summary).to_contain_text("3 completed, 1 failed", timeout=WAIT_MS)
+        await expect(page.locator("#rate")).to_have_text("3 completed/min")
 
 
 async def test_failed_rows_show_their_error_and_search_by_creator_and_id_bulk_exactly(
