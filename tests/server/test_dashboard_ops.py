@@ -59,12 +59,14 @@ def axe_source() -> str:
         npm = shutil.which("npm")
         if npm is None:
             pytest.fail("the accessibility tests install axe-core with npm: apt-get install npm")
-        subprocess.run(
+        done = subprocess.run(
             [npm, "install", "--prefix", str(AXE_DIR), "--no-audit", "--no-fund", "axe-core@4"],
-            check=True,
             timeout=300,
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            pytest.fail(f"npm install axe-core@4 failed (the npm registry?): {done.stderr[-2000:]}")
     return AXE_JS.read_text()
 
 
