@@ -4,6 +4,7 @@
 // an SVG (no library), and the source of the per-minute rates of the queue cards.
 
 import { $, state } from "./state.js";
+import { renderQueues } from "./queues.js";
 
 export const MINUTES = 60;
 const PENDING_MAX = 10000; // events held while the stored counts load; past it, the oldest go
@@ -48,6 +49,7 @@ export async function loadThroughput() {
   const pending = series.pending;
   series.pending = null;
   for (const event of pending) count(event);
+  renderQueues(); // the cards' rates: 0 until now, if the cards were drawn before this came
   draw();
 }
 
