@@ -1,8 +1,8 @@
 """The dashboard as operators use it, in a real headless Chromium against a real runtime
 on a real SQLite file: throughput from the store, failed rows with their error, search
-by id and creator, bulk operations on exactly the set shown, big results, the keyboard,
-a 420 px screen, and axe-core (from the npm registry) finding no serious or critical
-accessibility violation."""
+by id, creator, tag and meta, bulk operations on exactly the set shown, big results, the
+keyboard, a 420 px screen, and axe-core (from the npm registry) finding no serious or
+critical accessibility violation."""
 
 from __future__ import annotations
 
@@ -253,6 +253,81 @@ async def test_failed_rows_show_their_error_and_search_by_creator_and_id_bulk_ex
     assert "created_by" in body["message"]
 
 
+async def test_tag_and_meta_filters_join_the_creator_search_and_the_bulk_buttons_say_why(
+    served: tuple[Runtime, Any], page: Page
+) -> None:
+    """Creator, tag and meta together, on the list and on jobs that arrive by events; the
+    bulk operations match by queue, status and creator only, so with a tag or meta filter
+    their buttons are off and described by a note, unless a job id makes the set one job."""
+    rt, _ = served
+
+    async def later(created_by: str, tenant: str, tags: list[str]) -> str:
+        job = await rt.enqueue(
+            "echo", {}, delay=3600, created_by=created_by, meta={"tenant": tenant}, tags=tags
+        )
+        return job.id
+
+    first = await later("alice", "acme", ["import"])
+    other_tenant = await later("alice", "other", ["import"])
+    bobs = await later("bob", "acme", ["import"])
+    untagged = await later("alice", "acme", [])
+    asked = await accept_dialogs(page)
+    await page.goto(page_url(rt))
+    rows = page.locator("tr[data-job-id]")
+    await expect(rows).to_have_count(4, timeout=WAIT_MS)
+    cancel = page.get_by_role("button", name="Cancel all matching")
+    rerun = page.get_by_role("button", name="Rerun failed")
+    await expect(page.locator("#bulk-note")).to_be_hidden()
+
+    await page.get_by_label("created by").fill("alice")
+    await page.get_by_label("tag", exact=True).fill("import")
+    await page.get_by_label("meta", exact=True).fill("tenant=acme")
+    await page.get_by_role("button", name="Search").click()
+    await expect(rows).to_have_count(1, timeout=WAIT_MS)
+    await expect(row(page, first)).to_be_visible()
+    await expect(row(page, first).locator(".tags")).to_have_text("import")
+    for button in (cancel, rerun):
+        await expect(button).to_be_disabled()
+        await expect(button).to_have_accessible_description(re.compile("not by tag or meta"))
+    await expect(page.locator("#bulk-note")).to_be_visible()
+
+    # Jobs that arrive by events: shown once their record matches every filter.
+    wrong_tenant = await later("alice", "other", ["import"])
+    wrong_creator = await later("bob", "acme", ["import"])
+    matching = await later("alice", "acme", ["import", "eu"])
+    await expect(row(page, matching)).to_be_visible(timeout=WAIT_MS)
+    await expect(rows).to_have_count(2)
+    for job_id in (wrong_tenant, wrong_creator, other_tenant, bobs, untagged):
+        await expect(row(page, job_id)).to_have_count(0)
+
+    # Without the tag and meta filters the buttons are back, the note gone.
+    await page.get_by_label("tag", exact=True).fill("")
+    await page.get_by_label("meta", exact=True).fill("")
+    await page.get_by_label("meta", exact=True).press("Enter")
+    await expect(rows).to_have_count(5, timeout=WAIT_MS)  # alice's
+    await expect(cancel).to_be_enabled()
+    await expect(cancel).not_to_have_accessible_description(re.compile("tag or meta"))
+    await expect(page.locator("#bulk-note")).to_be_hidden()
+
+    # A job id with a tag filter: the set is that one job, checked against every filter.
+    await page.get_by_label("tag", exact=True).fill("import")
+    await page.get_by_label("job id").fill(untagged)
+    await page.get_by_label("job id").press("Enter")
+    await expect(page.locator("#empty")).to_be_visible(timeout=WAIT_MS)
+    await expect(cancel).to_be_enabled()
+    await cancel.click()
+    await expect(page.locator(".toast").last).to_contain_text("matches the filters")
+    assert (await rt.job(untagged)).status is JobStatus.SCHEDULED
+    await page.get_by_label("job id").fill(first)
+    await page.get_by_label("job id").press("Enter")
+    await expect(rows).to_have_count(1, timeout=WAIT_MS)
+    await cancel.click()
+    await expect(row(page, first).locator(".badge")).to_have_text("cancelled", timeout=WAIT_MS)
+    assert asked == [f"Cancel 1 job: {first} (scheduled)?"]
+    for job_id in (matching, other_tenant, bobs, untagged, wrong_tenant, wrong_creator):
+        assert (await rt.job(job_id)).status is JobStatus.SCHEDULED
+
+
 async def test_big_results_are_cut_and_shown_or_saved_whole(
     served: tuple[Runtime, Any], page: Page, tmp_path: Path
 ) -> None:
@@ -337,8 +412,8 @@ async def test_no_serious_accessibility_violation_and_a_phone_screen_fits(
     served: tuple[Runtime, Any], open_page: OpenPage, axe_source: str, width: int
 ) -> None:
     rt, step = served
-    failed = await rt.enqueue("flaky", {"note": "x"}, created_by="ops")
-    big = await rt.enqueue("echo", {"blob": "y" * 6000})
+    failed = await rt.enqueue("flaky", {"note": "x"}, created_by="ops", tags=["nightly"])
+    big = await rt.enqueue("echo", {"blob": "y" * 6000}, meta={"tenant": "acme"})
     with anyio.fail_after(10):
         await rt.wait(failed.id)
         await rt.wait(big.id)
@@ -360,6 +435,8 @@ async def test_no_serious_accessibility_violation_and_a_phone_screen_fits(
         page.get_by_label("status"),
         page.get_by_label("job id"),
         page.get_by_label("created by"),
+        page.get_by_label("tag", exact=True),
+        page.get_by_label("meta", exact=True),
         page.get_by_role("button", name="Cancel all matching"),
         page.get_by_role("button", name="Rerun failed"),
         page.get_by_role("button", name="pause queue flaky"),
@@ -384,5 +461,15 @@ async def test_no_serious_accessibility_violation_and_a_phone_screen_fits(
     await expect(page.get_by_role("button", name="show all of the result")).to_be_visible(
         timeout=WAIT_MS
     )
+    await expect(page.locator("#detail-meta dd")).to_have_text(["acme"])
+    assert await serious_violations(page, axe_source) == []
+    await no_page_overflow(page, width)
+
+    # A tag filter: the bulk buttons off, with the note that says why, on the page too.
+    await page.get_by_role("button", name="close the job view").click()
+    await page.get_by_label("tag", exact=True).fill("nightly")
+    await page.get_by_label("tag", exact=True).press("Enter")
+    await expect(page.locator("tr[data-job-id]")).to_have_count(1, timeout=WAIT_MS)
+    await expect(page.locator("#bulk-note")).to_be_visible()
     assert await serious_violations(page, axe_source) == []
     await no_page_overflow(page, width)

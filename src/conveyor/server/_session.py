@@ -130,6 +130,8 @@ class Session:
                     limit=request.limit,
                     cursor=request.cursor,
                     created_by=request.created_by,
+                    tags=request.tags,
+                    meta=request.meta,
                 )
                 return jobs_page(jobs, request.limit)
             case QueueCounts():

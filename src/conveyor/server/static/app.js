@@ -20,14 +20,15 @@ import { WORKERS_EVERY_MS, refreshWorkers } from "./workers.js";
 state.token = readToken();
 $("filter-queue").addEventListener("change", (e) => setFilter("queue", e.target.value));
 $("filter-status").addEventListener("change", (e) => setFilter("status", e.target.value));
-// The text filters apply on Enter (the form's submit) or when the field is left.
-const searched = () => setFilters({ id: $("filter-id").value.trim(), created_by: $("filter-created_by").value.trim() });
+// The text filters apply on Enter (the form's submit) or when a field is left (not on
+// each key: each is a list).
+const TYPED = ["id", "created_by", "tag", "meta"];
+const searched = () => setFilters(Object.fromEntries(TYPED.map((key) => [key, $("filter-" + key).value.trim()])));
 $("filters").addEventListener("submit", (e) => {
   e.preventDefault();
   searched();
 });
-$("filter-id").addEventListener("change", searched);
-$("filter-created_by").addEventListener("change", searched);
+for (const key of TYPED) $("filter-" + key).addEventListener("change", searched);
 $("older").addEventListener("click", () => loadOlder().catch((err) => toast(err.message)));
 $("detail-close").addEventListener("click", closeDetail);
 $("detail-cancel").addEventListener("click", () => act("cancel", state.selected));

@@ -4,6 +4,7 @@
 import { $, badge, cancellable, state, TERMINAL, toast } from "./state.js";
 import { call, connected } from "./connection.js";
 import { mergeJob, percent } from "./jobs.js";
+import { setFilter } from "./queues.js";
 
 const BIG = 4000; // characters of a payload, result or traceback shown before "Show all"
 const expanded = new Set(); // "key" of the values shown whole, for the job shown
@@ -77,6 +78,7 @@ function fields(job) {
     ["attempts", `${job.attempts}/${job.max_attempts}`],
     ["priority", String(job.priority)],
     ["created by", job.created_by],
+    ["tags", (job.tags || []).join(", ")],
     ["created", job.created_at],
     ["scheduled for", job.scheduled_at],
     ["started", job.started_at],
@@ -91,6 +93,20 @@ function field([name, value]) {
   const dd = document.createElement("dd");
   if (name === "status") dd.append(badge(value));
   else dd.textContent = name.endsWith("ed") && value.includes("T") ? new Date(value).toLocaleString() : value;
+  return [dt, dd];
+}
+
+// One meta pair, as text (whatever it holds); a click on it lists the jobs that have it.
+function metaPair(key, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = key;
+  const dd = document.createElement("dd");
+  const link = document.createElement("button");
+  link.className = "plain pair";
+  link.title = "list the jobs with this meta";
+  link.textContent = value === "" ? "(empty)" : value;
+  link.addEventListener("click", () => setFilter("meta", `${key}=${value}`));
+  dd.append(link);
   return [dt, dd];
 }
 
@@ -123,6 +139,9 @@ export async function refreshDetail() {
   mergeJob(job);
   $("detail-title").textContent = job.id;
   $("detail-fields").replaceChildren(...fields(job).flatMap(field));
+  const meta = Object.entries(job.meta || {});
+  $("detail-meta").replaceChildren(...meta.flatMap(([key, value]) => metaPair(key, value)));
+  $("detail-meta-block").hidden = meta.length === 0;
   const values = [["payload", job.payload], ["result", job.result], ["error", job.error], ["traceback", job.traceback]];
   for (const [key, value] of values) {
     showValue(job.id, key, value);

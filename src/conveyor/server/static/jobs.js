@@ -2,26 +2,38 @@
 // and only where something changed. Each row is focusable: the arrow keys move between
 // rows, Enter opens the job's view.
 
-import { $, LIST_LIMIT, MAX_ROWS, RECORDS_PER_TICK, TERMINAL, cancellable, state, toast } from "./state.js";
+import {
+  $,
+  LIST_LIMIT,
+  MAX_ROWS,
+  RECORDS_PER_TICK,
+  TERMINAL,
+  cancellable,
+  labelFilter,
+  matchesLabels,
+  state,
+  toast,
+} from "./state.js";
 import { call } from "./connection.js";
 import { scheduleCounts } from "./queues.js";
 import { openDetail, scheduleDetail } from "./detail.js";
 import { countFinished } from "./throughput.js";
 
 const CANDIDATES_MAX = 1000; // jobs whose record must say if they match; past it, new ones are not shown
-const candidates = new Set(); // jobs seen in events whose creator the created_by filter needs
+const candidates = new Set(); // jobs seen in events whose creator, tags or meta the filters need
 
 // Whether a job (a record, or what an event says of one) is one the filters show; undefined
-// when that turns on what only its record says (its creator). A metadata filter, once
-// jobs carry metadata, is one more field of state.filter, tested here and sent by
-// listFields and bulk.js.
+// when that turns on what only its record says (its creator, tags and meta: events carry
+// none of them), so the record is read first (candidates). Every filter is tested here
+// and sent by listFields; bulk.js sends those the bulk operations take.
 export function matchesFilter(job) {
   const f = state.filter;
   if (f.queue && f.queue !== job.queue) return false;
   if (f.status && f.status !== job.status) return false;
   if (f.id && f.id !== job.id) return false;
-  if (!f.created_by) return true;
-  return "created_by" in job ? job.created_by === f.created_by : undefined;
+  if (!f.created_by && !f.tag && !f.meta) return true;
+  if (!("created_by" in job)) return undefined; // what an event says: no record yet
+  return (!f.created_by || job.created_by === f.created_by) && matchesLabels(job);
 }
 
 export function applyEvent(event) {
@@ -84,8 +96,9 @@ export function fetchRecords() {
   }
 }
 
+// The list_jobs fields of the filters; a meta filter that names no key throws here.
 function listFields(cursor) {
-  const fields = { limit: LIST_LIMIT };
+  const fields = { limit: LIST_LIMIT, ...labelFilter() };
   if (state.filter.queue) fields.queue = state.filter.queue;
   if (state.filter.status) fields.status = state.filter.status;
   if (state.filter.created_by) fields.created_by = state.filter.created_by;
@@ -94,9 +107,9 @@ function listFields(cursor) {
 }
 
 // A page of the jobs the filters match: with an id, that job alone if it matches.
-async function listPage(cursor) {
+async function listPage(fields) {
   const id = state.filter.id;
-  if (!id) return call("list_jobs", listFields(cursor));
+  if (!id) return call("list_jobs", fields);
   try {
     const job = await call("job_status", { job_id: id });
     return { jobs: matchesFilter(job) ? [job] : [], cursor: null };
@@ -109,10 +122,11 @@ async function listPage(cursor) {
 
 // The newest page of jobs matching the filter, replacing the table.
 export async function loadJobs() {
+  const fields = listFields(null); // a refused filter throws before the table changes
   state.loading = [];
   candidates.clear();
   try {
-    const { jobs, cursor } = await listPage(null);
+    const { jobs, cursor } = await listPage(fields);
     const during = state.loading;
     state.loading = null;
     state.jobs.clear();
@@ -135,7 +149,7 @@ export async function loadJobs() {
 // The next page, older than every job shown, added below them.
 export async function loadOlder() {
   const filter = JSON.stringify(state.filter);
-  const { jobs, cursor } = await listPage(state.cursor);
+  const { jobs, cursor } = await listPage(listFields(state.cursor));
   if (filter !== JSON.stringify(state.filter)) return; // the filters changed meanwhile
   state.maxRows += jobs.length;
   state.cursor = cursor;
@@ -204,10 +218,11 @@ function renderRow(job) {
   cells[0].textContent = job.id;
   cells[0].title = job.id;
   cells[1].textContent = job.queue;
-  const badge = cells[2].firstChild;
+  cells[2].textContent = (job.tags || []).join(", ");
+  const badge = cells[3].firstChild;
   badge.textContent = job.status;
   badge.className = "badge " + job.status;
-  const track = cells[3].querySelector(".track");
+  const track = cells[4].querySelector(".track");
   if (known) {
     track.setAttribute("aria-valuenow", String(pct));
     track.setAttribute("aria-valuetext", p.total ? `${pct}% (${p.current} of ${p.total})` : `${pct}%`);
@@ -215,19 +230,19 @@ function renderRow(job) {
     track.removeAttribute("aria-valuenow"); // indeterminate: nothing reported
     track.setAttribute("aria-valuetext", "no progress reported");
   }
-  const fill = cells[3].querySelector(".fill");
+  const fill = cells[4].querySelector(".fill");
   fill.style.width = pct + "%";
   fill.className = "fill " + job.status;
-  cells[3].querySelector(".pct").textContent = known ? pct + "%" : "";
+  cells[4].querySelector(".pct").textContent = known ? pct + "%" : "";
   // A failed job shows its error (the event's message is the error's text); the cell
   // cuts it to one line, its title and the job view hold it whole.
   const failed = job.status === "failed";
-  cells[4].textContent = failed ? job.error || job.message || "" : p.message || job.message || "";
-  cells[4].title = cells[4].textContent;
-  cells[4].classList.toggle("error", failed);
-  cells[5].textContent = job.attempts === null ? "" : `${job.attempts}/${job.max_attempts ?? "?"}`;
-  cells[6].textContent = new Date(job.created_at).toLocaleTimeString();
-  const [cancel, rerun] = cells[7].querySelectorAll("button");
+  cells[5].textContent = failed ? job.error || job.message || "" : p.message || job.message || "";
+  cells[5].title = cells[5].textContent;
+  cells[5].classList.toggle("error", failed);
+  cells[6].textContent = job.attempts === null ? "" : `${job.attempts}/${job.max_attempts ?? "?"}`;
+  cells[7].textContent = new Date(job.created_at).toLocaleTimeString();
+  const [cancel, rerun] = cells[8].querySelectorAll("button");
   cancel.hidden = !cancellable(job);
   rerun.hidden = !TERMINAL.has(job.status);
   tr.classList.toggle("selected", state.selected === job.id);
@@ -240,7 +255,7 @@ function newRow(id) {
   tr.dataset.jobId = id;
   tr.tabIndex = 0;
   tr.innerHTML =
-    "<td class='id'></td><td></td><td><span class='badge'></span></td>" +
+    "<td class='id'></td><td></td><td class='tags'></td><td><span class='badge'></span></td>" +
     "<td><div class='progress'><div class='track' role='progressbar' aria-valuemin='0'" +
     " aria-valuemax='100'><span class='fill'></span></div><span class='pct' aria-hidden='true'>" +
     "</span></div></td><td class='message'></td><td></td><td></td>" +

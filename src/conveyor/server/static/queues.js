@@ -6,6 +6,7 @@
 import { $, COUNTS_EVERY_MS, STATUSES, badge, state, toast } from "./state.js";
 import { call } from "./connection.js";
 import { loadJobs } from "./jobs.js";
+import { renderBulk } from "./bulk.js";
 import { draw, perMinute } from "./throughput.js";
 
 export async function refreshQueues() {
@@ -109,8 +110,8 @@ export function renderQueues() {
   }
 }
 
-// Filters changed (queue, status, id, created_by): the table is listed again, and
-// the bulk operations take what it now shows.
+// Filters changed (queue, status, id, created_by, tag, meta): the table is listed again,
+// and the bulk operations take what it now shows (or are off: bulk.js).
 export function setFilter(key, value) {
   setFilters({ [key]: value });
 }
@@ -121,6 +122,7 @@ export function setFilters(changes) {
     state.filter[key] = value;
     $("filter-" + key).value = value;
   }
+  renderBulk();
   renderQueues();
   if (changed.length) loadJobs().catch((err) => toast(err.message));
 }

@@ -25,7 +25,8 @@ export const state = {
   queues: {}, // queue -> {status: count}
   paused: {}, // queue -> its state, for the paused ones (the `queues` op)
   countsTimer: 0,
-  filter: { queue: "", status: "", id: "", created_by: "" }, // "" is no filter; see jobs.js
+  // "" is no filter; meta is "key=value" as typed. Each is tested in matchesFilter (jobs.js).
+  filter: { queue: "", status: "", id: "", created_by: "", tag: "", meta: "" },
   selected: null,
   detailTimer: 0,
   needRecord: new Set(), // jobs known only from events: their attempts, created_at, ...
@@ -42,6 +43,37 @@ export function badge(status) {
 
 export function cancellable(job) {
   return !TERMINAL.has(job.status) && job.status !== "cancelling";
+}
+
+// The meta filter as typed ("key=value"): the pair it asks for, or null when it names no key.
+function metaPair(text) {
+  const at = text.indexOf("=");
+  return at < 1 ? null : [text.slice(0, at), text.slice(at + 1)];
+}
+
+// The tag and meta filters as the list_jobs op takes them; a meta filter that names no key
+// throws (the caller shows why). Events carry neither: see matchesFilter (jobs.js).
+export function labelFilter() {
+  const { tag, meta } = state.filter;
+  const fields = {};
+  if (tag) fields.tags = [tag];
+  if (meta) {
+    const pair = metaPair(meta);
+    if (!pair) throw new Error("a meta filter is key=value, e.g. tenant=acme");
+    fields.meta = { [pair[0]]: pair[1] };
+  }
+  return fields;
+}
+
+// Whether a job's record has the filters' tag and meta pair (a meta filter that names no
+// key matches none; it never throws, as it runs for records that arrive at any time).
+export function matchesLabels(record) {
+  const { tag, meta } = state.filter;
+  if (tag && !(record.tags || []).includes(tag)) return false;
+  if (!meta) return true;
+  const pair = metaPair(meta);
+  const own = record.meta || {};
+  return pair !== null && Object.hasOwn(own, pair[0]) && own[pair[0]] === pair[1];
 }
 
 export function toast(text) {
