@@ -36,7 +36,9 @@ from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
 from ._models import Progress as Progress
 from ._models import QueueState as QueueState
+from ._models import QueueThroughput as QueueThroughput
 from ._models import RunOutcome as RunOutcome
+from ._models import Throughput as Throughput
 from ._models import WorkerState as WorkerState
 from ._queue import Queue as Queue
 from ._runtime import Runtime as Runtime
@@ -70,6 +72,7 @@ __all__ = (
     "Queue",
     "QueueNotFound",
     "QueueState",
+    "QueueThroughput",
     "RunOutcome",
     "Runtime",
     "RuntimeClosed",
@@ -79,6 +82,7 @@ __all__ = (
     "StoreError",
     "StoreUnavailable",
     "SystemClock",
+    "Throughput",
     "ValidationError",
     "WaitTimeout",
     "WorkerState",

@@ -326,6 +326,7 @@ def enqueue_options(
 
 
 MAX_LIST_LIMIT: Final = 1000  # jobs per list_jobs page, at most
+MAX_THROUGHPUT_MINUTES: Final = 24 * 60  # how far back a throughput read goes, at most
 
 
 def list_options(status: Any, limit: Any, cursor: Any) -> tuple[JobStatus | None, int, str | None]:

@@ -106,6 +106,26 @@ class WorkerState(msgspec.Struct, frozen=True, kw_only=True):
     lost: bool
 
 
+class QueueThroughput(msgspec.Struct, frozen=True, kw_only=True):
+    """Jobs of one queue that completed and that failed (for good: not an attempt that
+    will be retried), per minute, oldest minute first."""
+
+    completed: list[int]
+    failed: list[int]
+
+
+class Throughput(msgspec.Struct, frozen=True, kw_only=True):
+    """Throughput over the last ``minutes`` minutes, from what the store holds (a job's
+    ``finished_at``): per queue, one count per minute of the clock, the first starting
+    at ``start`` and the last the current minute, counted until ``as_of``. A job rerun
+    since it ended counts only where it ended last; a purged one no longer counts."""
+
+    start: datetime
+    as_of: datetime
+    minutes: int
+    queues: dict[str, QueueThroughput]
+
+
 class HistoryEntry(msgspec.Struct, frozen=True, kw_only=True):
     """One transition in a job's audit trail. ``seq`` is global and increasing."""
 

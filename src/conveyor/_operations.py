@@ -304,23 +304,27 @@ class JobOperations:
         limit: int = 50,
         cursor: str | None = None,
         *,
+        created_by: str | None = None,
         tags: Iterable[str] | None = None,
         meta: Mapping[str, str] | None = None,
     ) -> list[Job]:
-        """Jobs newest first. For the next page pass ``cursor=`` the last job's id.
+        """Jobs newest first, of ``queue``, ``status`` and ``created_by`` (exactly) where
+        given. For the next page pass ``cursor=`` the last job's id.
 
         ``tags``: only jobs having every one of these tags; ``meta``: only jobs whose
         meta holds every one of these pairs (exact values): ``list_jobs(tags=["import"],
         meta={"tenant": "acme"})``. See docs/metadata.md for what they cost."""
         self._require_open()
+        checked, limit, cursor = list_options(status, limit, cursor)
+        creator = optional_text("created_by", created_by, self.limits.created_by_bytes)
         if queue is not None:
             self._check_queue_name(queue)
-        checked, limit, cursor = list_options(status, limit, cursor)
         wanted_tags, wanted_meta = list_filters(tags, meta, self.limits)
         return await self.store.reads.jobs_list(
             ListParams(
                 queue=queue,
                 status=checked,
+                created_by=creator,
                 limit=limit,
                 before=cursor,
                 tags=wanted_tags,

@@ -5,14 +5,15 @@ of its own to keep each to a size that reads at once."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import timedelta
 
 from ._clock import to_datetime
 from ._errors import ValidationError
-from ._limits import name, optional_seconds, optional_text
+from ._limits import MAX_THROUGHPUT_MINUTES, integer, name, optional_seconds, optional_text
 from ._limits import statuses as check_statuses
-from ._models import QueueState, WorkerState
+from ._models import QueueState, QueueThroughput, Throughput, WorkerState
 from ._operations import JobOperations
 from ._states import JobStatus
 from .engine import cancel_matching, is_lost, rerun_matching
@@ -104,6 +105,53 @@ class QueueControl(JobOperations):
         wanted = (JobStatus.FAILED,) if statuses is None else statuses
         match = self._match(queue, wanted, RERUN_FROM, "rerun", created_by, older_than)
         return await rerun_matching(self._engine, match, by)
+
+    async def count_matching(
+        self,
+        *,
+        queue: str | None = None,
+        statuses: Iterable[JobStatus | str] | None = None,
+        created_by: str | None = None,
+        older_than: float | timedelta | None = None,
+    ) -> int:
+        """How many jobs match, with the filters of ``cancel_matching`` (``statuses``
+        None: every status): what a bulk operation given the same would take now."""
+        wanted = frozenset(JobStatus) if statuses is None else statuses
+        match = self._match(queue, wanted, frozenset(JobStatus), "counted", created_by, older_than)
+        return await self.store.reads.jobs_count(match)
+
+    async def throughput(self, minutes: int = 60, *, queue: str | None = None) -> Throughput:
+        """Jobs completed and failed per minute over the last ``minutes`` (1 to
+        MAX_THROUGHPUT_MINUTES), read from the store, of each queue (this runtime's, or
+        for an observing runtime every queue with some), or of ``queue`` only."""
+        self._require_open()
+        integer("minutes", minutes, 1, MAX_THROUGHPUT_MINUTES)
+        if queue is not None:
+            self._check_queue_name(queue)
+        now = self.clock.now()
+        first = math.floor(now / 60) - minutes + 1
+        rows = await self.store.reads.jobs_finished_per_minute(first * 60.0)
+        if queue is not None:
+            names = [queue]
+        elif self.observes_all:
+            names = sorted({row.queue for row in rows})
+        else:
+            names = list(self.specs)
+        ended = (JobStatus.COMPLETED, JobStatus.FAILED)
+        series = {n: {status: [0] * minutes for status in ended} for n in names}
+        for row in rows:
+            counts = series.get(row.queue)
+            if counts is not None and 0 <= row.minute - first < minutes:  # a clock stepped back
+                counts[row.status][row.minute - first] += row.count
+        return Throughput(
+            start=to_datetime(first * 60.0),
+            as_of=to_datetime(now),
+            minutes=minutes,
+            queues={
+                n: QueueThroughput(completed=c[JobStatus.COMPLETED], failed=c[JobStatus.FAILED])
+                for n, c in series.items()
+            },
+        )
 
     def _match(
         self,

@@ -75,6 +75,7 @@ class GetJob(_Request, frozen=True, tag="job_status"):
 class ListJobs(_Request, frozen=True, tag="list_jobs"):
     queue: str | None = None
     status: JobStatus | None = None
+    created_by: str | None = None
     limit: int = 50
     cursor: str | None = None
     tags: list[str] | None = None  # jobs having every one of these tags
@@ -104,6 +105,16 @@ class CancelMatching(_Request, frozen=True, tag="cancel_matching"):
     statuses: list[JobStatus] | None = None  # default: every one a job can be cancelled from
     created_by: str | None = None
     older_than: float | None = None  # seconds since the job was created
+
+
+class CountMatching(_Request, frozen=True, tag="count_matching"):
+    """How many jobs a bulk operation with these filters would take (the reply's
+    ``count``); ``statuses`` None: every status."""
+
+    queue: str | None = None
+    statuses: list[JobStatus] | None = None
+    created_by: str | None = None
+    older_than: float | None = None
 
 
 class RerunMatching(_Request, frozen=True, tag="rerun_matching"):
@@ -152,13 +163,14 @@ Request = (
     | Pause
     | Resume
     | CancelMatching
+    | CountMatching
     | RerunMatching
     | Workers
 )
 OPS: Final = frozenset(
     {"subscribe", "unsubscribe", "enqueue", "job_status", "list_jobs", "history", "cancel"}
     | {"queue_counts", "rerun", "purge", "queues", "pause", "resume"}
-    | {"cancel_matching", "rerun_matching", "workers"}
+    | {"cancel_matching", "count_matching", "rerun_matching", "workers"}
 )
 
 

@@ -288,11 +288,13 @@ class Client:
         limit: int = 50,
         cursor: str | None = None,
         *,
+        created_by: str | None = None,
         tags: Iterable[str] | None = None,
         meta: Mapping[str, str] | None = None,
     ) -> list[Job]:
         """Newest first; for the next page pass ``cursor=`` the last job's id. As
-        ``Runtime.list_jobs``: ``tags`` and ``meta`` keep the jobs having all of them."""
+        ``Runtime.list_jobs``: ``created_by`` (exactly), ``tags`` and ``meta`` keep the jobs
+        having all of them."""
         checked, limit, cursor = list_options(status, limit, cursor)
         wanted_tags, wanted_meta = list_filters(tags, meta, _NO_SIZE_LIMITS)
         value = await self._call(
@@ -301,6 +303,7 @@ class Client:
             status=checked,
             limit=limit,
             cursor=cursor,
+            created_by=optional_text("created_by", created_by, _NO_SIZE_LIMITS.created_by_bytes),
             tags=wanted_tags or None,
             meta=wanted_meta or None,
         )
@@ -340,6 +343,18 @@ class Client:
         """As ``Runtime.cancel_matching``: cancel every job matching; how many."""
         fields = _match_fields(queue, statuses, created_by, older_than)
         return int((await self._call("cancel_matching", **fields))["cancelled"])
+
+    async def count_matching(
+        self,
+        *,
+        queue: str | None = None,
+        statuses: Iterable[JobStatus | str] | None = None,
+        created_by: str | None = None,
+        older_than: float | timedelta | None = None,
+    ) -> int:
+        """As ``Runtime.count_matching``: how many jobs a bulk operation would take."""
+        fields = _match_fields(queue, statuses, created_by, older_than)
+        return int((await self._call("count_matching", **fields))["count"])
 
     async def rerun_matching(
         self,

@@ -253,18 +253,19 @@ async def test_enqueue_accepts_or_refuses_anything(served: Runtime, location: st
 
 
 MATCH_OPTIONS = ("queue", "statuses", "created_by", "older_than")
+LIST_OPTIONS = ("queue", "status", "limit", "cursor", "created_by")
 
 
 async def test_queue_and_bulk_operations_accept_or_refuse_anything(
     served: Runtime, location: str
 ) -> None:
-    """Pause, resume, and bulk cancel and rerun, through the Runtime and the Client, with
-    anything for each argument: done by both or refused by both with the same
-    ConveyorError, and the store still reads back whole."""
+    """Pause, resume, bulk cancel, rerun and count, and lists (by creator too), through
+    the Runtime and the Client, with anything for each argument: done by both or refused
+    by both with the same ConveyorError, and the store still reads back whole."""
     rt = served
     calls = st.one_of(
         st.tuples(
-            st.sampled_from(["cancel_matching", "rerun_matching"]),
+            st.sampled_from(["cancel_matching", "rerun_matching", "count_matching"]),
             st.just(()),
             st.fixed_dictionaries(
                 {}, optional=dict.fromkeys(MATCH_OPTIONS, anything | st.just("echo"))
@@ -274,6 +275,13 @@ async def test_queue_and_bulk_operations_accept_or_refuse_anything(
             st.sampled_from(["pause", "resume"]),
             st.tuples(anything | st.just("echo")),
             st.fixed_dictionaries({}, optional={"by": anything}),
+        ),
+        st.tuples(
+            st.just("list_jobs"),
+            st.just(()),
+            st.fixed_dictionaries(
+                {}, optional=dict.fromkeys(LIST_OPTIONS, anything | st.just("echo"))
+            ),
         ),
     )
     async with Client(rt.server_url) as client:
@@ -301,6 +309,34 @@ async def test_queue_and_bulk_operations_accept_or_refuse_anything(
         await anyio.to_thread.run_sync(fuzz)
     assert ran("test_queue_and_bulk") >= 100
     await assert_readable(rt, location)
+    await still_serves(rt)
+
+
+async def test_throughput_accepts_or_refuses_anything(served: Runtime) -> None:
+    """Runtime.throughput: a count per minute for each queue asked, or a ConveyorError."""
+    rt = served
+
+    async def one(minutes: Any, queue: Any) -> None:
+        try:
+            with anyio.fail_after(20):
+                got = await rt.throughput(minutes, queue=queue)
+        except ConveyorError:
+            return
+        assert got.minutes == minutes
+        for counts in got.queues.values():
+            assert len(counts.completed) == len(counts.failed) == minutes
+            assert min(counts.completed + counts.failed) >= 0
+
+    @SETTINGS
+    @given(
+        anything | st.integers(min_value=-5, max_value=1500),
+        st.none() | anything | st.just("echo"),
+    )
+    def fuzz(minutes: Any, queue: Any) -> None:
+        on_loop(one, minutes, queue)
+
+    await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_throughput_accepts") >= 100
     await still_serves(rt)
 
 
@@ -563,14 +599,17 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
         st.characters(codec="ascii", exclude_characters="#"), max_size=12
     ) | st.sampled_from(["api", "jobs", "queues", "healthz", "metrics", "..", "%00", "%ff"])
     paths = st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
-    keys = st.sampled_from(["limit", "queue", "status", "cursor", "token", "x"]) | st.sampled_from(
+    keys = st.sampled_from(
+        ["limit", "queue", "status", "cursor", "created_by", "minutes", "token", "x"]
+    ) | st.sampled_from(
         ["tag", "tag", "meta", "meta.", "meta.tenant", "meta.a b", "meta.é", "meta.meta.x"]
     )
     queries = st.lists(
         st.tuples(
             keys,
             st.text(max_size=12)
-            | st.sampled_from(["-1", "0", "1001", "99999999999999999999999", "²", "queued"])
+            | st.sampled_from(["-1", "0", "1001", "1440", "1441", "99999999999999999999999"])
+            | st.sampled_from(["²", "queued", "echo"])
             | st.sampled_from(["import", "acme", "%00", "\x00", "a" * 70, "\ud800"]),
         ),
         max_size=5,
@@ -585,7 +624,15 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
         assert status in (200, 400, 404), (target, status)
 
     known = st.sampled_from(
-        ["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers", "/metrics", "/metrics/"]
+        [
+            "/api/jobs",
+            "/api/jobs/",
+            "/api/queues",
+            "/api/workers",
+            "/api/throughput",
+            "/metrics",
+            "/metrics/",
+        ]
     )
 
     @SETTINGS

@@ -166,6 +166,36 @@ async def test_event_for_progress_carries_the_report(db_path: Path) -> None:
         assert wire["progress"] == {"current": 1, "total": 2, "message": "halfway"}
 
 
+async def test_a_subscriber_that_comes_after_a_job_started_gets_its_reports(
+    db_path: Path,
+) -> None:
+    """A job started while no one listened (its "running" row skipped by the tail, not
+    published): a stream opened later, a dashboard opened meanwhile, gets its reports."""
+    send, receive = anyio.create_memory_object_stream[None](10)
+
+    class Paced(Queue):
+        name = "paced"
+
+        async def handle_item(self, item: Any) -> None:
+            for step in (1, 2):
+                await receive.receive()
+                self.report_progress(current=step, total=2)
+
+    with send, receive:
+        async with Runtime(db_path, queues=[Paced()], shutdown_grace=0) as rt:
+            job = await rt.enqueue("paced", {})
+            with anyio.fail_after(10):
+                await wait_until(lambda: len(rt._engine.running) == 1)
+                # The tail has read past the "running" row (it skips own rows unheard).
+                seq = (await rt.history(job.id))[-1].seq
+                await wait_until(lambda: rt._engine._tail_seq >= seq)
+                async with rt.events() as stream:
+                    await send.send(None)
+                    event = await next_event(stream, job_id=job.id)
+            assert event.progress == Progress(current=1, total=2)
+            await rt.cancel(job.id)
+
+
 async def test_events_filter_by_job(db_path: Path) -> None:
     async with Runtime(db_path, queues=[Echo()]) as rt:
         first = await rt.enqueue("echo", {"n": 1})

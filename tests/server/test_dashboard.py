@@ -1,19 +1,20 @@
-"""The dashboard in a real headless Chromium (Debian's, driven by playwright), against a
-real runtime serving a real SQLite file. Screenshots land in each test's tmp dir."""
+"""The dashboard in a real headless Chromium (Debian's, driven by playwright; see
+conftest.py), against a real runtime serving a real SQLite file. Screenshots land in
+each test's tmp dir."""
 
 from __future__ import annotations
 
 import os
 import re
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Page, expect
 
 from conveyor import JobStatus, Queue, Runtime
 
@@ -22,7 +23,6 @@ from ..worker_app import Work as WorkerQueue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 
-CHROMIUM = os.environ.get("CONVEYOR_CHROMIUM", "/usr/bin/chromium")
 WAIT_MS = 15_000  # each expectation's deadline in the browser
 
 
@@ -76,27 +76,6 @@ def make_runtime(
 
 def page_url(rt: Runtime) -> str:
     return rt.server_url.replace("ws://", "http://") + "/"
-
-
-@pytest.fixture
-async def page(tmp_path: Path) -> AsyncIterator[Page]:
-    if not await anyio.Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: apt-get install chromium (make test does)")
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        context = await browser.new_context(viewport={"width": 1400, "height": 900})
-        page = await context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield page
-        finally:
-            await page.screenshot(path=tmp_path / "dashboard.png", full_page=True)
-            await browser.close()
-        assert not errors, f"the page raised: {errors}"
 
 
 def row(page: Page, job_id: str) -> Any:
@@ -351,7 +330,7 @@ async def test_cancel_and_rerun_every_matching_job_from_the_toolbar(
         await page.locator("#filter-queue").select_option("flaky")
         await page.get_by_role("button", name="Cancel all matching").click()
         await expect(page.locator(".toast")).to_contain_text("cancelled 3 jobs", timeout=WAIT_MS)
-        assert asked[0].startswith("Cancel about 3 ")
+        assert asked[0] == "Cancel 3 scheduled/queued/running jobs of queue flaky?"
         for job in waiting:
             assert (await rt.job(job.id)).status is JobStatus.CANCELLED
         await page.get_by_role("button", name="Rerun failed").click()

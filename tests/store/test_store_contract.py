@@ -14,6 +14,8 @@ from conveyor import InvalidTransition, JobNotFound, JobStatus, Progress
 from conveyor.store import (
     ClaimParams,
     Finish,
+    FinishedCount,
+    JobMatch,
     ListParams,
     NewJob,
     PausedQueue,
@@ -357,6 +359,59 @@ async def test_a_queues_list_pages_across_every_status(store: Store) -> None:
         S.COMPLETED,
         S.FAILED,
     }
+
+
+async def test_lists_and_counts_by_creator(store: Store) -> None:
+    """A list filtered by creator (with a queue, on PostgreSQL merged a status at a time),
+    and jobs_count: exactly what a bulk operation given the same match then takes."""
+    await store.writes.jobs_insert(
+        [
+            new(1, created_by="ops"),
+            new(2),
+            new(3, created_by="ops"),
+            new(4, created_by="cron"),
+            new(5, queue="other", created_by="ops"),
+        ]
+    )
+    mine = await store.reads.jobs_list(ListParams(created_by="ops"))
+    assert [j.id for j in mine] == ["job0005", "job0003", "job0001"]
+    one_queue = ListParams(queue="q", created_by="ops", limit=1)
+    assert [j.id for j in await store.reads.jobs_list(one_queue)] == ["job0003"]
+    assert await store.reads.jobs_list(ListParams(status=S.FAILED, created_by="ops")) == []
+    waiting = frozenset({S.QUEUED, S.SCHEDULED})
+    by_ops = JobMatch(statuses=waiting, queue="q", created_by="ops")
+    assert await store.reads.jobs_count(by_ops) == 2
+    assert await store.reads.jobs_count(JobMatch(statuses=waiting)) == 5
+    assert await store.reads.jobs_count(JobMatch(statuses=frozenset({S.FAILED}))) == 0
+    assert await store.reads.jobs_count(JobMatch(statuses=waiting, created_before=NOW + 3)) == 2
+    assert len(await store.writes.jobs_cancel_matching(by_ops, NOW)) == 2
+    assert await store.reads.jobs_count(by_ops) == 0
+    cancelled = JobMatch(statuses=frozenset({S.CANCELLED}), created_by="ops")
+    assert await store.reads.jobs_count(cancelled) == 2
+
+
+async def test_finished_jobs_are_counted_per_minute_queue_and_status(store: Store) -> None:
+    """Completed and failed jobs (not cancelled ones, not a failed attempt waiting for its
+    retry), from ``since`` on, per minute of the clock (NOW is a minute's first second)."""
+    minute = int(NOW // 60)
+    await store.writes.jobs_insert([new(n) for n in range(1, 7)] + [new(7, queue="other")])
+    await store.writes.jobs_claim(claim())
+    await store.writes.jobs_claim(claim(queue="other", token="t2"))
+    await store.writes.jobs_finish([done("job0006")], NOW - 1)  # before since
+    await store.writes.jobs_finish([done("job0001"), done("job0002", status=S.FAILED)], NOW)
+    await store.writes.jobs_finish([done("job0003")], NOW + 59.5)
+    await store.writes.jobs_finish(
+        [done("job0004"), done("job0005", status=S.CANCELLED, message="cancelled")], NOW + 61
+    )
+    retry = done("job0007", "t2", S.SCHEDULED, scheduled_at=NOW + 600, error="x", message="again")
+    await store.writes.jobs_finish([retry], NOW + 62)
+    rows = await store.reads.jobs_finished_per_minute(NOW)
+    assert sorted(rows, key=lambda r: (r.minute, r.queue, r.status)) == [
+        FinishedCount(minute=minute, queue="q", status=S.COMPLETED, count=2),
+        FinishedCount(minute=minute, queue="q", status=S.FAILED, count=1),
+        FinishedCount(minute=minute + 1, queue="q", status=S.COMPLETED, count=1),
+    ]
+    assert await store.reads.jobs_finished_per_minute(NOW + 120) == []
 
 
 async def test_paused_queues_are_shared_and_keep_their_first_pause(

@@ -168,7 +168,11 @@ class Engine:
             return  # the run already ended; a late report from a stray thread
         self.progress.note(job.id, run.token, ctx.progress)
         # Before its "running" transition is published, a report would overtake it; that
-        # event will carry the latest report instead.
+        # event will carry the latest report instead. Once the tail has passed that row it
+        # overtakes nothing, even if no one listened then (the row was skipped, not
+        # published): a later subscriber, a dashboard opened meanwhile, gets the reports.
+        if not run.announced and run.seq <= self._tail_seq:
+            run.announced = True
         if run.announced and self.bus.wants(job.id):
             event = progress_event(run.seq, job.id, job.queue, ctx.progress, self.clock.now())
             self.bus.publish(event, is_progress=True)

@@ -9,7 +9,15 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from .._bus import EventStream
-from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
+from .._models import (
+    EnqueueOptions,
+    Event,
+    HistoryEntry,
+    Job,
+    QueueState,
+    Throughput,
+    WorkerState,
+)
 from .._states import JobStatus
 from .._stats import RuntimeStats
 
@@ -36,6 +44,7 @@ class ServedRuntime(Protocol):
         limit: int = ...,
         cursor: str | None = ...,
         *,
+        created_by: str | None = ...,
         tags: Iterable[str] | None = ...,
         meta: Mapping[str, str] | None = ...,
     ) -> list[Job]: ...
@@ -62,6 +71,17 @@ class ServedRuntime(Protocol):
         created_by: str | None = ...,
         older_than: float | timedelta | None = ...,
     ) -> int: ...
+
+    async def count_matching(
+        self,
+        *,
+        queue: str | None = ...,
+        statuses: Iterable[JobStatus | str] | None = ...,
+        created_by: str | None = ...,
+        older_than: float | timedelta | None = ...,
+    ) -> int: ...
+
+    async def throughput(self, minutes: int = ..., *, queue: str | None = ...) -> Throughput: ...
 
     async def rerun_matching(
         self,

@@ -97,10 +97,14 @@ async def route(rt: ServedRuntime, request: Request) -> Response:
                 status=query.get("status"),
                 limit=limit,
                 cursor=query.get("cursor"),
+                created_by=query.get("created_by"),
                 tags=tags,
                 meta=meta,
             )
             return json_response(200, jobs_page(jobs, limit))
+        if path == "/api/throughput":
+            minutes = _int_query(query, "minutes", 60)
+            return json_response(200, await rt.throughput(minutes, queue=query.get("queue")))
         if path.startswith("/api/jobs/"):
             job_id = path.removeprefix("/api/jobs/")
             return json_response(200, await rt.job(job_id))

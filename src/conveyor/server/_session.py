@@ -18,6 +18,7 @@ from .._models import Event
 from .._wire import (
     Cancel,
     CancelMatching,
+    CountMatching,
     Enqueue,
     Error,
     GetHistory,
@@ -128,6 +129,7 @@ class Session:
                     status=request.status,
                     limit=request.limit,
                     cursor=request.cursor,
+                    created_by=request.created_by,
                     tags=request.tags,
                     meta=request.meta,
                 )
@@ -156,7 +158,7 @@ class Session:
                 return await rt.resume(queue)
             case Workers():
                 return {"workers": await rt.workers()}
-            case CancelMatching() | RerunMatching():
+            case CancelMatching() | RerunMatching() | CountMatching():
                 return await _matching(rt, request)
 
     async def _subscribe(self, request: Subscribe) -> str:
@@ -189,8 +191,11 @@ class Session:
         self._tg.cancel_scope.cancel()
 
 
-async def _matching(rt: ServedRuntime, request: CancelMatching | RerunMatching) -> Any:
-    """A bulk cancel or rerun (statuses None: the operation's default)."""
+async def _matching(
+    rt: ServedRuntime, request: CancelMatching | RerunMatching | CountMatching
+) -> Any:
+    """A bulk cancel or rerun, or the count of what one would take (statuses None: the
+    operation's default)."""
     fields: dict[str, Any] = {
         "queue": request.queue,
         "statuses": request.statuses,
@@ -199,6 +204,8 @@ async def _matching(rt: ServedRuntime, request: CancelMatching | RerunMatching) 
     }
     if isinstance(request, CancelMatching):
         return {"cancelled": await rt.cancel_matching(**fields)}
+    if isinstance(request, CountMatching):
+        return {"count": await rt.count_matching(**fields)}
     return {"rerun": await rt.rerun_matching(**fields, by=request.by)}
 
 

@@ -15,6 +15,9 @@ from ._base import (
     Finish as Finish,
 )
 from ._base import (
+    FinishedCount as FinishedCount,
+)
+from ._base import (
     JobMatch as JobMatch,
 )
 from ._base import (
@@ -72,6 +75,7 @@ __all__ = (
     "ClaimParams",
     "CommitWatch",
     "Finish",
+    "FinishedCount",
     "JobMatch",
     "ListParams",
     "NewJob",

@@ -246,10 +246,21 @@ class ListParams(msgspec.Struct, frozen=True, kw_only=True):
 
     queue: str | None = None
     status: JobStatus | None = None
+    created_by: str | None = None
     tags: list[str] = msgspec.field(default_factory=list)
     meta: dict[str, str] = msgspec.field(default_factory=dict)
     limit: int = 50
     before: str | None = None
+
+
+class FinishedCount(msgspec.Struct, frozen=True, kw_only=True):
+    """How many jobs of ``queue`` ended ``status`` (completed or failed) in one minute,
+    ``minute`` counted in minutes since the Unix epoch (``floor(finished_at / 60)``)."""
+
+    minute: int
+    queue: str
+    status: JobStatus
+    count: int
 
 
 class StoreReads(Protocol):
@@ -260,6 +271,16 @@ class StoreReads(Protocol):
     async def jobs_list(self, params: ListParams) -> list[Job]: ...
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]: ...
+
+    async def jobs_count(self, match: JobMatch) -> int:
+        """How many jobs ``match`` describes (its ``limit`` aside): what a bulk operation
+        with it would take now."""
+        ...
+
+    async def jobs_finished_per_minute(self, since: float) -> list[FinishedCount]:
+        """The jobs that completed or failed at ``since`` or later, counted per minute,
+        queue and status (a range of the index on finished_at; the caller bounds it)."""
+        ...
 
     async def history_after(
         self, seq: int, limit: int, *, include_own: bool

@@ -34,6 +34,7 @@ OVERRIDDEN_BY_CANCEL: Final = frozenset(
 )
 assert is_allowed(S.CANCELLING, S.CANCELLED, Owner.EXECUTOR)
 UNFINISHED: Final = frozenset(JobStatus) - TERMINAL
+THROUGHPUT: Final = frozenset({S.COMPLETED, S.FAILED})  # the ends jobs_finished_per_minute counts
 
 
 def sql(status: JobStatus) -> str:
@@ -59,6 +60,7 @@ class SQL:
     DUE: Final = sql(DUE)
     OVERRIDDEN_BY_CANCEL: Final = sql_in(OVERRIDDEN_BY_CANCEL)
     UNFINISHED: Final = sql_in(UNFINISHED)  # jobs_unique's
+    THROUGHPUT: Final = sql_in(THROUGHPUT)
 
 
 UNCLAIMED: Final = "the answer to its claim was lost"  # jobs_unclaim's reason

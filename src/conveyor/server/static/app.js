@@ -3,7 +3,8 @@
 // No framework and no build step: these modules are served as they are.
 //   connection.js  the websocket: requests, events, reconnect and resume, the token
 //   jobs.js        the jobs table, kept current by events
-//   queues.js      the queue cards: counts and completions per minute
+//   queues.js      the queue cards: counts and completions per minute; the filters
+//   throughput.js  completed and failed per minute over the last hour, and its chart
 //   detail.js      one job's view: fields, payload, result, error, history
 //   bulk.js        cancel or rerun every job the filters match
 //   workers.js     the workers panel: every runtime running workers, its heartbeat age
@@ -11,7 +12,7 @@
 import { $, state, toast } from "./state.js";
 import { connect, readToken, useToken } from "./connection.js";
 import { act, fetchRecords, loadOlder } from "./jobs.js";
-import { renderQueues, setFilter } from "./queues.js";
+import { renderQueues, setFilter, setFilters } from "./queues.js";
 import { closeDetail, detailFromAddress } from "./detail.js";
 import { bulk } from "./bulk.js";
 import { WORKERS_EVERY_MS, refreshWorkers } from "./workers.js";
@@ -19,11 +20,15 @@ import { WORKERS_EVERY_MS, refreshWorkers } from "./workers.js";
 state.token = readToken();
 $("filter-queue").addEventListener("change", (e) => setFilter("queue", e.target.value));
 $("filter-status").addEventListener("change", (e) => setFilter("status", e.target.value));
-// Typed filters apply on Enter or on leaving the field (not on each key: each is a list).
-for (const key of ["tag", "meta"]) {
-  $("filter-" + key).addEventListener("change", (e) => setFilter(key, e.target.value.trim()));
-}
-$("filter-labels").addEventListener("submit", (e) => e.preventDefault());
+// The text filters apply on Enter (the form's submit) or when a field is left (not on
+// each key: each is a list).
+const TYPED = ["id", "created_by", "tag", "meta"];
+const searched = () => setFilters(Object.fromEntries(TYPED.map((key) => [key, $("filter-" + key).value.trim()])));
+$("filters").addEventListener("submit", (e) => {
+  e.preventDefault();
+  searched();
+});
+for (const key of TYPED) $("filter-" + key).addEventListener("change", searched);
 $("older").addEventListener("click", () => loadOlder().catch((err) => toast(err.message)));
 $("detail-close").addEventListener("click", closeDetail);
 $("detail-cancel").addEventListener("click", () => act("cancel", state.selected));

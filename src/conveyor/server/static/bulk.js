@@ -1,37 +1,63 @@
-// Bulk operations: cancel or rerun every job the queue and status filters match, after
-// the user confirms how many that may be (the server does it a batch per transaction).
+// Bulk operations: cancel or rerun every job the filters match (the table's filters, all
+// of them), after the user confirms how many that is: the server counts them with the
+// very fields the operation is then sent (count_matching), and does it a batch per
+// transaction. With a job id in the filters, that one job is the set.
+//
+// The bulk operations match by queue, status and creator (count_matching, cancel_matching
+// and rerun_matching take no tags or meta): with a tag or meta filter set they would take
+// jobs the table leaves out, so their buttons are off, saying why, unless a job id makes
+// the set that one job (its record is checked against every filter).
 
-import { TERMINAL, state, toast } from "./state.js";
+import { $, TERMINAL, cancellable, state, toast } from "./state.js";
 import { call } from "./connection.js";
-import { loadJobs } from "./jobs.js";
+import { act, loadJobs, matchesFilter } from "./jobs.js";
 
 const CANCELLABLE = new Set(["scheduled", "queued", "running"]);
+const BUTTONS = ["bulk-cancel", "bulk-rerun"];
+
+function blocked() {
+  const { tag, meta, id } = state.filter;
+  return Boolean((tag || meta) && !id);
+}
+
+// The buttons follow the filters (called whenever they change): off while the operations
+// cannot match what the table shows, the note that says why their description.
+export function renderBulk() {
+  const off = blocked();
+  $("bulk-note").hidden = !off;
+  for (const key of BUTTONS) {
+    const button = $(key);
+    button.disabled = off;
+    if (off) button.setAttribute("aria-describedby", "bulk-note");
+    else button.removeAttribute("aria-describedby");
+  }
+}
 
 export async function bulk(op) {
-  const { queue, status } = state.filter;
-  if (state.filter.tag || state.filter.meta) {
-    // The bulk ops match by queue and status: they would take jobs the list leaves out.
-    toast("bulk operations match by queue and status only: clear the tag and meta filters first");
+  const { queue, status, created_by: createdBy, id } = state.filter;
+  if (blocked()) {
+    toast($("bulk-note").textContent); // the buttons are off meanwhile; this guards any other caller
     return;
   }
   const cancelling = op === "cancel_matching";
+  const verb = cancelling ? "Cancel" : "Rerun";
   const allowed = cancelling ? CANCELLABLE : TERMINAL;
   if (status && !allowed.has(status)) {
     toast(`${status} jobs cannot be ${cancelling ? "cancelled" : "rerun"}`);
     return;
   }
+  if (id) return one(cancelling, id);
   const statuses = status ? [status] : cancelling ? [...CANCELLABLE] : ["failed"];
-  const counts = queue ? { [queue]: state.queues[queue] || {} } : state.queues;
-  let about = 0;
-  for (const perStatus of Object.values(counts)) {
-    for (const s of statuses) about += (perStatus && perStatus[s]) || 0;
-  }
-  const where = queue ? `queue ${queue}` : "every queue";
-  const verb = cancelling ? "Cancel" : "Rerun";
-  if (!confirm(`${verb} about ${about} ${statuses.join("/")} jobs of ${where}?`)) return;
-  const fields = { statuses, ...(queue ? { queue } : {}), ...(cancelling ? {} : { by: "dashboard" }) };
+  const match = { statuses, ...(queue ? { queue } : {}), ...(createdBy ? { created_by: createdBy } : {}) };
+  const where = (queue ? `queue ${queue}` : "every queue") + (createdBy ? `, created by ${createdBy}` : "");
   try {
-    const result = await call(op, fields);
+    const { count } = await call("count_matching", match);
+    if (!count) {
+      toast(`no ${statuses.join("/")} jobs of ${where} to ${verb.toLowerCase()}`);
+      return;
+    }
+    if (!confirm(`${verb} ${count} ${statuses.join("/")} ${count === 1 ? "job" : "jobs"} of ${where}?`)) return;
+    const result = await call(op, cancelling ? match : { ...match, by: "dashboard" });
     toast(cancelling ? `cancelled ${result.cancelled} jobs` : `rerun ${result.rerun} jobs`);
     await loadJobs();
   } catch (err) {
@@ -39,4 +65,14 @@ export async function bulk(op) {
   }
 }
 
-
+// The filters name one job: it is the set, if it matches the other filters and the
+// operation applies to it.
+async function one(cancelling, id) {
+  const job = state.jobs.get(id);
+  if (!job || !matchesFilter(job) || !(cancelling ? cancellable(job) : TERMINAL.has(job.status))) {
+    toast(`no job ${id} to ${cancelling ? "cancel" : "rerun"} matches the filters`);
+    return;
+  }
+  if (!confirm(`${cancelling ? "Cancel" : "Rerun"} 1 job: ${id} (${job.status})?`)) return;
+  await act(cancelling ? "cancel" : "rerun", id);
+}

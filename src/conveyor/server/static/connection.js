@@ -6,6 +6,7 @@ import { applyEvent, loadJobs } from "./jobs.js";
 import { refreshQueues, setCounts } from "./queues.js";
 import { refreshWorkers } from "./workers.js";
 import { refreshDetail } from "./detail.js";
+import { loadThroughput } from "./throughput.js";
 
 export function readToken() {
   const url = new URL(location.href);
@@ -60,7 +61,9 @@ async function opened() {
   const resuming = state.lastSeq !== null;
   try {
     // Subscribed before listing, so nothing falls between the list and the stream. On a
-    // reconnect the server first replays every transition after lastSeq.
+    // reconnect the server first replays every transition after lastSeq. The stored
+    // throughput is read each time: events hold until it is in (see throughput.js).
+    loadThroughput();
     const subscribed = call("subscribe", resuming ? { since: String(state.lastSeq) } : {});
     if (!resuming) await loadJobs();
     await subscribed;

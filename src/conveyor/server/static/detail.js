@@ -6,23 +6,45 @@ import { call, connected } from "./connection.js";
 import { mergeJob, percent } from "./jobs.js";
 import { setFilter } from "./queues.js";
 
+const BIG = 4000; // characters of a payload, result or traceback shown before "Show all"
+const expanded = new Set(); // "key" of the values shown whole, for the job shown
+let opener = null; // what had the focus when the view opened: it gets it back on close
+
 export function openDetail(id) {
+  opener = document.activeElement;
   showDetail(id);
+  $("detail-title").focus(); // a screen reader says which job; Tab goes on to its buttons
   refreshDetail();
 }
 
 function showDetail(id) {
+  if (state.selected !== id) expanded.clear();
   state.selected = id;
   $("detail").hidden = false;
-  for (const [rowId, tr] of state.rows) tr.classList.toggle("selected", rowId === id);
+  markSelected(id);
   history.replaceState(null, "", "#job=" + encodeURIComponent(id)); // a link to this view
 }
 
+function markSelected(id) {
+  for (const [rowId, tr] of state.rows) {
+    tr.classList.toggle("selected", rowId === id);
+    if (rowId === id) tr.setAttribute("aria-current", "true");
+    else tr.removeAttribute("aria-current");
+  }
+}
+
 export function closeDetail() {
+  if ($("detail").hidden) return;
+  const row = state.rows.get(state.selected);
+  const hadFocus = $("detail").contains(document.activeElement) || document.activeElement === document.body;
   state.selected = null;
   $("detail").hidden = true;
-  for (const tr of state.rows.values()) tr.classList.remove("selected");
+  markSelected(null);
   history.replaceState(null, "", location.pathname + location.search);
+  // Focus goes back where the view was opened from: the job's row if it is shown.
+  const back = row && row.isConnected ? row : opener && opener.isConnected ? opener : null;
+  if (hadFocus && back) back.focus();
+  opener = null;
 }
 
 // The address names a job (#job=ID, from a shared link): show it, filled in once connected.
@@ -120,12 +142,69 @@ export async function refreshDetail() {
   const meta = Object.entries(job.meta || {});
   $("detail-meta").replaceChildren(...meta.flatMap(([key, value]) => metaPair(key, value)));
   $("detail-meta-block").hidden = meta.length === 0;
-  $("detail-payload").textContent = show(job.payload);
-  for (const [key, value] of [["result", job.result], ["error", job.error], ["traceback", job.traceback]]) {
-    $(`detail-${key}`).textContent = show(value);
-    $(`detail-${key}-block`).hidden = value === null || value === undefined;
+  const values = [["payload", job.payload], ["result", job.result], ["error", job.error], ["traceback", job.traceback]];
+  for (const [key, value] of values) {
+    showValue(job.id, key, value);
+    $(`detail-${key}-block`).hidden = key !== "payload" && (value === null || value === undefined);
   }
   $("detail-cancel").hidden = !cancellable(job);
   $("detail-rerun").hidden = !TERMINAL.has(job.status);
   $("detail-history").replaceChildren(...history.map(historyEntry));
+}
+
+// A value, cut past BIG characters with the controls to show it whole or save it whole
+// (the record brings it whole: a result is at most Limits.result_bytes).
+function showValue(id, key, value) {
+  const text = show(value);
+  const big = text.length > BIG;
+  const whole = !big || expanded.has(key);
+  $(`detail-${key}`).textContent = whole ? text : text.slice(0, BIG) + "\n…";
+  let more = $(`detail-${key}-more`);
+  if (!big) return more?.remove();
+  if (!more) {
+    more = document.createElement("div");
+    more.id = `detail-${key}-more`;
+    more.className = "more-value";
+    more.innerHTML = "<span class='muted'></span> <button data-do='toggle'></button> <button data-do='save'>Download</button>";
+    more.addEventListener("click", (e) => moreClicked(e.target.dataset.do, key));
+    $(`detail-${key}`).after(more);
+  }
+  more.querySelector("span").textContent = whole
+    ? `${text.length.toLocaleString()} characters`
+    : `first ${BIG.toLocaleString()} of ${text.length.toLocaleString()} characters`;
+  const toggle = more.querySelector("[data-do=toggle]");
+  toggle.textContent = whole ? "Show less" : "Show all";
+  toggle.setAttribute("aria-label", `${whole ? "show less of" : "show all of"} the ${key}`);
+  toggle.setAttribute("aria-expanded", String(whole));
+  more.querySelector("[data-do=save]").setAttribute("aria-label", `download the whole ${key}`);
+  more.dataset.jobId = id;
+}
+
+function moreClicked(what, key) {
+  const more = $(`detail-${key}-more`);
+  if (what === "toggle") {
+    if (expanded.has(key)) expanded.delete(key);
+    else expanded.add(key);
+    refreshDetail();
+  } else if (what === "save") save(more.dataset.jobId, key);
+}
+
+async function save(id, key) {
+  let job;
+  try {
+    job = await call("job_status", { job_id: id });
+  } catch (err) {
+    return toast(`job ${id}: ${err.message}`);
+  }
+  const json = key === "payload" || key === "result"; // JSON values; the others are text
+  const blob = new Blob([json ? JSON.stringify(job[key], null, 2) : show(job[key])], {
+    type: json ? "application/json" : "text/plain",
+  });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `${id}-${key}.${json ? "json" : "txt"}`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }

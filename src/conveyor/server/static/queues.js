@@ -1,10 +1,13 @@
 // The queue cards: counts per status (refreshed at most once a second while events flow),
-// completions in the last minute (counted from events, in per-second buckets), and a
-// button that pauses or resumes the queue for every process.
+// completions in the last minute (throughput.js: stored, then counted from events), a
+// button that shows only the queue's jobs and one that pauses or resumes the queue for
+// every process.
 
-import { $, COUNTS_EVERY_MS, RATE_WINDOW_MS, STATUSES, badge, state, toast } from "./state.js";
+import { $, COUNTS_EVERY_MS, STATUSES, badge, state, toast } from "./state.js";
 import { call } from "./connection.js";
 import { loadJobs } from "./jobs.js";
+import { renderBulk } from "./bulk.js";
+import { draw, perMinute } from "./throughput.js";
 
 export async function refreshQueues() {
   const counts = {};
@@ -39,26 +42,6 @@ export function scheduleCounts() {
   }, COUNTS_EVERY_MS);
 }
 
-export function countCompletion(queue, at) {
-  // Per-second buckets over the last minute: bounded at 60 per queue, whatever the rate.
-  const second = Math.floor(at / 1000);
-  const buckets = state.completions.get(queue) || [];
-  const bucket = buckets.find((b) => b.second === second);
-  if (bucket) bucket.count += 1;
-  else state.completions.set(queue, prune([...buckets, { second, count: 1 }]));
-}
-
-function prune(buckets) {
-  const since = Math.floor((Date.now() - RATE_WINDOW_MS) / 1000);
-  return buckets.filter((b) => b.second > since);
-}
-
-function perMinute(queue) {
-  const buckets = prune(state.completions.get(queue) || []);
-  state.completions.set(queue, buckets);
-  return buckets.reduce((sum, b) => sum + b.count, 0);
-}
-
 export function setCounts(queues) {
   state.queues = queues;
   renderQueues();
@@ -73,12 +56,15 @@ export function renderQueues() {
     card.title = "show only this queue";
     const head = document.createElement("div");
     head.className = "queue-head";
-    const title = document.createElement("span");
-    title.className = "queue-name";
+    const title = document.createElement("button");
+    title.className = "queue-name plain";
     title.textContent = name;
+    title.setAttribute("aria-pressed", String(state.filter.queue === name));
+    title.setAttribute("aria-label", `show only the jobs of queue ${name}`);
     const rate = document.createElement("span");
     rate.className = "muted rate";
     rate.textContent = `${perMinute(name)}/min`;
+    rate.title = "completed in the last minute";
     const paused = state.paused[name];
     const toggle = document.createElement("button");
     toggle.className = "queue-pause";
@@ -110,22 +96,33 @@ export function renderQueues() {
       counts.append(count);
     }
     card.append(head, counts);
+    // The whole card filters on a click; the name is its button for the keyboard.
     card.addEventListener("click", () => setFilter("queue", state.filter.queue === name ? "" : name));
     return card;
   });
   if (cards.length) $("queues").replaceChildren(...cards);
   const total = names.reduce((sum, name) => sum + perMinute(name), 0);
   $("rate").textContent = names.length ? `${total} completed/min` : "";
+  draw(); // the chart's window slides on as minutes pass
   const select = $("filter-queue");
   for (const name of names) {
     if (![...select.options].some((o) => o.value === name)) select.add(new Option(name, name));
   }
 }
 
+// Filters changed (queue, status, id, created_by, tag, meta): the table is listed again,
+// and the bulk operations take what it now shows (or are off: bulk.js).
 export function setFilter(key, value) {
-  state.filter[key] = value;
-  $("filter-" + key).value = value;
-  for (const id of ["bulk-cancel", "bulk-rerun"]) $(id).disabled = Boolean(state.filter.tag || state.filter.meta);
+  setFilters({ [key]: value });
+}
+
+export function setFilters(changes) {
+  const changed = Object.entries(changes).filter(([key, value]) => state.filter[key] !== value);
+  for (const [key, value] of Object.entries(changes)) {
+    state.filter[key] = value;
+    $("filter-" + key).value = value;
+  }
+  renderBulk();
   renderQueues();
-  loadJobs().catch((err) => toast(err.message));
+  if (changed.length) loadJobs().catch((err) => toast(err.message));
 }

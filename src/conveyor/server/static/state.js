@@ -2,7 +2,6 @@
 
 export const MAX_ROWS = 200; // jobs kept in the table (more once older pages are shown)
 export const LIST_LIMIT = 100; // jobs per page: when the page opens, a filter changes, or older ones are asked for
-export const RATE_WINDOW_MS = 60000; // throughput: completions in the last minute
 export const COUNTS_EVERY_MS = 1000; // queue counts refresh at most this often while events flow
 export const RECORDS_PER_TICK = 20; // jobs first seen in an event: records fetched per 500 ms
 export const STATUSES = ["scheduled", "queued", "running", "cancelling", "completed", "failed", "cancelled"];
@@ -25,13 +24,12 @@ export const state = {
   loading: null, // events that arrived while a list was loading, re-applied after it
   queues: {}, // queue -> {status: count}
   paused: {}, // queue -> its state, for the paused ones (the `queues` op)
-  completions: new Map(), // queue -> [{second, count}] within RATE_WINDOW_MS
   countsTimer: 0,
-  filter: { queue: "", status: "", tag: "", meta: "" }, // meta: "key=value" as typed
+  // "" is no filter; meta is "key=value" as typed. Each is tested in matchesFilter (jobs.js).
+  filter: { queue: "", status: "", id: "", created_by: "", tag: "", meta: "" },
   selected: null,
   detailTimer: 0,
   needRecord: new Set(), // jobs known only from events: their attempts, created_at, ...
-  unsure: new Set(), // jobs seen in events while a tag or meta filter is set: shown once their record matches
 };
 
 export const $ = (id) => document.getElementById(id);
@@ -47,25 +45,35 @@ export function cancellable(job) {
   return !TERMINAL.has(job.status) && job.status !== "cancelling";
 }
 
-// The tag and meta filters as the list_jobs op takes them (events carry neither, so a
-// job first seen in an event is shown only once its record matches).
+// The meta filter as typed ("key=value"): the pair it asks for, or null when it names no key.
+function metaPair(text) {
+  const at = text.indexOf("=");
+  return at < 1 ? null : [text.slice(0, at), text.slice(at + 1)];
+}
+
+// The tag and meta filters as the list_jobs op takes them; a meta filter that names no key
+// throws (the caller shows why). Events carry neither: see matchesFilter (jobs.js).
 export function labelFilter() {
   const { tag, meta } = state.filter;
   const fields = {};
   if (tag) fields.tags = [tag];
   if (meta) {
-    const at = meta.indexOf("=");
-    if (at < 1) throw new Error("a meta filter is key=value, e.g. tenant=acme");
-    fields.meta = { [meta.slice(0, at)]: meta.slice(at + 1) };
+    const pair = metaPair(meta);
+    if (!pair) throw new Error("a meta filter is key=value, e.g. tenant=acme");
+    fields.meta = { [pair[0]]: pair[1] };
   }
   return fields;
 }
 
+// Whether a job's record has the filters' tag and meta pair (a meta filter that names no
+// key matches none; it never throws, as it runs for records that arrive at any time).
 export function matchesLabels(record) {
-  const { tags, meta } = labelFilter();
-  const has = record.tags || [];
+  const { tag, meta } = state.filter;
+  if (tag && !(record.tags || []).includes(tag)) return false;
+  if (!meta) return true;
+  const pair = metaPair(meta);
   const own = record.meta || {};
-  return (tags || []).every((t) => has.includes(t)) && Object.entries(meta || {}).every(([k, v]) => own[k] === v);
+  return pair !== null && Object.hasOwn(own, pair[0]) && own[pair[0]] === pair[1];
 }
 
 export function toast(text) {

@@ -16,10 +16,11 @@ from ._history import HistoryWriter
 from ._history import transitions as history_transitions
 
 
-def _picked(
-    t: str, match: JobMatch, eligible: frozenset[JobStatus], first: int
+def match_where(
+    match: JobMatch, eligible: frozenset[JobStatus], first: int
 ) -> tuple[str, list[Any]]:
-    """A batch of matching jobs, locked, as a subquery whose parameters start at ``$first``."""
+    """The condition on jobs that ``match`` describes (of ``eligible`` statuses only),
+    with parameters from ``$first``: what a bulk operation takes, what jobs_count counts."""
     where = [f"status IN {sql_in(match.statuses & eligible)}"]
     params: list[Any] = []
     for test, value in (
@@ -31,9 +32,17 @@ def _picked(
         if value is not None:
             params.append(value)
             where.append(f"{test}${first + len(params) - 1}")
+    return " AND ".join(where), params
+
+
+def _picked(
+    t: str, match: JobMatch, eligible: frozenset[JobStatus], first: int
+) -> tuple[str, list[Any]]:
+    """A batch of matching jobs, locked, as a subquery whose parameters start at ``$first``."""
+    where, params = match_where(match, eligible, first)
     params.append(match.limit)
     query = (
-        f"SELECT id FROM {t}jobs WHERE {' AND '.join(where)} ORDER BY id"
+        f"SELECT id FROM {t}jobs WHERE {where} ORDER BY id"
         f" LIMIT ${first + len(params) - 1} FOR UPDATE"
     )
     return query, params

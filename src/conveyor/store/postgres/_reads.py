@@ -8,7 +8,7 @@ from ... import _codec
 from ..._errors import JobNotFound, StoreBusy
 from ..._models import HistoryEntry, Job
 from ..._states import BY_VALUE, JobStatus
-from .._base import ListParams, RunningProgress, Transition
+from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transition
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
@@ -22,6 +22,7 @@ from .._rows import (
     tail_page,
 )
 from .._rules import SQL, sql
+from ._bulk import match_where
 from ._db import Connection, PostgresDB
 from ._history import HORIZON
 
@@ -61,6 +62,7 @@ class PostgresReads:
         for test, value in (
             ("queue = ", params.queue),
             ("status = ", None if params.status is None else params.status.value),
+            ("created_by = ", params.created_by),
             ("id < ", params.before),
         ):
             if value is not None:
@@ -94,6 +96,23 @@ class PostgresReads:
             clause = f" WHERE {' AND '.join(where)}" if where else ""
             query = f"SELECT {JOB_COLUMNS} FROM {self.t}jobs{clause} {page}"
         return rows_to_jobs(await self.db.fetch(query, *args, params.limit))
+
+    async def jobs_count(self, match: JobMatch) -> int:
+        where, args = match_where(match, frozenset(JobStatus), 1)
+        rows = await self.db.fetch(f"SELECT count(*) FROM {self.t}jobs WHERE {where}", *args)
+        return int(rows[0][0])
+
+    async def jobs_finished_per_minute(self, since: float) -> list[FinishedCount]:
+        # A range of jobs_finished (finished_at >= $1 implies its IS NOT NULL).
+        rows = await self.db.fetch(
+            f"SELECT floor(finished_at / 60)::bigint, queue, status, count(*) FROM {self.t}jobs"
+            f" WHERE finished_at >= $1 AND status IN {SQL.THROUGHPUT} GROUP BY 1, 2, 3",
+            since,
+        )
+        return [
+            FinishedCount(minute=int(m), queue=q, status=BY_VALUE[s], count=int(n))
+            for m, q, s, n in rows
+        ]
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self.db.fetch(

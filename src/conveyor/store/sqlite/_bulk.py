@@ -15,8 +15,9 @@ from ._file import SQLiteFile
 from ._history import append_history
 
 
-def _picked(match: JobMatch, eligible: frozenset[JobStatus]) -> tuple[str, list[Any]]:
-    """The ids of a batch of matching jobs, as a subquery and its parameters."""
+def match_where(match: JobMatch, eligible: frozenset[JobStatus]) -> tuple[str, list[Any]]:
+    """The condition on jobs that ``match`` describes (of ``eligible`` statuses only),
+    and its parameters: what a bulk operation takes, and what jobs_count counts."""
     where = [f"status IN {sql_in(match.statuses & eligible)}"]
     params: list[Any] = []
     for test, value in (
@@ -28,8 +29,13 @@ def _picked(match: JobMatch, eligible: frozenset[JobStatus]) -> tuple[str, list[
         if value is not None:
             where.append(test)
             params.append(value)
-    query = f"SELECT id FROM jobs WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
-    return query, [*params, match.limit]
+    return " AND ".join(where), params
+
+
+def _picked(match: JobMatch, eligible: frozenset[JobStatus]) -> tuple[str, list[Any]]:
+    """The ids of a batch of matching jobs, as a subquery and its parameters."""
+    where, params = match_where(match, eligible)
+    return f"SELECT id FROM jobs WHERE {where} ORDER BY id LIMIT ?", [*params, match.limit]
 
 
 class SQLiteBulkWrites:

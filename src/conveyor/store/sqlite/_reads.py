@@ -9,7 +9,7 @@ from typing import Any
 from ..._errors import JobNotFound
 from ..._models import HistoryEntry, Job
 from ..._states import BY_VALUE, JobStatus
-from .._base import ListParams, RunningProgress, Transition
+from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transition
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
@@ -23,6 +23,7 @@ from .._rows import (
     tail_page,
 )
 from .._rules import SQL
+from ._bulk import match_where
 from ._file import SQLiteFile
 
 
@@ -58,6 +59,9 @@ class SQLiteReads:
         if params.status is not None:
             where.append("status = ?")
             args.append(params.status.value)
+        if params.created_by is not None:
+            where.append("created_by = ?")
+            args.append(params.created_by)
         if params.before is not None:
             where.append("id < ?")
             args.append(params.before)
@@ -79,6 +83,24 @@ class SQLiteReads:
             [*args, params.limit],
         )
         return rows_to_jobs(rows)
+
+    async def jobs_count(self, match: JobMatch) -> int:
+        where, args = match_where(match, frozenset(JobStatus))
+        rows = list(await self.file.read(f"SELECT count(*) FROM jobs WHERE {where}", args))
+        return int(rows[0][0])
+
+    async def jobs_finished_per_minute(self, since: float) -> list[FinishedCount]:
+        # A range of jobs_finished (finished_at >= ? implies its IS NOT NULL); the unary
+        # + keeps SQLite from scanning every ended job through jobs_by_status instead.
+        rows = await self.file.read(
+            "SELECT CAST(finished_at / 60 AS INTEGER), queue, status, count(*) FROM jobs"
+            f" WHERE finished_at >= ? AND +status IN {SQL.THROUGHPUT} GROUP BY 1, 2, 3",
+            (since,),
+        )
+        return [
+            FinishedCount(minute=int(m), queue=q, status=BY_VALUE[s], count=int(n))
+            for m, q, s, n in rows
+        ]
 
     async def job_history(self, job_id: str) -> list[HistoryEntry]:
         rows = await self.file.read(
