@@ -317,9 +317,9 @@ class JobOperations:
         self._require_open()
         checked, limit, cursor = list_options(status, limit, cursor)
         creator = optional_text("created_by", created_by, self.limits.created_by_bytes)
-        if queue is not None:
-            self._check_queue_name(queue)
         wanted_tags, wanted_meta = list_filters(tags, meta, self.limits)
+        if queue is not None:  # looked up last, as the Client checks every value first
+            self._check_queue_name(queue)
         return await self.store.reads.jobs_list(
             ListParams(
                 queue=queue,
