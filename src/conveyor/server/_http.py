@@ -1,19 +1,30 @@
-"""Plain HTTP on the websocket port: the dashboard page and read-only JSON."""
+"""Plain HTTP, transport-neutral: the dashboard's files and the read-only JSON API.
+
+:func:`answer` takes a path (relative to where the server is mounted) and its query,
+and returns a :class:`Reply`; the websockets server and the ASGI app each turn that
+into a response of their own. The JSON API is the table :data:`ENDPOINTS`, from which
+the OpenAPI document (_openapi.py) is made too, so every path it answers is documented.
+"""
 
 from __future__ import annotations
 
 import functools
-import http
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from typing import Annotated, Any, Final, Literal, NamedTuple
+from urllib.parse import parse_qs
 
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+import msgspec
 
 from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
+from .._limits import MAX_LIST_LIMIT
 from .._logging import get_logger
-from .._wire import encoder, jobs_page
+from .._models import Job, WorkerState
+from .._states import JobStatus
+from .._wire import JobsPage, encoder, jobs_page
 from ._api import ServedRuntime
 
 log = get_logger("conveyor.server")
@@ -45,70 +56,202 @@ _PAGE_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:;"
     " img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+JSON: Final = "application/json"
 
 
-def respond(status: int, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
+class Reply(NamedTuple):
+    """An HTTP answer, before a transport sends it (with :func:`headers`)."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+def headers(reply: Reply) -> list[tuple[str, str]]:
+    """The headers every answer carries, whichever transport sends it."""
+    found = [
+        ("Content-Type", reply.content_type),
+        ("Content-Length", str(len(reply.body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    if reply.content_type.startswith("text/html"):
+        found.append(("Content-Security-Policy", _PAGE_POLICY))
+    return found
+
+
+# -- what the JSON API answers, as Structs (the OpenAPI document's schemas) -------------
+
+
+class ErrorReply(msgspec.Struct, frozen=True):
+    """Every refusal: ``error`` is stable (clients branch on it), ``message`` names
+    what was wrong (the field, the job, the queue)."""
+
+    error: str
+    message: str
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: Literal["ok"] = "ok"
+
+
+class QueueCountsReply(msgspec.Struct, frozen=True):
+    """Each queue's jobs per status (statuses with no job may be absent)."""
+
+    queues: dict[str, dict[JobStatus, int]]
+
+
+class WorkersReply(msgspec.Struct, frozen=True):
+    workers: list[WorkerState]
+
+
+def json_reply(status: int, value: Any) -> Reply:
+    return Reply(status, encoder.encode(value), JSON)
+
+
+def error_reply(status: int, code: str, message: str) -> Reply:
+    return json_reply(status, ErrorReply(code, message))
+
+
+def parse_query(query: str) -> dict[str, str]:
+    """A query string as a dict; a name given twice counts by its last value."""
+    return {k: v[-1] for k, v in parse_qs(query).items()}
+
+
+# -- the endpoints ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter: its name, its type (for the OpenAPI schema) and what it does."""
+
+    name: str
+    type: Any
+    description: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """``GET path``: ``{name}`` in the path stands for the rest of it (a job id)."""
+
+    path: str
+    summary: str
+    returns: type
+    run: Callable[[ServedRuntime, Mapping[str, str], str], Awaitable[Any]]
+    params: tuple[Param, ...] = ()
+    not_found: bool = False  # may answer 404 (an unknown job or queue)
+
+
+async def _queues(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> QueueCountsReply:
+    return QueueCountsReply(await rt.queue_counts())
+
+
+async def _workers(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> WorkersReply:
+    return WorkersReply(await rt.workers())
+
+
+async def _jobs(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> JobsPage:
+    limit = _int_query(query, "limit", 50)
+    jobs = await rt.list_jobs(
+        queue=query.get("queue"),
+        status=query.get("status"),
+        limit=limit,
+        cursor=query.get("cursor"),
     )
-    if content_type.startswith("text/html"):
-        headers["Content-Security-Policy"] = _PAGE_POLICY
-    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+    return jobs_page(jobs, limit)
 
 
-def json_response(status: int, value: Any) -> Response:
-    return respond(status, encoder.encode(value), "application/json")
+async def _job(rt: ServedRuntime, query: Mapping[str, str], job_id: str) -> Job:
+    return await rt.job(job_id)
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return json_response(status, {"error": code, "message": message})
+async def _health(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> Health:
+    return Health()
 
 
-async def route(rt: ServedRuntime, request: Request) -> Response:
-    """Answer a plain (non-websocket) GET request."""
-    url = urlsplit(request.path)
-    path = url.path.rstrip("/") or "/"
-    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+ENDPOINTS: Final = (
+    Endpoint("/healthz", "Whether the server answers (no token needed)", Health, _health),
+    Endpoint("/api/queues", "Each queue's jobs per status", QueueCountsReply, _queues),
+    Endpoint(
+        "/api/workers", "The runtimes running workers, as the workers op", WorkersReply, _workers
+    ),
+    Endpoint(
+        "/api/jobs",
+        "A page of jobs, newest first",
+        JobsPage,
+        _jobs,
+        (
+            Param("queue", str, "only this queue's jobs (an unknown queue: 404)"),
+            Param("status", JobStatus, "only jobs in this status"),
+            Param(
+                "limit",
+                Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST_LIMIT)],
+                "jobs per page (default 50); a page of large jobs may hold fewer",
+            ),
+            Param("cursor", str, "the `cursor` of the previous page: the page after it"),
+        ),
+        not_found=True,
+    ),
+    Endpoint("/api/jobs/{job_id}", "One job", Job, _job, not_found=True),
+)
+METRICS_PATH: Final = "/metrics"
+OPENAPI_PATH: Final = "/openapi.json"
+
+
+def _match(path: str) -> tuple[Endpoint, str] | None:
+    for endpoint in ENDPOINTS:
+        prefix, brace, _ = endpoint.path.partition("{")
+        if not brace and path == endpoint.path:
+            return endpoint, ""
+        if brace and path.startswith(prefix) and len(path) > len(prefix):
+            return endpoint, path.removeprefix(prefix)
+    return None
+
+
+async def answer(
+    rt: ServedRuntime, path: str, query: Mapping[str, str], *, openapi: Callable[[], bytes]
+) -> Reply:
+    """Answer a plain (non-websocket) GET of ``path`` (relative to the server's root).
+    ``openapi`` makes the OpenAPI document (its server URL is the transport's)."""
+    path = path.rstrip("/") or "/"
     try:
         if path in PAGES:
-            return respond(200, *_page(PAGES[path]))
-        if path == "/healthz":
-            return json_response(200, {"status": "ok"})
-        if path == "/api/queues":
-            counts = await rt.queue_counts()
-            return json_response(200, {"queues": counts})
-        if path == "/api/workers":
-            return json_response(200, {"workers": await rt.workers()})
-        if path == "/api/jobs":
-            limit = _int_query(query, "limit", 50)
-            jobs = await rt.list_jobs(
-                queue=query.get("queue"),
-                status=query.get("status"),
-                limit=limit,
-                cursor=query.get("cursor"),
-            )
-            return json_response(200, jobs_page(jobs, limit))
-        if path.startswith("/api/jobs/"):
-            job_id = path.removeprefix("/api/jobs/")
-            return json_response(200, await rt.job(job_id))
+            return Reply(200, *_page(PAGES[path]))
+        if path == OPENAPI_PATH:
+            return Reply(200, openapi(), JSON)
+        if path == METRICS_PATH:
+            return await _metrics(rt)
+        matched = _match(path)
+        if matched is not None:
+            endpoint, rest = matched
+            return json_reply(200, await endpoint.run(rt, query, rest))
     except (JobNotFound, QueueNotFound) as exc:
-        return error_response(404, "not_found", str(exc))
+        return error_reply(404, "not_found", str(exc))
     except ValidationError as exc:
-        return error_response(400, "invalid", str(exc))
+        return error_reply(400, "invalid", str(exc))
     except ConveyorError as exc:
-        return error_response(503, "unavailable", str(exc))
+        return error_reply(503, "unavailable", str(exc))
     except Exception:
-        log.exception("GET %s failed", request.path)
-        return error_response(500, "internal", "internal error; see the server's log")
-    return error_response(404, "not_found", f"no such path: {path}")
+        log.exception("GET %s failed", path)
+        return error_reply(500, "internal", "internal error; see the server's log")
+    return error_reply(404, "not_found", f"no such path: {path}")
 
 
-def _int_query(query: dict[str, str], key: str, default: int) -> int:
+async def _metrics(rt: ServedRuntime) -> Reply:
+    """Prometheus metrics, from conveyor.metrics (the ``metrics`` extra), imported when
+    first asked for so that a server without it still starts."""
+    try:
+        metrics = importlib.import_module("conveyor.metrics")
+    except ImportError as exc:
+        return error_reply(
+            501, "not_installed", f"/metrics needs pip install 'conveyor[metrics]' ({exc})"
+        )
+    rendered = metrics.render(rt)
+    body, content_type = await rendered if inspect.isawaitable(rendered) else rendered
+    return Reply(200, body, content_type)
+
+
+def _int_query(query: Mapping[str, str], key: str, default: int) -> int:
     text = query.get(key)
     if text is None:
         return default
