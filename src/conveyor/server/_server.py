@@ -10,7 +10,6 @@ import functools
 import http
 import ipaddress
 from collections.abc import AsyncIterator, Sequence
-from urllib.parse import urlsplit
 
 import anyio
 from anyio.abc import TaskStatus
@@ -100,15 +99,16 @@ class Server:
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        url = urlsplit(request.path)
-        query = parse_query(url.query)
+        # The request target is path?query (not a URL: urlsplit would read //x as a host).
+        path, _, query_string = request.path.partition("?")
+        query = parse_query(query_string)
         upgrade = "Upgrade" in request.headers
-        refusal = self.access.refusal(url.path, request.headers, query, websocket=upgrade)
+        refusal = self.access.refusal(path, request.headers, query, websocket=upgrade)
         if refusal is not None:
             return _response(refusal)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None  # go on with the websocket handshake
-        return _response(await answer(self.runtime, url.path, query, openapi=_openapi))
+        return _response(await answer(self.runtime, path, query, openapi=_openapi))
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         session = Session(
