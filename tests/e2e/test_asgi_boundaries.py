@@ -4,7 +4,6 @@ server answers them: one runtime serves both) and every websocket message."""
 
 from __future__ import annotations
 
-import json
 import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,11 +28,11 @@ from .test_boundaries import (
     Echo,
     Scripted,
     anything,
+    every_message_gets_a_reply,
     on_loop,
     ran,
     still_serves,
-    wire_fields,
-    wire_ops,
+    wire_messages,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(240)]
@@ -106,38 +105,9 @@ async def test_every_wire_op_through_the_mount_answers_whatever_its_fields(
 ) -> None:
     rt, mount = both
     url = mount.replace("http://", "ws://") + "/"
+    messages = wire_messages | st.text(max_size=40) | st.just("x" * ((1 << 20) + 1))
     async with connect(url, additional_headers=AUTH, max_size=None) as ws:
-
-        async def one(message: str) -> None:
-            with anyio.fail_after(20):
-                await ws.send(message)
-                while True:
-                    reply = json.loads(await ws.recv())
-                    if reply["type"] != "event":
-                        break
-            assert reply["type"] in ("result", "error"), reply
-
-        @SETTINGS
-        @given(
-            st.one_of(
-                st.builds(lambda op, f: json.dumps({"op": op, **f}), wire_ops, wire_fields),
-                st.text(max_size=40),
-                st.sampled_from(
-                    [
-                        "[" * 100_000 + "]" * 100_000,
-                        "x" * ((1 << 20) + 1),
-                        '{"op": "list_jobs", "limit": 9223372036854775808}',
-                        '{"op": "subscribe", "since": 9223372036854775808}',
-                        '{"op": "enqueue", "queue": "echo", "payload": 1, "delay": 1e12}',
-                    ]
-                ),
-            )
-        )
-        def fuzz(message: str) -> None:
-            on_loop(one, message)
-
-        await anyio.to_thread.run_sync(fuzz)
-        assert ran("test_every_wire_op_through") >= 100
+        assert await every_message_gets_a_reply(ws, messages) >= 100
         assert ws.close_code is None  # never closed on us
     await still_serves(rt)
 

@@ -25,7 +25,8 @@ import anyio.to_thread
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.client import connect
+from hypothesis.strategies import SearchStrategy
+from websockets.asyncio.client import ClientConnection, connect
 
 from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime
 from conveyor._wire import OPS
@@ -398,43 +399,50 @@ wire_fields = st.dictionaries(
 wire_ops = st.sampled_from(sorted(OPS))  # every op the server takes
 
 
+wire_messages = st.one_of(
+    st.builds(lambda op, f: json.dumps({"op": op, **f}), wire_ops, wire_fields),
+    st.sampled_from(
+        [
+            "[" * 100_000 + "]" * 100_000,
+            '{"op": "enqueue", "queue": "echo", "payload": ' + "[" * 5000 + "]" * 5000 + "}",
+            '{"op": "enqueue", "queue": "echo", "payload": 1, "delay": 1e12}',
+            '{"op": "list_jobs", "limit": 9223372036854775808}',
+            '{"op": "subscribe", "since": 9223372036854775808}',
+            '{"op": "enqueue", "queue": "echo", "payload": 1, "priority": 1e400}',
+        ]
+    ),
+)
+
+
+async def every_message_gets_a_reply(ws: ClientConnection, messages: SearchStrategy[str]) -> int:
+    """Send each generated message on ``ws``: each gets a result or an error reply (the
+    events between are skipped). Returns how many examples ran."""
+    count = 0
+
+    async def one(message: str) -> None:
+        with anyio.fail_after(20):
+            await ws.send(message)
+            while True:
+                reply = json.loads(await ws.recv())
+                if reply["type"] != "event":
+                    break
+        assert reply["type"] in ("result", "error"), reply
+
+    @SETTINGS
+    @given(messages)
+    def fuzz(message: str) -> None:
+        nonlocal count
+        count += 1
+        on_loop(one, message)
+
+    await anyio.to_thread.run_sync(fuzz)
+    return count
+
+
 async def test_every_wire_op_answers_whatever_its_fields(served: Runtime, location: str) -> None:
     rt = served
     async with connect(rt.server_url, max_size=None) as ws:
-
-        async def one(message: str) -> None:
-            with anyio.fail_after(20):
-                await ws.send(message)
-                while True:
-                    reply = json.loads(await ws.recv())
-                    if reply["type"] != "event":
-                        break
-            assert reply["type"] in ("result", "error"), reply
-
-        @SETTINGS
-        @given(
-            st.one_of(
-                st.builds(lambda op, f: json.dumps({"op": op, **f}), wire_ops, wire_fields),
-                st.sampled_from(
-                    [
-                        "[" * 100_000 + "]" * 100_000,
-                        '{"op": "enqueue", "queue": "echo", "payload": '
-                        + "[" * 5000
-                        + "]" * 5000
-                        + "}",
-                        '{"op": "enqueue", "queue": "echo", "payload": 1, "delay": 1e12}',
-                        '{"op": "list_jobs", "limit": 9223372036854775808}',
-                        '{"op": "subscribe", "since": 9223372036854775808}',
-                        '{"op": "enqueue", "queue": "echo", "payload": 1, "priority": 1e400}',
-                    ]
-                ),
-            )
-        )
-        def fuzz(message: str) -> None:
-            on_loop(one, message)
-
-        await anyio.to_thread.run_sync(fuzz)
-        assert ran("test_every_wire_op") >= 100
+        assert await every_message_gets_a_reply(ws, wire_messages) >= 100
         assert ws.close_code is None  # never closed on us (no 1011)
     await assert_readable(rt, location)
     await still_serves(rt)
