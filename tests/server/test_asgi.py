@@ -5,6 +5,7 @@ raw websocket and by the dashboard in a real headless Chromium."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -300,3 +301,21 @@ def test_import_conveyor_loads_no_starlette_and_the_asgi_module_says_what_to_ins
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert "pip install 'conveyor[asgi]'" in out.stdout, out.stderr
+
+
+async def test_the_docs_sample_runs_as_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/asgi.md's FastAPI sample, as printed, served by uvicorn."""
+    doc = (Path(__file__).parents[2] / "docs" / "asgi.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", doc, flags=re.DOTALL)[0]
+    monkeypatch.chdir(tmp_path)  # its jobs.db lands here
+    sample: dict[str, Any] = {"__name__": "asgi_sample"}
+    exec(compile(code, "docs/asgi.md", "exec"), sample)
+    async with serving(sample["app"]) as base:
+        assert (await get(base + "/jobs/api/queues"))[0] == 401
+        assert (await get(base + "/me", {"Authorization": "Bearer s3cret"}))[2] == {"user": "alice"}
+        async with Client(base + "/jobs/", token="s3cret") as client:
+            job = await client.enqueue("exports", {"rows": 3})
+            done = await client.wait(job.id, timeout=20)
+        assert (done.status, done.result) == (JobStatus.COMPLETED, {"rows": 3})
