@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from starlette.applications import Starlette
+from starlette.routing import Mount
 from websockets.asyncio.client import connect
 
 from conveyor import Runtime, ValidationError
@@ -147,3 +148,29 @@ async def test_create_app_accepts_or_refuses_any_arguments(db_path: Path) -> Non
         assert message  # the refusal says what was wrong
 
     await anyio.to_thread.run_sync(fuzz)
+
+
+async def test_whatever_authenticate_returns_only_false_refuses(db_path: Path) -> None:
+    """What the app's check returns (anything at all) lets the request in, but False."""
+    verdicts: list[Any] = [None]
+
+    def authenticate(conn: Any) -> Any:
+        return verdicts[-1]
+
+    rt = Runtime(db_path, queues=[Echo()], shutdown_grace=0)
+    app = Starlette(routes=[Mount("/jobs", create_app(rt, authenticate=authenticate))])
+
+    async def one(verdict: Any) -> None:
+        verdicts.append(verdict)
+        with anyio.fail_after(20):
+            status, _, body = await get(base + "/jobs/api/queues")
+        assert status == (401 if verdict is False else 200), (verdict, body)
+
+    @SETTINGS
+    @given(anything | st.just(False) | st.sampled_from([0, "", [], True]))
+    def fuzz(verdict: Any) -> None:
+        on_loop(one, verdict)
+
+    async with rt, serving(app) as base:
+        await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_whatever_authenticate_returns") >= 100
