@@ -55,9 +55,14 @@ def user_app(rt: Runtime, **options: Any) -> FastAPI:
 
 
 @asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """``app`` served by uvicorn until the block ends; yields ``http://127.0.0.1:PORT``."""
+async def serving(app: Any, send_buffer: int | None = None) -> AsyncIterator[str]:
+    """``app`` served by uvicorn until the block ends; yields ``http://127.0.0.1:PORT``.
+    ``send_buffer``: the kernel's send buffer of each connection, in bytes (Linux gives
+    accepted sockets the listening socket's), so a client that stops reading fills it
+    soon."""
     sock = socket.socket()
+    if send_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

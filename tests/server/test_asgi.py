@@ -31,9 +31,10 @@ from conveyor.asgi import create_app
 from conveyor.client import Client
 from conveyor.server._http import ENDPOINTS
 
+from ..conftest import wait_until
 from .asgi_app import SESSION, get, serving, user_app
 from .test_dashboard import WAIT_MS, Steps, page, row
-from .test_server import http_get
+from .test_server import Work, http_get, read_to_eof, silent_subscriber
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
 __all__ = ("page",)  # the dashboard test's Chromium fixture, used here
@@ -319,3 +320,35 @@ async def test_the_docs_sample_runs_as_printed(
             job = await client.enqueue("exports", {"rows": 3})
             done = await client.wait(job.id, timeout=20)
         assert (done.status, done.result) == (JobStatus.COMPLETED, {"rows": 3})
+
+
+async def test_a_client_that_never_reads_is_dropped_and_stalls_nobody(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The session's bounded buffers hold over ASGI too: uvicorn's send waits while its
+    write buffer is full, the subscription's buffer overflows, and the session closes the
+    stuck client with 4008 while another client hears every event."""
+    rt = Runtime(db_path, queues=[Work()], shutdown_grace=0)
+    async with serving(user_app(rt, max_buffer=600), send_buffer=4096) as base:
+        url = base.replace("http://", "ws://") + "/jobs/"
+        stuck = await anyio.to_thread.run_sync(
+            silent_subscriber, url, f"Authorization: Bearer {SESSION}\r\n"
+        )
+        async with connect(url, additional_headers=AUTH, max_size=None) as good:
+            await good.send(json.dumps({"id": 1, "op": "subscribe", "statuses": ["completed"]}))
+            assert json.loads(await good.recv())["type"] == "result"
+            received = b""
+
+            async def drain_once_dropped() -> None:
+                nonlocal received
+                await wait_until(lambda: "fell more than 600" in caplog.text)
+                received = await anyio.to_thread.run_sync(read_to_eof, stuck)
+
+            with anyio.fail_after(60), stuck:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(drain_once_dropped)
+                    jobs = await rt.enqueue_many("work", [{"n": i} for i in range(3000)])
+                    for _ in jobs:
+                        assert json.loads(await good.recv())["status"] == "completed"
+    close_frame = b"\x88" + bytes([2 + len(b"too slow: event buffer overflowed")])
+    assert close_frame + (4008).to_bytes(2, "big") + b"too slow" in received[-64:]
