@@ -95,6 +95,15 @@ def test_only_the_server_and_client_import_websockets() -> None:
             assert not any(i.split(".")[0] == "websockets" for i in imports), module
 
 
+def test_the_server_logic_is_transport_neutral() -> None:
+    """The routes, the access rules, the sessions and the OpenAPI document serve both
+    transports: conveyor's websockets server and the ASGI app (conveyor.asgi)."""
+    modules = _modules()
+    for module in ("_http.py", "_access.py", "_session.py", "_openapi.py", "_api.py"):
+        imports = {i.split(".")[0] for i in modules[f"server/{module}"]}
+        assert not imports & {"websockets", "starlette"}, module
+
+
 def test_the_engine_depends_on_the_store_protocol_not_a_backend() -> None:
     for module, imports in _modules().items():
         if module.startswith("engine/"):

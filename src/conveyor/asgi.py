@@ -47,6 +47,7 @@ status, message and headers are answered (401, 403, a 303 to a login page, ...),
 returning ``False`` (401). Anything else it returns lets the request in."""
 
 MAX_MESSAGE_BYTES: Final = 1 << 30
+_REFUSAL_CODES: Final = {401: "unauthorized", 403: "forbidden"}  # else "refused"
 MAX_BUFFER: Final = 1_000_000
 
 
@@ -174,8 +175,9 @@ class _Served:
                 if inspect.isawaitable(verdict):
                     verdict = await verdict
             except HTTPException as exc:
-                reply = error_reply(exc.status_code, "unauthorized", str(exc.detail))
-                return _response(reply, exc.headers)
+                code = _REFUSAL_CODES.get(exc.status_code, "refused")
+                detail = exc.detail if isinstance(exc.detail, str) else shown(exc.detail)
+                return _response(error_reply(exc.status_code, code, detail), exc.headers)
             if verdict is False:
                 return _response(
                     error_reply(401, "unauthorized", "refused by the app's authentication")

@@ -19,6 +19,7 @@ from openapi_spec_validator import validate as validate_openapi
 from playwright.async_api import Page, expect
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
@@ -227,10 +228,16 @@ async def test_token_and_middleware_options_of_the_mounted_app(db_path: Path) ->
             name = conn.headers.get("x-user")
             return None if name is None else (AuthCredentials(["jobs"]), SimpleUser(name))
 
+    def login_first(conn: HTTPConnection) -> None:
+        if conn.scope["type"] == "websocket":
+            raise HTTPException(403, "not for you")
+        raise HTTPException(303, "log in", headers={"Location": "/login"})
+
     rt = Runtime(db_path, queues=[Export()], shutdown_grace=0)
     app = Starlette(
         routes=[
             Mount("/tokened", create_app(rt, token="t0ken")),
+            Mount("/login-first", create_app(rt, authenticate=login_first)),
             Mount(
                 "/users",
                 create_app(
@@ -256,6 +263,11 @@ async def test_token_and_middleware_options_of_the_mounted_app(db_path: Path) ->
         status, _, body = await get(users + "api/queues")
         assert (status, body["message"]) == (401, "refused by the app's authentication")
         assert (await get(users + "api/queues", {"X-User": "bob"}))[0] == 200
+        status, headers, body = await get(base + "/login-first/")
+        assert (status, headers["location"], body["error"]) == (303, "/login", "refused")
+        with pytest.raises(ServerError, match="http_403"):
+            async with Client(base + "/login-first/"):
+                pass
 
 
 async def test_dashboard_under_the_mount_shows_live_progress(page: Page, db_path: Path) -> None:
