@@ -14,7 +14,7 @@ import pathlib
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -448,36 +448,45 @@ async def test_every_wire_op_answers_whatever_its_fields(served: Runtime, locati
     await still_serves(rt)
 
 
-async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> None:
-    rt = served
-    await rt.enqueue("echo", {"a": 1})
+async def every_http_target(check: Callable[[str], Awaitable[None]], *names: str) -> int:
+    """Call ``check`` with generated request targets (a %-quoted path and a query) under
+    a server's root: the API's paths, ``names`` (a job id, a queue) among their segments,
+    and the values users type wrong. Returns how many examples ran."""
+    count = 0
     segment = st.text(
-        st.characters(codec="ascii", exclude_characters="#"), max_size=12
-    ) | st.sampled_from(["api", "jobs", "queues", "healthz", "..", "%00", "%ff"])
+        st.characters(codec="ascii", exclude_characters="#?"), max_size=12
+    ) | st.sampled_from(["api", "jobs", "queues", "workers", "healthz", "..", "%00", "%ff", *names])
     paths = st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
+    known = st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers", "/"])
     queries = st.dictionaries(
         st.sampled_from(["limit", "queue", "status", "cursor", "token", "x"]),
         st.text(max_size=12)
-        | st.sampled_from(["-1", "0", "1001", "99999999999999999999999", "²", "queued"]),
+        | st.sampled_from(["-1", "0", "1001", "99999999999999999999999", "²", "queued", *names]),
         max_size=4,
     )
-
-    async def one(path: str, query: dict[str, str]) -> None:
-        quoted = urllib.parse.quote(path, safe="/%")
-        target = quoted + ("?" + urllib.parse.urlencode(query) if query else "")
-        with anyio.fail_after(20):
-            status, _ = await http_get(rt, target)
-        assert status in (200, 400, 404), (target, status)
-
-    known = st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers"])
 
     @SETTINGS
     @given(paths | known, queries)
     def fuzz(path: str, query: dict[str, str]) -> None:
-        on_loop(one, path, query)
+        nonlocal count
+        count += 1
+        quoted = urllib.parse.quote(path, safe="/%")
+        on_loop(check, quoted + ("?" + urllib.parse.urlencode(query) if query else ""))
 
     await anyio.to_thread.run_sync(fuzz)
-    assert ran("test_http_paths") >= 100
+    return count
+
+
+async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> None:
+    rt = served
+    job = await rt.enqueue("echo", {"a": 1})
+
+    async def check(target: str) -> None:
+        with anyio.fail_after(20):
+            status, _ = await http_get(rt, target)
+        assert status in (200, 400, 404), (target, status)
+
+    assert await every_http_target(check, job.id, "echo") >= 100
     await still_serves(rt)
 
 
