@@ -137,7 +137,8 @@ class _Served:
         reply = await answer(
             self.rt,
             path,
-            parse_query(request.url.query),
+            request.url.query,
+            accept=request.headers.get("Accept", ""),
             openapi=functools.partial(_openapi, root),
         )
         return _response(reply)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
@@ -30,6 +30,7 @@ from ._errors import ConveyorError, ServerError, ValidationError, WaitTimeout
 from ._limits import (
     Limits,
     enqueue_options,
+    list_filters,
     list_options,
     name,
     optional_seconds,
@@ -242,6 +243,8 @@ class Client:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
         unique_key: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
     ) -> Job:
         """As ``Runtime.enqueue``: options left out take the queue's defaults. What the
         Runtime would refuse whatever its queue is refused here too, before anything is
@@ -256,8 +259,10 @@ class Client:
             max_attempts=max_attempts,
             timeout=timeout,
             unique_key=unique_key,
+            meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
+            tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
-        enqueue_options(options, time.time(), _NO_SIZE_LIMITS)
+        _, options = enqueue_options(options, time.time(), _NO_SIZE_LIMITS)
         if isinstance(options.delay, timedelta):  # the wire's delay is a number of seconds
             options = msgspec.structs.replace(options, delay=seconds("delay", options.delay))
         data = encode_value(payload, "payload", MAX_MESSAGE_BYTES, "the message size")
@@ -282,15 +287,22 @@ class Client:
         status: JobStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> list[Job]:
-        """Newest first; for the next page pass ``cursor=`` the last job's id."""
+        """Newest first; for the next page pass ``cursor=`` the last job's id. As
+        ``Runtime.list_jobs``: ``tags`` and ``meta`` keep the jobs having all of them."""
         checked, limit, cursor = list_options(status, limit, cursor)
+        wanted_tags, wanted_meta = list_filters(tags, meta, _NO_SIZE_LIMITS)
         value = await self._call(
             "list_jobs",
             queue=None if queue is None else name("queue", queue),
             status=checked,
             limit=limit,
             cursor=cursor,
+            tags=wanted_tags or None,
+            meta=wanted_meta or None,
         )
         return msgspec.convert(value["jobs"], list[Job])
 

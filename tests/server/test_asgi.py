@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate as validate_openapi
 from playwright.async_api import Page, expect
+from prometheus_client.metrics_core import Metric
 from starlette.applications import Starlette
 from starlette.authentication import AuthCredentials, AuthenticationBackend, SimpleUser
 from starlette.exceptions import HTTPException
@@ -35,6 +36,7 @@ from conveyor.server._http import ENDPOINTS
 from ..conftest import wait_until
 from .asgi_app import SESSION, get, serving, user_app
 from .test_dashboard import WAIT_MS, Steps, page, row
+from .test_metrics import families, value
 from .test_server import Work, http_get, read_to_eof, silent_subscriber
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -115,11 +117,51 @@ async def test_the_json_api_answers_as_the_standalone_server_does(
         assert says in body["message"], path
 
 
+async def test_metrics_answer_under_the_mount_and_count_its_websocket_clients(
+    mounted: tuple[Runtime, str],
+) -> None:
+    rt, url = mounted
+    job = await rt.enqueue("exports", {"rows": 1})
+    await rt.wait(job.id, timeout=10)
+
+    async def scraped() -> dict[str, Metric]:
+        status, headers, body = await get(url + "metrics", AUTH)
+        assert status == 200, body
+        assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+        return families(body)
+
+    found = await scraped()
+    assert value(found, "conveyor_runs_completed_total", queue="exports") == 1
+    assert value(found, "conveyor_jobs", queue="exports", status="completed") == 1
+    assert value(found, "conveyor_websocket_clients") == 0
+    ws_url = url.replace("http://", "ws://")
+    with anyio.fail_after(20):
+        async with (
+            connect(ws_url, additional_headers=AUTH) as first,
+            connect(ws_url, additional_headers=AUTH),
+        ):
+            await wait_until(lambda: rt.stats.websocket_clients == 2)
+            assert value(await scraped(), "conveyor_websocket_clients") == 2
+            await first.close()
+            await wait_until(lambda: rt.stats.websocket_clients == 1)
+        await wait_until(lambda: rt.stats.websocket_clients == 0)
+    assert value(await scraped(), "conveyor_websocket_clients") == 0
+    # OpenMetrics when the scraper asks for it, as on conveyor's own server.
+    status, headers, body = await get(
+        url + "metrics", AUTH | {"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert status == 200
+    assert headers["content-type"].startswith("application/openmetrics-text")
+    assert "conveyor_jobs" in body
+
+
 async def test_metrics_without_the_metrics_extra_say_what_to_install(
     mounted: tuple[Runtime, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """conveyor.metrics is absent, or staged absent (a None entry in sys.modules)."""
-    monkeypatch.setitem(sys.modules, "conveyor.metrics", None)
+    """prometheus-client is installed here (dev extra), so its absence is staged: a None
+    entry in sys.modules for the module that imports it, before this runtime's first
+    scrape (tests/server/test_metrics.py stages it in a fresh process)."""
+    monkeypatch.setitem(sys.modules, "conveyor._prometheus", None)
     status, _, body = await get(mounted[1] + "metrics", AUTH)
     assert status == 501
     assert body["error"] == "not_installed"
@@ -210,6 +252,29 @@ async def test_openapi_document_describes_every_endpoint_and_its_replies(
         status, standalone = await http_get(own, "/openapi.json")
     assert status == 200
     assert standalone == doc | {"servers": [{"url": "/"}]}
+
+
+async def test_jobs_filter_by_tag_and_meta_under_the_mount_as_documented(
+    mounted: tuple[Runtime, str],
+) -> None:
+    """The /api/jobs query (tag= repeated, meta.KEY=) is parsed by the one endpoint table
+    both transports serve, and the OpenAPI document says how it is written."""
+    rt, url = mounted
+    both = await rt.enqueue("exports", {"rows": 1}, tags=["import", "daily"], meta={"t": "acme"})
+    await rt.enqueue("exports", {"rows": 2}, tags=["import"], meta={"t": "acme"})
+    await rt.enqueue("exports", {"rows": 3}, tags=["import", "daily"], meta={"t": "other"})
+    status, _, body = await get(url + "api/jobs?tag=import&tag=daily&meta.t=acme", AUTH)
+    assert status == 200, body
+    assert [j["id"] for j in body["jobs"]] == [both.id]
+    assert body["jobs"][0]["tags"] == ["import", "daily"]
+    for query, says in [("tag=", "tag"), ("meta=acme", "meta.KEY"), ("meta.t=a&meta.t=b", "t")]:
+        status, _, body = await get(url + "api/jobs?" + query, AUTH)
+        assert status == 400, query
+        assert says in body["message"], query
+    doc = (await get(url + "openapi.json", AUTH))[2]["paths"]["/api/jobs"]["get"]
+    (tag,) = [p for p in doc["parameters"] if p["name"] == "tag"]
+    assert tag["schema"] == {"type": "array", "items": {"type": "string"}}
+    assert "meta.KEY=VALUE" in doc["description"]
 
 
 def _conforms(doc: dict[str, Any], schema: dict[str, Any], body: Any) -> None:

@@ -1,30 +1,31 @@
-"""Plain HTTP, transport-neutral: the dashboard's files and the read-only JSON API.
+"""Plain HTTP, transport-neutral: the dashboard's files, the read-only JSON API and
+Prometheus's ``/metrics``.
 
-:func:`answer` takes a path (relative to where the server is mounted) and its query,
-and returns a :class:`Reply`; the websockets server and the ASGI app each turn that
-into a response of their own. The JSON API is the table :data:`ENDPOINTS`, from which
-the OpenAPI document (_openapi.py) is made too, so every path it answers is documented.
+:func:`answer` takes a path (relative to where the server is mounted), its query string
+and the Accept header, and returns a :class:`Reply`; the websockets server and the ASGI
+app each turn that into a response of their own. The JSON API is the table
+:data:`ENDPOINTS`, from which the OpenAPI document (_openapi.py) is made too, so every
+path it answers is documented. A new route is one more Endpoint there.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Annotated, Any, Final, Literal, NamedTuple
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 import msgspec
 
-from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
+from .._errors import ConveyorError, JobNotFound, MissingExtra, QueueNotFound, ValidationError
 from .._limits import MAX_LIST_LIMIT
 from .._logging import get_logger
 from .._models import Job, WorkerState
 from .._states import JobStatus
 from .._wire import JobsPage, encoder, jobs_page
+from ..metrics import render as render_metrics
 from ._api import ServedRuntime
 
 log = get_logger("conveyor.server")
@@ -118,6 +119,19 @@ def parse_query(query: str) -> dict[str, str]:
     return {k: v[-1] for k, v in parse_qs(query).items()}
 
 
+class Query:
+    """A request's query string: :meth:`get` reads a name's last value (as
+    :func:`parse_query`), :attr:`pairs` holds every pair in order, blank values kept,
+    for the names that repeat (``tag=``) or are patterns (``meta.KEY=``)."""
+
+    def __init__(self, text: str) -> None:
+        self.values = parse_query(text)
+        self.pairs = parse_qsl(text, keep_blank_values=True)
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+
 # -- the endpoints ------------------------------------------------------------------------
 
 
@@ -137,35 +151,39 @@ class Endpoint:
     path: str
     summary: str
     returns: type
-    run: Callable[[ServedRuntime, Mapping[str, str], str], Awaitable[Any]]
+    run: Callable[[ServedRuntime, Query, str], Awaitable[Any]]
     params: tuple[Param, ...] = ()
     not_found: bool = False  # may answer 404 (an unknown job or queue)
+    description: str = ""  # what the parameters cannot say (the OpenAPI operation's)
 
 
-async def _queues(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> QueueCountsReply:
+async def _queues(rt: ServedRuntime, query: Query, rest: str) -> QueueCountsReply:
     return QueueCountsReply(await rt.queue_counts())
 
 
-async def _workers(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> WorkersReply:
+async def _workers(rt: ServedRuntime, query: Query, rest: str) -> WorkersReply:
     return WorkersReply(await rt.workers())
 
 
-async def _jobs(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> JobsPage:
+async def _jobs(rt: ServedRuntime, query: Query, rest: str) -> JobsPage:
     limit = _int_query(query, "limit", 50)
+    tags, meta = _job_filters(query)
     jobs = await rt.list_jobs(
         queue=query.get("queue"),
         status=query.get("status"),
         limit=limit,
         cursor=query.get("cursor"),
+        tags=tags,
+        meta=meta,
     )
     return jobs_page(jobs, limit)
 
 
-async def _job(rt: ServedRuntime, query: Mapping[str, str], job_id: str) -> Job:
+async def _job(rt: ServedRuntime, query: Query, job_id: str) -> Job:
     return await rt.job(job_id)
 
 
-async def _health(rt: ServedRuntime, query: Mapping[str, str], rest: str) -> Health:
+async def _health(rt: ServedRuntime, query: Query, rest: str) -> Health:
     return Health()
 
 
@@ -189,8 +207,12 @@ ENDPOINTS: Final = (
                 "jobs per page (default 50); a page of large jobs may hold fewer",
             ),
             Param("cursor", str, "the `cursor` of the previous page: the page after it"),
+            Param("tag", list[str], "only jobs having this tag; repeated, jobs having every one"),
         ),
         not_found=True,
+        description="`meta.KEY=VALUE` (any KEY, e.g. `meta.tenant=acme`): only jobs whose"
+        " meta holds KEY with VALUE; several keys, jobs holding every pair; a key given twice"
+        " is refused (400), as is a bare `meta=`.",
     ),
     Endpoint("/api/jobs/{job_id}", "One job", Job, _job, not_found=True),
 )
@@ -209,10 +231,16 @@ def _match(path: str) -> tuple[Endpoint, str] | None:
 
 
 async def answer(
-    rt: ServedRuntime, path: str, query: Mapping[str, str], *, openapi: Callable[[], bytes]
+    rt: ServedRuntime,
+    path: str,
+    query_string: str,
+    *,
+    accept: str,
+    openapi: Callable[[], bytes],
 ) -> Reply:
-    """Answer a plain (non-websocket) GET of ``path`` (relative to the server's root).
-    ``openapi`` makes the OpenAPI document (its server URL is the transport's)."""
+    """Answer a plain (non-websocket) GET of ``path`` (relative to the server's root)
+    with ``query_string`` (after the ``?``) and ``accept`` (the Accept header, for
+    /metrics). ``openapi`` makes the OpenAPI document (its server URL is the transport's)."""
     path = path.rstrip("/") or "/"
     try:
         if path in PAGES:
@@ -220,15 +248,17 @@ async def answer(
         if path == OPENAPI_PATH:
             return Reply(200, openapi(), JSON)
         if path == METRICS_PATH:
-            return await _metrics(rt)
+            return Reply(200, *await render_metrics(rt, accept))
         matched = _match(path)
         if matched is not None:
             endpoint, rest = matched
-            return json_reply(200, await endpoint.run(rt, query, rest))
+            return json_reply(200, await endpoint.run(rt, Query(query_string), rest))
     except (JobNotFound, QueueNotFound) as exc:
         return error_reply(404, "not_found", str(exc))
     except ValidationError as exc:
         return error_reply(400, "invalid", str(exc))
+    except MissingExtra as exc:
+        return error_reply(501, "not_installed", str(exc))
     except ConveyorError as exc:
         return error_reply(503, "unavailable", str(exc))
     except Exception:
@@ -237,24 +267,29 @@ async def answer(
     return error_reply(404, "not_found", f"no such path: {path}")
 
 
-async def _metrics(rt: ServedRuntime) -> Reply:
-    """Prometheus metrics, from conveyor.metrics (the ``metrics`` extra), imported when
-    first asked for so that a server without it still starts."""
-    try:
-        metrics = importlib.import_module("conveyor.metrics")
-    except ImportError as exc:
-        return error_reply(
-            501, "not_installed", f"/metrics needs pip install 'conveyor[metrics]' ({exc})"
-        )
-    rendered = metrics.render(rt)
-    body, content_type = await rendered if inspect.isawaitable(rendered) else rendered
-    return Reply(200, body, content_type)
-
-
-def _int_query(query: Mapping[str, str], key: str, default: int) -> int:
+def _int_query(query: Query, key: str, default: int) -> int:
     text = query.get(key)
     if text is None:
         return default
     if len(text) > 20 or not text.isascii() or not text.lstrip("-").isdigit():
         raise ValidationError(f"{key} must be an integer, not {text[:40]!r}")
     return int(text)
+
+
+def _job_filters(query: Query) -> tuple[list[str], dict[str, str]]:
+    """``tag=NAME`` (repeatable: jobs having every one) and ``meta.KEY=VALUE`` (one
+    value per key) of /api/jobs, blank values kept (``meta.k=`` matches an empty
+    value); the runtime checks what they hold, as for list_jobs."""
+    tags: list[str] = []
+    meta: dict[str, str] = {}
+    for key, value in query.pairs:
+        if key == "tag":
+            tags.append(value)
+        elif key == "meta":
+            raise ValidationError("a meta filter is meta.KEY=VALUE, e.g. meta.tenant=acme")
+        elif key.startswith("meta."):
+            meta_key = key.removeprefix("meta.")
+            if meta_key in meta:
+                raise ValidationError(f"{key[:80]!r} is given twice: a job has one value per key")
+            meta[meta_key] = value
+    return tags, meta

@@ -49,6 +49,8 @@ def openapi_document(server_url: str) -> bytes:
             responses["404"] = {"description": "no such job or queue"} | error
         responses |= {status: {"description": text} | error for status, text in _REFUSALS.items()}
         operation = {"summary": endpoint.summary, "operationId": _operation_id(endpoint.path)}
+        if endpoint.description:
+            operation["description"] = endpoint.description
         paths[endpoint.path] = {
             "get": operation | {"parameters": parameters, "responses": responses}
         }

@@ -108,7 +108,9 @@ class Server:
             return _response(refusal)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None  # go on with the websocket handshake
-        return _response(await answer(self.runtime, path, query, openapi=_openapi))
+        accept = request.headers.get("Accept", "")
+        reply = await answer(self.runtime, path, query_string, accept=accept, openapi=_openapi)
+        return _response(reply)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         session = Session(

@@ -96,12 +96,18 @@ class Session:
     async def run(self) -> None:
         """Answer requests until the client closes. The transport's exception for a
         connection that went (from the request loop or a forwarder) propagates, in an
-        exception group: its adapter knows it and ends quietly."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            async for message in self.ws.messages():
-                await self._send(await self._answer(message))
-            tg.cancel_scope.cancel()
+        exception group: its adapter knows it and ends quietly. The session counts as
+        a websocket client in the runtime's stats while it runs, whichever transport."""
+        stats = self.rt.stats
+        stats.websocket_clients += 1
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                async for message in self.ws.messages():
+                    await self._send(await self._answer(message))
+                tg.cancel_scope.cancel()
+        finally:
+            stats.websocket_clients -= 1
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -151,6 +157,8 @@ class Session:
                     status=request.status,
                     limit=request.limit,
                     cursor=request.cursor,
+                    tags=request.tags,
+                    meta=request.meta,
                 )
                 return jobs_page(jobs, request.limit)
             case QueueCounts():

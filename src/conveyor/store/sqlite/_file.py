@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from .._base import counted
 from . import _connections
 from ._connections import Writer, open_aiosqlite, open_writer, pragmas, wal_refused
 from ._schema import MIGRATIONS
@@ -59,8 +60,12 @@ class SQLiteFile:
         self._write_lock = anyio.Lock()
         # See _connections: aiosqlite's writers where it can run a function on their thread.
         self.threaded_writes = not _connections.AIOSQLITE_RUNS_FUNCTIONS
+        self.errors: dict[str, int] = {}  # what error() made, by kind (see Store.errors)
 
     def error(self, exc: sqlite3.Error) -> StoreError:
+        return counted(self.errors, self._error(exc))
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
         code = getattr(exc, "sqlite_errorcode", None)
         primary = None if code is None else code & 0xFF
         if primary in _BUSY:
