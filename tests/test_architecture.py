@@ -18,8 +18,9 @@ def test_all_lists_exactly_the_public_names() -> None:
     # pytest rewrites the asserts of a pytest11 plugin's package (conveyor's, for
     # conveyor.pytest_plugin), which leaves its "@py_builtins" and "@pytest_ar" there.
     public = {name for name in vars(conveyor) if not name.startswith(("_", "@"))}
+    # The submodules, not re-exports (present once some test has imported them).
     modules = {"store", "engine", "server", "client", "backoff", "testing", "cli", "metrics"}
-    modules.add("pytest_plugin")
+    modules |= {"pytest_plugin", "asgi"}
     assert set(conveyor.__all__) == public - modules
     assert isinstance(conveyor.__all__, tuple)
     for name in conveyor.__all__:
@@ -95,6 +96,15 @@ def test_only_the_server_and_client_import_websockets() -> None:
     for module, imports in _modules().items():
         if not module.startswith("server/") and module != "client.py":
             assert not any(i.split(".")[0] == "websockets" for i in imports), module
+
+
+def test_the_server_logic_is_transport_neutral() -> None:
+    """The routes, the access rules, the sessions and the OpenAPI document serve both
+    transports: conveyor's websockets server and the ASGI app (conveyor.asgi)."""
+    modules = _modules()
+    for module in ("_http.py", "_access.py", "_session.py", "_openapi.py", "_api.py"):
+        imports = {i.split(".")[0] for i in modules[f"server/{module}"]}
+        assert not imports & {"websockets", "starlette"}, module
 
 
 def test_the_engine_depends_on_the_store_protocol_not_a_backend() -> None:

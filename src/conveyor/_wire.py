@@ -228,7 +228,15 @@ jobs ends early, with the cursor of its last job, so every reply stays within wh
 clients read (conveyor.client reads frames of up to 64 MiB)."""
 
 
-def jobs_page(jobs: list[Job], limit: int) -> dict[str, Any]:
+class JobsPage(msgspec.Struct, frozen=True):
+    """A page of jobs, newest first; ``cursor``: where the next page starts (None: this
+    is the last)."""
+
+    jobs: list[Job]
+    cursor: str | None
+
+
+def jobs_page(jobs: list[Job], limit: int) -> JobsPage:
     """A list reply: the jobs that fit in REPLY_BUDGET, and the cursor of the next page
     (None when this is the last)."""
     sizes = [len(encoder.encode(job)) for job in jobs] if len(jobs) > 1 else []
@@ -240,8 +248,8 @@ def jobs_page(jobs: list[Job], limit: int) -> dict[str, Any]:
             total += size
             count += 1
         jobs = jobs[:count]
-        return {"jobs": jobs, "cursor": jobs[-1].id}
-    return {"jobs": jobs, "cursor": jobs[-1].id if len(jobs) == limit else None}
+        return JobsPage(jobs, jobs[-1].id)
+    return JobsPage(jobs, jobs[-1].id if len(jobs) == limit else None)
 
 
 # -- errors, both ways -------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pathlib
 import subprocess
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ import anyio.to_thread
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from websockets.asyncio.client import connect
+from hypothesis.strategies import SearchStrategy
+from websockets.asyncio.client import ClientConnection, connect
 
 from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime, ValidationError
 from conveyor._wire import OPS
@@ -547,58 +548,81 @@ wire_fields = st.dictionaries(
 wire_ops = st.sampled_from(sorted(OPS))  # every op the server takes
 
 
+wire_messages = st.one_of(
+    st.builds(lambda op, f: json.dumps({"op": op, **f}), wire_ops, wire_fields),
+    st.sampled_from(
+        [
+            "[" * 100_000 + "]" * 100_000,
+            '{"op": "enqueue", "queue": "echo", "payload": ' + "[" * 5000 + "]" * 5000 + "}",
+            '{"op": "enqueue", "queue": "echo", "payload": 1, "delay": 1e12}',
+            '{"op": "list_jobs", "limit": 9223372036854775808}',
+            '{"op": "subscribe", "since": 9223372036854775808}',
+            '{"op": "enqueue", "queue": "echo", "payload": 1, "priority": 1e400}',
+            '{"op": "enqueue", "queue": "echo", "payload": 1, "meta": {"k": 1}}',
+            '{"op": "enqueue", "queue": "echo", "payload": 1, "tags": "import"}',
+            '{"op": "list_jobs", "tags": ["a b"], "meta": {"k": "\\u0000"}}',
+        ]
+    ),
+)
+
+
+async def every_message_gets_a_reply(ws: ClientConnection, messages: SearchStrategy[str]) -> int:
+    """Send each generated message on ``ws``: each gets a result or an error reply (the
+    events between are skipped). Returns how many examples ran."""
+    count = 0
+
+    async def one(message: str) -> None:
+        with anyio.fail_after(20):
+            await ws.send(message)
+            while True:
+                reply = json.loads(await ws.recv())
+                if reply["type"] != "event":
+                    break
+        assert reply["type"] in ("result", "error"), reply
+
+    @SETTINGS
+    @given(messages)
+    def fuzz(message: str) -> None:
+        nonlocal count
+        count += 1
+        on_loop(one, message)
+
+    await anyio.to_thread.run_sync(fuzz)
+    return count
+
+
 async def test_every_wire_op_answers_whatever_its_fields(served: Runtime, location: str) -> None:
     rt = served
     async with connect(rt.server_url, max_size=None) as ws:
-
-        async def one(message: str) -> None:
-            with anyio.fail_after(20):
-                await ws.send(message)
-                while True:
-                    reply = json.loads(await ws.recv())
-                    if reply["type"] != "event":
-                        break
-            assert reply["type"] in ("result", "error"), reply
-
-        @SETTINGS
-        @given(
-            st.one_of(
-                st.builds(lambda op, f: json.dumps({"op": op, **f}), wire_ops, wire_fields),
-                st.sampled_from(
-                    [
-                        "[" * 100_000 + "]" * 100_000,
-                        '{"op": "enqueue", "queue": "echo", "payload": '
-                        + "[" * 5000
-                        + "]" * 5000
-                        + "}",
-                        '{"op": "enqueue", "queue": "echo", "payload": 1, "delay": 1e12}',
-                        '{"op": "list_jobs", "limit": 9223372036854775808}',
-                        '{"op": "subscribe", "since": 9223372036854775808}',
-                        '{"op": "enqueue", "queue": "echo", "payload": 1, "priority": 1e400}',
-                        '{"op": "enqueue", "queue": "echo", "payload": 1, "meta": {"k": 1}}',
-                        '{"op": "enqueue", "queue": "echo", "payload": 1, "tags": "import"}',
-                        '{"op": "list_jobs", "tags": ["a b"], "meta": {"k": "\\u0000"}}',
-                    ]
-                ),
-            )
-        )
-        def fuzz(message: str) -> None:
-            on_loop(one, message)
-
-        await anyio.to_thread.run_sync(fuzz)
-        assert ran("test_every_wire_op") >= 100
+        assert await every_message_gets_a_reply(ws, wire_messages) >= 100
         assert ws.close_code is None  # never closed on us (no 1011)
     await assert_readable(rt, location)
     await still_serves(rt)
 
 
-async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> None:
-    rt = served
-    await rt.enqueue("echo", {"a": 1})
+async def every_http_target(check: Callable[[str], Awaitable[None]], *names: str) -> int:
+    """Call ``check`` with generated request targets (a %-quoted path and a query) under
+    a server's root: the API's paths, ``names`` (a job id, a queue) among their segments,
+    and the values users type wrong. Returns how many examples ran."""
+    count = 0
     segment = st.text(
-        st.characters(codec="ascii", exclude_characters="#"), max_size=12
-    ) | st.sampled_from(["api", "jobs", "queues", "healthz", "metrics", "..", "%00", "%ff"])
+        st.characters(codec="ascii", exclude_characters="#?"), max_size=12
+    ) | st.sampled_from(
+        ["api", "jobs", "queues", "workers", "healthz", "metrics", "..", "%00", "%ff", *names]
+    )
     paths = st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
+    known = st.sampled_from(
+        [
+            "/api/jobs",
+            "/api/jobs/",
+            "/api/queues",
+            "/api/workers",
+            "/api/throughput",
+            "/metrics",
+            "/metrics/",
+            "/",
+        ]
+    )
     keys = st.sampled_from(
         ["limit", "queue", "status", "cursor", "created_by", "minutes", "token", "x"]
     ) | st.sampled_from(
@@ -609,39 +633,35 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
             keys,
             st.text(max_size=12)
             | st.sampled_from(["-1", "0", "1001", "1440", "1441", "99999999999999999999999"])
-            | st.sampled_from(["²", "queued", "echo"])
+            | st.sampled_from(["²", "queued", *names])
             | st.sampled_from(["import", "acme", "%00", "\x00", "a" * 70, "\ud800"]),
         ),
         max_size=5,
     )
 
-    async def one(path: str, query: list[tuple[str, str]]) -> None:
+    @SETTINGS
+    @given(paths | known, queries)
+    def fuzz(path: str, query: list[tuple[str, str]]) -> None:
+        nonlocal count
+        count += 1
         quoted = urllib.parse.quote(path, safe="/%")
         encoded = urllib.parse.urlencode(query, errors="surrogatepass")
-        target = quoted + ("?" + encoded if query else "")
+        on_loop(check, quoted + ("?" + encoded if query else ""))
+
+    await anyio.to_thread.run_sync(fuzz)
+    return count
+
+
+async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> None:
+    rt = served
+    job = await rt.enqueue("echo", {"a": 1})
+
+    async def check(target: str) -> None:
         with anyio.fail_after(20):
             status, _ = await http_get(rt, target)
         assert status in (200, 400, 404), (target, status)
 
-    known = st.sampled_from(
-        [
-            "/api/jobs",
-            "/api/jobs/",
-            "/api/queues",
-            "/api/workers",
-            "/api/throughput",
-            "/metrics",
-            "/metrics/",
-        ]
-    )
-
-    @SETTINGS
-    @given(paths | known, queries)
-    def fuzz(path: str, query: list[tuple[str, str]]) -> None:
-        on_loop(one, path, query)
-
-    await anyio.to_thread.run_sync(fuzz)
-    assert ran("test_http_paths") >= 100
+    assert await every_http_target(check, job.id, "echo") >= 100
     await still_serves(rt)
 
 

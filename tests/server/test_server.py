@@ -327,18 +327,20 @@ async def test_two_hundred_clients_all_get_every_event(rt: Runtime) -> None:
         await c.ws.close()
 
 
-def silent_subscriber(url: str) -> socket.socket:
+def silent_subscriber(url: str, headers: str = "") -> socket.socket:
     """A websocket client that subscribes to everything and then never reads a byte.
+    ``url``: ``ws://host:port/path``; ``headers``: more request lines (each ending CRLF).
 
     Done by hand on a raw socket with a tiny receive buffer: a websockets client would
     keep reading into its own memory, and so would never look stuck to the server.
     """
-    host, port = url.removeprefix("ws://").split(":")
+    address, _, path = url.removeprefix("ws://").partition("/")
+    host, port = address.split(":")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
     sock.connect((host, int(port)))
     sock.sendall(
-        f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+        f"GET /{path} HTTP/1.1\r\nHost: {host}:{port}\r\n{headers}Upgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )

@@ -24,8 +24,8 @@ from .._stats import RuntimeStats
 
 class ServedRuntime(Protocol):
     """The operations of conveyor.Runtime that the server uses (see their docstrings),
-    and its stats (the server counts its websocket clients there; GET /metrics reads
-    them through conveyor.metrics)."""
+    and its stats (each websocket session counts itself there, whichever transport;
+    GET /metrics reads them through conveyor.metrics)."""
 
     stats: RuntimeStats
 

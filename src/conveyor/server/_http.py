@@ -1,20 +1,30 @@
-"""Plain HTTP on the websocket port: the dashboard page, read-only JSON and Prometheus's
-``/metrics``."""
+"""Plain HTTP, transport-neutral: the dashboard's files, the read-only JSON API and
+Prometheus's ``/metrics``.
+
+:func:`answer` takes a path (relative to where the server is mounted), its query string
+and the Accept header, and returns a :class:`Reply`; the websockets server and the ASGI
+app each turn that into a response of their own. The JSON API is the table
+:data:`ENDPOINTS`, from which the OpenAPI document (_openapi.py) is made too, so every
+path it answers is documented. A new route is one more Endpoint there.
+"""
 
 from __future__ import annotations
 
 import functools
-import http
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
-from urllib.parse import parse_qs, parse_qsl, urlsplit
+from typing import Annotated, Any, Final, Literal, NamedTuple
+from urllib.parse import parse_qs, parse_qsl
 
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
+import msgspec
 
 from .._errors import ConveyorError, JobNotFound, MissingExtra, QueueNotFound, ValidationError
+from .._limits import MAX_LIST_LIMIT, MAX_THROUGHPUT_MINUTES
 from .._logging import get_logger
-from .._wire import encoder, jobs_page
+from .._models import Job, Throughput, WorkerState
+from .._states import JobStatus
+from .._wire import JobsPage, encoder, jobs_page
 from ..metrics import render as render_metrics
 from ._api import ServedRuntime
 
@@ -47,82 +57,239 @@ _PAGE_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:;"
     " img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
+JSON: Final = "application/json"
 
 
-def respond(status: int, body: bytes, content_type: str) -> Response:
-    headers = Headers(
-        [
-            ("Content-Type", content_type),
-            ("Content-Length", str(len(body))),
-            ("Cache-Control", "no-store"),
-            ("X-Content-Type-Options", "nosniff"),
-        ]
+class Reply(NamedTuple):
+    """An HTTP answer, before a transport sends it (with :func:`headers`)."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+def headers(reply: Reply) -> list[tuple[str, str]]:
+    """The headers every answer carries, whichever transport sends it."""
+    found = [
+        ("Content-Type", reply.content_type),
+        ("Content-Length", str(len(reply.body))),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+    ]
+    if reply.content_type.startswith("text/html"):
+        found.append(("Content-Security-Policy", _PAGE_POLICY))
+    return found
+
+
+# -- what the JSON API answers, as Structs (the OpenAPI document's schemas) -------------
+
+
+class ErrorReply(msgspec.Struct, frozen=True):
+    """Every refusal: ``error`` is stable (clients branch on it), ``message`` names
+    what was wrong (the field, the job, the queue)."""
+
+    error: str
+    message: str
+
+
+class Health(msgspec.Struct, frozen=True):
+    status: Literal["ok"] = "ok"
+
+
+class QueueCountsReply(msgspec.Struct, frozen=True):
+    """Each queue's jobs per status (statuses with no job may be absent)."""
+
+    queues: dict[str, dict[JobStatus, int]]
+
+
+class WorkersReply(msgspec.Struct, frozen=True):
+    workers: list[WorkerState]
+
+
+def json_reply(status: int, value: Any) -> Reply:
+    return Reply(status, encoder.encode(value), JSON)
+
+
+def error_reply(status: int, code: str, message: str) -> Reply:
+    return json_reply(status, ErrorReply(code, message))
+
+
+def parse_query(query: str) -> dict[str, str]:
+    """A query string as a dict; a name given twice counts by its last value."""
+    return {k: v[-1] for k, v in parse_qs(query).items()}
+
+
+class Query:
+    """A request's query string: :meth:`get` reads a name's last value (as
+    :func:`parse_query`), :attr:`pairs` holds every pair in order, blank values kept,
+    for the names that repeat (``tag=``) or are patterns (``meta.KEY=``)."""
+
+    def __init__(self, text: str) -> None:
+        self.values = parse_query(text)
+        self.pairs = parse_qsl(text, keep_blank_values=True)
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+
+# -- the endpoints ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter: its name, its type (for the OpenAPI schema) and what it does."""
+
+    name: str
+    type: Any
+    description: str
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """``GET path``: ``{name}`` in the path stands for the rest of it (a job id)."""
+
+    path: str
+    summary: str
+    returns: type
+    run: Callable[[ServedRuntime, Query, str], Awaitable[Any]]
+    params: tuple[Param, ...] = ()
+    not_found: bool = False  # may answer 404 (an unknown job or queue)
+    description: str = ""  # what the parameters cannot say (the OpenAPI operation's)
+
+
+async def _queues(rt: ServedRuntime, query: Query, rest: str) -> QueueCountsReply:
+    return QueueCountsReply(await rt.queue_counts())
+
+
+async def _workers(rt: ServedRuntime, query: Query, rest: str) -> WorkersReply:
+    return WorkersReply(await rt.workers())
+
+
+async def _jobs(rt: ServedRuntime, query: Query, rest: str) -> JobsPage:
+    limit = _int_query(query, "limit", 50)
+    tags, meta = _job_filters(query)
+    jobs = await rt.list_jobs(
+        queue=query.get("queue"),
+        status=query.get("status"),
+        limit=limit,
+        cursor=query.get("cursor"),
+        created_by=query.get("created_by"),
+        tags=tags,
+        meta=meta,
     )
-    if content_type.startswith("text/html"):
-        headers["Content-Security-Policy"] = _PAGE_POLICY
-    return Response(status, http.HTTPStatus(status).phrase, headers, body)
+    return jobs_page(jobs, limit)
 
 
-def json_response(status: int, value: Any) -> Response:
-    return respond(status, encoder.encode(value), "application/json")
+async def _throughput(rt: ServedRuntime, query: Query, rest: str) -> Throughput:
+    minutes = _int_query(query, "minutes", 60)
+    return await rt.throughput(minutes, queue=query.get("queue"))
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return json_response(status, {"error": code, "message": message})
+async def _job(rt: ServedRuntime, query: Query, job_id: str) -> Job:
+    return await rt.job(job_id)
 
 
-async def route(rt: ServedRuntime, request: Request) -> Response:
-    """Answer a plain (non-websocket) GET request."""
-    url = urlsplit(request.path)
-    path = url.path.rstrip("/") or "/"
-    query = {k: v[-1] for k, v in parse_qs(url.query).items()}
+async def _health(rt: ServedRuntime, query: Query, rest: str) -> Health:
+    return Health()
+
+
+ENDPOINTS: Final = (
+    Endpoint("/healthz", "Whether the server answers (no token needed)", Health, _health),
+    Endpoint("/api/queues", "Each queue's jobs per status", QueueCountsReply, _queues),
+    Endpoint(
+        "/api/workers", "The runtimes running workers, as the workers op", WorkersReply, _workers
+    ),
+    Endpoint(
+        "/api/jobs",
+        "A page of jobs, newest first",
+        JobsPage,
+        _jobs,
+        (
+            Param("queue", str, "only this queue's jobs (an unknown queue: 404)"),
+            Param("status", JobStatus, "only jobs in this status"),
+            Param(
+                "limit",
+                Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST_LIMIT)],
+                "jobs per page (default 50); a page of large jobs may hold fewer",
+            ),
+            Param("cursor", str, "the `cursor` of the previous page: the page after it"),
+            Param("created_by", str, "only jobs enqueued with exactly this `created_by`"),
+            Param("tag", list[str], "only jobs having this tag; repeated, jobs having every one"),
+        ),
+        not_found=True,
+        description="`meta.KEY=VALUE` (any KEY, e.g. `meta.tenant=acme`): only jobs whose"
+        " meta holds KEY with VALUE; several keys, jobs holding every pair; a key given twice"
+        " is refused (400), as is a bare `meta=`.",
+    ),
+    Endpoint("/api/jobs/{job_id}", "One job", Job, _job, not_found=True),
+    Endpoint(
+        "/api/throughput",
+        "Jobs finished per minute and queue, from the store",
+        Throughput,
+        _throughput,
+        (
+            Param(
+                "minutes",
+                Annotated[int, msgspec.Meta(ge=1, le=MAX_THROUGHPUT_MINUTES)],
+                "how many minutes back, the current one included (default 60)",
+            ),
+            Param("queue", str, "only this queue (an unknown queue: 404)"),
+        ),
+        not_found=True,
+    ),
+)
+METRICS_PATH: Final = "/metrics"
+OPENAPI_PATH: Final = "/openapi.json"
+
+
+def _match(path: str) -> tuple[Endpoint, str] | None:
+    for endpoint in ENDPOINTS:
+        prefix, brace, _ = endpoint.path.partition("{")
+        if not brace and path == endpoint.path:
+            return endpoint, ""
+        if brace and path.startswith(prefix) and len(path) > len(prefix):
+            return endpoint, path.removeprefix(prefix)
+    return None
+
+
+async def answer(
+    rt: ServedRuntime,
+    path: str,
+    query_string: str,
+    *,
+    accept: str,
+    openapi: Callable[[], bytes],
+) -> Reply:
+    """Answer a plain (non-websocket) GET of ``path`` (relative to the server's root)
+    with ``query_string`` (after the ``?``) and ``accept`` (the Accept header, for
+    /metrics). ``openapi`` makes the OpenAPI document (its server URL is the transport's)."""
+    path = path.rstrip("/") or "/"
     try:
         if path in PAGES:
-            return respond(200, *_page(PAGES[path]))
-        if path == "/healthz":
-            return json_response(200, {"status": "ok"})
-        if path == "/api/queues":
-            counts = await rt.queue_counts()
-            return json_response(200, {"queues": counts})
-        if path == "/metrics":
-            body, content_type = await render_metrics(rt, request.headers.get("Accept", ""))
-            return respond(200, body, content_type)
-        if path == "/api/workers":
-            return json_response(200, {"workers": await rt.workers()})
-        if path == "/api/jobs":
-            limit = _int_query(query, "limit", 50)
-            tags, meta = _job_filters(url.query)
-            jobs = await rt.list_jobs(
-                queue=query.get("queue"),
-                status=query.get("status"),
-                limit=limit,
-                cursor=query.get("cursor"),
-                created_by=query.get("created_by"),
-                tags=tags,
-                meta=meta,
-            )
-            return json_response(200, jobs_page(jobs, limit))
-        if path == "/api/throughput":
-            minutes = _int_query(query, "minutes", 60)
-            return json_response(200, await rt.throughput(minutes, queue=query.get("queue")))
-        if path.startswith("/api/jobs/"):
-            job_id = path.removeprefix("/api/jobs/")
-            return json_response(200, await rt.job(job_id))
+            return Reply(200, *_page(PAGES[path]))
+        if path == OPENAPI_PATH:
+            return Reply(200, openapi(), JSON)
+        if path == METRICS_PATH:
+            return Reply(200, *await render_metrics(rt, accept))
+        matched = _match(path)
+        if matched is not None:
+            endpoint, rest = matched
+            return json_reply(200, await endpoint.run(rt, Query(query_string), rest))
     except (JobNotFound, QueueNotFound) as exc:
-        return error_response(404, "not_found", str(exc))
+        return error_reply(404, "not_found", str(exc))
     except ValidationError as exc:
-        return error_response(400, "invalid", str(exc))
+        return error_reply(400, "invalid", str(exc))
     except MissingExtra as exc:
-        return error_response(501, "not_installed", str(exc))
+        return error_reply(501, "not_installed", str(exc))
     except ConveyorError as exc:
-        return error_response(503, "unavailable", str(exc))
+        return error_reply(503, "unavailable", str(exc))
     except Exception:
-        log.exception("GET %s failed", request.path)
-        return error_response(500, "internal", "internal error; see the server's log")
-    return error_response(404, "not_found", f"no such path: {path}")
+        log.exception("GET %s failed", path)
+        return error_reply(500, "internal", "internal error; see the server's log")
+    return error_reply(404, "not_found", f"no such path: {path}")
 
 
-def _int_query(query: dict[str, str], key: str, default: int) -> int:
+def _int_query(query: Query, key: str, default: int) -> int:
     text = query.get(key)
     if text is None:
         return default
@@ -131,13 +298,13 @@ def _int_query(query: dict[str, str], key: str, default: int) -> int:
     return int(text)
 
 
-def _job_filters(query: str) -> tuple[list[str], dict[str, str]]:
+def _job_filters(query: Query) -> tuple[list[str], dict[str, str]]:
     """``tag=NAME`` (repeatable: jobs having every one) and ``meta.KEY=VALUE`` (one
     value per key) of /api/jobs, blank values kept (``meta.k=`` matches an empty
     value); the runtime checks what they hold, as for list_jobs."""
     tags: list[str] = []
     meta: dict[str, str] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    for key, value in query.pairs:
         if key == "tag":
             tags.append(value)
         elif key == "meta":

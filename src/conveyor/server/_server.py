@@ -6,19 +6,24 @@ into the engine.
 
 from __future__ import annotations
 
-import hmac
+import functools
+import http
 import ipaddress
-from collections.abc import Sequence
-from urllib.parse import parse_qs, urlsplit
+from collections.abc import AsyncIterator, Sequence
 
 import anyio
 from anyio.abc import TaskStatus
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection, broadcast, serve
+from websockets.datastructures import Headers
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 
 from .._logging import get_logger
+from ._access import Access
 from ._api import ServedRuntime
-from ._http import PUBLIC_PATHS, error_response, route
+from ._http import Reply, answer, headers, parse_query
+from ._openapi import openapi_document
 from ._session import Session
 
 log = get_logger("conveyor.server")
@@ -67,8 +72,7 @@ class Server:
         self.runtime = runtime
         self.host = host
         self.port = port
-        self.token = token
-        self.allowed_origins = None if allowed_origins is None else frozenset(allowed_origins)
+        self.access = Access(token, allowed_origins)
         self.max_message_bytes = max_message_bytes
         self.max_buffer = max_buffer
 
@@ -92,48 +96,66 @@ class Server:
             task_status.started()
             await anyio.sleep_forever()
 
-    def _authorized(self, request: Request) -> bool:
-        if self.token is None:
-            return True
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            offered = header.removeprefix("Bearer ").strip()
-        else:
-            offered = parse_qs(urlsplit(request.path).query).get("token", [""])[-1]
-        return hmac.compare_digest(offered.encode(), self.token.encode())
-
-    def _origin_allowed(self, request: Request) -> bool:
-        origin = request.headers.get("Origin")
-        if origin is None:
-            return True  # not a browser: the token (if any) is what protects us
-        if self.allowed_origins is not None:
-            return origin in self.allowed_origins
-        host = request.headers.get("Host")
-        return host is not None and urlsplit(origin).netloc == host
-
     async def _process_request(
         self, connection: ServerConnection, request: Request
     ) -> Response | None:
-        path = urlsplit(request.path).path
-        # The page and the health check carry no data: the page asks for the token.
-        public = path in PUBLIC_PATHS and "Upgrade" not in request.headers
-        if not public and not self._authorized(request):
-            return error_response(401, "unauthorized", "missing or wrong token")
-        if not self._origin_allowed(request):
-            return error_response(403, "forbidden_origin", "this Origin is not allowed")
+        # The request target is path?query (not a URL: urlsplit would read //x as a host).
+        path, _, query_string = request.path.partition("?")
+        query = parse_query(query_string)
+        upgrade = "Upgrade" in request.headers
+        refusal = self.access.refusal(path, request.headers, query, websocket=upgrade)
+        if refusal is not None:
+            return _response(refusal)
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return None  # go on with the websocket handshake
-        return await route(self.runtime, request)
+        accept = request.headers.get("Accept", "")
+        reply = await answer(self.runtime, path, query_string, accept=accept, openapi=_openapi)
+        return _response(reply)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        stats = self.runtime.stats
-        stats.websocket_clients += 1
+        session = Session(
+            self.runtime,
+            _Connection(ws),
+            max_message_bytes=self.max_message_bytes,
+            max_buffer=self.max_buffer,
+        )
         try:
-            await Session(
-                self.runtime,
-                ws,
-                max_message_bytes=self.max_message_bytes,
-                max_buffer=self.max_buffer,
-            ).run()
-        finally:
-            stats.websocket_clients -= 1
+            await session.run()
+        except* ConnectionClosed:
+            pass  # the client went (from the request loop or a forwarder): not an error
+
+
+@functools.cache
+def _openapi() -> bytes:
+    return openapi_document("/")
+
+
+def _response(reply: Reply) -> Response:
+    status = http.HTTPStatus(reply.status)
+    return Response(reply.status, status.phrase, Headers(headers(reply)), reply.body)
+
+
+class _Connection:
+    """A websockets connection as a Session's Connection."""
+
+    WRITE_LIMIT = 64 * 1024  # bytes waiting to be written, past which send_now declines
+
+    def __init__(self, ws: ServerConnection) -> None:
+        self.ws = ws
+
+    def messages(self) -> AsyncIterator[str | bytes]:
+        return aiter(self.ws)
+
+    async def send(self, frame: bytes) -> None:
+        await self.ws.send(frame, text=True)
+
+    def send_now(self, frame: bytes) -> bool:
+        ws = self.ws
+        if ws.state is not State.OPEN or ws.transport.get_write_buffer_size() > self.WRITE_LIMIT:
+            return False
+        broadcast([ws], frame, text=True)
+        return True
+
+    async def close(self, code: int, reason: str, *, linger: float) -> None:
+        self.ws.close_timeout = linger
+        await self.ws.close(code, reason)

@@ -1,14 +1,16 @@
-"""One websocket connection: its requests, its subscriptions and its outgoing events."""
+"""One websocket connection: its requests, its subscriptions and its outgoing events.
+
+Transport-neutral: the websockets server (_server.py) and the ASGI app (conveyor.asgi)
+each hand a Session a Connection of their own, so both speak the one protocol.
+"""
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 import anyio
-from websockets.asyncio.server import ServerConnection, broadcast
-from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
 
 from .._bus import EventStream
 from .._errors import ConveyorError, EventStreamOverflow, ValidationError
@@ -51,6 +53,27 @@ SLOW_CLOSE_TIMEOUT = 10.0  # seconds a client closed for being slow has to read 
 REPLAY_PAGE = 500
 
 
+class Connection(Protocol):
+    """A websocket as a session uses it; each transport adapts its own to this.
+
+    ``messages`` ends when the client closes. ``send`` writes a text frame with
+    backpressure (it waits while the transport's buffer is full) and raises the
+    transport's own exception once the connection is gone: the transport's adapter,
+    around :meth:`Session.run`, treats that as the end of the connection.
+    ``send_now`` writes a text frame at once, without waiting, if the transport can
+    (the connection open and its write buffer low), and says whether it did.
+    ``close`` sends a close frame and gives the client ``linger`` seconds to read it.
+    """
+
+    def messages(self) -> AsyncIterator[str | bytes]: ...
+
+    async def send(self, frame: bytes) -> None: ...
+
+    def send_now(self, frame: bytes) -> bool: ...
+
+    async def close(self, code: int, reason: str, *, linger: float) -> None: ...
+
+
 class Session:
     """Serves one connection until it closes.
 
@@ -61,7 +84,7 @@ class Session:
     """
 
     def __init__(
-        self, rt: ServedRuntime, ws: ServerConnection, *, max_message_bytes: int, max_buffer: int
+        self, rt: ServedRuntime, ws: Connection, *, max_message_bytes: int, max_buffer: int
     ) -> None:
         self.rt = rt
         self.max_message_bytes = max_message_bytes
@@ -72,18 +95,24 @@ class Session:
         self._ids = itertools.count(1)
 
     async def run(self) -> None:
+        """Answer requests until the client closes. The transport's exception for a
+        connection that went (from the request loop or a forwarder) propagates, in an
+        exception group: its adapter knows it and ends quietly. The session counts as
+        a websocket client in the runtime's stats while it runs, whichever transport."""
+        stats = self.rt.stats
+        stats.websocket_clients += 1
         try:
             async with anyio.create_task_group() as tg:
                 self._tg = tg
-                async for message in self.ws:
+                async for message in self.ws.messages():
                     await self._send(await self._answer(message))
                 tg.cancel_scope.cancel()
-        except* ConnectionClosed:
-            pass  # the client went (from the request loop or a forwarder): not an error
+        finally:
+            stats.websocket_clients -= 1
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
-            await self.ws.send(data, text=True)
+            await self.ws.send(data)
 
     async def _answer(self, message: str | bytes) -> bytes:
         if len(message) > self.max_message_bytes:
@@ -185,9 +214,10 @@ class Session:
         seconds for that, not the 2 s of an ordinary close, or the connection would be
         cut under it and all it saw would be an EOF."""
         log.warning("closing a client that fell behind: %s", reason)
-        self.ws.close_timeout = SLOW_CLOSE_TIMEOUT
         with anyio.move_on_after(SLOW_CLOSE_TIMEOUT + 1):
-            await self.ws.close(CLOSE_TOO_SLOW, "too slow: event buffer overflowed")
+            await self.ws.close(
+                CLOSE_TOO_SLOW, "too slow: event buffer overflowed", linger=SLOW_CLOSE_TIMEOUT
+            )
         self._tg.cancel_scope.cancel()
 
 
@@ -212,15 +242,13 @@ async def _matching(
 class _Forward:
     """Delivers one subscription's events to its connection, in order.
 
-    Fast path: while nothing is queued for it and the connection's write buffer is
-    below WRITE_LIMIT, the bus hands each event to :meth:`_direct`, which writes the
-    frame at once, in the publisher's call (as ``websockets.broadcast`` does), so a
-    thousand clients cost a thousand writes, not a thousand task wake-ups. Otherwise the
-    event waits in the stream's bounded buffer and :meth:`run` sends it with
-    backpressure.
+    Fast path: while nothing is queued for it and the connection can write at once
+    (``Connection.send_now``: the websockets server's can while its write buffer is
+    low), the bus hands each event to :meth:`_direct`, which writes the frame in the
+    publisher's call (as ``websockets.broadcast`` does), so a thousand clients cost a
+    thousand writes, not a thousand task wake-ups. Otherwise the event waits in the
+    stream's bounded buffer and :meth:`run` sends it with backpressure.
     """
-
-    WRITE_LIMIT = 64 * 1024
 
     def __init__(self, session: Session, sub: str, stream: EventStream) -> None:
         self.session = session
@@ -239,11 +267,7 @@ class _Forward:
             return False
         if not is_progress and event.seq <= self.replayed:
             return True  # already sent by the replay
-        ws = self.session.ws
-        if ws.state is not State.OPEN or ws.transport.get_write_buffer_size() > self.WRITE_LIMIT:
-            return False
-        broadcast([ws], event_frame(self.sub, event), text=True)
-        return True
+        return self.session.ws.send_now(event_frame(self.sub, event))
 
     def _on_overflow(self) -> None:
         self.overflowed = True

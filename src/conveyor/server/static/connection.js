@@ -25,6 +25,15 @@ export function useToken(token) {
   connect();
 }
 
+// Every address the page reaches, relative to the page itself (its directory), so the
+// dashboard works where it is mounted: at / on conveyor's own server, or under any path
+// of an ASGI app (/jobs/ -> /jobs/api/queues and the websocket at /jobs/).
+export function endpoint(path, protocol = location.protocol) {
+  const url = new URL(path, document.baseURI);
+  url.protocol = protocol;
+  return url;
+}
+
 export async function connect() {
   setConn("connecting…", false);
   let response;
@@ -32,15 +41,14 @@ export async function connect() {
     // One plain request first: it tells a refused token (401) from a server that is
     // down, which a browser's WebSocket cannot, and brings the queue counts.
     const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
-    response = await fetch("/api/queues", { headers, cache: "no-store" });
+    response = await fetch(endpoint("api/queues"), { headers, cache: "no-store" });
   } catch (err) {
     return retry();
   }
   if (response.status === 401) return askToken(Boolean(state.token));
   if (!response.ok) return retry();
   setCounts((await response.json()).queues);
-  const url = new URL("/", location.href);
-  url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
+  const url = endpoint(".", location.protocol === "https:" ? "wss:" : "ws:");
   if (state.token) url.searchParams.set("token", state.token);
   const ws = (state.ws = new WebSocket(url));
   ws.onopen = () => opened();
