@@ -35,12 +35,12 @@ from conveyor.server._http import ENDPOINTS
 
 from ..conftest import wait_until
 from .asgi_app import SESSION, get, serving, user_app
-from .test_dashboard import WAIT_MS, Steps, page, row
+from .test_dashboard import WAIT_MS, Steps, row
 from .test_metrics import families, value
 from .test_server import Work, http_get, read_to_eof, silent_subscriber
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
-__all__ = ("page",)  # the dashboard test's Chromium fixture, used here
+
 
 AUTH = {"Authorization": f"Bearer {SESSION}"}
 
