@@ -43,13 +43,16 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _connect(client: Client, timeout: float | None) -> ClientConnection:
-    return connect(
+    ws = connect(
         client.url,
         additional_headers=auth_headers(client.token),
         open_timeout=timeout,
         close_timeout=CLOSE_TIMEOUT,
         max_size=client.max_message_bytes,
     )
+    # Entered (it returns itself): the connection is this module's to close, as
+    # websockets (17.1 on) asks of one not used in a ``with`` block.
+    return ws.__enter__()
 
 
 def _open(client: Client, timeout: float | None) -> ClientConnection:
