@@ -14,9 +14,8 @@ import anyio
 
 sys.path.insert(0, str(Path(__file__).parent.parent))
 
-from worker_app import QUEUES  # noqa: E402
-
-from conveyor import Runtime  # noqa: E402
+from conveyor import Runtime
+from worker_app import QUEUES
 
 
 async def main() -> None:

@@ -147,7 +147,8 @@ def test_events_are_a_blocking_iterator(server: str, worker: Process) -> None:
             if event.status.is_terminal:
                 break
         statuses = [s for s, _ in seen]
-        assert statuses[0] is JobStatus.QUEUED and statuses[-1] is JobStatus.COMPLETED
+        assert statuses[0] is JobStatus.QUEUED
+        assert statuses[-1] is JobStatus.COMPLETED
         assert (JobStatus.RUNNING, "step 2") in seen  # progress reports come through
         # since=: the transitions after a seq, replayed from the store.
         first = client.history(job.id)[0].seq
