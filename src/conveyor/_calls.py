@@ -29,6 +29,7 @@ from ._limits import (
     optional_text,
     seconds,
     shown,
+    text,
 )
 from ._limits import statuses as check_statuses
 from ._logging import get_logger
@@ -70,6 +71,16 @@ def websocket_url(url: str) -> str:
     if not host:
         raise ValidationError(f"url {shown(url)} names no host")
     return f"{schemes[scheme.lower()]}://{rest}"
+
+
+def checked_token(token: Any) -> str | None:
+    """A bearer token, checked: visible ASCII (what an HTTP header carries unchanged)."""
+    if token is None:
+        return None
+    checked = text("token", token, 4096)
+    if not all("!" <= c <= "~" for c in checked):
+        raise ValidationError("token must be visible ASCII characters (no spaces)")
+    return checked
 
 
 def auth_headers(token: str | None) -> dict[str, str] | None:
@@ -248,7 +259,10 @@ class Calls:
         statuses: Iterable[JobStatus | str] | None,
         queue: str | None,
     ) -> Call[int]:
-        fields: dict[str, Any] = {"older_than": seconds("older_than", older_than), "queue": queue}
+        fields: dict[str, Any] = {
+            "older_than": seconds("older_than", older_than),
+            "queue": None if queue is None else name("queue", queue),
+        }
         if statuses is not None:
             fields["statuses"] = sorted(check_statuses("statuses", statuses))
         return self._op("purge", _count("deleted"), **fields)

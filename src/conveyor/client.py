@@ -30,6 +30,7 @@ from ._calls import (
     Replies,
     auth_headers,
     backoff_bounds,
+    checked_token,
     message_size,
     websocket_url,
 )
@@ -83,7 +84,7 @@ class Client:
     ) -> None:
         self.url = websocket_url(url)
         self.max_message_bytes = message_size(max_message_bytes)
-        self.token = token
+        self.token = checked_token(token)
         self.min_backoff, self.max_backoff = backoff_bounds(min_backoff, max_backoff)
         self._calls = Calls()
         self._replies: Replies[anyio.Event] = Replies(anyio.Event)

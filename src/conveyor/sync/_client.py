@@ -24,6 +24,7 @@ from .._calls import (
     Replies,
     auth_headers,
     backoff_bounds,
+    checked_token,
     message_size,
     websocket_url,
 )
@@ -123,7 +124,7 @@ class Client:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.url = websocket_url(url)
-        self.token = token
+        self.token = checked_token(token)
         self.request_timeout = bounded_seconds("request_timeout", request_timeout)
         self.min_backoff, self.max_backoff = backoff_bounds(min_backoff, max_backoff)
         self.max_message_bytes = message_size(max_message_bytes)

@@ -7,9 +7,9 @@ import os
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from contextlib import AbstractContextManager
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -17,7 +17,7 @@ from typing import Any, Self, TypeVar
 import anyio
 from anyio.from_thread import BlockingPortal
 
-from .._errors import RuntimeClosed, StoreUnavailable
+from .._errors import RuntimeClosed, StoreUnavailable, ValidationError
 from .._limits import DEFAULT_LIMITS, Limits, bounded_seconds
 from .._models import Job
 from .._queue import Queue
@@ -111,13 +111,15 @@ class Producer:
         call_timeout: float = 30.0,
     ) -> None:
         self.call_timeout = bounded_seconds("call_timeout", call_timeout)
+        if not isinstance(queues, (list, tuple)):
+            raise ValidationError(
+                f"queues must be a list of Queue instances, not {type(queues).__name__}"
+            )
         self._lock = threading.Lock()
         self._closed = False
         loop = _LoopThread()
         try:
-            runtime = loop.portal.call(
-                lambda: Runtime(store, queues, workers=False, limits=limits)
-            )
+            runtime = loop.portal.call(lambda: Runtime(store, queues, workers=False, limits=limits))
             # Entered and left in one task of the loop, as its task group requires.
             entered = loop.portal.wrap_async_context_manager(runtime)
             self._runtime = entered.__enter__()
