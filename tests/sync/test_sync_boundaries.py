@@ -154,7 +154,9 @@ async def test_every_sync_client_call_ends_as_the_runtimes(rt: Runtime, location
                 global runs
                 runs += 1
                 op, args, kwargs = call
-                if real_id and op in ARITY:  # a job that exists, now and then
+                # A job that exists, now and then (not for rerun: the Runtime's rerun
+                # makes the job pending, so the client's, right after, is refused).
+                if real_id and op in ARITY and op != "rerun":
                     args = (*args[:-1], job.id)
                 by_runtime = on_runtime(rt, op, *args, **kwargs)
                 by_client = outcome(lambda: getattr(client, op)(*args, **kwargs))
