@@ -152,8 +152,13 @@ def _conveyor_imports(module: str, imports: set[str]) -> set[str]:
 
 
 def test_the_client_speaks_only_through_the_records_and_the_wire_module() -> None:
-    imports = _conveyor_imports("client.py", _modules()["client.py"])
-    assert imports <= {"_errors", "_models", "_states", "_wire", "_limits", "_logging", "_codec"}
+    records = {"_errors", "_models", "_states", "_wire", "_limits", "_logging", "_codec"}
+    modules = _modules()
+    # _calls.py: the clients' transport-free half, shared by the async and the sync one.
+    assert _conveyor_imports("_calls.py", modules["_calls.py"]) <= records
+    assert _conveyor_imports("client.py", modules["client.py"]) <= records | {"_calls"}
+    sync_client = _conveyor_imports("sync/_client.py", modules["sync/_client.py"])
+    assert sync_client <= records | {"_calls", "client"}
 
 
 def test_the_wire_module_does_no_io() -> None:
