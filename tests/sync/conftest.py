@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from anyio.from_thread import start_blocking_portal
@@ -18,6 +19,33 @@ from anyio.from_thread import start_blocking_portal
 from ..conftest import WORKER_APP, postgres_schema
 
 SERVER_APP = Path(__file__).parent / "server_app.py"
+
+T = TypeVar("T")
+
+
+def in_threads(count: int, work: Callable[[int], list[T]]) -> list[list[T]]:
+    """``work(n)`` for n in range(count), each in a plain thread of its own, all let go
+    at once: what each returned (the first error any raised is raised here)."""
+    results: list[list[T]] = [[] for _ in range(count)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(count)
+
+    def run(n: int) -> None:
+        try:
+            start.wait(10)
+            results[n] = work(n)
+        except BaseException as exc:
+            errors.append(exc)
+
+    pool = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in pool), "a thread is stuck"
+    if errors:
+        raise errors[0]
+    return results
 
 
 class Process:

@@ -27,7 +27,7 @@ from conveyor.sync import Producer
 
 from ..conftest import WORKER_APP
 from ..worker_app import QUEUES
-from .conftest import Process
+from .conftest import Process, in_threads
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -178,29 +178,19 @@ async def _count(location: str) -> int:
 
 def test_many_threads_share_one_producer_and_every_job_is_stored_once(location: str) -> None:
     threads, each = 8, 25
-    ids: list[list[str]] = [[] for _ in range(threads)]
-    errors: list[BaseException] = []
     with Producer(location, QUEUES) as producer:
-        start = threading.Barrier(threads)
 
-        def enqueue(n: int) -> None:
-            try:
-                start.wait(10)
-                for i in range(each):
-                    if i % 5 == 4:  # some as a batch
-                        batch = producer.enqueue_many("work", [{"n": n, "i": i, "b": 0}] * 2)
-                        ids[n] += [j.id for j in batch]
-                    else:
-                        ids[n].append(producer.enqueue("work", {"n": n, "i": i}).id)
-            except BaseException as exc:
-                errors.append(exc)
+        def enqueue(n: int) -> list[str]:
+            ids = []
+            for i in range(each):
+                if i % 5 == 4:  # some as a batch
+                    batch = producer.enqueue_many("work", [{"n": n, "i": i, "b": 0}] * 2)
+                    ids += [j.id for j in batch]
+                else:
+                    ids.append(producer.enqueue("work", {"n": n, "i": i}).id)
+            return ids
 
-        pool = [threading.Thread(target=enqueue, args=(n,)) for n in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join(60)
-    assert not errors, errors
+        ids = in_threads(threads, enqueue)
     flat = [job_id for per in ids for job_id in per]
     assert len(flat) == len(set(flat)) == threads * (each + each // 5)
 

@@ -27,7 +27,7 @@ from conveyor import (
 from conveyor import client as async_client
 from conveyor.sync import Client
 
-from .conftest import Process, Server
+from .conftest import Process, Server, in_threads
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -95,25 +95,11 @@ def test_many_threads_share_one_client_and_every_job_is_stored_once(
     server: str, worker: Process
 ) -> None:
     threads, each = 8, 25
-    ids: list[list[str]] = [[] for _ in range(threads)]
-    errors: list[BaseException] = []
     with Client(server) as client:
-        start = threading.Barrier(threads)
-
-        def enqueue(n: int) -> None:
-            try:
-                start.wait(10)
-                for i in range(each):
-                    ids[n].append(client.enqueue("work", {"thread": n, "i": i}).id)
-            except BaseException as exc:
-                errors.append(exc)
-
-        pool = [threading.Thread(target=enqueue, args=(n,)) for n in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join(60)
-        assert not errors, errors
+        ids = in_threads(
+            threads,
+            lambda n: [client.enqueue("work", {"thread": n, "i": i}).id for i in range(each)],
+        )
         flat = [job_id for per in ids for job_id in per]
         assert len(set(flat)) == threads * each
         stored = list_all(client)

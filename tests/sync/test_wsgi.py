@@ -20,7 +20,7 @@ from conveyor import ConveyorError, ValidationError
 from conveyor.sync import Client, Producer
 
 from ..worker_app import QUEUES
-from .conftest import Process
+from .conftest import Process, in_threads
 
 pytestmark = [pytest.mark.timeout(120)]
 
@@ -99,20 +99,14 @@ def call(url: str, body: Any = None) -> tuple[int, dict[str, Any]]:
 
 def test_views_enqueue_from_many_request_threads(site: str, worker: Process) -> None:
     threads, each = 6, 10
-    answers: list[tuple[int, dict[str, Any]]] = []
-    lock = threading.Lock()
-
-    def post(n: int) -> None:
-        for i in range(each):
-            answer = call(f"{site}/exports", {"sleep": 0, "who": [n, i]})
-            with lock:
-                answers.append(answer)
-
-    pool = [threading.Thread(target=post, args=(n,)) for n in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(60)
+    answers = [
+        answer
+        for per in in_threads(
+            threads,
+            lambda n: [call(f"{site}/exports", {"sleep": 0, "who": [n, i]}) for i in range(each)],
+        )
+        for answer in per
+    ]
     assert [code for code, _ in answers] == [202] * threads * each
     ids = {reply["job_id"] for _, reply in answers}
     assert len(ids) == threads * each

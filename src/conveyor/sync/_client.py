@@ -9,7 +9,6 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
-from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -33,6 +32,7 @@ from .._limits import bounded_seconds, name, optional_seconds
 from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
 from .._states import TERMINAL, JobStatus
 from ..client import CLOSE_TIMEOUT, open_failure
+from ._closing import Closing
 
 __all__ = ("Client", "Events")
 
@@ -95,7 +95,7 @@ class _Connection:
         self.reader.join(CLOSE_TIMEOUT)
 
 
-class Client:
+class Client(Closing):
     """conveyor.client.Client's methods, blocking: for Django and Flask views, scripts
     and notebooks. ``with Client("ws://127.0.0.1:8765") as client: client.enqueue(...)``.
 
@@ -136,14 +136,6 @@ class Client:
     def __enter__(self) -> Self:
         self._connection()  # connect now: a wrong URL or token fails here
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the connection; later calls raise ServerError with code ``closed``."""
@@ -335,7 +327,7 @@ class Client:
         return Events(self, feed, optional_seconds("timeout", timeout))
 
 
-class Events(Iterator[Event]):
+class Events(Closing, Iterator[Event]):
     """A blocking iterator of live events (see Client.events). Close it, or leave its
     ``with`` block, to drop its connection; closing from another thread ends a blocked
     ``next()`` at once."""
@@ -360,14 +352,6 @@ class Events(Iterator[Event]):
                     raise
                 raise failure from exc
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Stop: drop the connection; a next() blocked in another thread ends."""

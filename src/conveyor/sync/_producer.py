@@ -11,8 +11,7 @@ from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, TypeVar
 
 import anyio
 from anyio.from_thread import BlockingPortal
@@ -22,6 +21,7 @@ from .._limits import DEFAULT_LIMITS, Limits, bounded_seconds
 from .._models import Job
 from .._queue import Queue
 from .._runtime import Runtime
+from ._closing import Closing
 
 __all__ = ("Producer",)
 
@@ -79,7 +79,7 @@ def _shut(loop: _LoopThread, runtime: AbstractContextManager[Runtime]) -> None:
         loop.stop()
 
 
-class Producer:
+class Producer(Closing):
     """Enqueues jobs into a queue database from code without an event loop:
     ``Producer("conveyor.db", queues=[ExportQueue()])`` or a ``postgresql://`` URL.
     No server is needed; worker processes on that database (``conveyor worker``) run
@@ -128,17 +128,6 @@ class Producer:
             raise
         self._loop = loop
         self._finalizer = weakref.finalize(self, _shut, loop, entered)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Write what is pending, close the database and stop the loop thread. Calls
