@@ -79,7 +79,7 @@ class _Connection:
 
     @property
     def is_open(self) -> bool:
-        return self.ws.state is State.OPEN and self.reader.is_alive()
+        return self.ws.protocol.state is State.OPEN and self.reader.is_alive()
 
     def _read(self) -> None:
         try:
