@@ -5,11 +5,13 @@ writes; worker processes pick the jobs up."""
 from __future__ import annotations
 
 import math
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -21,6 +23,7 @@ from conveyor import (
     Queue,
     Runtime,
     RuntimeClosed,
+    StoreUnavailable,
     ValidationError,
 )
 from conveyor.sync import Producer
@@ -239,3 +242,24 @@ def test_a_producer_left_open_does_not_hold_up_the_exit_and_its_job_is_stored(
             return (await rt.job(job_id)).payload
 
     assert anyio.run(read) == {"left": "open"}
+
+
+def test_a_call_is_bounded_by_the_call_timeout(tmp_path: Path) -> None:
+    # A real lock: another connection holds the SQLite file's write lock, so the
+    # enqueue waits for it; call_timeout ends the wait, saying the outcome is unknown.
+    db = tmp_path / "jobs.db"
+    with Producer(db, QUEUES, call_timeout=0.5) as producer:
+        producer.enqueue("work", {"first": True})
+        holder = sqlite3.connect(db, isolation_level=None)
+        try:
+            holder.execute("BEGIN EXCLUSIVE")
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable) as timed_out:
+                producer.enqueue("work", {"second": True})
+            assert timed_out.value.outcome_unknown
+            assert "call_timeout" in str(timed_out.value)
+            assert 0.5 <= time.monotonic() - started < 3
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert producer.enqueue("work", {"third": True}).status is JobStatus.QUEUED
