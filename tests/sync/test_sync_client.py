@@ -53,7 +53,8 @@ def test_calls_round_trip(server: str, worker: Process) -> None:
         assert client.cancel(held.id).status in (JobStatus.CANCELLING, JobStatus.CANCELLED)
         assert client.wait(held.id, timeout=30).status is JobStatus.CANCELLED
         assert client.rerun(later.id, by="me").status is JobStatus.QUEUED
-        assert client.history(later.id)[-1].message == "rerun by me"
+        requeued = [h for h in client.history(later.id) if h.status is JobStatus.QUEUED]
+        assert requeued[-1].message == "rerun by me"  # (a worker may have it running now)
         assert client.wait(later.id, timeout=30).status is JobStatus.COMPLETED
         assert {j.id for j in client.list_jobs(queue="work", limit=10)} == {
             job.id,
