@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 export CONVEYOR_CHROMIUM := $(CHROMIUM)
 
-.PHONY: demo test soak lint postgres pgbouncer fuse nftables bench bench-postgres clean
+.PHONY: demo test soak lint docs postgres pgbouncer fuse nftables bench bench-postgres plots clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ demo: $(STAMP)
 	$(BIN)/conveyor demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs
+	$(BIN)/ruff format --check src tests examples benchmarks docs
 	$(BIN)/mypy
+
+# The documentation site, offline (no fonts or plugins that reach the network), into site/
+# (git-ignored): the CLI reference is generated from the parser first. `make test` builds
+# it too, --strict, in tests/e2e/test_docs.py, so a broken link fails CI.
+docs: $(STAMP)
+	$(BIN)/python docs/gen_cli.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
 test: lint $(CHROMIUM) postgres pgbouncer fuse nftables
 	$(BIN)/pytest
@@ -91,14 +98,22 @@ $(CHROMIUM):
 	$$sudo apt-get update -qq && \
 	$$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 
+# Each run writes its figures to benchmarks/results/STORE.json and redraws the plots that
+# docs/benchmarks.md shows (docs/img/*.png, each naming the run it comes from).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/throughput.py --peers huey,arq,saq,taskiq,procrastinate,pgqueuer
+	$(BIN)/python benchmarks/throughput.py --peers huey,arq,saq,taskiq,procrastinate,pgqueuer \
+	    --json benchmarks/results/sqlite.json
 	$(BIN)/python benchmarks/fanout.py
+	$(MAKE) plots
 
 bench-postgres: $(STAMP) postgres
 	$(BIN)/python benchmarks/throughput.py --store postgres --jobs 5000 \
-	    --peers pgqueuer,procrastinate
+	    --peers pgqueuer,procrastinate --json benchmarks/results/postgres.json
 	$(BIN)/python benchmarks/throughput.py --store postgres --processes 1,2,4 --peers graphile
+	$(MAKE) plots
+
+plots: $(STAMP)
+	$(BIN)/python benchmarks/plots.py benchmarks/results/sqlite.json benchmarks/results/postgres.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm
+	rm -rf $(VENV) site .pytest_cache .mypy_cache .ruff_cache conveyor.db conveyor.db-wal conveyor.db-shm

@@ -20,6 +20,7 @@ import pytest
 from anyio.streams.text import TextReceiveStream
 
 from conveyor import Event, EventStream, JobStatus
+from conveyor.store.sqlite import _connections
 
 WORKER_APP = Path(__file__).parent / "worker_app.py"
 
@@ -91,10 +92,16 @@ def store_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def location(store_kind: str, tmp_path: Path) -> AsyncIterator[str]:
-    """Where a store lives, once per kind: a SQLite file, or a PostgreSQL schema (with
+async def location(
+    store_kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[str]:
+    """Where a store lives, once per kind: a SQLite file (with kind "sqlite-threaded",
+    written through conveyor's own threads, as where aiosqlite lacks the private call
+    its writers use: see store/sqlite/_connections.py), or a PostgreSQL schema (with
     kind "pgbouncer", reached through a transaction pooler; see the pgbouncer fixture)."""
-    if store_kind == "sqlite":
+    if store_kind.startswith("sqlite"):
+        if store_kind == "sqlite-threaded":
+            monkeypatch.setattr(_connections, "AIOSQLITE_RUNS_FUNCTIONS", False)
         yield str(tmp_path / "jobs.db")
         return
     async with postgres_schema() as url:

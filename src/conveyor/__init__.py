@@ -14,10 +14,12 @@ from ._context import report_progress as report_progress
 from ._context import transaction as transaction
 from ._errors import ConveyorError as ConveyorError
 from ._errors import EventStreamOverflow as EventStreamOverflow
+from ._errors import HookFailed as HookFailed
 from ._errors import InvalidTransition as InvalidTransition
 from ._errors import JobCancelled as JobCancelled
 from ._errors import JobFailed as JobFailed
 from ._errors import JobNotFound as JobNotFound
+from ._errors import MissingExtra as MissingExtra
 from ._errors import NotInJob as NotInJob
 from ._errors import QueueNotFound as QueueNotFound
 from ._errors import RuntimeClosed as RuntimeClosed
@@ -34,6 +36,7 @@ from ._models import HistoryEntry as HistoryEntry
 from ._models import Job as Job
 from ._models import Progress as Progress
 from ._models import QueueState as QueueState
+from ._models import RunOutcome as RunOutcome
 from ._models import WorkerState as WorkerState
 from ._queue import Queue as Queue
 from ._runtime import Runtime as Runtime
@@ -52,6 +55,7 @@ __all__ = (
     "EventStream",
     "EventStreamOverflow",
     "HistoryEntry",
+    "HookFailed",
     "InvalidTransition",
     "Job",
     "JobCancelled",
@@ -60,11 +64,13 @@ __all__ = (
     "JobNotFound",
     "JobStatus",
     "Limits",
+    "MissingExtra",
     "NotInJob",
     "Progress",
     "Queue",
     "QueueNotFound",
     "QueueState",
+    "RunOutcome",
     "Runtime",
     "RuntimeClosed",
     "SQLiteStore",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Final, Generic, Protocol, TypeVar
 
@@ -23,6 +23,7 @@ from ._errors import ConveyorError, ServerError, ValidationError
 from ._limits import (
     Limits,
     enqueue_options,
+    list_filters,
     list_options,
     name,
     optional_seconds,
@@ -170,7 +171,8 @@ class Calls:
 
     def enqueue(self, queue: str, payload: Any, options: EnqueueOptions) -> Call[Job]:
         name("queue", queue)
-        enqueue_options(options, time.time(), NO_SIZE_LIMITS)
+        # As checked: meta a dict and tags a list, whatever Mapping or iterable was given.
+        _, options = enqueue_options(options, time.time(), NO_SIZE_LIMITS)
         if isinstance(options.delay, timedelta):  # the wire's delay is a number of seconds
             options = msgspec.structs.replace(options, delay=seconds("delay", options.delay))
         data = encode_value(payload, "payload", MAX_MESSAGE_BYTES, "the message size")
@@ -186,9 +188,17 @@ class Calls:
         return self._job_of("job_status", queue, job_id)
 
     def list_jobs(
-        self, queue: str | None, status: JobStatus | str | None, limit: int, cursor: str | None
+        self,
+        queue: str | None,
+        status: JobStatus | str | None,
+        limit: int,
+        cursor: str | None,
+        *,
+        tags: Iterable[str] | None,
+        meta: Mapping[str, str] | None,
     ) -> Call[list[Job]]:
         checked, limit, cursor = list_options(status, limit, cursor)
+        wanted_tags, wanted_meta = list_filters(tags, meta, NO_SIZE_LIMITS)
         return self._op(
             "list_jobs",
             _as(list[Job], "jobs"),
@@ -196,6 +206,8 @@ class Calls:
             status=checked,
             limit=limit,
             cursor=cursor,
+            tags=wanted_tags or None,
+            meta=wanted_meta or None,
         )
 
     def queue_counts(self) -> Call[dict[str, dict[JobStatus, int]]]:

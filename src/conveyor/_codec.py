@@ -14,6 +14,8 @@ from ._models import Progress
 json_encoder = msgspec.json.Encoder()
 _any_decoder = msgspec.json.Decoder()
 _progress_decoder = msgspec.json.Decoder(Progress)
+_meta_decoder = msgspec.json.Decoder(dict[str, str])
+_tags_decoder = msgspec.json.Decoder(list[str])
 _typed_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
 
 
@@ -27,6 +29,14 @@ def decode(data: bytes | str) -> Any:
 
 def decode_progress(data: bytes | str) -> Progress:
     return _progress_decoder.decode(data)
+
+
+def decode_meta(data: bytes | str) -> dict[str, str]:
+    return _meta_decoder.decode(data)
+
+
+def decode_tags(data: bytes | str) -> list[str]:
+    return _tags_decoder.decode(data)
 
 
 def decoder_for(tp: Any) -> msgspec.json.Decoder[Any]:

@@ -11,10 +11,13 @@ Every error conveyor raises on purpose is a :class:`ConveyorError`::
     ├── JobFailed              raised inside a handler by fail_job(); fails without retry
     ├── WaitTimeout            wait() ran out of time (also a TimeoutError)
     ├── RuntimeClosed          the runtime is not running (not entered, or shut down)
+    ├── HookFailed             a queue's on_startup hook raised: the runtime did not start
     ├── NotInJob               a job helper (report_progress, ...) called outside a handler
     ├── EventStreamOverflow    an events() consumer fell too far behind and was dropped
     ├── ServerError            a server answered with an error no class above stands for,
     │                          or could not be reached (conveyor.client)
+    ├── MissingExtra           a feature needs a package that is not installed; the
+    │                          message says which extra to install
     └── StoreError             the store could not do what was asked; nothing was changed
         ├── StoreBusy          another writer held a lock past the busy or lock timeout
         └── StoreUnavailable   the database cannot be written (read-only, disk full,
@@ -84,6 +87,16 @@ class RuntimeClosed(ConveyorError):
     """The runtime is not running: used before ``async with`` or after it was left."""
 
 
+class HookFailed(ConveyorError):
+    """A queue's ``on_startup`` hook raised (``__cause__`` is what it raised), so the
+    runtime did not start. ``queue`` and ``hook`` name it."""
+
+    def __init__(self, queue: str, hook: str, error: str) -> None:
+        super().__init__(f"queue {queue!r}: {hook}() failed: {error}")
+        self.queue = queue
+        self.hook = hook
+
+
 class NotInJob(ConveyorError, RuntimeError):
     """``report_progress``, ``check_cancelled``, ``fail_job`` or ``current_job`` was called
     outside a running handler (or a task/thread it did not start)."""
@@ -105,6 +118,11 @@ class ServerError(ConveyorError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+
+
+class MissingExtra(ConveyorError, ImportError):
+    """A feature was used whose optional package is not installed (Prometheus metrics
+    without prometheus-client); the message names the ``pip install`` that adds it."""
 
 
 class StoreError(ConveyorError):

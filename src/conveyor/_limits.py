@@ -12,12 +12,14 @@ must still end: it is *made storable* instead, cut to its limit with a note that
 from __future__ import annotations
 
 import math
+import re
 import reprlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Final
 
 import msgspec
+import msgspec.structs
 
 from ._errors import ValidationError
 from ._models import EnqueueOptions
@@ -47,7 +49,13 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     ``traceback_bytes``        64 KiB    the traceback is cut (its last part kept)
     ``unique_key_bytes``       1 KiB     enqueue refused (ValidationError)
     ``created_by_bytes``       1 KiB     enqueue refused (ValidationError)
+    ``meta_bytes``             4 KiB     enqueue refused (ValidationError)
+    ``tags_bytes``             1 KiB     enqueue refused (ValidationError)
     ========================== ========= ===========================================
+
+    ``meta_bytes`` and ``tags_bytes`` measure the JSON of the whole mapping and list
+    (``{"tenant":"acme"}`` is 17 bytes): they ride on every read of the job, its
+    claim by a worker included, so they stay small beside a payload.
     """
 
     payload_bytes: int = MIB
@@ -57,6 +65,8 @@ class Limits(msgspec.Struct, frozen=True, kw_only=True):
     traceback_bytes: int = 64 * KIB
     unique_key_bytes: int = KIB
     created_by_bytes: int = KIB
+    meta_bytes: int = 4 * KIB
+    tags_bytes: int = KIB
 
     def __post_init__(self) -> None:
         for field in self.__struct_fields__:
@@ -113,6 +123,69 @@ def name(field: str, value: Any) -> str:
     if not checked:
         raise ValidationError(f"{field} must not be empty")
     return checked
+
+
+MAX_LABEL_CHARS: Final = 64
+_LABEL: Final = re.compile(rf"[A-Za-z0-9_.:/-]{{1,{MAX_LABEL_CHARS}}}")
+LABEL_RULE: Final = f"1 to {MAX_LABEL_CHARS} ASCII letters, digits or any of _ . : / -"
+
+
+def label(field: str, value: Any) -> str:
+    """A tag or a meta key: 1 to 64 ASCII letters, digits and ``_ . : / -``. Narrow on
+    purpose: labels travel in URLs (``?tag=import&meta.tenant=acme``), CLI arguments
+    (``--meta key=value``) and the dashboard, where none of these needs quoting."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be a string, not {type(value).__name__}")
+    if _LABEL.fullmatch(value) is None:
+        raise ValidationError(f"{field} must be {LABEL_RULE}, not {shown(value)}")
+    return value
+
+
+def meta(field: str, value: Any, max_bytes: int) -> dict[str, str]:
+    """A job's meta, or a list filter on it, checked: a mapping of labels (see
+    ``label``) to text (valid Unicode, no NUL), at most ``max_bytes`` of JSON in all.
+    None is no meta."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(
+            f"{field} must be a mapping of str to str, not {type(value).__name__}"
+        )
+    checked: dict[str, str] = {}
+    for key, item in value.items():
+        checked[label(f"{field} key", key)] = text(f"{field}[{key!r}]", item, max_bytes)
+    _within(field, checked, max_bytes, "Limits.meta_bytes")
+    return checked
+
+
+def tags(field: str, value: Any, max_bytes: int) -> list[str]:
+    """A job's tags, or a list filter on them, checked: an iterable (not a string) of
+    labels (see ``label``), at most ``max_bytes`` of JSON in all; a repeated tag is
+    kept once, where it first appears. None is no tags."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        raise ValidationError(f"{field} must be a list of strings, not {shown(value)}")
+    checked: dict[str, None] = {}  # a dict: ordered, and a repeat kept once
+    for index, tag in enumerate(value):
+        if index * 3 > max_bytes:  # each tag is at least '"t",' of JSON (an endless
+            # iterable stops here, repeats counted)
+            raise ValidationError(f"{field} holds too many tags for the {max_bytes}-byte limit")
+        checked[label(f"{field}[{index}]", tag)] = None
+    found = list(checked)
+    _within(field, found, max_bytes, "Limits.tags_bytes")
+    return found
+
+
+def _within(field: str, value: Any, max_bytes: int, limit: str) -> None:
+    size = len(_json.encode(value))
+    if size > max_bytes:
+        raise ValidationError(
+            f"{field} is {size} bytes of JSON, over the {max_bytes}-byte limit ({limit})"
+        )
+
+
+_json: Final = msgspec.json.Encoder()
 
 
 def number(field: str, value: Any) -> int | float:
@@ -209,10 +282,14 @@ def statuses(field: str, values: Any) -> frozenset[JobStatus]:
     return frozenset(found)
 
 
-def enqueue_options(options: EnqueueOptions, now: float, limits: Limits) -> float | None:
+def enqueue_options(
+    options: EnqueueOptions, now: float, limits: Limits
+) -> tuple[float | None, EnqueueOptions]:
     """Check every option of an enqueue (ValidationError naming the first refused) and
-    return when the job falls due: None for now. The Runtime checks with its limits, the
-    Client (before sending) with no size limits, as the server applies its own."""
+    return when the job falls due (None: now) and the options as checked (``meta`` a
+    dict, ``tags`` a list without repeats, each None when empty). The Runtime checks
+    with its limits, the Client (before sending) with no size limits, as the server
+    applies its own."""
     optional_text("created_by", options.created_by, limits.created_by_bytes)
     integer("priority", options.priority, *PRIORITY_RANGE)
     if options.max_attempts is not None:
@@ -223,6 +300,12 @@ def enqueue_options(options: EnqueueOptions, now: float, limits: Limits) -> floa
         "unique_key", options.unique_key, limits.unique_key_bytes
     ):
         raise ValidationError("unique_key must not be empty")
+    checked_meta = meta("meta", options.meta, limits.meta_bytes)
+    checked_tags = tags("tags", options.tags, limits.tags_bytes)
+    if (checked_meta or None) != options.meta or (checked_tags or None) != options.tags:
+        options = msgspec.structs.replace(
+            options, meta=checked_meta or None, tags=checked_tags or None
+        )
     delay, at = options.delay, options.at
     if delay is not None and at is not None:
         raise ValidationError("give delay or at, not both")
@@ -238,7 +321,8 @@ def enqueue_options(options: EnqueueOptions, now: float, limits: Limits) -> floa
             raise ValidationError(f"at is out of range: {exc}") from None
         if scheduled_at > now + MAX_DELAY:
             raise ValidationError("at must be at most 100 years from now")
-    return None if scheduled_at is None or scheduled_at <= now else scheduled_at
+    due = None if scheduled_at is None or scheduled_at <= now else scheduled_at
+    return due, options
 
 
 MAX_LIST_LIMIT: Final = 1000  # jobs per list_jobs page, at most
@@ -254,3 +338,11 @@ def list_options(status: Any, limit: Any, cursor: Any) -> tuple[JobStatus | None
             raise ValidationError(f"unknown status {shown(status)}") from None
     integer("limit", limit, 1, MAX_LIST_LIMIT)
     return status, limit, None if cursor is None else name("cursor", cursor)
+
+
+def list_filters(
+    tag_filter: Any, meta_filter: Any, limits: Limits
+) -> tuple[list[str], dict[str, str]]:
+    """list_jobs's filters on what jobs were enqueued with, checked as ``tags`` and
+    ``meta`` of an enqueue are (a filter no job could match is refused, not run)."""
+    return tags("tags", tag_filter, limits.tags_bytes), meta("meta", meta_filter, limits.meta_bytes)

@@ -33,6 +33,8 @@ class EnqueueOptions(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     max_attempts: int | None = None  # None: the queue's
     timeout: float | None = None  # seconds; None: the queue's
     unique_key: str | None = None  # one job per key while it is unfinished
+    meta: dict[str, str] | None = None  # str -> str, see Runtime.enqueue
+    tags: list[str] | None = None
 
 
 class Job(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,12 +52,29 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int = 1
     priority: int = 0
     created_by: str | None = None
+    # What the application said about the job beside its payload (see Runtime.enqueue):
+    # kept as given for the job's whole life, retries and reruns included.
+    meta: dict[str, str] = msgspec.field(default_factory=dict)
+    tags: list[str] = msgspec.field(default_factory=list)
     created_at: datetime
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime
     timeout: float | None = None
+
+
+class RunOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one run of a job ended, as a queue's ``after_run`` hook receives it.
+
+    ``status``: ``completed``; ``failed`` (for good); ``scheduled`` (failed, a retry
+    follows); ``cancelled``; ``queued`` (put back: the worker was stopping); or None when
+    nothing was written (another worker had taken the job over). ``error``: the error
+    text of a failed run (as stored), else None.
+    """
+
+    status: JobStatus | None
+    error: str | None = None
 
 
 class QueueState(msgspec.Struct, frozen=True, kw_only=True):

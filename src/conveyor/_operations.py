@@ -5,14 +5,14 @@ effects). Runtime (in _runtime.py) adds the life cycle, which opens and closes t
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 import anyio
 
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
-from ._clock import Clock
+from ._clock import LATEST, Clock, ManualClock
 from ._errors import (
     JobNotFound,
     QueueNotFound,
@@ -23,6 +23,7 @@ from ._errors import (
 from ._ids import IdGenerator
 from ._limits import (
     Limits,
+    list_filters,
     list_options,
     name,
     optional_seconds,
@@ -32,9 +33,10 @@ from ._limits import (
 )
 from ._limits import statuses as check_statuses
 from ._models import EnqueueOptions, Event, HistoryEntry, Job
-from ._options import job_options, new_job
+from ._options import JobOptions, job_options, new_job, with_trace_context
 from ._spec import QueueSpec
 from ._states import TERMINAL, JobStatus
+from ._tracing import TRACING
 from ._waiting import until_idle, until_terminal
 from .engine import Engine, transition_event
 from .store import ListParams, Store
@@ -101,6 +103,8 @@ class JobOperations:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
         unique_key: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
         connection: object | None = None,
     ) -> Job:
         """Store a job and return it once it is durable.
@@ -110,6 +114,19 @@ class JobOperations:
         ``max_attempts`` and ``timeout`` (seconds) override the queue's for this job.
         ``unique_key``: while a job of this queue with the same key is unfinished, return
         that job instead of storing a new one (race-free, also across processes).
+
+        ``meta``: what the application says about the job beside its payload, e.g.
+        ``{"tenant": "acme"}``; ``tags``: labels to find it by, e.g. ``["import"]``. Both
+        are kept for the job's whole life (retries and reruns too), returned on it, and
+        filter ``list_jobs``. Meta maps str to str: keys (and tags) are 1 to 64 ASCII
+        letters, digits or ``_ . : / -``, values any text. Strings only, unlike Oban's
+        or River's JSON metadata: the filters arrive as strings (``?meta.tenant=acme``,
+        ``--meta tenant=acme``) and compare exactly, with no guessing whether ``"42"``
+        meant a number; it is the shape of a propagation carrier (W3C ``traceparent``,
+        message headers, as in Celery's); and a job's data has its place, the payload.
+        Sizes are bounded as JSON (Limits.meta_bytes, Limits.tags_bytes); a repeated tag
+        is kept once.
+
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
         stored; safe to retry). Concurrent calls share one commit.
 
@@ -125,6 +142,8 @@ class JobOperations:
             max_attempts=max_attempts,
             timeout=timeout,
             unique_key=unique_key,
+            meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
+            tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
         (job,) = await self.submit(queue, [payload], options, connection=connection)
         return job
@@ -140,10 +159,13 @@ class JobOperations:
         at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
         connection: object | None = None,
     ) -> list[Job]:
-        """Store many jobs, with the same options as ``enqueue`` (``connection``
-        included), in one commit: all of them, or (on any error) none."""
+        """Store many jobs, with the same options as ``enqueue`` (``meta``, ``tags`` and
+        ``connection`` included; every job gets the same meta and tags), in one commit:
+        all of them, or (on any error) none."""
         options = EnqueueOptions(
             created_by=created_by,
             priority=priority,
@@ -151,6 +173,8 @@ class JobOperations:
             at=at,
             max_attempts=max_attempts,
             timeout=timeout,
+            meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
+            tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
         return await self.submit(queue, payloads, options, connection=connection)
 
@@ -175,7 +199,24 @@ class JobOperations:
         q = self._queue(queue)
         now = self.clock.now()
         checked = job_options(q, now, self.limits, options)
-        new = [new_job(self._ids.new(), q, p, checked, now, self.limits) for p in payloads]
+        if TRACING is None or not TRACING.active():
+            return await self._insert(q, payloads, self._ids.new, checked, now, connection)
+        payloads = list(payloads)
+        made = [self._ids.new() for _ in payloads]
+        with TRACING.send(q.name, made) as context:  # the producer span (see _tracing)
+            carried = with_trace_context(checked, context, self.limits)
+            return await self._insert(q, payloads, iter(made).__next__, carried, now, connection)
+
+    async def _insert(
+        self,
+        q: QueueSpec,
+        payloads: Iterable[Any],
+        next_id: Callable[[], str],
+        checked: JobOptions,
+        now: float,
+        connection: object | None,
+    ) -> list[Job]:
+        new = [new_job(next_id(), q, p, checked, now, self.limits) for p in payloads]
         if checked.unique_key is not None and len(new) != 1:
             raise ValidationError("unique_key names one job: enqueue such jobs one at a time")
         if not new:
@@ -262,14 +303,29 @@ class JobOperations:
         status: JobStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> list[Job]:
-        """Jobs newest first. For the next page pass ``cursor=`` the last job's id."""
+        """Jobs newest first. For the next page pass ``cursor=`` the last job's id.
+
+        ``tags``: only jobs having every one of these tags; ``meta``: only jobs whose
+        meta holds every one of these pairs (exact values): ``list_jobs(tags=["import"],
+        meta={"tenant": "acme"})``. See docs/metadata.md for what they cost."""
         self._require_open()
         if queue is not None:
             self._check_queue_name(queue)
         checked, limit, cursor = list_options(status, limit, cursor)
+        wanted_tags, wanted_meta = list_filters(tags, meta, self.limits)
         return await self.store.reads.jobs_list(
-            ListParams(queue=queue, status=checked, limit=limit, before=cursor)
+            ListParams(
+                queue=queue,
+                status=checked,
+                limit=limit,
+                before=cursor,
+                tags=wanted_tags,
+                meta=wanted_meta,
+            )
         )
 
     async def history(self, job_id: str) -> list[HistoryEntry]:
@@ -308,20 +364,50 @@ class JobOperations:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
         return await self._engine.purge(wanted, self.clock.now() - age, queue)
 
-    async def drain(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    async def drain(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+        *,
+        run_scheduled: bool = False,
+    ) -> None:
         """Wait until no job of this runtime's queues is runnable: none queued, running
         or cancelling, and no scheduled one due. Jobs scheduled for later do not count.
 
+        ``run_scheduled=True`` runs those too, without sleeping: each time nothing else
+        is runnable, the runtime's clock (a ``conveyor.testing.ManualClock``; any other
+        is refused) is moved to the earliest scheduled job, which then runs; so a retry's
+        backoff, a ``delay`` or an ``at`` pass at once. It returns once no job is
+        scheduled at all (a job that keeps scheduling another keeps it going until
+        ``timeout``).
+
         For tests and scripts: enqueue, ``await rt.drain()``, then check the results.
-        WaitTimeout after ``timeout`` seconds.
+        WaitTimeout after ``timeout`` seconds (real time).
         """
         self._require_open()
         timeout = optional_seconds("timeout", timeout)
+        if not isinstance(run_scheduled, bool):
+            raise ValidationError(
+                f"run_scheduled must be True or False, not {shown(run_scheduled)}"
+            )
         if not self.runs_workers:
             raise RuntimeClosed("drain() needs a runtime with workers")
+        clock = self.clock
+        if run_scheduled and not isinstance(clock, ManualClock):
+            raise ValidationError(
+                "drain(run_scheduled=True) moves the runtime's clock instead of sleeping:"
+                " give the runtime clock=conveyor.testing.ManualClock()"
+            )
         try:
             with anyio.fail_after(timeout):
-                await until_idle(self.store, self.bus, self.clock, list(self.specs))
+                while True:
+                    await until_idle(self.store, self.bus, clock, list(self.specs))
+                    if not run_scheduled:
+                        return
+                    assert isinstance(clock, ManualClock)  # checked above
+                    due = await self.store.reads.next_due()
+                    if due is None:
+                        return
+                    clock.advance(max(0.0, min(due, LATEST) - clock.now()))
         except TimeoutError:
             raise WaitTimeout(f"jobs were still runnable after {timeout}s") from None
 

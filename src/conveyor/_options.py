@@ -10,13 +10,16 @@ import msgspec
 
 from ._codec import encode_payload
 from ._errors import ValidationError
-from ._limits import Limits, bounded_seconds, enqueue_options
+from ._limits import Limits, bounded_seconds, enqueue_options, meta
+from ._logging import get_logger
 from ._models import EnqueueOptions
 from ._periodic import PeriodicQueue, parse_schedule
-from ._queue import Queue, check_settings
+from ._queue import HOOKS, Queue, check_hook, check_settings
 from ._spec import QueueSpec
 from ._states import JobStatus
 from .store import NewJob
+
+log = get_logger("conveyor")
 
 
 class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +31,8 @@ class JobOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_attempts: int
     timeout: float | None
     unique_key: str | None
+    meta: dict[str, str]
+    tags: list[str]
 
 
 def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> QueueSpec:
@@ -42,6 +47,10 @@ def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> Queue
     handle_item = getattr(queue, "handle_item", None)
     if workers and not callable(handle_item):
         raise ValidationError(f"{cls.__name__} defines no handle_item(self, item) method")
+    hooks: dict[str, Any] = {}
+    for hook in HOOKS:  # read from the instance, which may set its own
+        hooks[hook] = method = getattr(queue, hook, None)
+        check_hook(f"{cls.__name__}.{hook}", method)
     periodic = None
     if cls.periodic is not None:
         periodic = PeriodicQueue(
@@ -61,6 +70,7 @@ def check_queue_class(queue: Queue[Any], workers: bool, limits: Limits) -> Queue
         rate_limit=cls.rate_limit,
         handle_item=handle_item if callable(handle_item) else None,
         periodic=periodic,
+        **hooks,
     )
 
 
@@ -73,7 +83,7 @@ def job_options(
     """The options of one enqueue call, checked (a ValidationError names the first
     refused; see _limits.enqueue_options) and resolved against the queue's defaults and
     the time now."""
-    scheduled_at = enqueue_options(options, now, limits)
+    scheduled_at, options = enqueue_options(options, now, limits)
     return JobOptions(
         created_by=options.created_by,
         priority=options.priority,
@@ -83,7 +93,25 @@ def job_options(
         if options.timeout is None
         else bounded_seconds("timeout", options.timeout),
         unique_key=options.unique_key,
+        meta=options.meta or {},
+        tags=options.tags or [],
     )
+
+
+def with_trace_context(options: JobOptions, context: dict[str, str], limits: Limits) -> JobOptions:
+    """The options with the enqueuing span's trace context added to the meta (see
+    _tracing), which it replaces where the caller's meta held those keys. Where the
+    caller's meta leaves no room for it (Limits.meta_bytes), the job goes without: a
+    trace is not worth refusing an enqueue the caller's own values fit."""
+    if not context:
+        return options
+    merged = {**options.meta, **context}
+    try:
+        checked = meta("meta", merged, limits.meta_bytes)
+    except ValidationError:
+        log.debug("no room in the job's meta for its trace context: not carried")
+        return options
+    return msgspec.structs.replace(options, meta=checked)
 
 
 def new_job(
@@ -108,4 +136,6 @@ def new_job(
         scheduled_at=options.scheduled_at,
         timeout=options.timeout,
         unique_key=options.unique_key,
+        meta=options.meta,
+        tags=options.tags,
     )

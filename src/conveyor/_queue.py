@@ -3,6 +3,7 @@ and the methods its handler calls (they delegate to conveyor._context)."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
 
@@ -15,6 +16,8 @@ from .backoff import exponential
 
 PayloadT = TypeVar("PayloadT")
 
+HOOKS = ("on_startup", "on_shutdown", "before_run", "after_run")  # see Queue's docstring
+
 
 class Queue(Generic[PayloadT]):
     """Base class of a queue: subclass it, set ``name``, write ``handle_item``.
@@ -25,6 +28,22 @@ class Queue(Generic[PayloadT]):
     enqueue validates them and the handler receives a ``SomeStruct``.
 
     One instance serves every job of the queue at once, so keep per-job state in locals.
+
+    Lifecycle hooks, each an optional ``async def`` method (see docs/hooks.md), run by
+    every runtime that runs the queue's workers:
+
+    - ``on_startup(self)``: once, before the queue's first job is claimed (open an HTTP
+      client or a connection pool here). If it raises, the runtime does not start:
+      HookFailed names the queue and the hook.
+    - ``on_shutdown(self)``: once, after the queue's last run in this runtime ended
+      (also when the runtime failed to start after this queue's on_startup succeeded).
+      What it raises is logged.
+    - ``before_run(self, job)``: before each run's handler, in the run (its timeout,
+      cancellation and ``current_job()`` apply). What it raises fails the run as the
+      handler raising would, retries included.
+    - ``after_run(self, job, outcome)``: after each run, whatever its end (a
+      :class:`RunOutcome`: completed, failed, scheduled for a retry, cancelled, put
+      back). What it raises is logged and changes nothing.
     """
 
     name: ClassVar[str]
@@ -120,5 +139,15 @@ def check_settings(cls: type[Queue[Any]], *, own_only: bool = False) -> None:
         raise ValidationError(f"{where}.retry_on must be a tuple of exception types")
     if given("periodic") and cls.periodic is not None:
         parse_schedule(f"{where}.periodic", cls.periodic)
+    for hook in HOOKS:
+        if given(hook):
+            check_hook(f"{where}.{hook}", getattr(cls, hook, None))
     if given("periodic_catch_up"):
         _limits.integer(f"{where}.periodic_catch_up", cls.periodic_catch_up, 0, 1000)
+
+
+def check_hook(field: str, method: Any) -> None:
+    """ValidationError naming ``field`` unless ``method`` is None or an async function."""
+    if method is not None and not inspect.iscoroutinefunction(method):
+        what = "a plain def" if callable(method) else _limits.shown(method)
+        raise ValidationError(f"{field} must be an async def method, not {what}")

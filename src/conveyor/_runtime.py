@@ -18,7 +18,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from ._bus import EventBus
 from ._clock import Clock, SystemClock
-from ._errors import RuntimeClosed, ValidationError
+from ._errors import ConveyorError, RuntimeClosed, ValidationError
 from ._limits import DEFAULT_LIMITS, Limits, seconds, shown
 from ._logging import get_logger
 from ._options import check_queue_class
@@ -26,6 +26,7 @@ from ._queue import Queue
 from ._queue_control import QueueControl
 from ._spec import QueueSpec
 from ._states import JobStatus
+from ._stats import RunStats, RuntimeStats
 from .engine import Engine
 from .store import Store, store_at
 
@@ -67,6 +68,11 @@ class Runtime(QueueControl):
     port; see ``server_url``). Any address other than loopback requires ``token=``;
     ``allowed_origins`` lists the browser origins allowed besides the page's own;
     a websocket message over ``max_message_bytes`` gets a ``too_large`` error reply.
+
+    Metrics: the runtime counts its runs per queue (started, completed, failed, retried,
+    cancelled, rescued; durations and queue waits) in plain integers, which
+    ``GET /metrics`` on its server and ``conveyor.metrics.render`` export for Prometheus
+    (the ``metrics`` extra); ``metrics=False`` skips the counting (see docs/metrics.md).
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class Runtime(QueueControl):
         max_message_bytes: int = 1 << 20,
         retain_completed: float | timedelta = timedelta(days=7),
         retain_failed: float | timedelta = timedelta(days=30),
+        metrics: bool = True,
     ) -> None:
         opened: Store = store_at(store) if isinstance(store, (str, os.PathLike)) else store
         if not isinstance(limits, Limits):
@@ -109,6 +116,8 @@ class Runtime(QueueControl):
                 raise ValidationError(f"{name} must be a number >= 0, not {shown(value)}")
         if lease_ttl <= 0 or poll_interval <= 0:
             raise ValidationError("lease_ttl and poll_interval must be > 0")
+        if not isinstance(metrics, bool):
+            raise ValidationError(f"metrics must be True or False, not {shown(metrics)}")
         self._stack: AsyncExitStack | None = None
         self._server: Server | None = None
         if serve is not None:
@@ -121,6 +130,9 @@ class Runtime(QueueControl):
         self.shutdown_grace = float(shutdown_grace)
         clock = clock or SystemClock()
         bus = EventBus()
+        runs = RunStats() if metrics else None
+        self.stats = RuntimeStats(runs, opened.errors)
+        """What conveyor.metrics exports of this runtime (see RuntimeStats)."""
         engine = Engine(
             opened,
             bus,
@@ -134,6 +146,7 @@ class Runtime(QueueControl):
                 JobStatus.FAILED: seconds("retain_failed", retain_failed),
             },
             limits=limits,
+            runs=runs,
         )
         super().__init__(
             store=opened,
@@ -206,6 +219,12 @@ class Runtime(QueueControl):
                 # alone, as a plain OSError or ConveyorError a caller can catch.
                 if group.exceptions != (exc,):
                     raise
+            error: BaseException = exc
+            while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                error = error.exceptions[0]
+            if isinstance(error, ConveyorError) and error is not exc:
+                # The engine's task group wrapped it alone (a queue's on_startup failed).
+                raise error from error.__cause__
             raise
         self._open = True
         return self

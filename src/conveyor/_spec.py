@@ -3,7 +3,7 @@ importing the Queue facade (conveyor._options builds a spec from a Queue)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -25,3 +25,9 @@ class QueueSpec(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit: tuple[int, float] | None
     handle_item: Callable[[Any], Any] | None  # None: a runtime that does not run jobs
     periodic: PeriodicQueue | None
+    # The queue's lifecycle hooks, bound to its instance (None: not defined, and no
+    # await for it): see Queue's docstring.
+    on_startup: Callable[[], Awaitable[None]] | None = None
+    on_shutdown: Callable[[], Awaitable[None]] | None = None
+    before_run: Callable[[Any], Awaitable[None]] | None = None
+    after_run: Callable[[Any, Any], Awaitable[None]] | None = None

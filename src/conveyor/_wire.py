@@ -77,6 +77,8 @@ class ListJobs(_Request, frozen=True, tag="list_jobs"):
     status: JobStatus | None = None
     limit: int = 50
     cursor: str | None = None
+    tags: list[str] | None = None  # jobs having every one of these tags
+    meta: dict[str, str] | None = None  # jobs whose meta holds every one of these pairs
 
 
 class QueueCounts(_Request, frozen=True, tag="queue_counts"):

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -185,6 +185,8 @@ class Client:
         max_attempts: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (the job's run time limit)
         unique_key: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
     ) -> Job:
         """As ``Runtime.enqueue``: options left out take the queue's defaults. What the
         Runtime would refuse whatever its queue is refused here too, before anything is
@@ -198,6 +200,8 @@ class Client:
             max_attempts=max_attempts,
             timeout=timeout,
             unique_key=unique_key,
+            meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
+            tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
         return await self._send(self._calls.enqueue(queue, payload, options))
 
@@ -215,9 +219,15 @@ class Client:
         status: JobStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> list[Job]:
-        """Newest first; for the next page pass ``cursor=`` the last job's id."""
-        return await self._send(self._calls.list_jobs(queue, status, limit, cursor))
+        """Newest first; for the next page pass ``cursor=`` the last job's id. As
+        ``Runtime.list_jobs``: ``tags`` and ``meta`` keep the jobs having all of them."""
+        return await self._send(
+            self._calls.list_jobs(queue, status, limit, cursor, tags=tags, meta=meta)
+        )
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         """Jobs per status for each queue the server knows (zeros included)."""

@@ -104,6 +104,51 @@ async def test_jobs_ls_show_cancel_rerun_purge(rt: Runtime) -> None:
     assert json.loads(purged.stdout) == {"deleted": 1}
 
 
+@pytest.mark.timeout(240)  # some thirty runs of the command, a second or two each
+async def test_jobs_ls_filters_by_tag_and_meta_and_show_lists_them(
+    rt: Runtime, db_path: Path
+) -> None:
+    acme = await rt.enqueue(
+        "work", {"n": 1}, meta={"tenant": "acme", "note": "[/x] [bold]k=v"}, tags=["import", "eu"]
+    )
+    other = await rt.enqueue("work", {"n": 2}, meta={"tenant": "other"}, tags=["import"])
+    await rt.enqueue("work", {"n": 3})
+    for where in (["--url", rt.server_url], ["--db", str(db_path)]):
+
+        async def ids(*filters: str, where: list[str] = where) -> list[str]:
+            listed = await conveyor("jobs", "ls", *where, *filters, "--json")
+            assert listed.returncode == 0, listed.stderr
+            return [j["id"] for j in json.loads(listed.stdout)]
+
+        assert await ids("--tag", "import") == [other.id, acme.id]
+        assert await ids("--tag", "import", "--tag", "eu") == [acme.id]
+        assert await ids("--meta", "tenant=acme") == [acme.id]
+        assert await ids("--meta", "note=[/x] [bold]k=v") == [acme.id]  # split at the first =
+        assert await ids("--tag", "import", "--meta", "tenant=nobody") == []
+        table = await conveyor("jobs", "ls", *where, "--tag", "eu")
+        assert "import, eu" in table.stdout
+        shown = await conveyor("jobs", "show", acme.id, *where)
+        assert shown.returncode == 0, shown.stderr  # its meta is text, not rich markup
+        assert '"tenant":"acme"' in shown.stdout
+        assert "[/x] [bold]k=v" in shown.stdout
+        assert '["import","eu"]' in shown.stdout
+        body = json.loads((await conveyor("jobs", "show", acme.id, *where, "--json")).stdout)
+        assert (body["job"]["meta"], body["job"]["tags"]) == (acme.meta, acme.tags)
+    # Mistakes: one line each, naming what is wrong (the runtime's checks: on the file
+    # as on a server, whose refusals the wire and Client tests cover).
+    for args, code, says in (
+        (("--meta", "tenant"), 2, "KEY=VALUE"),
+        (("--meta", "=acme"), 2, "KEY=VALUE"),
+        (("--meta", "a=1", "--meta", "a=2"), 2, "given twice"),
+        (("--meta", "a b=1"), 1, "meta key"),
+        (("--tag", "a b"), 1, "tags[0]"),
+    ):
+        refused = await conveyor("jobs", "ls", "--db", str(db_path), *args)
+        assert refused.returncode == code, (args, refused.stderr)
+        assert says in refused.stderr
+        assert "Traceback" not in refused.stderr
+
+
 async def test_queues_ls_pause_resume_on_a_server_and_on_the_file(
     rt: Runtime, db_path: Path
 ) -> None:

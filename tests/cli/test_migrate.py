@@ -50,8 +50,12 @@ async def everything(rt: Runtime) -> tuple[list[Job], dict[str, list[Any]], list
 
 async def test_a_sqlite_database_moves_to_postgresql_whole(db_path: Path) -> None:
     async with Runtime(db_path, queues=[Orders(), Nightly()]) as rt:
-        done = await rt.enqueue_many("orders", [{"n": n} for n in range(30)])
-        failed = await rt.enqueue("orders", {"fail": True}, created_by="api")
+        done = await rt.enqueue_many(
+            "orders", [{"n": n} for n in range(30)], meta={"tenant": "acme"}, tags=["bulk"]
+        )
+        failed = await rt.enqueue(
+            "orders", {"fail": True}, created_by="api", meta={"tenant": "b", "k": ""}, tags=["x"]
+        )
         for job in [*done, failed]:
             await rt.wait(job.id, timeout=10)
         await rt.enqueue("orders", {"n": 99}, delay=3600, unique_key="later")
@@ -73,6 +77,10 @@ async def test_a_sqlite_database_moves_to_postgresql_whole(db_path: Path) -> Non
 
         async with Runtime(url, workers=False) as rt:
             assert await everything(rt) == before  # jobs, histories, the stream: the same
+            # Meta and tags too (in everything's jobs), and the lists filter by them there.
+            assert len(await rt.list_jobs(tags=["bulk"], meta={"tenant": "acme"})) == 30
+            [copied] = await rt.list_jobs(meta={"k": ""})
+            assert (copied.id, copied.meta, copied.tags) == (failed.id, failed.meta, ["x"])
             [orders] = [q for q in await rt.queue_states() if q.name == "orders"]
             assert (orders.paused, orders.paused_by) == (True, "ops")
             assert await rt._engine.writes.periodic_first_seen("nightly", 1e12) == first_seen

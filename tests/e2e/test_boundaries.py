@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 
-from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime
+from conveyor import ConveyorError, JobStatus, Limits, Queue, Runtime, ValidationError
 from conveyor._wire import OPS
 from conveyor.client import Client
 
@@ -204,13 +204,31 @@ async def still_serves(rt: Runtime) -> None:
 
 ENQUEUE_OPTIONS = ("created_by", "priority", "delay", "at", "max_attempts", "timeout", "unique_key")
 
+# Meta and tags as users pass them: well-formed (labels, any text), near the rules (a
+# 65-character key, a space, over the size limits), and anything at all.
+labels = st.from_regex(r"[A-Za-z0-9_.:/-]{1,64}", fullmatch=True)
+near_labels = labels | st.text(max_size=66) | st.sampled_from(["", "a" * 65, "a b", "é", "a=b"])
+meta_values = (
+    anything
+    | st.dictionaries(near_labels, anything | st.text(max_size=40), max_size=4)
+    | st.dictionaries(labels, st.text(max_size=2500), max_size=3)
+)
+tag_values = (
+    anything
+    | st.lists(near_labels, max_size=5)
+    | st.lists(labels, max_size=40)
+    | st.frozensets(labels, max_size=3)
+    | st.tuples(labels, labels)
+)
+OPTION_VALUES = dict.fromkeys(ENQUEUE_OPTIONS, anything) | {
+    "meta": meta_values,
+    "tags": tag_values,
+}
+
 
 async def test_enqueue_accepts_or_refuses_anything(served: Runtime, location: str) -> None:
     rt = served
-    options = st.fixed_dictionaries(
-        {},
-        optional=dict.fromkeys(ENQUEUE_OPTIONS, anything),
-    )
+    options = st.fixed_dictionaries({}, optional=OPTION_VALUES)
 
     async def one(payload: Any, opts: dict[str, Any], many: bool) -> None:
         with anyio.fail_after(20):
@@ -291,7 +309,7 @@ async def test_the_client_refuses_exactly_what_the_runtime_refuses(served: Runti
     # stored by both, or refused by both with the same ConveyorError (the Client checks
     # before sending what any runtime would refuse; the server, its sizes and types).
     rt = served
-    options = st.fixed_dictionaries({}, optional=dict.fromkeys(ENQUEUE_OPTIONS, anything))
+    options = st.fixed_dictionaries({}, optional=OPTION_VALUES)
     async with Client(rt.server_url) as client:
 
         async def one(payload: Any, opts: dict[str, Any]) -> None:
@@ -312,6 +330,97 @@ async def test_the_client_refuses_exactly_what_the_runtime_refuses(served: Runti
 
         await anyio.to_thread.run_sync(fuzz)
     assert ran("test_the_client_refuses") >= 100
+    await still_serves(rt)
+
+
+async def test_meta_and_tags_are_stored_as_given_or_refused_naming_the_field(
+    served: Runtime, location: str
+) -> None:
+    """Through the Runtime and the Client alike: meta and tags (and a list filter by
+    them) refused with a ValidationError that names the field, or stored and read back
+    as given (a repeated tag once), and found by every filter they make: list_jobs on
+    both, and GET /api/jobs?tag=...&meta.KEY=..."""
+    rt = served
+    async with Client(rt.server_url) as client:
+
+        async def one(meta: Any, tags: Any, through_client: bool) -> None:
+            caller: Any = client if through_client else rt
+            with anyio.fail_after(20):
+                refusal = None
+                try:
+                    job = await caller.enqueue("echo", {}, meta=meta, tags=tags)
+                except ValidationError as exc:
+                    refusal = str(exc)
+                if refusal is not None:
+                    assert refusal.startswith(("meta", "tags")), refusal
+                    with pytest.raises(ValidationError, match=r"^(meta|tags)"):
+                        await caller.list_jobs(meta=meta, tags=tags)
+                    return
+                assert job.meta == dict(meta or {})
+                assert job.tags == list(dict.fromkeys(tags or ()))
+                stored = await rt.job(job.id)
+                assert (stored.meta, stored.tags) == (job.meta, job.tags)
+                # A newer job with neither: the newest match is the job, unless it has
+                # neither too (an empty filter).
+                newer = await rt.enqueue("echo", {})
+                newest = job.id if job.meta or job.tags else newer.id
+                for lister in (rt, client):
+                    found = await lister.list_jobs(meta=job.meta, tags=job.tags, limit=1)
+                    assert [j.id for j in found] == [newest]
+                query = [("tag", t) for t in job.tags] + [
+                    (f"meta.{k}", v) for k, v in job.meta.items()
+                ]
+                status, body = await http_get(
+                    rt, "/api/jobs?limit=1&" + urllib.parse.urlencode(query)
+                )
+                assert status == 200, body
+                assert [j["id"] for j in body["jobs"]] == [newest]
+
+        @SETTINGS
+        @given(meta_values, tag_values, st.booleans())
+        def fuzz(meta: Any, tags: Any, through_client: bool) -> None:
+            on_loop(one, meta, tags, through_client)
+
+        await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_meta_and_tags_are_stored") >= 100
+    await assert_readable(rt, location)
+    await still_serves(rt)
+
+
+async def test_list_filters_accept_or_refuse_anything_alike(served: Runtime) -> None:
+    """list_jobs with anything for tags and meta: answered by the Runtime and the
+    Client, or refused by both with the same ConveyorError."""
+    rt = served
+    await rt.enqueue("echo", {}, meta={"tenant": "acme"}, tags=["import"])
+    async with Client(rt.server_url) as client:
+
+        async def one(kwargs: dict[str, Any]) -> None:
+            outcomes: list[str] = []
+            for caller in (rt, client):
+                try:
+                    with anyio.fail_after(20):
+                        jobs = await caller.list_jobs(**kwargs)
+                    outcomes.append(str(len(jobs)))
+                except ConveyorError as exc:
+                    outcomes.append(type(exc).__name__)
+            assert outcomes[0] == outcomes[1], (outcomes, kwargs)
+
+        @SETTINGS
+        @given(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "tags": tag_values | st.just(["import"]),
+                    "meta": meta_values | st.just({"tenant": "acme"}),
+                    "queue": st.just("echo") | anything,
+                },
+            )
+        )
+        def fuzz(kwargs: dict[str, Any]) -> None:
+            on_loop(one, kwargs)
+
+        await anyio.to_thread.run_sync(fuzz)
+    assert ran("test_list_filters_accept") >= 100
     await still_serves(rt)
 
 
@@ -388,9 +497,13 @@ wire_fields = st.dictionaries(
             "subscription",
             "older_than",
             "by",
+            "meta",
+            "tags",
         ]
     ),
     json_values
+    | st.dictionaries(near_labels, st.text(max_size=20), max_size=3)
+    | st.lists(near_labels, max_size=3)
     | st.integers(min_value=2**63 - 2, max_value=2**64 + 2)
     | st.sampled_from([1e12, -1e12, 1e308, "echo", "scripted", "queued", ["queued"]]),
     max_size=6,
@@ -426,6 +539,9 @@ async def test_every_wire_op_answers_whatever_its_fields(served: Runtime, locati
                         '{"op": "list_jobs", "limit": 9223372036854775808}',
                         '{"op": "subscribe", "since": 9223372036854775808}',
                         '{"op": "enqueue", "queue": "echo", "payload": 1, "priority": 1e400}',
+                        '{"op": "enqueue", "queue": "echo", "payload": 1, "meta": {"k": 1}}',
+                        '{"op": "enqueue", "queue": "echo", "payload": 1, "tags": "import"}',
+                        '{"op": "list_jobs", "tags": ["a b"], "meta": {"k": "\\u0000"}}',
                     ]
                 ),
             )
@@ -445,27 +561,36 @@ async def test_http_paths_and_queries_never_fail_the_server(served: Runtime) -> 
     await rt.enqueue("echo", {"a": 1})
     segment = st.text(
         st.characters(codec="ascii", exclude_characters="#"), max_size=12
-    ) | st.sampled_from(["api", "jobs", "queues", "healthz", "..", "%00", "%ff"])
+    ) | st.sampled_from(["api", "jobs", "queues", "healthz", "metrics", "..", "%00", "%ff"])
     paths = st.lists(segment, max_size=4).map(lambda parts: "/" + "/".join(parts))
-    queries = st.dictionaries(
-        st.sampled_from(["limit", "queue", "status", "cursor", "token", "x"]),
-        st.text(max_size=12)
-        | st.sampled_from(["-1", "0", "1001", "99999999999999999999999", "²", "queued"]),
-        max_size=4,
+    keys = st.sampled_from(["limit", "queue", "status", "cursor", "token", "x"]) | st.sampled_from(
+        ["tag", "tag", "meta", "meta.", "meta.tenant", "meta.a b", "meta.é", "meta.meta.x"]
+    )
+    queries = st.lists(
+        st.tuples(
+            keys,
+            st.text(max_size=12)
+            | st.sampled_from(["-1", "0", "1001", "99999999999999999999999", "²", "queued"])
+            | st.sampled_from(["import", "acme", "%00", "\x00", "a" * 70, "\ud800"]),
+        ),
+        max_size=5,
     )
 
-    async def one(path: str, query: dict[str, str]) -> None:
+    async def one(path: str, query: list[tuple[str, str]]) -> None:
         quoted = urllib.parse.quote(path, safe="/%")
-        target = quoted + ("?" + urllib.parse.urlencode(query) if query else "")
+        encoded = urllib.parse.urlencode(query, errors="surrogatepass")
+        target = quoted + ("?" + encoded if query else "")
         with anyio.fail_after(20):
             status, _ = await http_get(rt, target)
         assert status in (200, 400, 404), (target, status)
 
-    known = st.sampled_from(["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers"])
+    known = st.sampled_from(
+        ["/api/jobs", "/api/jobs/", "/api/queues", "/api/workers", "/metrics", "/metrics/"]
+    )
 
     @SETTINGS
     @given(paths | known, queries)
-    def fuzz(path: str, query: dict[str, str]) -> None:
+    def fuzz(path: str, query: list[tuple[str, str]]) -> None:
         on_loop(one, path, query)
 
     await anyio.to_thread.run_sync(fuzz)
@@ -527,6 +652,13 @@ def test_cli_arguments_are_used_or_refused_in_one_line(tmp_path: Path) -> None:
             "migrate",
             "--from",
             "--to",
+            "--tag",
+            "--meta",
+            "import",
+            "tenant=acme",
+            "=x",
+            "a b=c",
+            "k=",
         ]
     )
     argv_lists = st.lists(words | st.text(max_size=6), max_size=7)
@@ -561,6 +693,10 @@ QUEUE_SETTINGS = (
     "periodic",
     "periodic_catch_up",
     "periodic_payload",
+    "on_startup",
+    "on_shutdown",
+    "before_run",
+    "after_run",
 )
 
 

@@ -144,8 +144,9 @@ async def test_rows_that_do_not_decode_are_reported_and_the_rest_still_read(
     bad = jobs[1].id
     with sqlite3.connect(db_path) as conn:  # a hand edit, or a bug of some older version
         conn.execute(
-            "UPDATE jobs SET payload = ?, result = ?, progress = ? WHERE id = ?",
-            (b"{not json", b"[1,", b'{"current": "x"}', bad),
+            "UPDATE jobs SET payload = ?, result = ?, progress = ?, meta = ?, tags = ?"
+            " WHERE id = ?",
+            (b"{not json", b"[1,", b'{"current": "x"}', '{"k": 1}', '["a", 2]', bad),
         )
     broken = jobs[2].id
     with sqlite3.connect(db_path) as conn:
@@ -156,6 +157,8 @@ async def test_rows_that_do_not_decode_are_reported_and_the_rest_still_read(
         assert listed[bad].payload == "{not json"
         assert listed[bad].result == "[1,"
         assert "unreadable" in (listed[bad].progress.message or "")
+        assert listed[bad].meta == {"conveyor.unreadable": '{"k": 1}'}
+        assert listed[bad].tags == ["conveyor.unreadable"]
         with pytest.raises(ConveyorError, match="cannot be read"):
             await rt.job(broken)
         url = rt.server_url.replace("ws://", "http://") + "/api/jobs"

@@ -1,5 +1,8 @@
-"""Every Python sample in README.md runs exactly as printed: each block is written to a
-file in an empty directory and run (a block with a test in it, by pytest)."""
+"""Every Python sample in README.md and in the docs (docs/*.md) runs exactly as printed:
+each ```python block is written to a file in an empty directory and run (a block with a
+test in it, by pytest; one naming DATABASE_URL, against a PostgreSQL schema of its own).
+A fragment that is not a whole program (one line of configuration, say) is fenced ```py
+instead: highlighted alike on the site, not run."""
 
 from __future__ import annotations
 
@@ -14,14 +17,24 @@ import pytest
 
 from ..conftest import postgres_schema
 
-README = Path(__file__).parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+ROOT = Path(__file__).parents[2]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SAMPLE = re.compile(r"```python\n(.*?)```", flags=re.DOTALL)
+BLOCKS = [
+    (f"{page.relative_to(ROOT)}:{index}", code)
+    for page in PAGES
+    for index, code in enumerate(SAMPLE.findall(page.read_text()))
+]
 
 pytestmark = pytest.mark.anyio
 
 
-def test_the_readme_has_its_samples() -> None:
-    assert len(BLOCKS) >= 6
+def test_the_readme_and_the_docs_have_their_samples() -> None:
+    names = [name for name, _ in BLOCKS]
+    assert any(name.startswith("README.md:") for name in names)
+    for page in ("getting-started", "howto-fastapi", "howto-django", "howto-testing"):
+        assert any(name.startswith(f"docs/{page}.md:") for name in names), page
+    assert len(BLOCKS) >= 15
 
 
 def run_sample(code: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -38,14 +51,13 @@ def run_sample(code: str, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
-async def test_a_readme_sample_runs_as_printed(index: int, tmp_path: Path) -> None:
-    code = BLOCKS[index]
-    if "DATABASE_URL" in code:  # the PostgreSQL sample: a schema of its own
+@pytest.mark.parametrize(("name", "code"), BLOCKS, ids=[name for name, _ in BLOCKS])
+async def test_a_sample_runs_as_printed(name: str, code: str, tmp_path: Path) -> None:
+    if "DATABASE_URL" in code:  # a PostgreSQL sample: a schema of its own
         async with postgres_schema() as url:
             done = await anyio.to_thread.run_sync(run_sample, code, tmp_path, {"DATABASE_URL": url})
     else:
         done = await anyio.to_thread.run_sync(run_sample, code, tmp_path, {})
-    assert done.returncode == 0, f"sample {index}:\n{code}\n{done.stdout}\n{done.stderr}"
+    assert done.returncode == 0, f"{name}:\n{code}\n{done.stdout}\n{done.stderr}"
     if "def test_" in code:
         assert " passed" in done.stdout

@@ -375,3 +375,76 @@ async def test_the_workers_panel_shows_each_runtime_and_its_heartbeat(
         await expect(shown).to_contain_text(str(os.getpid()))
         await expect(shown).to_contain_text("steps (1)")
         await expect(shown).to_contain_text(re.compile(r"\d+\.\ds ago"))
+
+
+async def test_tags_and_meta_in_the_job_view_and_the_list_filters(
+    page: Page, db_path: Path, tmp_path: Path
+) -> None:
+    rt, _ = make_runtime(db_path)
+    async with rt:
+        acme = await rt.enqueue(
+            "flaky", {}, meta={"tenant": "acme", "note": "<b>[/x]</b>"}, tags=["import", "eu"]
+        )
+        other = await rt.enqueue("flaky", {}, meta={"tenant": "other"}, tags=["import"])
+        plain = await rt.enqueue("flaky", {})
+        for job in (acme, other, plain):
+            await rt.wait(job.id, timeout=10)
+        await page.goto(page_url(rt))
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
+        rows = page.locator("tr[data-job-id]")
+        await expect(rows).to_have_count(3, timeout=WAIT_MS)
+        await expect(row(page, acme.id).locator(".tags")).to_have_text("import, eu")
+
+        # The job view: its tags among the fields, its meta as text (not markup).
+        await row(page, acme.id).locator(".id").click()
+        await expect(page.locator("#detail-fields")).to_contain_text("import, eu")
+        meta = page.locator("#detail-meta")
+        await expect(meta.locator("dt")).to_have_text(["tenant", "note"])
+        await expect(meta.locator("dd")).to_have_text(["acme", "<b>[/x]</b>"])
+        await page.locator("#detail-close").click()
+        await row(page, plain.id).locator(".id").click()
+        await expect(page.locator("#detail-title")).to_have_text(plain.id)
+        await expect(page.locator("#detail-meta-block")).to_be_hidden()
+        await page.locator("#detail-close").click()
+
+        # The tag filter: the server's list, and the jobs that arrive while it is set
+        # (events carry no tags: the page reads their records first).
+        await page.fill("#filter-tag", "import")
+        await page.press("#filter-tag", "Enter")
+        await expect(rows).to_have_count(2, timeout=WAIT_MS)
+        await expect(page.locator("#bulk-cancel")).to_be_disabled()
+        later = await rt.enqueue("flaky", {}, tags=["import"])
+        untagged = await rt.enqueue("flaky", {}, tags=["export"])
+        await expect(row(page, later.id)).to_be_visible(timeout=WAIT_MS)
+        await rt.wait(untagged.id, timeout=10)
+        await expect(rows).to_have_count(3, timeout=WAIT_MS)
+        assert await row(page, untagged.id).count() == 0
+
+        # With a meta filter too: both must hold.
+        await page.fill("#filter-meta", "tenant=acme")
+        await page.press("#filter-meta", "Enter")
+        await expect(rows).to_have_count(1, timeout=WAIT_MS)
+        await expect(row(page, acme.id)).to_be_visible()
+        await page.fill("#filter-tag", "")
+        await page.press("#filter-tag", "Enter")
+        await expect(rows).to_have_count(1, timeout=WAIT_MS)
+
+        # A refused filter says why, and the table keeps the last list.
+        await page.fill("#filter-meta", "tenant")
+        await page.press("#filter-meta", "Enter")
+        await expect(page.locator(".toast").last).to_contain_text("key=value", timeout=WAIT_MS)
+        await page.fill("#filter-meta", "bad key=x")
+        await page.press("#filter-meta", "Enter")
+        await expect(page.locator(".toast").last).to_contain_text("meta key", timeout=WAIT_MS)
+
+        # A meta pair in the job view filters the list by it.
+        await page.fill("#filter-meta", "")
+        await page.press("#filter-meta", "Enter")
+        await expect(rows).to_have_count(5, timeout=WAIT_MS)
+        await expect(page.locator("#bulk-cancel")).to_be_enabled()
+        await row(page, other.id).locator(".id").click()
+        await page.locator("#detail-meta").get_by_role("button", name="other").click()
+        await expect(page.locator("#filter-meta")).to_have_value("tenant=other")
+        await expect(rows).to_have_count(1, timeout=WAIT_MS)
+        await expect(row(page, other.id)).to_be_visible()
+        await page.screenshot(path=tmp_path / "dashboard-labels.png", full_page=True)

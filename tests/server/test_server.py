@@ -139,6 +139,61 @@ async def test_enqueue_options_over_the_websocket(rt: Runtime) -> None:
     await c.ws.close()
 
 
+async def test_meta_and_tags_over_the_websocket_and_http(rt: Runtime) -> None:
+    c = await open_conn(rt)
+    acme = await c.call(
+        "enqueue", queue="hold", payload=1, meta={"tenant": "acme"}, tags=["import", "import"]
+    )
+    assert (acme["meta"], acme["tags"]) == ({"tenant": "acme"}, ["import"])
+    other = await c.call("enqueue", queue="hold", payload=2, tags=["import"])
+    plain = await c.call("enqueue", queue="hold", payload=3)
+    assert (plain["meta"], plain["tags"]) == ({}, [])
+
+    async def listed(**filters: Any) -> list[str]:
+        page = await c.call("list_jobs", **filters)
+        return [j["id"] for j in page["jobs"]]
+
+    assert await listed(tags=["import"]) == [other["id"], acme["id"]]
+    assert await listed(meta={"tenant": "acme"}) == [acme["id"]]
+    assert await listed(queue="hold", tags=["import"], meta={"tenant": "acme"}) == [acme["id"]]
+    assert await listed(queue="hold", tags=[], meta={}) == [plain["id"], other["id"], acme["id"]]
+    for fields, says in (
+        ({"op": "enqueue", "queue": "hold", "payload": 1, "meta": {"a b": "x"}}, "meta key"),
+        ({"op": "enqueue", "queue": "hold", "payload": 1, "tags": ["ok", ""]}, "tags[1]"),
+        ({"op": "enqueue", "queue": "hold", "payload": 1, "meta": {"k": "\x00"}}, "meta['k']"),
+        ({"op": "list_jobs", "tags": ["a" * 65]}, "tags[0]"),
+        ({"op": "enqueue", "queue": "hold", "payload": 1, "meta": {"k": "v" * 5000}}, "meta"),
+    ):
+        reply = await c.raw(json.dumps({"id": 4, **fields}))
+        assert (reply["code"], reply["id"]) == ("invalid", 4), reply
+        assert reply["message"].startswith(says), reply
+    reply = await c.raw(json.dumps({"id": 5, "op": "list_jobs", "meta": {"k": 1}}))
+    assert (reply["code"], reply["id"]) == ("bad_request", 5)  # the wire's types: str to str
+    assert "$.meta" in reply["message"]
+    await c.ws.close()
+
+    async def http_ids(query: str) -> list[str]:
+        status, body = await http_get(rt, "/api/jobs?" + query)
+        assert status == 200, body
+        return [j["id"] for j in body["jobs"]]
+
+    assert await http_ids("tag=import") == [other["id"], acme["id"]]
+    assert await http_ids("tag=import&meta.tenant=acme&queue=hold") == [acme["id"]]
+    assert await http_ids("meta.tenant=") == []  # blank is a value: none has it
+    for query, says in (
+        ("tag=a%20b", "tags[0]"),
+        ("tag=", "tags[0]"),
+        ("meta.a%20b=x", "meta key"),
+        ("meta.=x", "meta key"),
+        ("meta=tenant", "meta.KEY=VALUE"),
+        ("meta.k=1&meta.k=2", "given twice"),
+        ("meta.k=%00", "meta['k']"),
+    ):
+        status, body = await http_get(rt, "/api/jobs?" + query)
+        assert (status, body["error"]) == (400, "invalid"), (query, body)
+        assert says in body["message"], (query, body)
+
+
 async def test_list_cancel_rerun_unsubscribe(rt: Runtime) -> None:
     c = await open_conn(rt)
     held = [await c.call("enqueue", queue="hold", payload=i) for i in range(3)]

@@ -263,3 +263,67 @@ async def test_a_full_disk_refuses_writes_with_a_clear_error_and_loses_nothing(
             assert (await rt.wait(job_id, timeout=20)).status is JobStatus.COMPLETED
         ids = [j.id for j in await rt.list_jobs(queue="gated", limit=1_000)]
         assert sorted(ids) == sorted([j.id for j in held] + accepted + [later.id])
+
+
+WITHOUT_PRIVATE_EXECUTE = """
+import sys, anyio
+from conveyor import Queue, Runtime
+from conveyor.store.sqlite import _connections, _file
+
+# As the probe answers with an aiosqlite release that lacks Connection._execute (aiosqlite
+# itself calls it internally, so deleting it would break aiosqlite, not simulate a release).
+_connections.AIOSQLITE_RUNS_FUNCTIONS = False
+threads = []
+_open = _connections.open_writer
+async def open_writer(*args, **kwargs):
+    writer = await _open(*args, **kwargs)
+    threads.append(type(writer).__name__)
+    return writer
+_file.open_writer = open_writer
+
+class Double(Queue):
+    name = "double"
+    async def handle_item(self, item):
+        return item * 2
+
+async def main():
+    async with Runtime(sys.argv[1], queues=[Double()]) as rt:
+        jobs = await rt.enqueue_many("double", [1, 2, 3])
+        with anyio.fail_after(20):
+            print(*threads, [(await rt.wait(j.id)).result for j in jobs])
+
+anyio.run(main)
+"""
+
+
+@pytest.mark.timeout(60)
+def test_without_aiosqlite_s_private_call_jobs_are_written_through_threads_of_its_own(
+    tmp_path: Path,
+) -> None:
+    """conveyor installs with any aiosqlite release: where one lacks ``_execute``, the
+    writers are conveyor's own threads over the public sqlite3 API (the contract suite
+    runs that way too, as store kind sqlite-threaded)."""
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_PRIVATE_EXECUTE, str(tmp_path / "jobs.db")],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ThreadedConnection"] * 2 + ["[2,", "4,", "6]"]
+
+
+async def test_the_installed_aiosqlite_writes_on_its_own_threads(tmp_path: Path) -> None:
+    """The probe finds the private call on the release CI installs (the newest): the
+    default path, the one the benchmarks measure, is aiosqlite's."""
+    from conveyor.store.sqlite._connections import AIOSQLITE_RUNS_FUNCTIONS, AiosqliteWriter
+
+    assert AIOSQLITE_RUNS_FUNCTIONS
+    store = SQLiteStore(tmp_path / "jobs.db")
+    await store.open("me")
+    try:
+        assert isinstance(store.file._writer, AiosqliteWriter)
+    finally:
+        await store.close()

@@ -30,7 +30,7 @@ NOW = 1_800_000_000.0
 S = JobStatus
 
 
-@pytest.fixture(params=["sqlite", "postgres", "pgbouncer"])
+@pytest.fixture(params=["sqlite", "sqlite-threaded", "postgres", "pgbouncer"])
 def store_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
@@ -423,3 +423,74 @@ async def test_jobs_of_a_claim_whose_answer_was_lost_are_put_back(store: Store) 
     assert (await store.reads.job_get("job0001")).attempts == 0  # type: ignore[union-attr]
     assert (await store.reads.job_get("job0003")).status is S.RUNNING  # type: ignore[union-attr]
     assert await store.writes.jobs_unclaim([], NOW) == []
+
+
+ACME = {"tenant": "acme", "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+
+
+async def test_meta_and_tags_round_trip_and_last_the_jobs_life(store: Store) -> None:
+    """Meta and tags come back as inserted (a tag "NULL" stays text, any text in a
+    value), on every read and on the claimed job, and stay through a retry, the
+    promotion back, a failure and a rerun; a job inserted without has none."""
+    odd = {"quote": 'say "hi", \\ {x} [/y]', "empty": "", "café": "✓ \u2028"}
+    await store.writes.jobs_insert(
+        [
+            new(1, meta=ACME, tags=["import", "NULL", "a,b"]),
+            new(2, meta=odd),
+            new(3),
+        ]
+    )
+    for n, meta, tags in ((1, ACME, ["import", "NULL", "a,b"]), (2, odd, []), (3, {}, [])):
+        job = await store.reads.job_get(f"job{n:04d}")
+        assert job is not None
+        assert (job.meta, job.tags) == (meta, tags)
+    claimed, _ = await store.writes.jobs_claim(claim(1))
+    tags = ["import", "NULL", "a,b"]
+    assert [(j.id, j.meta, j.tags) for j in claimed] == [("job0001", ACME, tags)]
+    retry = Finish.retry(
+        "job0001", "t1", Progress(), error="e", traceback=None, at=NOW + 5, message="retry"
+    )
+    await store.writes.jobs_finish([retry], NOW)
+    await store.writes.jobs_promote(NOW + 6, limit=10)
+    again, _ = await store.writes.jobs_claim(claim(1, token="t2"))
+    assert [(j.id, j.attempts, j.meta) for j in again] == [("job0001", 2, ACME)]
+    await store.writes.jobs_finish([done("job0001", "t2", status=S.FAILED, error="e")], NOW)
+    rerun, _ = await store.writes.job_rerun("job0001", "ops", NOW + 7)
+    assert (rerun.status, rerun.meta, rerun.tags) == (S.QUEUED, ACME, tags)
+
+
+async def test_lists_filter_by_every_tag_and_meta_pair(store: Store) -> None:
+    await store.writes.jobs_insert(
+        [
+            new(1, meta=ACME, tags=["import"]),
+            new(2, meta={"tenant": "acme"}, tags=["import", "eu"]),
+            new(3, meta={"tenant": "other"}, tags=["import"]),
+            new(4, meta={"tenant": "acme"}, tags=["import"], queue="other"),
+            new(5, meta={"tenant": "acme", "region": "eu"}),
+            new(6, tags=["NULL"]),
+            new(7, meta={"tenant": ""}),
+            new(8),
+        ]
+    )
+    await store.writes.jobs_claim(claim(1))  # job0001 runs: the filters span statuses
+
+    async def ids(**fields: object) -> list[int]:
+        jobs = await store.reads.jobs_list(ListParams(**fields))  # type: ignore[arg-type]
+        return [int(j.id[3:]) for j in jobs]
+
+    assert await ids(tags=["import"]) == [4, 3, 2, 1]
+    assert await ids(tags=["import", "eu"]) == [2]
+    assert await ids(tags=["eu"]) == [2]  # a tag, not a substring of another
+    assert await ids(tags=["NULL"]) == [6]
+    assert await ids(tags=["none"]) == []
+    assert await ids(meta={"tenant": "acme"}) == [5, 4, 2, 1]
+    assert await ids(meta={"tenant": "acme", "region": "eu"}) == [5]
+    assert await ids(meta={"tenant": ""}) == [7]  # exact: empty is a value
+    assert await ids(meta={"tenant": "acm"}) == []
+    assert await ids(meta={"traceparent": ACME["traceparent"]}) == [1]
+    assert await ids(tags=["import"], meta={"tenant": "acme"}) == [4, 2, 1]
+    # With a queue (on PostgreSQL read a status at a time), a status, and pages.
+    assert await ids(queue="q", tags=["import"], meta={"tenant": "acme"}) == [2, 1]
+    assert await ids(queue="q", status=S.QUEUED, tags=["import"]) == [3, 2]
+    assert await ids(tags=["import"], limit=2) == [4, 3]
+    assert await ids(tags=["import"], limit=2, before="job0003") == [2, 1]

@@ -4,6 +4,7 @@ writes; worker processes pick the jobs up."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import sqlite3
 import subprocess
@@ -99,6 +100,8 @@ def stored(location: str, job_ids: list[str]) -> list[tuple[Any, ...]]:
                         job.max_attempts,
                         job.timeout,
                         job.created_by,
+                        job.meta,
+                        job.tags,
                         ahead,
                         history,
                     )
@@ -114,6 +117,7 @@ def test_the_producer_writes_exactly_what_the_runtime_writes(location: str) -> N
         (("typed", {"a": 2}), {"priority": -5, "created_by": "cron", "max_attempts": 7}),
         (("typed", {"a": 3}), {"delay": timedelta(minutes=5), "timeout": 2.5}),
         (("typed", {"a": 4}), {"at": datetime.now(UTC) + timedelta(hours=2)}),
+        (("typed", {"a": 5}), {"meta": {"tenant": "acme", "ref": "é 1"}, "tags": ("b", "a", "b")}),
         (("work", [1, "two"]), {"unique_key": "k"}),
     ]
 
@@ -126,10 +130,14 @@ def test_the_producer_writes_exactly_what_the_runtime_writes(location: str) -> N
         via_producer = [producer.enqueue(*args, **kwargs).id for args, kwargs in calls]
         # unique_key: while the runtime's job is unfinished, the producer gets it back.
         assert via_producer[-1] == via_runtime[-1]
-        many = producer.enqueue_many("typed", [{"a": 5}, {"a": 6}], created_by="m")
+        many = producer.enqueue_many(
+            "typed", [{"a": 5}, {"a": 6}], created_by="m", meta={"k": "v"}, tags=["t"]
+        )
+        assert producer.job(via_producer[-2]).tags == ["b", "a"]  # order kept, a repeat once
     assert stored(location, via_producer) == stored(location, via_runtime)
     [five, six] = stored(location, [j.id for j in many])
     assert (five[2], six[2], five[6]) == ({"a": 5}, {"a": 6}, "m")
+    assert (five[7], five[8]) == (six[7], six[8]) == ({"k": "v"}, ["t"])
 
 
 def test_what_the_runtime_refuses_the_producer_refuses_alike(location: str) -> None:
@@ -147,6 +155,12 @@ def test_what_the_runtime_refuses_the_producer_refuses_alike(location: str) -> N
         ("enqueue", ("work", "x" * (2 << 20)), {}),  # over the payload limit
         ("enqueue", (5, {}), {}),
         ("enqueue", ("nope", {}), {}),
+        ("enqueue", ("typed", {"a": 1}), {"meta": {"a b": "v"}}),
+        ("enqueue", ("typed", {"a": 1}), {"meta": {"k": 1}}),
+        ("enqueue", ("typed", {"a": 1}), {"meta": {"k": "x" * (64 << 10)}}),  # over meta_bytes
+        ("enqueue", ("typed", {"a": 1}), {"tags": "import"}),
+        ("enqueue", ("typed", {"a": 1}), {"tags": ["\x00"]}),
+        ("enqueue_many", ("typed", [{"a": 1}]), {"tags": [1]}),
         ("enqueue_many", ("typed", [{"a": 1}, {"a": "b"}]), {}),  # none of them, then
         ("job", ("",), {}),
         ("job", ("missing",), {}),
@@ -202,6 +216,18 @@ def test_many_threads_share_one_producer_and_every_job_is_stored_once(location: 
             return [j.id for j in await rt.list_jobs(limit=1000)]
 
     assert sorted(anyio.run(listed)) == sorted(flat)
+
+
+def test_the_producers_enqueues_take_the_runtimes_options() -> None:
+    # Every option the Runtime's enqueues take (meta and tags included), with its
+    # default, but its transaction: the producer's loop is its own, not the caller's.
+    for op in ("enqueue", "enqueue_many", "job", "wait"):
+        mine = inspect.signature(getattr(Producer, op)).parameters
+        runtime = dict(inspect.signature(getattr(Runtime, op)).parameters)
+        runtime.pop("connection", None)
+        assert list(mine) == list(runtime), op
+        for param, spec in runtime.items():
+            assert (mine[param].default, mine[param].kind) == (spec.default, spec.kind), op
 
 
 def test_the_constructor_and_a_closed_producer_refuse(location: str) -> None:

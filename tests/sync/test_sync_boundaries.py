@@ -25,14 +25,16 @@ from conveyor import ConveyorError, JobStatus, Runtime, ValidationError
 from conveyor.sync import Client, Producer
 
 from ..e2e.test_boundaries import (
-    ENQUEUE_OPTIONS,
     LIMITS,
     MATCH_OPTIONS,
+    OPTION_VALUES,
     SETTINGS,
     Echo,
     anything,
     assert_readable,
+    meta_values,
     still_serves,
+    tag_values,
 )
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
@@ -68,7 +70,7 @@ def on_runtime(rt: Runtime, op: str, *args: Any, **kwargs: Any) -> str:
     return outcome(lambda: anyio.from_thread.run(run))
 
 
-options = st.fixed_dictionaries({}, optional=dict.fromkeys(ENQUEUE_OPTIONS, anything))
+options = st.fixed_dictionaries({}, optional=OPTION_VALUES)  # meta and tags included
 runs = 0
 
 
@@ -124,7 +126,7 @@ SHARED = (
 ARITY = {"job": 1, "history": 1, "cancel": 1, "rerun": 1, "pause": 1, "resume": 1}
 ARITY |= {"job_status": 2, "request_job_cancel": 2}
 KEYWORDS = {
-    "list_jobs": ("queue", "status", "limit", "cursor"),
+    "list_jobs": ("queue", "status", "limit", "cursor", "tags", "meta"),
     "purge": ("older_than", "statuses", "queue"),
     "cancel_matching": MATCH_OPTIONS,
     "rerun_matching": (*MATCH_OPTIONS, "by"),
@@ -132,11 +134,12 @@ KEYWORDS = {
     "pause": ("by",),
 }
 known = anything | st.sampled_from(["echo", "completed", "failed"])
+VALUES = {"tags": tag_values, "meta": meta_values}  # the rest: known
 calls = st.sampled_from(SHARED).flatmap(
     lambda op: st.tuples(
         st.just(op),
         st.tuples(*[known] * ARITY.get(op, 0)),
-        st.fixed_dictionaries({}, optional=dict.fromkeys(KEYWORDS.get(op, ()), known)),
+        st.fixed_dictionaries({}, optional={k: VALUES.get(k, known) for k in KEYWORDS.get(op, ())}),
     )
 )
 

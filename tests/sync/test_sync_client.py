@@ -77,6 +77,16 @@ def test_calls_round_trip(server: str, worker: Process) -> None:
         assert client.rerun_matching(queue="work", statuses=["cancelled"], by="me") == 4
         assert client.cancel_matching(queue="work") >= 4
         assert client.purge(statuses=["completed"], queue="work") == 3
+        # Job metadata: kept as checked, and list_jobs's filters find the job by it.
+        tagged = client.enqueue("work", {}, delay=3600, meta={"tenant": "acme"}, tags=("x", "x"))
+        assert (tagged.meta, tagged.tags) == ({"tenant": "acme"}, ["x"])
+        found = client.list_jobs(tags=["x"], meta={"tenant": "acme"})
+        assert [j.id for j in found] == [tagged.id]
+        assert client.list_jobs(tags=["x"], meta={"tenant": "other"}) == []
+        with pytest.raises(ValidationError, match=r"^meta"):
+            client.list_jobs(meta={"a b": "v"})
+        with pytest.raises(ValidationError, match=r"^tags"):
+            client.enqueue("work", {}, tags=[""])
 
 
 def test_the_sync_and_the_async_client_have_the_same_methods_and_signatures() -> None:

@@ -23,6 +23,8 @@ from ._usage import (
     add_token_option,
     duration,
     limit,
+    meta_filter,
+    meta_pair,
     require_database,
 )
 
@@ -31,7 +33,13 @@ class JobSource(Protocol):
     """What the commands need, from a server (Client) or from the file (Runtime)."""
 
     async def list_jobs(
-        self, queue: str | None, status: str | None, limit: int, cursor: str | None
+        self,
+        queue: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        tags: list[str],
+        meta: dict[str, str],
     ) -> list[Job]: ...
     async def job(self, job_id: str) -> Job: ...
     async def history(self, job_id: str) -> list[HistoryEntry]: ...
@@ -53,9 +61,17 @@ class _ServerSource:
         self.client = client
 
     async def list_jobs(
-        self, queue: str | None, status: str | None, limit: int, cursor: str | None
+        self,
+        queue: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        tags: list[str],
+        meta: dict[str, str],
     ) -> list[Job]:
-        return await self.client.list_jobs(queue=queue, status=status, limit=limit, cursor=cursor)
+        return await self.client.list_jobs(
+            queue=queue, status=status, limit=limit, cursor=cursor, tags=tags, meta=meta
+        )
 
     async def job(self, job_id: str) -> Job:
         return await self.client.job(job_id)
@@ -96,9 +112,17 @@ class _FileSource:
         self.rt = rt
 
     async def list_jobs(
-        self, queue: str | None, status: str | None, limit: int, cursor: str | None
+        self,
+        queue: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        tags: list[str],
+        meta: dict[str, str],
     ) -> list[Job]:
-        return await self.rt.list_jobs(queue=queue, status=status, limit=limit, cursor=cursor)
+        return await self.rt.list_jobs(
+            queue=queue, status=status, limit=limit, cursor=cursor, tags=tags, meta=meta
+        )
 
     async def job(self, job_id: str) -> Job:
         return await self.rt.job(job_id)
@@ -173,6 +197,21 @@ def add_jobs_commands(commands: Any) -> None:
     ls.add_argument("--status", choices=[s.value for s in JobStatus])
     ls.add_argument("--limit", type=limit, default=50, help="how many (1 to 1000, default 50)")
     ls.add_argument("--cursor", help="the last id of the previous page")
+    ls.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only jobs with this tag (repeatable: jobs with every one)",
+    )
+    ls.add_argument(
+        "--meta",
+        action="append",
+        type=meta_pair,
+        default=[],
+        metavar="KEY=VALUE",
+        help="only jobs whose meta KEY is exactly VALUE (repeatable: every pair)",
+    )
     ls.set_defaults(run=lambda a: anyio.run(_ls, a))
 
     for name, help_text in (
@@ -253,7 +292,9 @@ async def _ls(args: argparse.Namespace) -> int:
     from ._render import jobs_table, print_json
 
     async with open_source(args) as source:
-        jobs = await source.list_jobs(args.queue, args.status, args.limit, args.cursor)
+        jobs = await source.list_jobs(
+            args.queue, args.status, args.limit, args.cursor, args.tag, meta_filter(args.meta)
+        )
     if args.json:
         print_json(jobs)
     else:

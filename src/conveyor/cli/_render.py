@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from rich.console import Console
 from rich.table import Column, Table
+from rich.text import Text
 
 from .._models import HistoryEntry, Job, QueueState, WorkerState
 from .._states import JobStatus
@@ -29,7 +30,7 @@ def _progress(job: Job) -> str:
 
 
 def jobs_table(jobs: Sequence[Job]) -> None:
-    table = Table("queue", "status", "progress", "attempts", "created", "error")
+    table = Table("queue", "status", "progress", "attempts", "created", "tags", "error")
     table.columns.insert(0, Column("id", no_wrap=True))
     for job in jobs:
         table.add_row(
@@ -39,7 +40,8 @@ def jobs_table(jobs: Sequence[Job]) -> None:
             _progress(job),
             f"{job.attempts}/{job.max_attempts}",
             f"{job.created_at:%Y-%m-%d %H:%M:%S}",
-            (job.error or "")[:60],
+            ", ".join(job.tags),
+            Text((job.error or "")[:60]),  # a Text: what it holds is not rich markup
         )
     console.print(table)
 
@@ -74,14 +76,18 @@ def workers_table(workers: Sequence[WorkerState]) -> None:
     console.print(table)
 
 
+_SETS = ("meta", "tags")  # left out when empty, as most jobs have neither
+
+
 def job_details(job: Job, history: Sequence[HistoryEntry]) -> None:
     fields = msgspec.to_builtins(job)
     table = Table("field", "value", show_header=False)
     for key, value in fields.items():
-        if key != "traceback" and value not in (None, ""):
-            # Payloads, results and progress as the JSON they are, not Python reprs.
+        if key != "traceback" and value not in (None, "") and not (key in _SETS and not value):
+            # Payloads, results and progress as the JSON they are, not Python reprs; as
+            # Text, so that what they hold is never read as rich markup ("[/x]").
             shown = value if isinstance(value, str) else msgspec.json.encode(value).decode()
-            table.add_row(key, shown)
+            table.add_row(key, Text(shown))
     console.print(table)
     if job.traceback:
         console.print("traceback of the last failed attempt:", style="bold")

@@ -1,5 +1,6 @@
-"""``conveyor serve --db PATH|URL``: the dashboard, websocket and JSON of a database,
-without running any handler (operators watching a fleet of workers)."""
+"""``conveyor serve --db PATH|URL``: the dashboard, websocket and JSON of a database, and
+its fleet-wide metrics (GET /metrics: jobs per queue and status, paused queues, workers,
+read from the database), without running any handler (operators watching a fleet)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ def add_serve_command(commands: Any) -> None:
         "serve",
         help="serve the dashboard of a database, without running jobs",
         description="Serves the dashboard, the websocket protocol and JSON reads for every"
-        " queue in the database. Handlers run elsewhere (conveyor worker); cancel, rerun"
+        " queue in the database, and the fleet's Prometheus gauges at /metrics (the"
+        " metrics extra). Handlers run elsewhere (conveyor worker); cancel, rerun"
         " and purge work from here.",
     )
     add_database_option(serve, "conveyor.db")

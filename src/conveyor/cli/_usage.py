@@ -67,6 +67,26 @@ def limit(text: str) -> int:
     return int(text)
 
 
+def meta_pair(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` of a meta filter, split at the first ``=`` (argparse type; keys
+    hold no ``=``, values may); what they hold the runtime checks, as for list_jobs."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. tenant=acme, not {text!r}")
+    return key, value
+
+
+def meta_filter(pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The ``--meta`` pairs as one filter; UsageError for a key given twice (a job has
+    one value per key, so both could never match)."""
+    found: dict[str, str] = {}
+    for key, value in pairs:
+        if key in found:
+            raise UsageError(f"--meta {key}= is given twice: a job has one value per key")
+        found[key] = value
+    return found
+
+
 def add_token_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument("--token", default=os.environ.get("CONVEYOR_TOKEN") or None, help=help_text)
 

@@ -1,13 +1,15 @@
 """The store's writes as the engine makes them: each write that commits transitions hands
 them to ``committed`` (wake the workers of queued jobs, the promoter for scheduled ones,
-and the tail that publishes them) before it returns, so no caller can forget to. Writes
-that commit no transition pass straight through."""
+and the tail that publishes them) before it returns, so no caller can forget to; the
+outcomes of runs and the rescues are counted in ``runs`` too (for conveyor.metrics), from
+the transitions as committed. Writes that commit no transition pass straight through."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
 
 from .._models import Job
+from .._stats import RunStats
 from ..store import (
     ClaimParams,
     Finish,
@@ -23,13 +25,18 @@ from ..store import (
 
 
 class CommittingWrites:
-    """A StoreWrites over the store's own, calling ``committed`` after each commit."""
+    """A StoreWrites over the store's own, calling ``committed`` after each commit and
+    counting in ``runs`` (None: nothing counted) what runs' outcomes and rescues wrote."""
 
     def __init__(
-        self, writes: StoreWrites, committed: Callable[[Iterable[Transition]], None]
+        self,
+        writes: StoreWrites,
+        committed: Callable[[Iterable[Transition]], None],
+        runs: RunStats | None = None,
     ) -> None:
         self._writes = writes
         self._committed = committed
+        self._runs = runs
 
     async def jobs_insert(
         self, jobs: Sequence[NewJob], *, connection: object | None = None
@@ -45,10 +52,16 @@ class CommittingWrites:
         return jobs, transitions
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
-        return self._done(await self._writes.jobs_finish(finishes, now))
+        transitions = self._done(await self._writes.jobs_finish(finishes, now))
+        if self._runs is not None:
+            self._runs.finished(transitions)
+        return transitions
 
     async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
-        return self._done(await self._writes.jobs_rescue(params))
+        transitions = self._done(await self._writes.jobs_rescue(params))
+        if self._runs is not None:
+            self._runs.rescued(transitions)
+        return transitions
 
     async def jobs_release(self, owner: str, now: float) -> list[Transition]:
         return self._done(await self._writes.jobs_release(owner, now))
@@ -82,7 +95,9 @@ class CommittingWrites:
         return self._done(await self._writes.jobs_rerun_matching(match, by, now))
 
     async def outcome_transaction(self) -> OutcomeTransaction:
-        return _CommittingTransaction(await self._writes.outcome_transaction(), self._committed)
+        return _CommittingTransaction(
+            await self._writes.outcome_transaction(), self._committed, self._runs
+        )
 
     def _done(self, transitions: list[Transition]) -> list[Transition]:
         self._committed(transitions)
@@ -106,13 +121,18 @@ class CommittingWrites:
 
 
 class _CommittingTransaction:
-    """An OutcomeTransaction calling ``committed`` once it committed."""
+    """An OutcomeTransaction calling ``committed`` once it committed (and counting the
+    outcome in ``runs``)."""
 
     def __init__(
-        self, inner: OutcomeTransaction, committed: Callable[[Iterable[Transition]], None]
+        self,
+        inner: OutcomeTransaction,
+        committed: Callable[[Iterable[Transition]], None],
+        runs: RunStats | None,
     ) -> None:
         self._inner = inner
         self._committed = committed
+        self._runs = runs
 
     @property
     def connection(self) -> object:
@@ -121,6 +141,8 @@ class _CommittingTransaction:
     async def commit(self, finish: Finish, now: float) -> list[Transition]:
         transitions = await self._inner.commit(finish, now)
         self._committed(transitions)
+        if self._runs is not None:
+            self._runs.finished(transitions)
         return transitions
 
     async def rollback(self) -> None:

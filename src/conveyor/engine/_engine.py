@@ -19,6 +19,7 @@ from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
 from .._spec import QueueSpec
 from .._states import JobStatus
+from .._stats import RunStats
 from ..store import (
     Finish,
     NewJob,
@@ -76,6 +77,7 @@ class Engine:
         retention: dict[JobStatus, float],
         limits: Limits = DEFAULT_LIMITS,
         max_orphanings: int = 3,
+        runs: RunStats | None = None,
     ) -> None:
         self.store = store
         self.bus = bus
@@ -86,6 +88,9 @@ class Engine:
         self.max_orphanings = max_orphanings
         self.retention = retention
         self.limits = limits
+        # Runs counted for conveyor.metrics (None: not counted): a few integer additions
+        # per run, here and in CommittingWrites, read at scrape time.
+        self.runs = runs
         self.inserter: Batcher[NewJob, Transition | Job] = Batcher(
             self._write_inserts, name="enqueue"
         )
@@ -98,7 +103,7 @@ class Engine:
         self.finishing: set[str] = set()  # outcomes handed to the finisher, not yet written
         self._workers = False  # whether run() started workers (then stop() releases)
         # Every write goes through this: it calls committed() after each commit.
-        self.writes: StoreWrites = CommittingWrites(store.writes, self.committed)
+        self.writes: StoreWrites = CommittingWrites(store.writes, self.committed, runs)
         self.progress = ProgressWriter(self.writes, clock, progress_interval)
         self._tail_seq = 0
         self._tail_kick = anyio.Event()
@@ -182,11 +187,19 @@ class Engine:
         # events from the first one, or they would reach subscribers never.
         run.announced = seq <= self._tail_seq
         self.running[job.id] = run
+        if self.runs is not None:
+            run.began = self.clock.monotonic()
+            # Waiting since its enqueue, or since it fell due (a delayed job, a retry).
+            since = job.scheduled_at or job.created_at
+            wait = 0.0 if job.started_at is None else (job.started_at - since).total_seconds()
+            self.runs.started(job.queue, wait)
         return run
 
     def end_run(self, run: RunningJob) -> None:
         self.running.pop(run.job.id, None)
         self.progress.forget(run.job.id)
+        if self.runs is not None:
+            self.runs.ended(run.job.queue, self.clock.monotonic() - run.began)
 
     def cancel_local(self, job_id: str) -> None:
         """Stop the job's handler if it runs in this process."""

@@ -21,6 +21,7 @@ from .._logging import get_logger
 from .._models import NO_PROGRESS, Job, Progress
 from .._spec import QueueSpec
 from .._states import JobStatus
+from .._tracing import TRACING
 from ..store import Finish, OutcomeTransaction
 
 log = get_logger("conveyor.job")
@@ -35,7 +36,7 @@ class StopReason(enum.Enum):
 class RunningJob:
     """A job while its handler runs in this process."""
 
-    __slots__ = ("announced", "ctx", "is_async", "reason", "scope", "seq", "token")
+    __slots__ = ("announced", "began", "ctx", "is_async", "reason", "scope", "seq", "token")
 
     def __init__(self, ctx: JobContext, token: str, seq: int, is_async: bool) -> None:
         self.ctx = ctx
@@ -45,6 +46,7 @@ class RunningJob:
         self.is_async = is_async
         self.scope = anyio.CancelScope()
         self.reason: StopReason | None = None
+        self.began = 0.0  # the clock's monotonic time at its start, when runs are counted
 
     @property
     def job(self) -> Job:
@@ -86,6 +88,7 @@ class Handler:
         self.payload_type = queue.payload_type
         self.backoff = queue.backoff
         self.retry_on = queue.retry_on
+        self.before_run = queue.before_run  # None: no await for it (see Queue's hooks)
         # Sync handlers get their own thread limit, so a busy queue cannot starve others
         # of anyio's shared default thread pool.
         self.limiter = anyio.CapacityLimiter(queue.worker_count)
@@ -203,6 +206,24 @@ async def execute(handler: Handler, run: RunningJob, clock: Clock) -> Finish | N
         _current_reset(token)
 
 
+async def run_job(
+    handler: Handler, run: RunningJob, clock: Clock
+) -> tuple[Finish | None, Finish | None]:
+    """Run the job's handler and settle its transaction (see execute and settle): what
+    is left for the finisher to write, and how the run ended (what the handler's outcome
+    was, also when it committed with the handler's transaction and nothing is left).
+    Inside the run's span where OpenTelemetry is installed (see _tracing), so the
+    handler's own spans are its children."""
+    if TRACING is None or not TRACING.active():
+        decided = await execute(handler, run, clock)
+        return await settle(handler, run, decided, clock), decided
+    with TRACING.process(run.job) as span:
+        decided = await execute(handler, run, clock)
+        left = await settle(handler, run, decided, clock)
+        TRACING.ended(span, left or decided)
+        return left, decided
+
+
 async def settle(
     handler: Handler, run: RunningJob, outcome: Finish | None, clock: Clock
 ) -> Finish | None:
@@ -267,6 +288,8 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
             run.scope.deadline = anyio.current_time() + timeout
         try:
             payload = handler._payload(run.job)
+            if handler.before_run is not None:  # its errors are the run's, as the handler's
+                await handler.before_run(run.job)
             if handler.is_async:
                 result = await handler.fn(payload)
             else:
@@ -277,6 +300,8 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
                 raise JobFailed(run.ctx.failed_error)
             outcome = _completed(handler, run, result)
         except JobFailed as exc:
+            if TRACING is not None:
+                TRACING.failed(exc)
             text = exc.error if isinstance(exc.error, str) else describe(exc)
             error = storable(text, handler.limits.error_bytes)
             outcome = _failure(run, error)
@@ -288,11 +313,15 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
             # run's own is caught by its scope below, any other is the runtime's.
             if _is_cancellation(exc):
                 raise
+            if TRACING is not None:
+                TRACING.failed(exc)
             outcome = _failed(handler, run, exc, clock.now())
     if run.scope.cancelled_caught:
         if run.reason is None:  # nobody stopped it: the deadline passed
             run.ctx.cancel_requested.set()  # a sync handler's thread stops at its next check
             timed_out = TimeoutError(f"timed out after {timeout:g}s")
+            if TRACING is not None:
+                TRACING.failed(timed_out)
             outcome = _failed(handler, run, timed_out, clock.now())
         else:
             outcome = _stopped(run)

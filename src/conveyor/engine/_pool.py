@@ -9,19 +9,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .._clock import Clock
-from .._errors import StoreError, StoreUnavailable
-from .._limits import Limits
+from .._errors import HookFailed, StoreError, StoreUnavailable
+from .._limits import Limits, describe
 from .._logging import get_logger
-from .._models import Job
+from .._models import Job, RunOutcome
 from .._spec import QueueSpec
 from ..store import ClaimParams, Finish, StoreWrites
-from ._executor import Handler, RunningJob, drop_transaction, execute, internal_failure, settle
+from ._executor import Handler, RunningJob, drop_transaction, internal_failure, run_job
 
 
 class PoolHost(Protocol):
@@ -45,6 +46,7 @@ class PoolHost(Protocol):
 log = get_logger("conveyor.engine")
 
 MAX_CLAIM = 500  # jobs per claim transaction
+SHUTDOWN_HOOK_LIMIT = 30.0  # seconds an on_shutdown hook may take before it is cancelled
 CLAIM_RETRY_DELAY = 0.5  # after a failed claim (store busy or unavailable)
 
 
@@ -107,6 +109,9 @@ class QueuePool:
         self.name = queue.name
         self.capacity = queue.worker_count
         self.handler = Handler(queue, engine.limits)
+        self.on_startup = queue.on_startup
+        self.on_shutdown = queue.on_shutdown
+        self.after_run = queue.after_run
         self.free = self.capacity
         self.rate_limit = queue.rate_limit
         self._starts: deque[float] = deque()  # claim times inside the rate-limit window
@@ -135,6 +140,13 @@ class QueuePool:
         self._claim_scope.cancel()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Claim and run until stopped; started once the queue's on_startup hook
+        returned (HookFailed if it raised) and its workers wait for jobs."""
+        if self.on_startup is not None:
+            try:
+                await self.on_startup()
+            except Exception as exc:
+                raise HookFailed(self.name, "on_startup", describe(exc)) from exc
         handoff = _HandOff()
         try:
             async with anyio.create_task_group() as tg:
@@ -148,6 +160,30 @@ class QueuePool:
                     handoff.close()
         finally:
             self.done.set()
+            if self.on_shutdown is not None:
+                await self._shut_down(self.on_shutdown)
+
+    async def _shut_down(self, hook: Callable[[], Awaitable[None]]) -> None:
+        # Shielded: it also runs when the runtime is torn down (or failed to start).
+        with anyio.move_on_after(SHUTDOWN_HOOK_LIMIT, shield=True) as scope:
+            try:
+                await hook()
+            except Exception:
+                log.exception("on_shutdown() of queue %r failed", self.name)
+        if scope.cancelled_caught:
+            log.error("on_shutdown() of queue %r cut off after %gs", self.name, SHUTDOWN_HOOK_LIMIT)
+
+    async def _after_run(self, job: Job, outcome: Finish | None) -> None:
+        assert self.after_run is not None
+        ended = (
+            RunOutcome(status=None)
+            if outcome is None
+            else RunOutcome(status=outcome.status, error=outcome.error)
+        )
+        try:
+            await self.after_run(job, ended)
+        except Exception:
+            log.exception("after_run() of queue %r failed for job %s", self.name, job.id)
 
     async def _claim_forever(self, handoff: _HandOff) -> None:
         engine = self.engine
@@ -224,9 +260,9 @@ class QueuePool:
                     )
                     continue
                 run = engine.start_run(job, token, seq, self.handler.is_async)
+                decided: Finish | None = None
                 try:
-                    outcome = await execute(self.handler, run, engine.clock)
-                    outcome = await settle(self.handler, run, outcome, engine.clock)
+                    outcome, decided = await run_job(self.handler, run, engine.clock)
                 except Exception as exc:  # conveyor's own bug: this job fails, the rest go on
                     log.exception("internal error while running job %s", job.id)
                     outcome = internal_failure(job.id, token, exc, engine.limits, run.ctx.progress)
@@ -235,6 +271,9 @@ class QueuePool:
                     engine.end_run(run)
                 if outcome is not None:
                     await engine.finish(outcome)
+                if self.after_run is not None:
+                    # A completion settle() committed with the handler's writes: as decided.
+                    await self._after_run(job, outcome or decided)
             finally:
                 self.free += 1
                 self._kick.set()

@@ -4,17 +4,22 @@ runtime imports the server, never the other way round)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Protocol
 
 from .._bus import EventStream
 from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
 from .._states import JobStatus
+from .._stats import RuntimeStats
 
 
 class ServedRuntime(Protocol):
-    """The operations of conveyor.Runtime that the server uses (see their docstrings)."""
+    """The operations of conveyor.Runtime that the server uses (see their docstrings),
+    and its stats (the server counts its websocket clients there; GET /metrics reads
+    them through conveyor.metrics)."""
+
+    stats: RuntimeStats
 
     async def submit(
         self, queue: str, payloads: Iterable[Any], options: EnqueueOptions
@@ -30,6 +35,9 @@ class ServedRuntime(Protocol):
         status: JobStatus | str | None = ...,
         limit: int = ...,
         cursor: str | None = ...,
+        *,
+        tags: Iterable[str] | None = ...,
+        meta: Mapping[str, str] | None = ...,
     ) -> list[Job]: ...
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]: ...

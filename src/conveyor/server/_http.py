@@ -1,4 +1,5 @@
-"""Plain HTTP on the websocket port: the dashboard page and read-only JSON."""
+"""Plain HTTP on the websocket port: the dashboard page, read-only JSON and Prometheus's
+``/metrics``."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import functools
 import http
 from importlib import resources
 from typing import Any, Final
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from .._errors import ConveyorError, JobNotFound, QueueNotFound, ValidationError
+from .._errors import ConveyorError, JobNotFound, MissingExtra, QueueNotFound, ValidationError
 from .._logging import get_logger
 from .._wire import encoder, jobs_page
+from ..metrics import render as render_metrics
 from ._api import ServedRuntime
 
 log = get_logger("conveyor.server")
@@ -82,15 +84,21 @@ async def route(rt: ServedRuntime, request: Request) -> Response:
         if path == "/api/queues":
             counts = await rt.queue_counts()
             return json_response(200, {"queues": counts})
+        if path == "/metrics":
+            body, content_type = await render_metrics(rt, request.headers.get("Accept", ""))
+            return respond(200, body, content_type)
         if path == "/api/workers":
             return json_response(200, {"workers": await rt.workers()})
         if path == "/api/jobs":
             limit = _int_query(query, "limit", 50)
+            tags, meta = _job_filters(url.query)
             jobs = await rt.list_jobs(
                 queue=query.get("queue"),
                 status=query.get("status"),
                 limit=limit,
                 cursor=query.get("cursor"),
+                tags=tags,
+                meta=meta,
             )
             return json_response(200, jobs_page(jobs, limit))
         if path.startswith("/api/jobs/"):
@@ -100,6 +108,8 @@ async def route(rt: ServedRuntime, request: Request) -> Response:
         return error_response(404, "not_found", str(exc))
     except ValidationError as exc:
         return error_response(400, "invalid", str(exc))
+    except MissingExtra as exc:
+        return error_response(501, "not_installed", str(exc))
     except ConveyorError as exc:
         return error_response(503, "unavailable", str(exc))
     except Exception:
@@ -115,3 +125,22 @@ def _int_query(query: dict[str, str], key: str, default: int) -> int:
     if len(text) > 20 or not text.isascii() or not text.lstrip("-").isdigit():
         raise ValidationError(f"{key} must be an integer, not {text[:40]!r}")
     return int(text)
+
+
+def _job_filters(query: str) -> tuple[list[str], dict[str, str]]:
+    """``tag=NAME`` (repeatable: jobs having every one) and ``meta.KEY=VALUE`` (one
+    value per key) of /api/jobs, blank values kept (``meta.k=`` matches an empty
+    value); the runtime checks what they hold, as for list_jobs."""
+    tags: list[str] = []
+    meta: dict[str, str] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == "tag":
+            tags.append(value)
+        elif key == "meta":
+            raise ValidationError("a meta filter is meta.KEY=VALUE, e.g. meta.tenant=acme")
+        elif key.startswith("meta."):
+            meta_key = key.removeprefix("meta.")
+            if meta_key in meta:
+                raise ValidationError(f"{key[:80]!r} is given twice: a job has one value per key")
+            meta[meta_key] = value
+    return tags, meta

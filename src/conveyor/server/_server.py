@@ -126,9 +126,14 @@ class Server:
         return await route(self.runtime, request)
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        await Session(
-            self.runtime,
-            ws,
-            max_message_bytes=self.max_message_bytes,
-            max_buffer=self.max_buffer,
-        ).run()
+        stats = self.runtime.stats
+        stats.websocket_clients += 1
+        try:
+            await Session(
+                self.runtime,
+                ws,
+                max_message_bytes=self.max_message_bytes,
+                max_buffer=self.max_buffer,
+            ).run()
+        finally:
+            stats.websocket_clients -= 1

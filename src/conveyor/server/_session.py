@@ -128,6 +128,8 @@ class Session:
                     status=request.status,
                     limit=request.limit,
                     cursor=request.cursor,
+                    tags=request.tags,
+                    meta=request.meta,
                 )
                 return jobs_page(jobs, request.limit)
             case QueueCounts():

@@ -11,8 +11,8 @@ subclasses (never a driver's own exception), and a failed call changed nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Protocol, TypeVar
 
 import msgspec
 
@@ -36,6 +36,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     scheduled_at: float | None = None  # set with status SCHEDULED: when it becomes due
     timeout: float | None = None
     unique_key: str | None = None  # while a job with this key is unfinished, no other
+    meta: dict[str, str] = msgspec.field(default_factory=dict)  # checked (see _limits.meta)
+    tags: list[str] = msgspec.field(default_factory=list)  # checked, no repeats
     derived_id: bool = False  # the id is derived (a periodic tick): if taken, keep that job
 
     def as_job(self) -> Job:
@@ -49,6 +51,8 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
             priority=self.priority,
             max_attempts=self.max_attempts,
             created_by=self.created_by,
+            meta=self.meta,
+            tags=self.tags,
             created_at=at,
             scheduled_at=maybe_datetime(self.scheduled_at),
             updated_at=at,
@@ -236,10 +240,14 @@ class JobMatch(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ListParams(msgspec.Struct, frozen=True, kw_only=True):
-    """Newest first; ``before`` is the id of the last job of the previous page."""
+    """Newest first; ``before`` is the id of the last job of the previous page. A job
+    matches ``tags`` when it has every one of them, ``meta`` when it has every pair
+    (values compared exactly)."""
 
     queue: str | None = None
     status: JobStatus | None = None
+    tags: list[str] = msgspec.field(default_factory=list)
+    meta: dict[str, str] = msgspec.field(default_factory=dict)
     limit: int = 50
     before: str | None = None
 
@@ -501,3 +509,21 @@ class Store(Protocol):
 
     @property
     def workers(self) -> WorkerRegistry: ...
+
+    @property
+    def errors(self) -> Mapping[str, int]:
+        """How many StoreErrors this store has raised for what the database answered or
+        failed to answer, by class name (``StoreBusy``, ``StoreUnavailable``,
+        ``StoreError``): what conveyor.metrics exports as ``conveyor_store_errors_total``."""
+        ...
+
+
+_E = TypeVar("_E", bound=BaseException)
+
+
+def counted(errors: dict[str, int], error: _E) -> _E:
+    """``error``, counted in ``errors`` by its class name (see Store.errors): each backend
+    passes every StoreError it makes of a driver's error through here."""
+    kind = type(error).__name__
+    errors[kind] = errors.get(kind, 0) + 1
+    return error

@@ -3,7 +3,8 @@ Transition (the stores keep the same columns, with times as Unix seconds).
 
 A row that cannot be read whole (a hand edit, a bug of an older version) is reported for
 that row and never breaks a read of others: a JSON column that does not decode comes
-back as its raw text (progress as a note in its message), and is logged; a row whose
+back as its raw text (progress as a note in its message; meta as the value of the key
+``conveyor.unreadable``, tags as that one tag), and is logged; a row whose
 status or times are unreadable is left out of lists (logged) and is a StoreError when
 asked for by id.
 """
@@ -59,10 +60,37 @@ def _progress(job_id: str, data: Any) -> Progress:
         return Progress(message=f"(stored progress unreadable: {_raw_text(data)[:200]})")
 
 
+UNREADABLE_LABEL: Final = "conveyor.unreadable"
+
+
+def read_meta(job_id: str, data: Any) -> dict[str, str]:
+    """A meta column: NULL (no meta; every job stored before migration 7), JSON text."""
+    if data is None:
+        return {}
+    try:
+        return _codec.decode_meta(data)
+    except _UNREADABLE as exc:
+        log.warning("job %s: its stored meta cannot be read (%s)", job_id, exc)
+        return {UNREADABLE_LABEL: _raw_text(data)[:200]}
+
+
+def read_tags(job_id: str, data: Any) -> list[str]:
+    """A tags column: NULL (no tags), a list (PostgreSQL's text[]), JSON text (SQLite)."""
+    if data is None:
+        return []
+    if isinstance(data, list) and all(isinstance(tag, str) for tag in data):
+        return data
+    try:
+        return _codec.decode_tags(data)
+    except _UNREADABLE as exc:
+        log.warning("job %s: its stored tags cannot be read (%s)", job_id, exc)
+        return [UNREADABLE_LABEL]
+
+
 JOB_COLUMNS: Final = (
     "id, queue, status, payload, result, error, traceback, progress, attempts, max_attempts,"
     " priority, created_by, created_at, scheduled_at, started_at, finished_at, updated_at,"
-    " timeout"
+    " timeout, meta, tags"
 )
 
 
@@ -106,6 +134,8 @@ def _row_to_job(row: Any) -> Job:
         finished_at=maybe_datetime(row[15]),
         updated_at=to_datetime(row[16]),
         timeout=row[17],
+        meta=read_meta(job_id, row[18]),
+        tags=read_tags(job_id, row[19]),
     )
 
 

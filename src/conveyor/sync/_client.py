@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
@@ -183,6 +183,8 @@ class Client(Closing):
         max_attempts: int | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
     ) -> Job:
         """As ``Runtime.enqueue`` (``timeout`` is the job's run time limit): options
         left out take the queue's defaults; what the Runtime would refuse whatever its
@@ -195,6 +197,8 @@ class Client(Closing):
             max_attempts=max_attempts,
             timeout=timeout,
             unique_key=unique_key,
+            meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
+            tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
         return self._send(self._calls.enqueue(queue, payload, options))
 
@@ -212,9 +216,13 @@ class Client(Closing):
         status: JobStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        *,
+        tags: Iterable[str] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> list[Job]:
-        """Newest first; for the next page pass ``cursor=`` the last job's id."""
-        return self._send(self._calls.list_jobs(queue, status, limit, cursor))
+        """Newest first; for the next page pass ``cursor=`` the last job's id. As
+        ``Runtime.list_jobs``: ``tags`` and ``meta`` keep the jobs having all of them."""
+        return self._send(self._calls.list_jobs(queue, status, limit, cursor, tags=tags, meta=meta))
 
     def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         """Jobs per status for each queue the server knows (zeros included)."""

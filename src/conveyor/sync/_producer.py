@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import CancelledError
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import AbstractContextManager
@@ -169,6 +169,8 @@ class Producer(Closing):
         max_attempts: int | None = None,
         timeout: float | None = None,
         unique_key: str | None = None,
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
     ) -> Job:
         """``Runtime.enqueue``, blocking: the job, once it is durable."""
         return self._run(
@@ -182,6 +184,8 @@ class Producer(Closing):
             max_attempts=max_attempts,
             timeout=timeout,
             unique_key=unique_key,
+            meta=meta,
+            tags=tags,
         )
 
     def enqueue_many(
@@ -195,8 +199,11 @@ class Producer(Closing):
         at: datetime | None = None,
         max_attempts: int | None = None,
         timeout: float | None = None,
+        meta: Mapping[str, str] | None = None,
+        tags: Iterable[str] | None = None,
     ) -> list[Job]:
-        """``Runtime.enqueue_many``, blocking: all the jobs in one commit, or none."""
+        """``Runtime.enqueue_many``, blocking: all the jobs in one commit, or none
+        (every job with the same meta and tags)."""
         return self._run(
             self._runtime.enqueue_many,
             queue,
@@ -207,6 +214,8 @@ class Producer(Closing):
             at=at,
             max_attempts=max_attempts,
             timeout=timeout,
+            meta=meta,
+            tags=tags,
         )
 
     def job(self, job_id: str) -> Job:

@@ -19,6 +19,11 @@ import { WORKERS_EVERY_MS, refreshWorkers } from "./workers.js";
 state.token = readToken();
 $("filter-queue").addEventListener("change", (e) => setFilter("queue", e.target.value));
 $("filter-status").addEventListener("change", (e) => setFilter("status", e.target.value));
+// Typed filters apply on Enter or on leaving the field (not on each key: each is a list).
+for (const key of ["tag", "meta"]) {
+  $("filter-" + key).addEventListener("change", (e) => setFilter(key, e.target.value.trim()));
+}
+$("filter-labels").addEventListener("submit", (e) => e.preventDefault());
 $("older").addEventListener("click", () => loadOlder().catch((err) => toast(err.message)));
 $("detail-close").addEventListener("click", closeDetail);
 $("detail-cancel").addEventListener("click", () => act("cancel", state.selected));

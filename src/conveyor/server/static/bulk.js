@@ -9,6 +9,11 @@ const CANCELLABLE = new Set(["scheduled", "queued", "running"]);
 
 export async function bulk(op) {
   const { queue, status } = state.filter;
+  if (state.filter.tag || state.filter.meta) {
+    // The bulk ops match by queue and status: they would take jobs the list leaves out.
+    toast("bulk operations match by queue and status only: clear the tag and meta filters first");
+    return;
+  }
   const cancelling = op === "cancel_matching";
   const allowed = cancelling ? CANCELLABLE : TERMINAL;
   if (status && !allowed.has(status)) {

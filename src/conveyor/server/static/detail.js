@@ -4,6 +4,7 @@
 import { $, badge, cancellable, state, TERMINAL, toast } from "./state.js";
 import { call, connected } from "./connection.js";
 import { mergeJob, percent } from "./jobs.js";
+import { setFilter } from "./queues.js";
 
 export function openDetail(id) {
   showDetail(id);
@@ -55,6 +56,7 @@ function fields(job) {
     ["attempts", `${job.attempts}/${job.max_attempts}`],
     ["priority", String(job.priority)],
     ["created by", job.created_by],
+    ["tags", (job.tags || []).join(", ")],
     ["created", job.created_at],
     ["scheduled for", job.scheduled_at],
     ["started", job.started_at],
@@ -69,6 +71,20 @@ function field([name, value]) {
   const dd = document.createElement("dd");
   if (name === "status") dd.append(badge(value));
   else dd.textContent = name.endsWith("ed") && value.includes("T") ? new Date(value).toLocaleString() : value;
+  return [dt, dd];
+}
+
+// One meta pair, as text (whatever it holds); a click on it lists the jobs that have it.
+function metaPair(key, value) {
+  const dt = document.createElement("dt");
+  dt.textContent = key;
+  const dd = document.createElement("dd");
+  const link = document.createElement("button");
+  link.className = "plain pair";
+  link.title = "list the jobs with this meta";
+  link.textContent = value === "" ? "(empty)" : value;
+  link.addEventListener("click", () => setFilter("meta", `${key}=${value}`));
+  dd.append(link);
   return [dt, dd];
 }
 
@@ -101,6 +117,9 @@ export async function refreshDetail() {
   mergeJob(job);
   $("detail-title").textContent = job.id;
   $("detail-fields").replaceChildren(...fields(job).flatMap(field));
+  const meta = Object.entries(job.meta || {});
+  $("detail-meta").replaceChildren(...meta.flatMap(([key, value]) => metaPair(key, value)));
+  $("detail-meta-block").hidden = meta.length === 0;
   $("detail-payload").textContent = show(job.payload);
   for (const [key, value] of [["result", job.result], ["error", job.error], ["traceback", job.traceback]]) {
     $(`detail-${key}`).textContent = show(value);

@@ -1,7 +1,18 @@
 // The jobs table: records from list_jobs, kept current by events, redrawn once a frame
 // and only where something changed.
 
-import { $, LIST_LIMIT, MAX_ROWS, RECORDS_PER_TICK, TERMINAL, cancellable, state, toast } from "./state.js";
+import {
+  $,
+  LIST_LIMIT,
+  MAX_ROWS,
+  RECORDS_PER_TICK,
+  TERMINAL,
+  cancellable,
+  labelFilter,
+  matchesLabels,
+  state,
+  toast,
+} from "./state.js";
 import { call } from "./connection.js";
 import { countCompletion, scheduleCounts } from "./queues.js";
 import { openDetail, scheduleDetail } from "./detail.js";
@@ -20,6 +31,10 @@ export function applyEvent(event) {
   let job = state.jobs.get(event.job_id);
   if (!job) {
     if (!matchesFilter(event.queue, event.status)) return;
+    if (state.filter.tag || state.filter.meta) {
+      state.unsure.add(event.job_id); // its tags and meta are on its record only
+      return;
+    }
     job = { id: event.job_id, queue: event.queue, created_at: event.at, attempts: null };
     state.jobs.set(job.id, job);
     state.needRecord.add(job.id);
@@ -46,7 +61,9 @@ export function mergeJob(record) {
     const stale = job.eventAt && Date.parse(record.updated_at) < job.eventAt;
     const { status, progress, message, attempts, error, ...rest } = record;
     Object.assign(job, stale ? rest : record);
-  } else if (matchesFilter(record.queue, record.status)) state.jobs.set(record.id, { ...record });
+  } else if (matchesFilter(record.queue, record.status) && matchesLabels(record)) {
+    state.jobs.set(record.id, { ...record });
+  } else return;
   markDirty(record.id);
 }
 
@@ -60,10 +77,19 @@ export function fetchRecords() {
       .then((record) => state.jobs.has(id) && mergeJob(record))
       .catch(() => {}); // gone (purged) or disconnected: the row keeps what events said
   }
+  // Jobs seen in events while a tag or meta filter is set: their records say whether
+  // they match (bounded per tick alike).
+  for (const id of [...state.unsure].slice(0, RECORDS_PER_TICK)) {
+    state.unsure.delete(id);
+    if (state.jobs.has(id)) continue;
+    call("job_status", { job_id: id })
+      .then(mergeJob)
+      .catch(() => {});
+  }
 }
 
 function listFields(cursor) {
-  const fields = { limit: LIST_LIMIT };
+  const fields = { limit: LIST_LIMIT, ...labelFilter() };
   if (state.filter.queue) fields.queue = state.filter.queue;
   if (state.filter.status) fields.status = state.filter.status;
   if (cursor) fields.cursor = cursor;
@@ -72,9 +98,11 @@ function listFields(cursor) {
 
 // The newest page of jobs matching the filter, replacing the table.
 export async function loadJobs() {
+  const fields = listFields(null); // a meta filter without "=" throws here, shown as a toast
   state.loading = [];
+  state.unsure.clear();
   try {
-    const { jobs, cursor } = await call("list_jobs", listFields(null));
+    const { jobs, cursor } = await call("list_jobs", fields);
     const during = state.loading;
     state.loading = null;
     state.jobs.clear();
@@ -96,9 +124,9 @@ export async function loadJobs() {
 
 // The next page, older than every job shown, added below them.
 export async function loadOlder() {
-  const filter = { ...state.filter };
+  const filter = JSON.stringify(state.filter);
   const { jobs, cursor } = await call("list_jobs", listFields(state.cursor));
-  if (filter.queue !== state.filter.queue || filter.status !== state.filter.status) return;
+  if (filter !== JSON.stringify(state.filter)) return; // the filter changed meanwhile
   state.maxRows += jobs.length;
   state.cursor = cursor;
   for (const job of jobs) {
@@ -158,7 +186,7 @@ function renderRow(job) {
     tr = document.createElement("tr");
     tr.dataset.jobId = job.id;
     tr.innerHTML =
-      "<td class='id'></td><td></td><td><span class='badge'></span></td>" +
+      "<td class='id'></td><td></td><td class='tags'></td><td><span class='badge'></span></td>" +
       "<td><div class='progress'><div class='track'><span class='fill'></span></div>" +
       "<span class='pct'></span></div></td><td class='message'></td><td></td><td></td>" +
       "<td><button data-action='cancel'>Cancel</button> <button data-action='rerun'>Rerun</button></td>";
@@ -177,18 +205,19 @@ function renderRow(job) {
   const pct = percent(job);
   cells[0].textContent = job.id;
   cells[1].textContent = job.queue;
-  const badge = cells[2].firstChild;
+  cells[2].textContent = (job.tags || []).join(", ");
+  const badge = cells[3].firstChild;
   badge.textContent = job.status;
   badge.className = "badge " + job.status;
-  const fill = cells[3].querySelector(".fill");
+  const fill = cells[4].querySelector(".fill");
   fill.style.width = pct + "%";
   fill.className = "fill " + job.status;
-  cells[3].querySelector(".pct").textContent = p.total || job.status === "completed" ? pct + "%" : "";
-  cells[4].textContent = p.message || job.error || job.message || "";
-  cells[4].title = cells[4].textContent;
-  cells[5].textContent = job.attempts === null ? "" : `${job.attempts}/${job.max_attempts ?? "?"}`;
-  cells[6].textContent = new Date(job.created_at).toLocaleTimeString();
-  const [cancel, rerun] = cells[7].querySelectorAll("button");
+  cells[4].querySelector(".pct").textContent = p.total || job.status === "completed" ? pct + "%" : "";
+  cells[5].textContent = p.message || job.error || job.message || "";
+  cells[5].title = cells[5].textContent;
+  cells[6].textContent = job.attempts === null ? "" : `${job.attempts}/${job.max_attempts ?? "?"}`;
+  cells[7].textContent = new Date(job.created_at).toLocaleTimeString();
+  const [cancel, rerun] = cells[8].querySelectorAll("button");
   cancel.hidden = !cancellable(job);
   rerun.hidden = !TERMINAL.has(job.status);
   tr.classList.toggle("selected", state.selected === job.id);

@@ -125,6 +125,7 @@ export function renderQueues() {
 export function setFilter(key, value) {
   state.filter[key] = value;
   $("filter-" + key).value = value;
+  for (const id of ["bulk-cancel", "bulk-rerun"]) $(id).disabled = Boolean(state.filter.tag || state.filter.meta);
   renderQueues();
   loadJobs().catch((err) => toast(err.message));
 }

@@ -27,10 +27,11 @@ export const state = {
   paused: {}, // queue -> its state, for the paused ones (the `queues` op)
   completions: new Map(), // queue -> [{second, count}] within RATE_WINDOW_MS
   countsTimer: 0,
-  filter: { queue: "", status: "" },
+  filter: { queue: "", status: "", tag: "", meta: "" }, // meta: "key=value" as typed
   selected: null,
   detailTimer: 0,
   needRecord: new Set(), // jobs known only from events: their attempts, created_at, ...
+  unsure: new Set(), // jobs seen in events while a tag or meta filter is set: shown once their record matches
 };
 
 export const $ = (id) => document.getElementById(id);
@@ -44,6 +45,27 @@ export function badge(status) {
 
 export function cancellable(job) {
   return !TERMINAL.has(job.status) && job.status !== "cancelling";
+}
+
+// The tag and meta filters as the list_jobs op takes them (events carry neither, so a
+// job first seen in an event is shown only once its record matches).
+export function labelFilter() {
+  const { tag, meta } = state.filter;
+  const fields = {};
+  if (tag) fields.tags = [tag];
+  if (meta) {
+    const at = meta.indexOf("=");
+    if (at < 1) throw new Error("a meta filter is key=value, e.g. tenant=acme");
+    fields.meta = { [meta.slice(0, at)]: meta.slice(at + 1) };
+  }
+  return fields;
+}
+
+export function matchesLabels(record) {
+  const { tags, meta } = labelFilter();
+  const has = record.tags || [];
+  const own = record.meta || {};
+  return (tags || []).every((t) => has.includes(t)) && Object.entries(meta || {}).every(([k, v]) => own[k] === v);
 }
 
 export function toast(text) {

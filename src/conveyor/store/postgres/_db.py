@@ -28,6 +28,7 @@ import asyncpg.pool
 
 from ..._errors import StoreBusy, StoreError, StoreUnavailable, ValidationError
 from ..._urls import without_password
+from .._base import counted
 from ._schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -151,6 +152,7 @@ class PostgresDB:
         self._fast_pool: Pool | None = None
         self._handler_pool: Pool | None = None  # made on first use (handler_pool)
         self._handler_pool_opening = anyio.Lock()
+        self.errors: dict[str, int] = {}  # what error() made, by kind (see Store.errors)
 
     @property
     def where(self) -> str:
@@ -158,6 +160,9 @@ class PostgresDB:
         return f"{without_password(self.dsn)} (schema {self.schema})"
 
     def error(self, exc: BaseException, *, committing: bool = False) -> StoreError:
+        return counted(self.errors, self._error(exc, committing=committing))
+
+    def _error(self, exc: BaseException, *, committing: bool) -> StoreError:
         state = getattr(exc, "sqlstate", None) or ""
         text = f"{self.where}: {_describe(exc)}"
         if not self.pooled and _POOLER_SIGNS.search(_describe(exc)):

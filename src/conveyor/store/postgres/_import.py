@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from ... import _codec
 from ..._errors import ValidationError
+from .._rows import read_meta, read_tags
 from ..sqlite import SQLiteStore
 from ._db import Connection
 from ._history import ORDINAL_BITS
@@ -21,7 +23,7 @@ JOB_FIELDS: Final = (
     "id, queue, status, payload, result, error, traceback, progress, attempts,"
     " max_attempts, priority, created_by, created_at, scheduled_at, started_at,"
     " finished_at, updated_at, timeout, unique_key, lease_owner, lease_token,"
-    " lease_expires_at, orphanings"
+    " lease_expires_at, orphanings, meta, tags"
 )
 HISTORY_FIELDS: Final = "seq, job_id, queue, status, at, message, origin"
 TABLES: Final = (  # (table, its fields, its key: the first field, which pages the copy)
@@ -31,6 +33,22 @@ TABLES: Final = (  # (table, its fields, its key: the first field, which pages t
     ("paused_queues", "queue, paused_at, paused_by", "queue"),
 )
 BATCH: Final = 5000  # rows read from SQLite and sent by COPY at a time
+
+
+def _job_record(row: Any) -> tuple[Any, ...]:
+    """A SQLite jobs row as PostgreSQL's columns take it: meta (JSON text) read and
+    written again, so that a row a hand edit broke is copied as the store reads it
+    (see _rows) rather than failing the copy; tags from a JSON array to a list, for
+    text[]. Both NULL when the job has none."""
+    *rest, meta, tags = row
+    job_id = row[0]
+    checked_meta = read_meta(job_id, meta)
+    checked_tags = read_tags(job_id, tags)
+    return (
+        *rest,
+        _codec.encode(checked_meta).decode() if checked_meta else None,
+        checked_tags or None,
+    )
 
 
 async def copy_from_sqlite(source: SQLiteStore, target: PostgresStore) -> dict[str, int]:
@@ -67,7 +85,7 @@ async def copy_from_sqlite(source: SQLiteStore, target: PostgresStore) -> dict[s
                     table,
                     schema_name=schema,
                     columns=[f.strip() for f in fields.split(",")],
-                    records=[tuple(row) for row in rows],
+                    records=[_job_record(row) if table == "jobs" else tuple(row) for row in rows],
                 )
                 copied[table] += len(rows)
                 after = rows[-1][0]  # each table's key is its first field

@@ -146,4 +146,12 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         heartbeat_at double precision NOT NULL -- Unix seconds
     );
     """,
+    # 7: job metadata, given at enqueue and never changed after; NULL when a job has
+    # none (as every job stored before has). jsonb and text[], so the list filters are
+    # containment (meta @> '{"k": "v"}', tags @> '{t}'), the operators a GIN index
+    # serves; no such index is made here (why: PostgresReads.jobs_list). Adding
+    # nullable columns without a default rewrites nothing: instant on any table.
+    """
+    ALTER TABLE {schema}.jobs ADD COLUMN meta jsonb, ADD COLUMN tags text[];
+    """,
 )

@@ -104,6 +104,7 @@ class PostgresStore:
         self.commits = PostgresCommits(self.db, self.reads)
         self.queues = PostgresQueues(self.db)
         self.workers = PostgresWorkers(self.db)
+        self.errors = self.db.errors  # see Store.errors
 
     async def open(self, origin: str) -> None:
         """Connect, listen, then create or migrate the schema: everything that can

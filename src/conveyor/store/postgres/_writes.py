@@ -44,6 +44,14 @@ _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 _JOBS_COLUMNS: Final = ", ".join(f"jobs.{c.strip()}" for c in JOB_COLUMNS.split(","))
 
 
+def _array_literal(tags: list[str]) -> str:
+    """Tags as the text of a PostgreSQL array: a text[][] cannot hold rows of different
+    lengths, so each job's tags travel as one text, cast to text[] in the INSERT. Each
+    tag is quoted (so a tag ``NULL`` stays text), which is safe as tags hold no quote
+    nor backslash (_limits.label)."""
+    return "{" + ",".join(f'"{tag}"' for tag in tags) + "}"
+
+
 class PostgresWrites(PostgresBulkWrites):
     """The StoreWrites of PostgresStore. ``self.t`` is the schema-qualified table
     prefix; ``origin`` marks the history rows (set when the store opens)."""
@@ -93,13 +101,16 @@ class PostgresWrites(PostgresBulkWrites):
         payloads = "json" if conn is None else "text"
         change = (
             f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
-            " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
+            " created_by, created_at, scheduled_at, updated_at, timeout, unique_key, meta,"
+            " tags)"
             " SELECT id, queue, status, payload::json, priority, max_attempts, created_by,"
-            "  created_at, scheduled_at, created_at, timeout, unique_key"
+            "  created_at, scheduled_at, created_at, timeout, unique_key, meta::jsonb,"
+            "  tags::text[]"
             f" FROM unnest($1::text[], $2::text[], $3::text[], $4::{payloads}[], $5::int4[],"
             "  $6::int8[], $7::text[], $8::float8[], $9::float8[], $10::float8[],"
-            "  $11::text[]) AS r(id, queue, status, payload, priority, max_attempts,"
-            "  created_by, created_at, scheduled_at, timeout, unique_key)"
+            "  $11::text[], $12::text[], $13::text[]) AS r(id, queue, status, payload,"
+            "  priority, max_attempts, created_by, created_at, scheduled_at, timeout,"
+            "  unique_key, meta, tags)"
             + (" ON CONFLICT DO NOTHING" if may_clash else "")
             + " RETURNING id AS h_job_id, queue AS h_queue, status AS h_status,"
             " created_at AS h_at, NULL::text AS h_message"
@@ -116,6 +127,8 @@ class PostgresWrites(PostgresBulkWrites):
             [j.scheduled_at for j in jobs],
             [j.timeout for j in jobs],
             [j.unique_key for j in jobs],
+            [_codec.encode(j.meta).decode() if j.meta else None for j in jobs],
+            [_array_literal(j.tags) if j.tags else None for j in jobs],
         ]
         order_by = "h_job_id"  # ids grow: the order they were made in
         origin = None if conn is None else f"{self.origin}/tx"

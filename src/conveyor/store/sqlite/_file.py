@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, Literal, TypeVar
 
 import aiosqlite
 import anyio
 import anyio.to_thread
 
 from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from .._base import counted
+from . import _connections
+from ._connections import Writer, open_aiosqlite, open_writer, pragmas, wal_refused
 from ._schema import MIGRATIONS
 from ._sql import statements
 
@@ -41,9 +44,6 @@ _UNAVAILABLE: Final = {
 }
 
 
-WAL_SIZE_LIMIT: Final = 64 << 20  # bytes of write-ahead log kept after a checkpoint
-
-
 class SQLiteFile:
     """The connections to one SQLite file, its schema, and the only two ways in: a
     ``write()`` transaction and a ``read()``. sqlite3 errors leave here as StoreErrors."""
@@ -54,12 +54,18 @@ class SQLiteFile:
         self.path = path
         self.synchronous = synchronous
         self.busy_timeout = busy_timeout
-        self._writer: aiosqlite.Connection | None = None
-        self._fast_writer: aiosqlite.Connection | None = None
+        self._writer: Writer | None = None
+        self._fast_writer: Writer | None = None
         self._reader: aiosqlite.Connection | None = None
         self._write_lock = anyio.Lock()
+        # See _connections: aiosqlite's writers where it can run a function on their thread.
+        self.threaded_writes = not _connections.AIOSQLITE_RUNS_FUNCTIONS
+        self.errors: dict[str, int] = {}  # what error() made, by kind (see Store.errors)
 
     def error(self, exc: sqlite3.Error) -> StoreError:
+        return counted(self.errors, self._error(exc))
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
         code = getattr(exc, "sqlite_errorcode", None)
         primary = None if code is None else code & 0xFF
         if primary in _BUSY:
@@ -71,27 +77,44 @@ class SQLiteFile:
             return StoreUnavailable(f"{self.path}: {exc}; nothing was changed")
         return StoreError(f"{self.path}: {exc}")
 
-    async def _connect(
-        self, *, query_only: bool, synchronous: str | None = None
-    ) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
-            self.path, isolation_level=None, timeout=self.busy_timeout, cached_statements=256
-        )
+    async def _connect_reader(self) -> aiosqlite.Connection:
+        conn = await open_aiosqlite(self.path, busy_timeout=self.busy_timeout)
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             mode = await (await conn.execute("PRAGMA journal_mode = WAL")).fetchone()
-            if mode is None or str(mode[0]).lower() != "wal":
-                raise StoreUnavailable(f"{self.path}: cannot use WAL journal mode (got {mode})")
-            await conn.execute(f"PRAGMA synchronous = {synchronous or self.synchronous}")
-            # The WAL is checkpointed every 1,000 pages (SQLite's default); this caps
-            # what it keeps on disk after each checkpoint, so it never only grows.
-            await conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
-            if query_only:
-                await conn.execute("PRAGMA query_only = 1")
+            refused = wal_refused(mode)
+            if refused:
+                raise StoreUnavailable(f"{self.path}: {refused}")
+            for pragma in pragmas(
+                busy_timeout=self.busy_timeout, synchronous=self.synchronous, query_only=True
+            ):
+                await conn.execute(pragma)
         except BaseException:
             await conn.close()
             raise
         return conn
+
+    async def _connect_writer(self, synchronous: str) -> Writer:
+        writer = await open_writer(
+            self.path, busy_timeout=self.busy_timeout, threaded=self.threaded_writes
+        )
+
+        def configure(conn: sqlite3.Connection) -> str | None:
+            refused = wal_refused(conn.execute("PRAGMA journal_mode = WAL").fetchone())
+            if refused is None:
+                for pragma in pragmas(
+                    busy_timeout=self.busy_timeout, synchronous=synchronous, query_only=False
+                ):
+                    conn.execute(pragma)
+            return refused
+
+        try:
+            refused = await writer.run(configure)
+            if refused:
+                raise StoreUnavailable(f"{self.path}: {refused}")
+        except BaseException:
+            await writer.close()
+            raise
+        return writer
 
     def _probe(self) -> None:
         """Open and close the file once with plain sqlite3, so that a path that cannot be
@@ -102,10 +125,10 @@ class SQLiteFile:
     async def open(self) -> None:
         try:
             await anyio.to_thread.run_sync(self._probe)
-            self._writer = await self._connect(query_only=False)
+            self._writer = await self._connect_writer(self.synchronous)
             await self._migrate()
-            self._fast_writer = await self._connect(query_only=False, synchronous="NORMAL")
-            self._reader = await self._connect(query_only=True)
+            self._fast_writer = await self._connect_writer("NORMAL")
+            self._reader = await self._connect_reader()
         except sqlite3.Error as exc:
             await self.close()
             raise self.error(exc) from exc
@@ -117,7 +140,7 @@ class SQLiteFile:
         for conn in (self._reader, self._fast_writer, self._writer):
             if conn is not None:
                 with anyio.CancelScope(shield=True):
-                    await conn.close()
+                    await conn.close()  # an aiosqlite connection or a Writer
         self._reader = self._fast_writer = self._writer = None
 
     async def _migrate(self) -> None:
@@ -144,12 +167,10 @@ class SQLiteFile:
         if it raises), serialised in-process. ``durable=False`` commits without an fsync
         of its own (see the module docstring).
 
-        The whole transaction runs in one hop to the connection's thread. Awaiting each
-        statement instead would hold SQLite's write lock across event-loop turns, and on
-        a busy loop (hundreds of handlers finishing) most of the lock's time went to
-        waiting for the loop, not to SQLite. aiosqlite has no public call for this; its
-        ``_execute`` (queue a function on the connection's thread) has been stable since
-        2018, and pyproject bounds the version.
+        The whole transaction runs in one hop to the connection's thread (see
+        _connections). Awaiting each statement instead would hold SQLite's write lock
+        across event-loop turns, and on a busy loop (hundreds of handlers finishing) most
+        of the lock's time went to waiting for the loop, not to SQLite.
 
         Shielded from cancellation: once begun, a transaction commits or rolls back before
         the caller sees a cancellation.
@@ -158,8 +179,7 @@ class SQLiteFile:
         if conn is None:
             raise StoreError("store is not open")
 
-        def transaction() -> T:
-            raw = conn._conn
+        def transaction(raw: sqlite3.Connection) -> T:
             raw.execute("BEGIN IMMEDIATE")
             try:
                 result = body(raw)
@@ -173,11 +193,10 @@ class SQLiteFile:
                 raise
             return result
 
-        run_on_thread = cast(Callable[[Callable[[], T]], Awaitable[T]], conn._execute)
         with anyio.CancelScope(shield=True):
             async with self._write_lock:
                 try:
-                    result = await run_on_thread(transaction)
+                    result = await conn.run(transaction)
                 except sqlite3.Error as exc:
                     raise self.error(exc) from exc
         return result

@@ -61,6 +61,18 @@ class SQLiteReads:
         if params.before is not None:
             where.append("id < ?")
             args.append(params.before)
+        # Tags and meta are not indexed: their tests run on each row as the list walks
+        # the jobs newest first (the primary key, or jobs_by_status / by_queue_status)
+        # and stop at the page's limit, cheap when matches are common, a scan of the
+        # rest when rare. An index would need a table of its own, a row per tag or pair:
+        # one more write for every tagged job on the enqueue path and on every purge,
+        # for a filter that serves an operator's look.
+        for tag in params.tags:
+            where.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) AS t WHERE t.value = ?)")
+            args.append(tag)
+        for key, value in params.meta.items():
+            where.append("json_extract(meta, ?) = ?")  # keys hold no '"' (_limits.label)
+            args += (f'$."{key}"', value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self.file.read(
             f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",

@@ -88,4 +88,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         heartbeat_at REAL NOT NULL            -- Unix seconds
     );
     """,
+    # 7: job metadata, given at enqueue and never changed after. NULL when a job has
+    # none (as every job stored before has): nothing written for jobs without. Neither
+    # is indexed (why: SQLiteReads.jobs_list).
+    """
+    ALTER TABLE jobs ADD COLUMN meta TEXT;    -- JSON object, str -> str
+    ALTER TABLE jobs ADD COLUMN tags TEXT;    -- JSON array of str, no repeats
+    """,
 )

@@ -45,6 +45,7 @@ class SQLiteStore:
         self.commits = SQLiteCommits(self.file)
         self.queues = SQLiteQueues(self.file)
         self.workers = SQLiteWorkers(self.file)
+        self.errors = self.file.errors  # see Store.errors
 
     async def open(self, origin: str) -> None:
         self.reads.origin = self.writes.origin = origin

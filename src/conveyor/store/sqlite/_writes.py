@@ -83,11 +83,13 @@ class SQLiteWrites(SQLiteBulkWrites):
                         j.created_at,
                         j.timeout,
                         j.unique_key,
+                        _codec.encode(j.meta).decode() if j.meta else None,
+                        _codec.encode(j.tags).decode() if j.tags else None,
                     )
                 sql = (
                     "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
-                    " created_by, created_at, scheduled_at, updated_at, timeout, unique_key)"
-                    f" VALUES {values_list(12, len(chunk))}"
+                    " created_by, created_at, scheduled_at, updated_at, timeout, unique_key,"
+                    f" meta, tags) VALUES {values_list(14, len(chunk))}"
                 )
                 if any(j.unique_key is not None or j.derived_id for j in chunk):
                     rows = conn.execute(
