@@ -19,8 +19,8 @@ def test_all_lists_exactly_the_public_names() -> None:
     # conveyor.pytest_plugin), which leaves its "@py_builtins" and "@pytest_ar" there.
     public = {name for name in vars(conveyor) if not name.startswith(("_", "@"))}
     # The submodules, not re-exports (present once some test has imported them).
-    modules = {"store", "engine", "server", "client", "backoff", "testing", "cli", "metrics"}
-    modules |= {"pytest_plugin", "asgi"}
+    modules = {"store", "engine", "server", "client", "sync", "backoff", "testing", "cli"}
+    modules |= {"metrics", "pytest_plugin", "asgi"}
     assert set(conveyor.__all__) == public - modules
     assert isinstance(conveyor.__all__, tuple)
     for name in conveyor.__all__:
@@ -94,7 +94,7 @@ def test_only_the_store_touches_sql_drivers() -> None:
 
 def test_only_the_server_and_client_import_websockets() -> None:
     for module, imports in _modules().items():
-        if not module.startswith("server/") and module != "client.py":
+        if not module.startswith("server/") and module not in ("client.py", "sync/_client.py"):
             assert not any(i.split(".")[0] == "websockets" for i in imports), module
 
 
@@ -168,8 +168,13 @@ def _conveyor_imports(module: str, imports: set[str]) -> set[str]:
 
 
 def test_the_client_speaks_only_through_the_records_and_the_wire_module() -> None:
-    imports = _conveyor_imports("client.py", _modules()["client.py"])
-    assert imports <= {"_errors", "_models", "_states", "_wire", "_limits", "_logging", "_codec"}
+    records = {"_errors", "_models", "_states", "_wire", "_limits", "_logging", "_codec"}
+    modules = _modules()
+    # _calls.py: the clients' transport-free half, shared by the async and the sync one.
+    assert _conveyor_imports("_calls.py", modules["_calls.py"]) <= records
+    assert _conveyor_imports("client.py", modules["client.py"]) <= records | {"_calls"}
+    sync_client = _conveyor_imports("sync/_client.py", modules["sync/_client.py"])
+    assert sync_client <= records | {"_calls", "client", "sync"}  # sync: its own _closing
 
 
 def test_the_wire_module_does_no_io() -> None:

@@ -353,20 +353,17 @@ class JobOperations:
         self,
         *,
         older_than: float | timedelta = 0,
-        statuses: Iterable[JobStatus | str] = (
-            JobStatus.COMPLETED,
-            JobStatus.CANCELLED,
-            JobStatus.FAILED,
-        ),
+        statuses: Iterable[JobStatus | str] | None = None,
         queue: str | None = None,
     ) -> int:
         """Delete finished jobs (and their history) that finished more than
-        ``older_than`` ago; returns how many. Only terminal statuses may be given."""
+        ``older_than`` ago; returns how many. Only terminal statuses may be given
+        (None: all three, as in the clients)."""
         self._require_open()
         if queue is not None:
             self._check_queue_name(queue)
         age = seconds("older_than", older_than)
-        wanted = check_statuses("statuses", statuses)
+        wanted = TERMINAL if statuses is None else check_statuses("statuses", statuses)
         if not wanted <= TERMINAL:
             raise ValidationError("only completed, failed or cancelled jobs can be purged")
         return await self._engine.purge(wanted, self.clock.now() - age, queue)

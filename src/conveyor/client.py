@@ -12,84 +12,51 @@
 
 from __future__ import annotations
 
-import itertools
-import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
-import msgspec
 from anyio.abc import TaskGroup
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from ._codec import encode_value
-from ._errors import ConveyorError, ServerError, ValidationError, WaitTimeout
-from ._limits import (
-    Limits,
-    enqueue_options,
-    list_filters,
-    list_options,
-    name,
-    optional_seconds,
-    optional_text,
-    seconds,
-    shown,
+from ._calls import (
+    MAX_MESSAGE_BYTES,
+    Call,
+    Calls,
+    EventFeed,
+    Replies,
+    auth_headers,
+    backoff_bounds,
+    checked_token,
+    message_size,
+    websocket_url,
 )
-from ._limits import statuses as check_statuses
+from ._errors import ServerError, WaitTimeout
+from ._limits import name, optional_seconds
 from ._logging import get_logger
 from ._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
 from ._states import TERMINAL, JobStatus
-from ._wire import Enqueue, Error, Result, decode_reply, encoder, error_for
 
 log = get_logger("conveyor.client")
 
-__all__ = ("Client", "ServerError")
+__all__ = ("Client", "ServerError", "open_failure", "websocket_url")
 
+T = TypeVar("T")
 
-MAX_MESSAGE_BYTES = 64 << 20
-# The client checks what the Runtime would refuse whatever its configuration; sizes are
-# the server's to judge (its Limits), so here they are unbounded.
-_NO_SIZE_LIMITS = Limits(**dict.fromkeys(Limits.__struct_fields__, 1 << 40))
 CLOSE_TIMEOUT = 2.0  # seconds a closing handshake may take when leaving the client
 
 
-def _decode(message: str | bytes) -> Result | Error | Event | None:
-    """A message from the server, or None (logged) for one this client cannot read: a
-    newer server's message type, say. It never ends the connection."""
-    try:
-        return decode_reply(message)
-    except (msgspec.DecodeError, RecursionError) as exc:
-        log.warning("ignored a message from the server that this client cannot read: %s", exc)
-        return None
-
-
-def websocket_url(url: str) -> str:
-    """The websocket address of a server given as ``ws(s)://`` or ``http(s)://``."""
-    if not isinstance(url, str):
-        raise ValidationError(f"url must be a string, not {type(url).__name__}")
-    scheme, sep, rest = url.partition("://")
-    schemes = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
-    if not sep or scheme.lower() not in schemes or not rest.strip("/"):
-        raise ValidationError(
-            f"url must look like ws://127.0.0.1:8765 (or http://...), not {shown(url)}"
-        )
-    host = rest.split("/", 1)[0].split("?", 1)[0]
-    if not host:
-        raise ValidationError(f"url {shown(url)} names no host")
-    return f"{schemes[scheme.lower()]}://{rest}"
-
-
-class _Pending:
-    __slots__ = ("done", "error", "name", "value")
-
-    def __init__(self, name: str) -> None:
-        self.name = name  # the job id or queue the request named, for error messages
-        self.done = anyio.Event()
-        self.value: Any = None
-        self.error: ConveyorError | None = None
+def open_failure(exc: Exception, url: str) -> ServerError | None:
+    """The ServerError for a failed websocket handshake (the async and the sync clients
+    raise the same), or None for an exception that is not one."""
+    if isinstance(exc, InvalidStatus):
+        return ServerError(f"http_{exc.response.status_code}", "the server refused us")
+    if isinstance(exc, (OSError, TimeoutError, InvalidURI, InvalidHandshake)):
+        return ServerError("unreachable", f"{url}: {exc}")
+    return None
 
 
 class Client:
@@ -102,7 +69,8 @@ class Client:
 
     ``url`` is the server's ``ws://`` or ``wss://`` address; the ``http://`` address of
     its dashboard works too. Replies of up to ``max_message_bytes`` are read (the server
-    pages lists to stay well below the default).
+    pages lists to stay well below the default). For code without an event loop,
+    conveyor.sync.Client has the same methods, blocking.
     """
 
     def __init__(
@@ -115,12 +83,11 @@ class Client:
         max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.url = websocket_url(url)
-        self.max_message_bytes = max_message_bytes
-        self.token = token
-        self.min_backoff = min_backoff
-        self.max_backoff = max_backoff
-        self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self.max_message_bytes = message_size(max_message_bytes)
+        self.token = checked_token(token)
+        self.min_backoff, self.max_backoff = backoff_bounds(min_backoff, max_backoff)
+        self._calls = Calls()
+        self._replies: Replies[anyio.Event] = Replies(anyio.Event)
         self._ws: ClientConnection | None = None
         self._tg: TaskGroup | None = None
         self._connect_lock = anyio.Lock()
@@ -153,10 +120,9 @@ class Client:
                 await tg.__aexit__(None, None, None)
 
     def _connect(self) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         return connect(
             self.url,
-            additional_headers=headers,
+            additional_headers=auth_headers(self.token),
             open_timeout=10,
             max_size=self.max_message_bytes,
         )
@@ -164,13 +130,11 @@ class Client:
     async def _open(self) -> ClientConnection:
         try:
             ws: ClientConnection = await self._connect()
-        except InvalidStatus as exc:
-            status = exc.response.status_code
-            raise ServerError(f"http_{status}", "the server refused us") from exc
-        except (OSError, TimeoutError) as exc:
-            raise ServerError("unreachable", f"{self.url}: {exc}") from exc
-        except (InvalidURI, InvalidHandshake) as exc:
-            raise ServerError("unreachable", f"{self.url}: {exc}") from exc
+        except Exception as exc:
+            failure = open_failure(exc, self.url)
+            if failure is None:
+                raise
+            raise failure from exc
         return ws
 
     def _adopt(self, ws: ClientConnection) -> None:
@@ -191,45 +155,23 @@ class Client:
     async def _read(self, ws: ClientConnection) -> None:
         try:
             async for message in ws:
-                reply = _decode(message)
-                if reply is None or isinstance(reply, Event) or not isinstance(reply.id, int):
-                    continue
-                pending = self._pending.pop(reply.id, None)
-                if pending is None:
-                    continue
-                if isinstance(reply, Error):
-                    pending.error = error_for(reply.code, reply.message, pending.name)
-                else:
-                    pending.value = reply.value
-                pending.done.set()
+                self._replies.deliver(message)
         except ConnectionClosed:
             pass
         finally:
-            for pending in self._pending.values():
-                pending.error = ServerError("disconnected", "the connection to the server closed")
-                pending.done.set()
-            self._pending.clear()
+            self._replies.fail_all("disconnected", "the connection to the server closed")
 
-    async def _call(self, op: str, **fields: Any) -> Any:
-        rid = next(self._ids)
-        name = str(fields.get("job_id") or fields.get("queue") or "")
-        return await self._send({"id": rid, "op": op, **fields}, name)
-
-    async def _send(self, request: dict[str, Any] | Enqueue, name: str) -> Any:
-        """Send a request and wait for its reply's value (``name``: what an error names)."""
+    async def _send(self, call: Call[T]) -> T:
+        """Send a request and wait for its reply, read as the call's result."""
         ws = await self._connection()
-        rid = request["id"] if isinstance(request, dict) else request.id
-        assert isinstance(rid, int)
-        pending = self._pending[rid] = _Pending(name)
+        pending = self._replies.expect(call)
         try:
-            await ws.send(encoder.encode(request), text=True)
+            await ws.send(call.message, text=True)
         except ConnectionClosed as exc:
-            self._pending.pop(rid, None)
+            self._replies.forget(call.id)
             raise ServerError("disconnected", str(exc)) from exc
         await pending.done.wait()
-        if pending.error is not None:
-            raise pending.error
-        return pending.value
+        return pending.outcome(call)
 
     async def enqueue(
         self,
@@ -250,7 +192,6 @@ class Client:
         Runtime would refuse whatever its queue is refused here too, before anything is
         sent (the same ValidationError); the server then checks sizes and the queue's
         payload type."""
-        name("queue", queue)
         options = EnqueueOptions(
             created_by=created_by,
             priority=priority,
@@ -262,24 +203,15 @@ class Client:
             meta=meta,  # type: ignore[arg-type]  # any Mapping: checked into a dict
             tags=tags,  # type: ignore[arg-type]  # any iterable: checked into a list
         )
-        _, options = enqueue_options(options, time.time(), _NO_SIZE_LIMITS)
-        if isinstance(options.delay, timedelta):  # the wire's delay is a number of seconds
-            options = msgspec.structs.replace(options, delay=seconds("delay", options.delay))
-        data = encode_value(payload, "payload", MAX_MESSAGE_BYTES, "the message size")
-        fields = msgspec.structs.asdict(options)  # those left at their defaults stay off the wire
-        request = Enqueue(id=next(self._ids), queue=queue, payload=msgspec.Raw(data), **fields)
-        return msgspec.convert(await self._send(request, queue), Job)
+        return await self._send(self._calls.enqueue(queue, payload, options))
 
     async def job(self, job_id: str) -> Job:
         """The current record of a job of any queue. JobNotFound if there is none."""
-        value = await self._call("job_status", job_id=name("job_id", job_id))
-        return msgspec.convert(value, Job)
+        return await self._send(self._calls.job(job_id))
 
     async def job_status(self, queue: str, job_id: str) -> Job:
         """As ``Runtime.job_status``: JobNotFound unless it is a job of ``queue``."""
-        fields = {"job_id": name("job_id", job_id), "queue": name("queue", queue)}
-        value = await self._call("job_status", **fields)
-        return msgspec.convert(value, Job)
+        return await self._send(self._calls.job_status(queue, job_id))
 
     async def list_jobs(
         self,
@@ -295,42 +227,31 @@ class Client:
         """Newest first; for the next page pass ``cursor=`` the last job's id. As
         ``Runtime.list_jobs``: ``created_by`` (exactly), ``tags`` and ``meta`` keep the jobs
         having all of them."""
-        checked, limit, cursor = list_options(status, limit, cursor)
-        wanted_tags, wanted_meta = list_filters(tags, meta, _NO_SIZE_LIMITS)
-        value = await self._call(
-            "list_jobs",
-            queue=None if queue is None else name("queue", queue),
-            status=checked,
-            limit=limit,
-            cursor=cursor,
-            created_by=optional_text("created_by", created_by, _NO_SIZE_LIMITS.created_by_bytes),
-            tags=wanted_tags or None,
-            meta=wanted_meta or None,
+        return await self._send(
+            self._calls.list_jobs(
+                queue, status, limit, cursor, created_by=created_by, tags=tags, meta=meta
+            )
         )
-        return msgspec.convert(value["jobs"], list[Job])
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         """Jobs per status for each queue the server knows (zeros included)."""
-        value = await self._call("queue_counts")
-        return msgspec.convert(value["queues"], dict[str, dict[JobStatus, int]])
+        return await self._send(self._calls.queue_counts())
 
     async def history(self, job_id: str) -> list[HistoryEntry]:
-        value = await self._call("history", job_id=name("job_id", job_id))
-        return msgspec.convert(value["history"], list[HistoryEntry])
+        """Every transition of the job, oldest first."""
+        return await self._send(self._calls.history(job_id))
 
     async def cancel(self, job_id: str) -> Job:
         """As ``Runtime.cancel``: cancel a job of any queue, found by id."""
-        return msgspec.convert(await self._call("cancel", job_id=name("job_id", job_id)), Job)
+        return await self._send(self._calls.cancel(job_id))
 
     async def request_job_cancel(self, queue: str, job_id: str) -> Job:
         """As ``Runtime.request_job_cancel``: JobNotFound unless it is a job of ``queue``."""
-        fields = {"job_id": name("job_id", job_id), "queue": name("queue", queue)}
-        value = await self._call("cancel", **fields)
-        return msgspec.convert(value, Job)
+        return await self._send(self._calls.request_job_cancel(queue, job_id))
 
     async def rerun(self, job_id: str, *, by: str | None = None) -> Job:
-        by = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
-        return msgspec.convert(await self._call("rerun", job_id=name("job_id", job_id), by=by), Job)
+        """As ``Runtime.rerun``: a finished job back to queued."""
+        return await self._send(self._calls.rerun(job_id, by))
 
     async def cancel_matching(
         self,
@@ -341,8 +262,8 @@ class Client:
         older_than: float | timedelta | None = None,
     ) -> int:
         """As ``Runtime.cancel_matching``: cancel every job matching; how many."""
-        fields = _match_fields(queue, statuses, created_by, older_than)
-        return int((await self._call("cancel_matching", **fields))["cancelled"])
+        call = self._calls.cancel_matching(queue, statuses, created_by, older_than)
+        return await self._send(call)
 
     async def count_matching(
         self,
@@ -353,8 +274,7 @@ class Client:
         older_than: float | timedelta | None = None,
     ) -> int:
         """As ``Runtime.count_matching``: how many jobs a bulk operation would take."""
-        fields = _match_fields(queue, statuses, created_by, older_than)
-        return int((await self._call("count_matching", **fields))["count"])
+        return await self._send(self._calls.count_matching(queue, statuses, created_by, older_than))
 
     async def rerun_matching(
         self,
@@ -366,30 +286,24 @@ class Client:
         by: str | None = None,
     ) -> int:
         """As ``Runtime.rerun_matching``: rerun every ended job matching once; how many."""
-        fields = _match_fields(queue, statuses, created_by, older_than)
-        fields["by"] = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
-        return int((await self._call("rerun_matching", **fields))["rerun"])
+        call = self._calls.rerun_matching(queue, statuses, created_by, older_than, by)
+        return await self._send(call)
 
     async def workers(self) -> list[WorkerState]:
         """As ``Runtime.workers``: every runtime running workers, with its heartbeat."""
-        value = await self._call("workers")
-        return msgspec.convert(value["workers"], list[WorkerState])
+        return await self._send(self._calls.workers())
 
     async def queue_states(self) -> list[QueueState]:
         """As ``Runtime.queue_states``: each queue, paused or not, with its counts."""
-        value = await self._call("queues")
-        return msgspec.convert(value["queues"], list[QueueState])
+        return await self._send(self._calls.queue_states())
 
     async def pause(self, queue: str, *, by: str | None = None) -> QueueState:
         """As ``Runtime.pause``: no process starts the queue's jobs until resumed."""
-        by = optional_text("by", by, _NO_SIZE_LIMITS.created_by_bytes)
-        return msgspec.convert(
-            await self._call("pause", queue=name("queue", queue), by=by), QueueState
-        )
+        return await self._send(self._calls.pause(queue, by))
 
     async def resume(self, queue: str) -> QueueState:
         """As ``Runtime.resume``."""
-        return msgspec.convert(await self._call("resume", queue=name("queue", queue)), QueueState)
+        return await self._send(self._calls.resume(queue))
 
     async def purge(
         self,
@@ -400,11 +314,7 @@ class Client:
     ) -> int:
         """As ``Runtime.purge``: delete finished jobs (``older_than`` seconds or a
         timedelta since they finished); returns how many."""
-        fields: dict[str, Any] = {"older_than": seconds("older_than", older_than), "queue": queue}
-        if statuses is not None:
-            fields["statuses"] = sorted(check_statuses("statuses", statuses))
-        value = await self._call("purge", **fields)
-        return int(value["deleted"])
+        return await self._send(self._calls.purge(older_than, statuses, queue))
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:  # noqa: ASYNC109
         """Until the job is terminal. WaitTimeout after ``timeout`` seconds."""
@@ -438,54 +348,17 @@ class Client:
         ``since``: start with the transitions after this seq. Close the iterator
         (``aclose()``, or ``contextlib.aclosing``) when you stop early.
         """
-        request: dict[str, Any] = {"op": "subscribe", "queue": queue, "job_id": job_id}
-        if statuses is not None:
-            request["statuses"] = [JobStatus(s) for s in statuses]
-        last_seq = since
-        delay = self.min_backoff
+        feed = EventFeed(queue, job_id, statuses, since, (self.min_backoff, self.max_backoff))
         while True:
             try:
                 async with self._connect() as ws:
-                    resume = {} if last_seq is None else {"since": last_seq}
-                    await ws.send(encoder.encode({"id": 0, **request, **resume}), text=True)
+                    await ws.send(feed.subscribe(), text=True)
                     async for message in ws:
-                        item = _decode(message)
-                        if item is None:
-                            continue
-                        if isinstance(item, Error):
-                            raise error_for(item.code, item.message)
-                        if isinstance(item, Result):
-                            delay = self.min_backoff  # subscribed
-                            continue
-                        # Transitions arrive in seq order; a progress report repeats its
-                        # job's last seq. So the highest seq seen is where to resume.
-                        last_seq = item.seq if last_seq is None else max(last_seq, item.seq)
-                        yield item
+                        event = feed.read(message)
+                        if event is not None:
+                            yield event
             except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in (401, 403):
-                    raise ServerError(
-                        f"http_{status}", "the server refused the connection"
-                    ) from exc
-                log.warning("events: server answered %s; retrying in %.2fs", status, delay)
+                feed.refused(exc.response.status_code)
             except (OSError, ConnectionClosed, TimeoutError) as exc:
-                log.info("events: connection lost (%s); retrying in %.2fs", exc, delay)
-            await anyio.sleep(delay)
-            delay = min(delay * 2, self.max_backoff)
-
-
-def _match_fields(
-    queue: str | None,
-    statuses: Iterable[JobStatus | str] | None,
-    created_by: str | None,
-    older_than: float | timedelta | None,
-) -> dict[str, Any]:
-    """A bulk operation's filter as wire fields, checked as the runtime checks them."""
-    fields: dict[str, Any] = {
-        "queue": None if queue is None else name("queue", queue),
-        "created_by": optional_text("created_by", created_by, _NO_SIZE_LIMITS.created_by_bytes),
-        "older_than": optional_seconds("older_than", older_than),
-    }
-    if statuses is not None:
-        fields["statuses"] = sorted(check_statuses("statuses", statuses))
-    return fields
+                feed.lost(exc)
+            await anyio.sleep(feed.backoff())
