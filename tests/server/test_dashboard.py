@@ -327,9 +327,13 @@ async def test_cancel_and_rerun_every_matching_job_from_the_toolbar(
 
         page.on("dialog", accept)
         await page.goto(page_url(rt))
+        # Connected first: a filter chosen before that lists nothing ("not connected").
+        await expect(page.locator("#conn")).to_have_text("live", timeout=WAIT_MS)
         await page.locator("#filter-queue").select_option("flaky")
         await page.get_by_role("button", name="Cancel all matching").click()
-        await expect(page.locator(".toast")).to_contain_text("cancelled 3 jobs", timeout=WAIT_MS)
+        await expect(page.locator(".toast").last).to_contain_text(
+            "cancelled 3 jobs", timeout=WAIT_MS
+        )
         assert asked[0] == "Cancel 3 scheduled/queued/running jobs of queue flaky?"
         for job in waiting:
             assert (await rt.job(job.id)).status is JobStatus.CANCELLED
