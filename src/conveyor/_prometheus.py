@@ -9,6 +9,7 @@ plain integers the engine adds to on the event loop, read here on the same loop.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Final
 
@@ -27,6 +28,9 @@ from ._states import JobStatus
 from ._stats import Histogram, QueueRuns, RuntimeStats
 
 DEFAULT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+
+
+_ESCAPING: Final = re.compile(r";\s*escaping=[^;,]*", re.IGNORECASE)
 
 
 class Fleet(msgspec.Struct, frozen=True):
@@ -166,8 +170,11 @@ class Exporter:
     def render(self, accept: str) -> tuple[bytes, str]:
         """The exposition in the format ``accept`` (an HTTP Accept header) asks for:
         OpenMetrics when asked, else Prometheus's text format. A header prometheus-client
-        cannot make sense of gets the text format."""
+        cannot make sense of gets the text format. An ``escaping=`` it asks for is left
+        out: conveyor's names are all valid as they are, and "dots" would double their
+        underscores."""
         encoder: Callable[[CollectorRegistry], bytes]
+        accept = _ESCAPING.sub("", accept)
         try:
             encoder, content_type = choose_encoder(accept)
             return encoder(self.registry), content_type

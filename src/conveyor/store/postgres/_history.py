@@ -188,8 +188,10 @@ class HistoryWriter:
         self._notify_wake.set()
 
     def start(self) -> None:
-        """Start the notifier (when the store opens)."""
+        """Start the notifier (when the store opens), on the loop it opens in: a store
+        closed may open again under another loop."""
         self._stopping = False
+        self._notify_wake = asyncio.Event()
         self._notifier = asyncio.get_running_loop().create_task(
             self._notify_loop(), name="conveyor: notify"
         )
