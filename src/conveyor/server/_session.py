@@ -282,6 +282,11 @@ class _Forward:
                     stream.sink = self._direct
                     stream.on_overflow = self._on_overflow
                     async for event, is_progress in stream.items():
+                        if self.overflowed:
+                            # It overflowed while no send was under way (one publish of
+                            # more than the buffer holds): a send now would block on the
+                            # client that stopped reading, with nothing left to cancel it.
+                            break
                         if not is_progress and event.seq <= self.replayed:
                             continue
                         self.sending = True
