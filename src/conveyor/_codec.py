@@ -17,6 +17,7 @@ _progress_decoder = msgspec.json.Decoder(Progress)
 _meta_decoder = msgspec.json.Decoder(dict[str, str])
 _tags_decoder = msgspec.json.Decoder(list[str])
 _typed_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+NULL = b"null"
 
 
 def encode(value: Any) -> bytes:
@@ -73,6 +74,8 @@ def encode_value(value: Any, what: str, max_bytes: int, limit: str) -> bytes:
     not JSON, nested too deeply, holding inf or nan (which msgspec would write as null),
     or over ``max_bytes`` (the ``limit`` named in the message). The one check of every
     JSON value conveyor stores: payloads and handlers' results."""
+    if value is None and max_bytes >= len(NULL):
+        return NULL  # what most handlers return: no encoding, no walk for a NaN
     try:
         data = json_encoder.encode(value)
     except (TypeError, ValueError, OverflowError) as exc:

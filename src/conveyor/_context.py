@@ -61,8 +61,10 @@ class JobContext:
         # Open from the handler's first transaction() until the run's outcome commits
         # with it (or it is rolled back): see conveyor.engine's pool.
         self.transaction: HandlerTransaction | None = None
-        # A threading.Event, because sync handlers poll it from their worker thread.
-        self.cancel_requested = threading.Event()
+        # Set once (from the loop) and polled by check_cancelled(), also from a sync
+        # handler's worker thread: a plain attribute, as a bool's store and load are
+        # atomic, and a threading.Event per run cost the hot path more than the run.
+        self.cancel_requested = False
         self.failed_error: str | None = None
         self._on_progress = on_progress
         self._thread = threading.get_ident()
@@ -119,7 +121,7 @@ def check_cancelled() -> None:
     Async handlers are also interrupted at their next ``await``; a sync handler running
     in a worker thread can only stop here, so call it at safe points in long loops.
     """
-    if _context("check_cancelled").cancel_requested.is_set():
+    if _context("check_cancelled").cancel_requested:
         raise JobCancelled("cancellation was requested")
 
 

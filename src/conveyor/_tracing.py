@@ -17,6 +17,7 @@ set (no SDK configured), ``active()`` is False and no span is made either.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,6 +34,7 @@ SYSTEM: Final = "conveyor"
 # The keys of the W3C trace context in a job's meta (what TraceContextTextMapPropagator
 # writes): anything else the application's propagators add is not kept.
 CONTEXT_KEYS: Final = ("traceparent", "tracestate")
+LOOK_EVERY: Final = 1.0  # seconds between looks for a tracer provider (see active)
 
 
 class Tracing:
@@ -47,6 +49,8 @@ class Tracing:
         # What the global provider is until the application sets one (or disables the
         # SDK): every span would be non-recording, so none is made (see active).
         self._unset = (ProxyTracerProvider, NoOpTracerProvider)
+        self._active = False
+        self._next_look = 0.0  # time.monotonic() at which active() looks again
         # A proxy until the application sets its provider, then that provider's tracer.
         self._tracer = trace.get_tracer("conveyor", VERSION)
         # W3C trace context always, whatever global propagator the application set: the
@@ -56,8 +60,20 @@ class Tracing:
     def active(self) -> bool:
         """Whether the application has set a tracer provider: without one, every span
         is a non-recording one, and making them per job cost the e2e benchmark about a
-        sixth of its rate, for nothing."""
-        return not isinstance(self._trace.get_tracer_provider(), self._unset)
+        sixth of its rate, for nothing.
+
+        Asked per run and per enqueue, so the answer is kept: OpenTelemetry sets the
+        global provider once and for all, so once set it stays; until then the provider
+        (an environment lookup each time) is looked at again at most every
+        ``LOOK_EVERY`` seconds — a provider set after the runtime started is seen within
+        that."""
+        if self._active:
+            return True
+        now = time.monotonic()
+        if now >= self._next_look:
+            self._next_look = now + LOOK_EVERY
+            self._active = not isinstance(self._trace.get_tracer_provider(), self._unset)
+        return self._active
 
     @contextlib.contextmanager
     def send(self, queue: str, job_ids: Sequence[str]) -> Iterator[dict[str, str]]:

@@ -1,12 +1,18 @@
 """The store's writes as the engine makes them: each write that commits transitions hands
 them to ``committed`` (wake the workers of queued jobs, the promoter for scheduled ones,
-and the tail that publishes them) before it returns, so no caller can forget to; the
-outcomes of runs and the rescues are counted in ``runs`` too (for conveyor.metrics), from
-the transitions as committed. Writes that commit no transition pass straight through."""
+and publish them) before it returns, so no caller can forget to; the outcomes of runs
+and the rescues are counted in ``runs`` too (for conveyor.metrics), from the transitions
+as committed. Writes that commit no transition pass straight through.
+
+The hot path's writes (insert, claim, finish) return each history row they appended with
+the progress the job was left with, as the tail would read it back: ``committed(...,
+as_written=True)`` says so, and the engine may publish them as they are (see
+Engine.committed). The others' rows are read back by the tail."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
+from typing import Protocol
 
 from .._models import Job
 from .._stats import RunStats
@@ -24,6 +30,12 @@ from ..store import (
 )
 
 
+class Committed(Protocol):
+    """Engine.committed: told of every commit's transitions (see the module docstring)."""
+
+    def __call__(self, transitions: Sequence[Transition], *, as_written: bool = False) -> None: ...
+
+
 class CommittingWrites:
     """A StoreWrites over the store's own, calling ``committed`` after each commit and
     counting in ``runs`` (None: nothing counted) what runs' outcomes and rescues wrote."""
@@ -31,7 +43,7 @@ class CommittingWrites:
     def __init__(
         self,
         writes: StoreWrites,
-        committed: Callable[[Iterable[Transition]], None],
+        committed: Committed,
         runs: RunStats | None = None,
     ) -> None:
         self._writes = writes
@@ -43,16 +55,17 @@ class CommittingWrites:
     ) -> list[Transition | Job]:
         results = await self._writes.jobs_insert(jobs, connection=connection)
         if connection is None:  # else nothing is committed yet: the commit will notify
-            self._committed(r for r in results if isinstance(r, Transition))
+            self._committed([r for r in results if isinstance(r, Transition)], as_written=True)
         return results
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         jobs, transitions = await self._writes.jobs_claim(params)
-        self._committed(transitions)
+        self._committed(transitions, as_written=True)
         return jobs, transitions
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
-        transitions = self._done(await self._writes.jobs_finish(finishes, now))
+        transitions = await self._writes.jobs_finish(finishes, now)
+        self._committed(transitions, as_written=True)
         if self._runs is not None:
             self._runs.finished(transitions)
         return transitions
@@ -127,7 +140,7 @@ class _CommittingTransaction:
     def __init__(
         self,
         inner: OutcomeTransaction,
-        committed: Callable[[Iterable[Transition]], None],
+        committed: Committed,
         runs: RunStats | None,
     ) -> None:
         self._inner = inner

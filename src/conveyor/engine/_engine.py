@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -49,15 +50,18 @@ TAIL_BATCH = 1000  # history rows read per tail query
 PROMOTE_BATCH = 500  # scheduled jobs queued per transaction
 
 
-def transition_event(t: Transition, progress: Progress | None = None) -> Event:
-    """The event of a committed transition; ``progress`` defaults to the stored one."""
+def transition_event(
+    t: Transition, progress: Progress | None = None, at: datetime | None = None
+) -> Event:
+    """The event of a committed transition; ``progress`` defaults to the stored one,
+    ``at`` (the transition's time as a datetime, when the caller has it) to t.at's."""
     return Event(
         seq=t.seq,
         job_id=t.job_id,
         queue=t.queue,
         status=t.status,
         progress=progress or t.progress or NO_PROGRESS,
-        at=to_datetime(t.at),
+        at=at or to_datetime(t.at),
         message=t.message,
     )
 
@@ -106,8 +110,10 @@ class Engine:
         self.writes: StoreWrites = CommittingWrites(store.writes, self.committed, runs)
         self.progress = ProgressWriter(self.writes, clock, progress_interval)
         self._tail_seq = 0
+        # Whether own writes may be published from what they returned (see committed).
+        self._publish_returned = store.commits.numbers_writes_in_commit_order
         self._tail_kick = anyio.Event()
-        self._tail_lock = anyio.Lock()
+        self._tail_lock = anyio.Lock(fast_acquire=True)
         self._promote_kick = anyio.Event()
         self.relay = ProgressRelay(
             store,
@@ -120,16 +126,49 @@ class Engine:
 
     # -- events ------------------------------------------------------------------------
     #
-    # Transitions reach the bus from one place, the store tail, in seq order, whichever
-    # process wrote them: so every subscriber sees one ordered stream, and a client that
-    # resumes after seq N misses nothing. Local writes kick the tail at once, so this
-    # costs a read, not a poll interval. Waking workers and stopping cancelled handlers
-    # do not wait for it: they happen right after the local commit.
+    # Transitions reach the bus in seq order, whichever process wrote them: so every
+    # subscriber sees one ordered stream, and a client that resumes after seq N misses
+    # nothing. The store tail reads them back and publishes them; local writes kick it at
+    # once, so that costs a read, not a poll interval. Where the store numbers a write's
+    # rows right after every row committed before it (SQLite: one writer at a time), the
+    # hot path's writes are published from what they returned when they follow the last
+    # seq published with no gap — no read at all; a gap (another process's rows, or a
+    # write whose rows only the tail reads) leaves the rest to the tail. Waking workers
+    # and stopping cancelled handlers do not wait for either: they happen right after
+    # the local commit.
 
-    def committed(self, transitions: Iterable[Transition]) -> None:
-        """Called after every local write: publish soon, and react at once."""
-        self._tail_kick.set()
+    def committed(self, transitions: Sequence[Transition], *, as_written: bool = False) -> None:
+        """Called after every local write: publish (now or soon), and react at once.
+        ``as_written``: the transitions are every history row the write appended, with
+        the progress they were written with (see CommittingWrites)."""
+        if not (
+            as_written
+            and self._publish_returned
+            # No bigger burst than a tail page: subscribers' buffers are sized for those
+            # (a bulk enqueue's rows are published a page per read, by the tail).
+            and len(transitions) <= TAIL_BATCH
+            and self._publish_in_order(transitions)
+        ):
+            self._tail_kick.set()
         self._react(transitions)
+
+    def _publish_in_order(self, transitions: Sequence[Transition]) -> bool:
+        """Publish the transitions that follow the last seq published with no gap;
+        whether that was all of them (else the tail publishes the rest)."""
+        last = self._tail_seq
+        fresh = 0
+        for t in transitions:
+            if t.seq <= last:  # the tail read and published it meanwhile
+                fresh += 1
+            elif t.seq == last + 1:
+                last = t.seq
+            else:
+                break
+        published = transitions[fresh : fresh + last - self._tail_seq]
+        if published:
+            self._tail_seq = last
+            self._publish(published)
+        return fresh + len(published) == len(transitions)
 
     def _wake_pools(self, queues: Iterable[str]) -> None:
         for queue in queues:
@@ -150,6 +189,8 @@ class Engine:
     def _publish(self, transitions: Iterable[Transition]) -> None:
         bus = self.bus
         events: list[Event] = []
+        # The rows of one write share their time: one datetime made for all of them.
+        at_ts, at = math.nan, None
         for t in transitions:
             run = self.running.get(t.job_id)
             progress = None
@@ -158,7 +199,9 @@ class Engine:
                 run.announced = True
                 progress = run.ctx.progress
             if bus.wants(t.job_id):
-                events.append(transition_event(t, progress))
+                if t.at != at_ts:
+                    at_ts, at = t.at, to_datetime(t.at)
+                events.append(transition_event(t, progress, at))
         bus.publish_all(events)
 
     def _on_progress(self, ctx: JobContext) -> None:
@@ -405,13 +448,18 @@ class Engine:
         while True:
             # Own rows are read back only when someone listens; others' always matter.
             subscriptions, include_own = self.bus.subscriptions, self.bus.has_subscribers
+            start = self._tail_seq
             transitions, seq = await self.store.reads.history_after(
-                self._tail_seq, TAIL_BATCH, include_own=include_own
+                start, TAIL_BATCH, include_own=include_own
             )
             if not include_own and self.bus.subscriptions != subscriptions:
                 # Someone subscribed during the read, after looking the job up (wait()
                 # does): the own rows skipped may be the very event it waits for.
                 continue
+            full = len(transitions) == TAIL_BATCH
+            if self._tail_seq != start:  # own writes were published during the read
+                transitions = [t for t in transitions if t.seq > self._tail_seq]
+                seq = max(seq, self._tail_seq)
             self._tail_seq = seq
             self._publish(transitions)
             foreign = [t for t in transitions if t.origin != self.owner]
@@ -419,7 +467,7 @@ class Engine:
             for t in foreign:
                 if t.status is JobStatus.CANCELLING:
                     self.cancel_local(t.job_id)
-            if len(transitions) < TAIL_BATCH:
+            if not full:
                 return
 
     async def _promote_loop(self) -> None:

@@ -33,6 +33,19 @@ class StopReason(enum.Enum):
     LEASE_LOST = "lease lost"  # another worker rescued it: write nothing, stop
 
 
+_scope_class: type[anyio.CancelScope] | None = None
+
+
+def _new_scope() -> anyio.CancelScope:
+    """A cancel scope of the running backend's class, made directly: anyio.CancelScope()
+    looks the backend up on each call, which showed in the per-run profile. (The class
+    is the same for the life of the process: the runtime runs on asyncio only.)"""
+    global _scope_class
+    if _scope_class is None:
+        _scope_class = type(anyio.CancelScope())
+    return _scope_class()
+
+
 class RunningJob:
     """A job while its handler runs in this process."""
 
@@ -44,7 +57,7 @@ class RunningJob:
         self.seq = seq  # of its latest transition; progress events carry it
         self.announced = False  # its "running" event was published: reports may follow
         self.is_async = is_async
-        self.scope = anyio.CancelScope()
+        self.scope = _new_scope()
         self.reason: StopReason | None = None
         self.began = 0.0  # the clock's monotonic time at its start, when runs are counted
 
@@ -64,7 +77,7 @@ class RunningJob:
         thread, which cannot be interrupted) at its next check_cancelled()."""
         if self.reason is None:
             self.reason = reason
-        self.ctx.cancel_requested.set()
+        self.ctx.cancel_requested = True
         if self.is_async or reason is StopReason.LEASE_LOST:
             self.scope.cancel()
 
@@ -72,7 +85,7 @@ class RunningJob:
         """Stop waiting for a sync handler's thread; the thread finishes on its own."""
         if self.reason is None:
             self.reason = StopReason.SHUTDOWN
-        self.ctx.cancel_requested.set()
+        self.ctx.cancel_requested = True
         self.scope.cancel()
 
 
@@ -318,7 +331,7 @@ async def _run(handler: Handler, run: RunningJob, clock: Clock) -> Finish | None
             outcome = _failed(handler, run, exc, clock.now())
     if run.scope.cancelled_caught:
         if run.reason is None:  # nobody stopped it: the deadline passed
-            run.ctx.cancel_requested.set()  # a sync handler's thread stops at its next check
+            run.ctx.cancel_requested = True  # a sync handler's thread stops at its next check
             timed_out = TimeoutError(f"timed out after {timeout:g}s")
             if TRACING is not None:
                 TRACING.failed(timed_out)

@@ -12,6 +12,7 @@ subclasses (never a driver's own exception), and a failed call changed nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import datetime
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -40,9 +41,10 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     tags: list[str] = msgspec.field(default_factory=list)  # checked, no repeats
     derived_id: bool = False  # the id is derived (a periodic tick): if taken, keep that job
 
-    def as_job(self) -> Job:
-        """The job this is once inserted, without reading it back."""
-        at = to_datetime(self.created_at)
+    def as_job(self, created_at: datetime | None = None) -> Job:
+        """The job this is once inserted, without reading it back; ``created_at`` is its
+        ``created_at`` as a datetime, when the caller made one (for a batch at once)."""
+        at = created_at or to_datetime(self.created_at)
         return Job(
             id=self.id,
             queue=self.queue,
@@ -482,6 +484,12 @@ class QueueSettings(Protocol):
 class CommitWatch(Protocol):
     """How a runtime learns that another runtime committed, beside the Store's data
     operations: the engine's tail reads the history when it hears of a commit."""
+
+    numbers_writes_in_commit_order: bool
+    """Whether each write's history rows get consecutive seqs right after every row
+    committed before it (SQLite: one write transaction at a time on the file, and
+    AUTOINCREMENT). Then the engine may publish a write's transitions as it returned them
+    when they follow the last seq it published, with no gap (see Engine.committed)."""
 
     def watch(self, wake: Callable[[], None], queued: Callable[[Collection[str]], None]) -> None:
         """Have ``wake()`` called, on the event loop, when another runtime commits a

@@ -40,6 +40,10 @@ class PostgresCommits:
     """The store's CommitWatch on PostgreSQL. ``origin`` is this runtime's mark on its
     own writes, whose notifications it ignores (it publishes those itself)."""
 
+    # Positions order by transaction id, and a transaction may commit after a later one
+    # (see _history): only the tail, reading below the snapshot horizon, knows the order.
+    numbers_writes_in_commit_order = False
+
     def __init__(self, db: PostgresDB, reads: PostgresReads) -> None:
         self.db = db
         self.reads = reads

@@ -12,6 +12,8 @@ from ._file import SQLiteFile
 class SQLiteCommits:
     """The store's CommitWatch on SQLite: the engine polls ``changed()``."""
 
+    numbers_writes_in_commit_order = True  # BEGIN IMMEDIATE, AUTOINCREMENT seqs
+
     def __init__(self, file: SQLiteFile) -> None:
         self.file = file
         self._data_version = -1

@@ -57,7 +57,7 @@ class SQLiteFile:
         self._writer: Writer | None = None
         self._fast_writer: Writer | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._write_lock = anyio.Lock()
+        self._write_lock = anyio.Lock(fast_acquire=True)  # no loop turn when free
         # See _connections: aiosqlite's writers where it can run a function on their thread.
         self.threaded_writes = not _connections.AIOSQLITE_RUNS_FUNCTIONS
         self.errors: dict[str, int] = {}  # what error() made, by kind (see Store.errors)
