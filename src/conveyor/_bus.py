@@ -15,6 +15,7 @@ import anyio
 
 from ._errors import EventStreamOverflow
 from ._models import Event
+from ._primitives import new_event
 from ._states import JobStatus
 
 DEFAULT_MAX_BUFFER = 10_000
@@ -163,7 +164,7 @@ class EventStream:
                             f"subscriber fell more than {self.max_buffer} transitions behind"
                         )
                     raise StopAsyncIteration
-                self._waiter = waiter = anyio.Event()
+                self._waiter = waiter = new_event()
                 await waiter.wait()
             event, is_progress = self._buffer.popleft()
             if is_progress or event.seq > self._floor:

@@ -22,6 +22,7 @@ from anyio.abc import TaskStatus
 from .._errors import ConveyorError, RuntimeClosed, StoreBusy, StoreError, StoreUnavailable
 from .._limits import describe
 from .._logging import get_logger
+from .._primitives import new_event
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -41,7 +42,7 @@ class _Batch(Generic[T, R]):
         self.results: list[R] = []
         self.error: BaseException | None = None  # the whole batch failed
         self.errors: dict[int, BaseException] = {}  # by span start: that call failed alone
-        self.done = anyio.Event()
+        self.done = new_event()
 
 
 class Batcher(Generic[T, R]):
@@ -121,7 +122,7 @@ class Batcher(Generic[T, R]):
         try:
             while True:
                 await self._wake.wait()
-                self._wake = anyio.Event()
+                self._wake = new_event()
                 if await self._write_once():  # put() items wait for a passing failure
                     await anyio.sleep(self._retry_delay)
                     self._wake.set()
@@ -161,7 +162,7 @@ class Batcher(Generic[T, R]):
             self._busy = False
             batch.done.set()
             self._flushed.set()
-            self._flushed = anyio.Event()
+            self._flushed = new_event()
         return self._retrying
 
     def _retry(self, detached: list[T]) -> None:

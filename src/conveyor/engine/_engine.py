@@ -18,6 +18,7 @@ from .._errors import StoreError
 from .._limits import DEFAULT_LIMITS, Limits
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Event, Job, Progress
+from .._primitives import new_event
 from .._spec import QueueSpec
 from .._states import JobStatus
 from .._stats import RunStats
@@ -421,7 +422,7 @@ class Engine:
             with anyio.move_on_after(min(self.poll_interval, self.relay.wait())):
                 await self._tail_kick.wait()
             kicked = self._tail_kick.is_set()
-            self._tail_kick = anyio.Event()
+            self._tail_kick = new_event()
             try:
                 if await self.store.commits.changed():
                     self.relay.store_changed()
@@ -474,7 +475,7 @@ class Engine:
         """Queue scheduled jobs when they fall due: sleep until the earliest is due, and
         wake early when a job is scheduled (here or, through the tail, elsewhere)."""
         while True:
-            self._promote_kick = anyio.Event()  # before reading: no wake-up falls between
+            self._promote_kick = new_event()  # before reading: no wake-up falls between
             try:
                 due = await self.store.reads.next_due()
                 now = self.clock.now()

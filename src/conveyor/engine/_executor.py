@@ -19,6 +19,7 @@ from .._errors import JobCancelled, JobFailed, StoreError, ValidationError
 from .._limits import Limits, describe, storable
 from .._logging import get_logger
 from .._models import NO_PROGRESS, Job, Progress
+from .._primitives import new_scope
 from .._spec import QueueSpec
 from .._states import JobStatus
 from .._tracing import TRACING
@@ -33,19 +34,6 @@ class StopReason(enum.Enum):
     LEASE_LOST = "lease lost"  # another worker rescued it: write nothing, stop
 
 
-_scope_class: type[anyio.CancelScope] | None = None
-
-
-def _new_scope() -> anyio.CancelScope:
-    """A cancel scope of the running backend's class, made directly: anyio.CancelScope()
-    looks the backend up on each call, which showed in the per-run profile. (The class
-    is the same for the life of the process: the runtime runs on asyncio only.)"""
-    global _scope_class
-    if _scope_class is None:
-        _scope_class = type(anyio.CancelScope())
-    return _scope_class()
-
-
 class RunningJob:
     """A job while its handler runs in this process."""
 
@@ -57,7 +45,7 @@ class RunningJob:
         self.seq = seq  # of its latest transition; progress events carry it
         self.announced = False  # its "running" event was published: reports may follow
         self.is_async = is_async
-        self.scope = _new_scope()
+        self.scope = new_scope()
         self.reason: StopReason | None = None
         self.began = 0.0  # the clock's monotonic time at its start, when runs are counted
 

@@ -20,6 +20,7 @@ from .._errors import HookFailed, StoreError, StoreUnavailable
 from .._limits import Limits, describe
 from .._logging import get_logger
 from .._models import Job, RunOutcome
+from .._primitives import new_event
 from .._spec import QueueSpec
 from ..store import ClaimParams, Finish, StoreWrites
 from ._executor import Handler, RunningJob, drop_transaction, internal_failure, run_job
@@ -190,7 +191,7 @@ class QueuePool:
         while True:
             while not (self._maybe_more and self.free > 0 and not self.paused):
                 await self._kick.wait()
-                self._kick = anyio.Event()
+                self._kick = new_event()
             allowed, wait = self._allowance()
             if allowed == 0:
                 await engine.clock.sleep(wait)  # until the oldest start leaves the window

@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from ..._errors import StoreBusy, StoreError, StoreUnavailable
+from ..._primitives import new_scope
 from .._base import counted
 from . import _connections
 from ._connections import Writer, open_aiosqlite, open_writer, pragmas, wal_refused
@@ -193,7 +194,7 @@ class SQLiteFile:
                 raise
             return result
 
-        with anyio.CancelScope(shield=True):
+        with new_scope(shield=True):
             async with self._write_lock:
                 try:
                     result = await conn.run(transaction)
