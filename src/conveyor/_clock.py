@@ -128,9 +128,22 @@ class ManualClock:
             tg.start_soon(first, until)
 
 
+_last_datetime: tuple[float, datetime] = (math.nan, datetime.fromtimestamp(0, UTC))
+
+
 def to_datetime(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+    """``ts`` as an aware UTC datetime. The last one made is kept and given again for the
+    same ``ts``: the rows of one write share their times (a batch's claim time, an
+    enqueue_many's creation time), and making each cost the per-job path more than the
+    rest of turning a row into a Job. (One tuple, replaced whole: threads may share it.)"""
+    global _last_datetime
+    last = _last_datetime
+    if last[0] == ts:
+        return last[1]
+    made = datetime.fromtimestamp(ts, UTC)
+    _last_datetime = (ts, made)
+    return made
 
 
 def maybe_datetime(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    return None if ts is None else to_datetime(ts)

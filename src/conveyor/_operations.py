@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 
 from ._bus import DEFAULT_MAX_BUFFER, EventBus, EventStream
-from ._clock import LATEST, Clock, ManualClock, to_datetime
+from ._clock import LATEST, Clock, ManualClock
 from ._errors import (
     JobNotFound,
     QueueNotFound,
@@ -225,11 +225,7 @@ class JobOperations:
             results = await self._engine.insert_in(connection, new)
         else:
             results = await self._engine.insert(new)
-        at = to_datetime(now)  # every job's created_at: one datetime for the batch
-        return [
-            r if isinstance(r, Job) else n.as_job(at if n.created_at == now else None)
-            for n, r in zip(new, results, strict=True)
-        ]
+        return [r if isinstance(r, Job) else n.as_job() for n, r in zip(new, results, strict=True)]
 
     async def _get(self, job_id: str, queue: str | None = None) -> Job:
         name("job_id", job_id)

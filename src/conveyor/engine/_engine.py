@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 
 import anyio
 from anyio.abc import TaskGroup, TaskStatus
@@ -51,18 +50,15 @@ TAIL_BATCH = 1000  # history rows read per tail query
 PROMOTE_BATCH = 500  # scheduled jobs queued per transaction
 
 
-def transition_event(
-    t: Transition, progress: Progress | None = None, at: datetime | None = None
-) -> Event:
-    """The event of a committed transition; ``progress`` defaults to the stored one,
-    ``at`` (the transition's time as a datetime, when the caller has it) to t.at's."""
+def transition_event(t: Transition, progress: Progress | None = None) -> Event:
+    """The event of a committed transition; ``progress`` defaults to the stored one."""
     return Event(
         seq=t.seq,
         job_id=t.job_id,
         queue=t.queue,
         status=t.status,
         progress=progress or t.progress or NO_PROGRESS,
-        at=at or to_datetime(t.at),
+        at=to_datetime(t.at),
         message=t.message,
     )
 
@@ -190,8 +186,6 @@ class Engine:
     def _publish(self, transitions: Iterable[Transition]) -> None:
         bus = self.bus
         events: list[Event] = []
-        # The rows of one write share their time: one datetime made for all of them.
-        at_ts, at = math.nan, None
         for t in transitions:
             run = self.running.get(t.job_id)
             progress = None
@@ -200,9 +194,7 @@ class Engine:
                 run.announced = True
                 progress = run.ctx.progress
             if bus.wants(t.job_id):
-                if t.at != at_ts:
-                    at_ts, at = t.at, to_datetime(t.at)
-                events.append(transition_event(t, progress, at))
+                events.append(transition_event(t, progress))
         bus.publish_all(events)
 
     def _on_progress(self, ctx: JobContext) -> None:

@@ -12,7 +12,6 @@ subclasses (never a driver's own exception), and a failed call changed nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
 from typing import Protocol, TypeVar
 
 import msgspec
@@ -41,10 +40,9 @@ class NewJob(msgspec.Struct, frozen=True, kw_only=True):
     tags: list[str] = msgspec.field(default_factory=list)  # checked, no repeats
     derived_id: bool = False  # the id is derived (a periodic tick): if taken, keep that job
 
-    def as_job(self, created_at: datetime | None = None) -> Job:
-        """The job this is once inserted, without reading it back; ``created_at`` is its
-        ``created_at`` as a datetime, when the caller made one (for a batch at once)."""
-        at = created_at or to_datetime(self.created_at)
+    def as_job(self) -> Job:
+        """The job this is once inserted, without reading it back."""
+        at = to_datetime(self.created_at)
         return Job(
             id=self.id,
             queue=self.queue,
