@@ -300,6 +300,6 @@ class EventBus:
             if sink is not None:
                 for stream in sink.deliver(event, batch):
                     stream._append(event, is_progress)
-                for taker, batch in (more or {}).items():
-                    for stream in taker.deliver(event, batch):
+                for taker, theirs in (more or {}).items():
+                    for stream in taker.deliver(event, theirs):
                         stream._append(event, is_progress)
