@@ -10,6 +10,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from types import TracebackType
+from typing import Any, Protocol
 
 import anyio
 
@@ -19,6 +20,18 @@ from ._primitives import new_event
 from ._states import JobStatus
 
 DEFAULT_MAX_BUFFER = 10_000
+
+
+class Sink(Protocol):
+    """Writes an event for many streams at once, in the publisher's call: a transport's
+    broadcast, so that a thousand subscribers cost one pass of writes, not a thousand
+    task wake-ups. Each stream's ``sink_key`` says where its consumer is.
+    """
+
+    def deliver(self, event: Event, streams: list[EventStream]) -> list[EventStream]:
+        """Write ``event`` now, without waiting, for each of ``streams`` that can take
+        it; return those it did not write for (they buffer the event instead)."""
+        ...
 
 
 class EventStream:
@@ -47,6 +60,7 @@ class EventStream:
         "on_overflow",
         "queue",
         "sink",
+        "sink_key",
         "statuses",
     )
 
@@ -67,10 +81,12 @@ class EventStream:
         self._waiter: anyio.Event | None = None
         self._closed = False
         self._overflowed = False
-        # Optional fast path: called with each event while nothing is buffered; returning
-        # True means it delivered the event itself, so it is not buffered. A websocket
-        # session uses it to write straight to an idle connection without waking a task.
-        self.sink: Callable[[Event, bool], bool] | None = None
+        # Optional fast path: while set and nothing is buffered, each event goes to the
+        # sink (with every other stream that has the same sink, in one batch) instead of
+        # the buffer. A websocket session uses it to write to an idle connection without
+        # waking a task; it unsets it while its task holds an event, so none overtakes.
+        self.sink: Sink | None = None
+        self.sink_key: Any = None  # the sink's own: where this stream's consumer is
         # Called once when the stream is dropped for overflowing, for a consumer that may
         # be blocked elsewhere (on a stuck socket) rather than waiting on this stream.
         self.on_overflow: Callable[[], None] | None = None
@@ -80,21 +96,25 @@ class EventStream:
         self.first: Callable[[], Awaitable[Event | None]] | None = None
         self._floor = 0
 
-    def _push(self, event: Event, is_progress: bool) -> None:
+    def _accept(self, event: Event, is_progress: bool) -> Sink | None:
+        """Take an event: buffer it, or return the sink that is to write it (the bus
+        batches the streams of one sink); None as well for an event this one filters out."""
         if self._closed:  # closed while a batch was being published to it
-            return
+            return None
         if self.queue is not None and event.queue != self.queue:
-            return
+            return None
         if self.statuses is not None and event.status not in self.statuses:
-            return
+            return None
         if not is_progress and event.seq <= self._floor:
-            return  # covered by the first event
-        if (
-            self.sink is not None
-            and self.first is None
-            and not self._buffer
-            and self.sink(event, is_progress)
-        ):
+            return None  # covered by the first event, or sent already (skip_through)
+        sink = self.sink
+        if sink is not None and self.first is None and not self._buffer:
+            return sink
+        self._append(event, is_progress)
+        return None
+
+    def _append(self, event: Event, is_progress: bool) -> None:
+        if self._closed:
             return
         if len(self._buffer) >= self.max_buffer:
             self._coalesce()
@@ -108,6 +128,11 @@ class EventStream:
         if self._waiter is not None:
             self._waiter.set()
             self._waiter = None
+
+    def skip_through(self, seq: int) -> None:
+        """Deliver no transition with a seq up to ``seq`` from now on (buffered ones
+        included): its consumer has them already, e.g. from a replay of the store."""
+        self._floor = max(self._floor, seq)
 
     def _coalesce(self) -> None:
         """Drop every buffered progress report that a later one for its job supersedes."""
@@ -249,13 +274,33 @@ class EventBus:
 
     def publish_all(self, events: Iterable[Event], *, is_progress: bool = False) -> None:
         """Publish events in order. The unfiltered streams are listed once per call, not
-        once per event: copying a WeakSet is most of the cost of a publish."""
+        once per event: copying a WeakSet is most of the cost of a publish. Streams with a
+        sink are batched per event, one batch per sink, and each batch written before the
+        next event: a stream that the sink refuses buffers the event, and the next events
+        then queue behind it, so each stream's order holds."""
         everyone = list(self._all)
         by_job = self._by_job
         for event in events:
-            for stream in everyone:
-                stream._push(event, is_progress)
-            streams = by_job.get(event.job_id)
-            if streams:
-                for stream in list(streams):
-                    stream._push(event, is_progress)
+            # Nearly always one sink (the websocket server's): kept apart from the rest.
+            sink: Sink | None = None
+            batch: list[EventStream] = []
+            more: dict[Sink, list[EventStream]] | None = None
+            watching = by_job.get(event.job_id)
+            for stream in everyone if not watching else [*everyone, *watching]:
+                taker = stream._accept(event, is_progress)
+                if taker is None:
+                    continue
+                if taker is sink:
+                    batch.append(stream)
+                elif sink is None:
+                    sink = taker
+                    batch.append(stream)
+                else:
+                    more = more or {}
+                    more.setdefault(taker, []).append(stream)
+            if sink is not None:
+                for stream in sink.deliver(event, batch):
+                    stream._append(event, is_progress)
+                for taker, theirs in (more or {}).items():
+                    for stream in taker.deliver(event, theirs):
+                        stream._append(event, is_progress)

@@ -206,7 +206,7 @@ class _Gone(Exception):
 
 class _Connection:
     """A Starlette WebSocket as a Session's Connection. ASGI has no write that does not
-    wait, so every event takes the buffered path (``send_now`` declines); ``send`` waits
+    wait, so every event takes the buffered path (``fanout`` is None); ``send`` waits
     while the server's write buffer is full (uvicorn pauses it past its high-water mark),
     which is the backpressure the session's bounded buffers count on."""
 
@@ -228,8 +228,9 @@ class _Connection:
             raise _Gone
         await self.ws.send({"type": "websocket.send", "text": frame.decode()})
 
-    def send_now(self, frame: bytes) -> bool:
-        return False
+    @property
+    def fanout(self) -> None:
+        return None
 
     async def close(self, code: int, reason: str, *, linger: float) -> None:
         # The ASGI server gives the client its own close timeout; linger is not ours to set.

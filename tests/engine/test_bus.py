@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from conveyor import Event, EventStreamOverflow, JobStatus, Progress
-from conveyor._bus import EventBus
+from conveyor._bus import EventBus, EventStream
 
 pytestmark = pytest.mark.anyio
 
@@ -115,3 +115,74 @@ async def test_an_abandoned_stream_unsubscribes_itself() -> None:
     gc.collect()
     assert not bus.has_subscribers
     assert not bus.wants("j")
+
+
+class Batching:
+    """A sink that records each batch it is handed and refuses the streams in ``refuse``."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, list[str]]] = []
+        self.refuse: set[str] = set()
+
+    def deliver(self, event: Event, streams: list[EventStream]) -> list[EventStream]:
+        self.batches.append((event.seq, [s.sink_key for s in streams]))
+        return [s for s in streams if s.sink_key in self.refuse]
+
+
+def with_sink(bus: EventBus, sink: Batching, key: str, **filters: str) -> EventStream:
+    stream = bus.subscribe(**filters)
+    stream.sink, stream.sink_key = sink, key
+    return stream
+
+
+async def test_idle_streams_of_one_sink_get_each_event_in_one_batch() -> None:
+    bus = EventBus()
+    sink, other = Batching(), Batching()
+    a, b = with_sink(bus, sink, "a"), with_sink(bus, sink, "b")
+    c = with_sink(bus, other, "c", job_id="j1")
+    only_q2 = with_sink(bus, sink, "q2", queue="q2")
+    plain = bus.subscribe()
+    bus.publish_all([event("j1", JobStatus.QUEUED, 1), event("j2", JobStatus.QUEUED, 2)])
+    assert sorted((seq, sorted(keys)) for seq, keys in sink.batches) == [
+        (1, ["a", "b"]),
+        (2, ["a", "b"]),
+    ]
+    assert other.batches == [(1, ["c"])]
+    for stream in (a, b, c, only_q2, plain):
+        await stream.aclose()
+    # What a sink took is not buffered as well; a stream without a sink buffers as ever.
+    assert [e async for e in a] == []
+    assert [e async for e in c] == []
+    assert [e.seq async for e in plain] == [1, 2]
+
+
+async def test_an_event_the_sink_refuses_is_buffered_and_later_ones_queue_behind_it() -> None:
+    bus = EventBus()
+    sink = Batching()
+    slow, fast = with_sink(bus, sink, "slow"), with_sink(bus, sink, "fast")
+    sink.refuse = {"slow"}
+    bus.publish(event("j", JobStatus.RUNNING, 1))
+    sink.refuse = set()  # the sink could take it again, but the buffer is not empty
+    bus.publish(event("j", JobStatus.RUNNING, 1, current=1), is_progress=True)
+    bus.publish(event("j", JobStatus.COMPLETED, 2))
+    assert [sorted(keys) for _, keys in sink.batches] == [["fast", "slow"], ["fast"], ["fast"]]
+    with anyio.fail_after(5):
+        got = [(await slow.__anext__()) for _ in range(3)]
+    assert [(e.seq, e.progress.current) for e in got] == [(1, 0), (1, 1), (2, 0)]
+    # Drained: the sink gets the stream's events again.
+    bus.publish(event("j2", JobStatus.QUEUED, 3))
+    assert sorted(sink.batches[-1][1]) == ["fast", "slow"]
+    await fast.aclose()
+
+
+async def test_a_stream_skips_transitions_its_consumer_has_but_not_progress() -> None:
+    bus = EventBus()
+    stream = bus.subscribe()
+    bus.publish(event("j", JobStatus.QUEUED, 4))  # buffered, then covered
+    stream.skip_through(5)
+    bus.publish(event("j", JobStatus.RUNNING, 5))
+    bus.publish(event("j", JobStatus.RUNNING, 5, current=1), is_progress=True)
+    bus.publish(event("j", JobStatus.COMPLETED, 6))
+    stream.skip_through(2)  # never lowers the floor
+    await stream.aclose()
+    assert [(e.seq, e.progress.current) async for e in stream] == [(5, 1), (6, 0)]

@@ -10,6 +10,7 @@ import functools
 import http
 import ipaddress
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import anyio
 from anyio.abc import TaskStatus
@@ -17,9 +18,11 @@ from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
-from websockets.protocol import State
 
+from .._bus import EventStream, Sink
 from .._logging import get_logger
+from .._models import Event
+from .._wire import event_frame
 from ._access import Access
 from ._api import ServedRuntime
 from ._http import Reply, answer, headers, parse_query
@@ -75,6 +78,7 @@ class Server:
         self.access = Access(token, allowed_origins)
         self.max_message_bytes = max_message_bytes
         self.max_buffer = max_buffer
+        self._fanout = _Fanout()
 
     @property
     def url(self) -> str:
@@ -115,7 +119,7 @@ class Server:
     async def _serve_connection(self, ws: ServerConnection) -> None:
         session = Session(
             self.runtime,
-            _Connection(ws),
+            _Connection(ws, self._fanout),
             max_message_bytes=self.max_message_bytes,
             max_buffer=self.max_buffer,
         )
@@ -135,26 +139,55 @@ def _response(reply: Reply) -> Response:
     return Response(reply.status, status.phrase, Headers(headers(reply)), reply.body)
 
 
+class _Fanout:
+    """The server's bus Sink: writes an event to every idle subscribed connection with
+    one ``websockets.broadcast`` per subscription id (most clients have one subscription,
+    "s1"), so the frame is encoded once per event and no task wakes.
+
+    ``broadcast`` itself never refuses a write: past its high-water mark a transport
+    buffers without bound. So a connection with more than WRITE_LIMIT bytes waiting is
+    left out here, and the event waits in that subscription's bounded buffer instead
+    (see EventStream: progress coalesces, then the client is closed with 4008). A
+    connection that is closing is skipped by ``broadcast``: it gets no more events.
+    """
+
+    WRITE_LIMIT = 64 * 1024
+
+    def deliver(self, event: Event, streams: list[EventStream]) -> list[EventStream]:
+        refused: list[EventStream] = []
+        groups: dict[str, list[ServerConnection]] = {}
+        limit = self.WRITE_LIMIT
+        for stream in streams:
+            sub, ws = stream.sink_key
+            if ws.transport.get_write_buffer_size() > limit:
+                refused.append(stream)
+                continue
+            group = groups.get(sub)
+            if group is None:
+                groups[sub] = [ws]
+            else:
+                group.append(ws)
+        for sub, group in groups.items():
+            broadcast(group, event_frame(sub, event), text=True)
+        return refused
+
+
 class _Connection:
     """A websockets connection as a Session's Connection."""
 
-    WRITE_LIMIT = 64 * 1024  # bytes waiting to be written, past which send_now declines
-
-    def __init__(self, ws: ServerConnection) -> None:
+    def __init__(self, ws: ServerConnection, fanout: _Fanout) -> None:
         self.ws = ws
+        self._fanout: tuple[Sink, Any] = (fanout, ws)
+
+    @property
+    def fanout(self) -> tuple[Sink, Any]:
+        return self._fanout
 
     def messages(self) -> AsyncIterator[str | bytes]:
         return aiter(self.ws)
 
     async def send(self, frame: bytes) -> None:
         await self.ws.send(frame, text=True)
-
-    def send_now(self, frame: bytes) -> bool:
-        ws = self.ws
-        if ws.state is not State.OPEN or ws.transport.get_write_buffer_size() > self.WRITE_LIMIT:
-            return False
-        broadcast([ws], frame, text=True)
-        return True
 
     async def close(self, code: int, reason: str, *, linger: float) -> None:
         self.ws.close_timeout = linger

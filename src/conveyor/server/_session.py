@@ -12,11 +12,10 @@ from typing import Any, Protocol
 
 import anyio
 
-from .._bus import EventStream
+from .._bus import EventStream, Sink
 from .._errors import ConveyorError, EventStreamOverflow, ValidationError
 from .._limits import shown
 from .._logging import get_logger
-from .._models import Event
 from .._wire import (
     Cancel,
     CancelMatching,
@@ -60,16 +59,19 @@ class Connection(Protocol):
     backpressure (it waits while the transport's buffer is full) and raises the
     transport's own exception once the connection is gone: the transport's adapter,
     around :meth:`Session.run`, treats that as the end of the connection.
-    ``send_now`` writes a text frame at once, without waiting, if the transport can
-    (the connection open and its write buffer low), and says whether it did.
+    ``fanout`` is a bus Sink that writes events at once, without waiting, to this and
+    every other connection of the transport it can (open, write buffer low), and the key
+    that names this connection to it; None for a transport that cannot write without
+    waiting: each event then goes through ``send``.
     ``close`` sends a close frame and gives the client ``linger`` seconds to read it.
     """
+
+    @property
+    def fanout(self) -> tuple[Sink, Any] | None: ...
 
     def messages(self) -> AsyncIterator[str | bytes]: ...
 
     async def send(self, frame: bytes) -> None: ...
-
-    def send_now(self, frame: bytes) -> bool: ...
 
     async def close(self, code: int, reason: str, *, linger: float) -> None: ...
 
@@ -242,12 +244,14 @@ async def _matching(
 class _Forward:
     """Delivers one subscription's events to its connection, in order.
 
-    Fast path: while nothing is queued for it and the connection can write at once
-    (``Connection.send_now``: the websockets server's can while its write buffer is
-    low), the bus hands each event to :meth:`_direct`, which writes the frame in the
-    publisher's call (as ``websockets.broadcast`` does), so a thousand clients cost a
-    thousand writes, not a thousand task wake-ups. Otherwise the event waits in the
-    stream's bounded buffer and :meth:`run` sends it with backpressure.
+    Fast path: while nothing is queued for it, the stream's sink is the connection's
+    ``fanout`` (the websockets server's), which the bus hands each event with every
+    other idle subscription's, and which writes them all in the publisher's call (with
+    ``websockets.broadcast``): a thousand clients cost a thousand writes, not a thousand
+    task wake-ups, and the frame is encoded once per event. An event the sink cannot
+    write now (the client's write buffer is high) waits in the stream's bounded buffer,
+    and :meth:`run` sends it with backpressure; the sink is unset while it does, so later
+    events queue behind it.
     """
 
     def __init__(self, session: Session, sub: str, stream: EventStream) -> None:
@@ -255,47 +259,43 @@ class _Forward:
         self.sub = sub
         self.stream = stream
         self.scope = anyio.CancelScope()
-        self.replayed = 0  # events up to this seq were sent by the replay
-        self.sending = False
         # Around the slow-path sends: cancelled when the stream overflows, since a send
         # is then likely blocked on a client that stopped reading.
         self.send_scope = anyio.CancelScope()
         self.overflowed = False
 
-    def _direct(self, event: Event, is_progress: bool) -> bool:
-        if self.sending:
-            return False
-        if not is_progress and event.seq <= self.replayed:
-            return True  # already sent by the replay
-        return self.session.ws.send_now(event_frame(self.sub, event))
-
     def _on_overflow(self) -> None:
         self.overflowed = True
         self.send_scope.cancel()
+
+    def _attach(self) -> None:
+        fanout = self.session.ws.fanout
+        if fanout is not None:
+            sink, key = fanout
+            self.stream.sink_key = (self.sub, key)
+            self.stream.sink = sink
 
     async def run(self, request: Subscribe) -> None:
         stream = self.stream
         with self.scope:
             async with stream:
                 try:
-                    self.replayed = await self._replay(request)
-                    stream.sink = self._direct
+                    stream.skip_through(await self._replay(request))
                     stream.on_overflow = self._on_overflow
-                    async for event, is_progress in stream.items():
+                    self._attach()
+                    async for event in stream:
                         if self.overflowed:
                             # It overflowed while no send was under way (one publish of
                             # more than the buffer holds): a send now would block on the
                             # client that stopped reading, with nothing left to cancel it.
                             break
-                        if not is_progress and event.seq <= self.replayed:
-                            continue
-                        self.sending = True
+                        stream.sink = None  # until this one is written
                         self.send_scope = anyio.CancelScope()
                         with self.send_scope:
                             await self.session._send(event_frame(self.sub, event))
-                        self.sending = False
                         if self.overflowed:
                             break  # do not keep writing to a client that stopped reading
+                        self._attach()
                 except EventStreamOverflow:
                     pass
                 except ConveyorError as exc:  # the job went (purged) or the store failed
