@@ -223,7 +223,20 @@ async def _pg_copy(template: str, location: str) -> None:
     conn = await _pg_connect()
     try:
         for table in ("jobs", "job_history"):
+            # Its indexes (but the primary key's) made again once the rows are in: a
+            # third of the time of inserting into them.
+            indexes = await conn.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes i WHERE schemaname = $1"
+                " AND tablename = $2 AND NOT EXISTS (SELECT 1 FROM pg_constraint c"
+                " WHERE c.conname = i.indexname AND c.connamespace = $1::regnamespace)",
+                schema,
+                table,
+            )
+            for name, _ in indexes:
+                await conn.execute(f"DROP INDEX {schema}.{name}")
             await conn.execute(f"INSERT INTO {schema}.{table} SELECT * FROM {template}.{table}")
+            for _, definition in indexes:
+                await conn.execute(definition)
             await conn.execute(f"VACUUM ANALYZE {schema}.{table}")
     finally:
         await conn.close()
