@@ -63,7 +63,7 @@ async def _postgres_before_7(location: str) -> None:
 async def test_a_database_from_before_migration_7_upgrades_in_place(
     location: str, store_kind: str
 ) -> None:
-    assert len(SQLITE_MIGRATIONS) == len(POSTGRES_MIGRATIONS) == 7  # this test's premise
+    assert len(SQLITE_MIGRATIONS) == len(POSTGRES_MIGRATIONS) >= 7  # this test's premise
     if store_kind == "sqlite":
         _sqlite_before_7(location)
     else:

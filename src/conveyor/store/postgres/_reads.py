@@ -103,7 +103,7 @@ class PostgresReads:
         return int(rows[0][0])
 
     async def jobs_finished_per_minute(self, since: float) -> list[FinishedCount]:
-        # A range of jobs_finished (finished_at >= $1 implies its IS NOT NULL).
+        # A range of jobs_finished per status (finished_at >= $1 implies its IS NOT NULL).
         rows = await self.db.fetch(
             f"SELECT floor(finished_at / 60)::bigint, queue, status, count(*) FROM {self.t}jobs"
             f" WHERE finished_at >= $1 AND status IN {SQL.THROUGHPUT} GROUP BY 1, 2, 3",

@@ -393,8 +393,11 @@ class SQLiteWrites(SQLiteBulkWrites):
         statuses = sorted(s.value for s in params.statuses if s in TERMINAL)
         if not statuses:
             return 0
+        # A range of jobs_finished per status: the jobs to delete, and no others. (The
+        # unary + keeps a queue's purge off jobs_by_queue_status, which would read every
+        # job of the queue and status, however recent.)
         where = f"finished_at < ? AND status IN ({', '.join('?' * len(statuses))})" + (
-            " AND queue = ?" if params.queue is not None else ""
+            " AND +queue = ?" if params.queue is not None else ""
         )
         args: list[Any] = [params.finished_before, *statuses]
         if params.queue is not None:
