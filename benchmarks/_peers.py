@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -67,6 +68,9 @@ def _command(peer: str) -> tuple[list[str], dict[str, str]]:
 
 def run(peer: str, scenario: str, jobs: int, concurrency: int) -> dict[str, Any] | None:
     """One run's figures (with its "label"), or None if it failed (said on stderr)."""
+    if peer in NODE_PEERS and shutil.which("node") is None:
+        print(f"  {peer}: skipped: it needs Node 20 and npm on the PATH", file=sys.stderr)
+        return None
     command, env = _command(peer)
     arguments = ["--scenario", scenario, "--jobs", str(jobs), "--concurrency", str(concurrency)]
     result = subprocess.run(
