@@ -98,17 +98,23 @@ $(CHROMIUM):
 	$$sudo apt-get update -qq && \
 	$$sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 
-# Each run writes its figures to benchmarks/results/STORE.json and redraws the plots that
-# docs/benchmarks.md shows (docs/img/*.png, each naming the run it comes from).
+# Each run writes its figures to benchmarks/results/STORE.json, its table and issue 16's
+# bars to STORE.md, and redraws the plots that docs/benchmarks.md shows (docs/img/*.png,
+# each naming the run it comes from). conveyor runs on asyncio and on uvloop; BullMQ needs
+# Node 20 and npm (installed from the npm registry on first use). procrastinate runs e2e
+# only here: at about 100 jobs/s on this machine each of its runs takes minutes (all its
+# scenarios: --peers procrastinate).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/throughput.py --peers huey,arq,saq,taskiq,procrastinate,pgqueuer \
-	    --json benchmarks/results/sqlite.json
+	$(BIN)/python benchmarks/throughput.py --loop asyncio,uvloop \
+	    --peers huey,arq,saq,taskiq,procrastinate:e2e,pgqueuer,bullmq \
+	    --json benchmarks/results/sqlite.json --markdown benchmarks/results/sqlite.md
 	$(BIN)/python benchmarks/fanout.py
 	$(MAKE) plots
 
 bench-postgres: $(STAMP) postgres
 	$(BIN)/python benchmarks/throughput.py --store postgres --jobs 5000 \
-	    --peers pgqueuer,procrastinate --json benchmarks/results/postgres.json
+	    --peers pgqueuer,procrastinate --json benchmarks/results/postgres.json \
+	    --markdown benchmarks/results/postgres.md
 	$(BIN)/python benchmarks/throughput.py --store postgres --processes 1,2,4 --peers graphile
 	$(MAKE) plots
 

@@ -1,7 +1,10 @@
-"""Huey on SQLite with fsync (durable, like conveyor's default): N no-op tasks end to end.
+"""Huey on SQLite with fsync (durable, like conveyor's default): N tasks, the scenarios
+of _common.py that Huey has (no progress reports: no progress10).
 
-Enqueue N tasks while an in-process consumer with 8 worker threads runs, until every
-result is stored. Latency is enqueue -> task start, for every task.
+Huey's tasks are plain functions, each run in one of its consumer's worker threads: 8 in
+e2e, --concurrency otherwise; so sync is its e2e at that many threads, and sleep10's
+task calls time.sleep(0.01). The clock stops when every task has run and none is
+pending. Latency is enqueue -> task start, for every task.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from pathlib import Path
 from huey import SqliteHuey
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import jobs_argument, report
+from _common import arguments, report
 
 
 def main() -> None:
-    jobs = jobs_argument()
+    args = arguments("e2e", "process", "sleep10", "sync")
     latencies: list[float] = []
     lock = threading.Lock()
     with tempfile.TemporaryDirectory() as tmp:
@@ -29,19 +32,30 @@ def main() -> None:
         def noop(t: float) -> None:
             with lock:
                 latencies.append(time.perf_counter() - t)
+            if args.scenario == "sleep10":
+                time.sleep(0.01)
 
         consumer = huey.create_consumer(
-            workers=8, worker_type="thread", periodic=False, initial_delay=0.001, max_delay=0.05
+            workers=8 if args.scenario == "e2e" else args.concurrency,
+            worker_type="thread",
+            periodic=False,
+            initial_delay=0.001,
+            max_delay=0.05,
         )
+        if args.scenario == "process":
+            for _ in range(args.jobs):
+                noop(0.0)
         consumer.start()
         started = time.perf_counter()
-        for _ in range(jobs):
-            noop(time.perf_counter())
-        while len(latencies) < jobs or huey.pending_count():
+        if args.scenario != "process":
+            for _ in range(args.jobs):
+                noop(time.perf_counter())
+        while len(latencies) < args.jobs or huey.pending_count():
             time.sleep(0.005)
         elapsed = time.perf_counter() - started
         consumer.stop(graceful=True)
-    report("huey 3.5 (SQLite, fsync)", jobs, elapsed, latencies)
+    kept = None if args.scenario == "process" else latencies
+    report("huey 3.5 (SQLite, fsync)", args.jobs, elapsed, kept)
 
 
 if __name__ == "__main__":

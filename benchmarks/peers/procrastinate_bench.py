@@ -1,9 +1,10 @@
-"""Procrastinate on PostgreSQL (127.0.0.1, synchronous_commit on: durable), N no-op
-jobs end to end.
+"""Procrastinate on PostgreSQL (127.0.0.1, synchronous_commit on: durable): N jobs, the
+scenarios of _common.py that Procrastinate has (no progress reports: no progress10).
 
 A fresh database each run. 50 concurrent producers defer one job per call while an
-in-process worker (concurrency 50, LISTEN/NOTIFY, jobs kept) runs them; the clock stops
-when the worker has run them all. Latency is enqueue -> task start.
+in-process worker (LISTEN/NOTIFY, jobs kept) runs them, concurrency 50 in e2e and
+--concurrency otherwise. sync: a plain def, which Procrastinate runs through asgiref's
+sync_to_async (thread_sensitive=False: a thread pool). Latency is enqueue -> task start.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import contextlib
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import procrastinate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import Tally, fresh_postgres_database, jobs_argument
+from _common import Tally, arguments, fresh_postgres_database
 
-tally = Tally(jobs_argument())
+args = arguments("e2e", "process", "sleep10", "sync")
+tally = Tally(args)
 
 
 async def main() -> None:
@@ -28,28 +31,36 @@ async def main() -> None:
         connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=4, max_size=20)
     )
 
-    @app.task(queue="bench")
+    @app.task(queue="bench", name="noop")
     async def noop(t: float) -> None:
         tally.ran(t)
+        if args.scenario == "sleep10":
+            await asyncio.sleep(0.01)
 
+    @app.task(queue="bench", name="noop_sync")
+    def noop_sync(t: float) -> None:
+        tally.ran(t)
+
+    task: Any = noop_sync if args.scenario == "sync" else noop
     async with app.open_async():
         await app.schema_manager.apply_schema_async()
-        worker = asyncio.create_task(
-            app.run_worker_async(
-                queues=["bench"],
-                concurrency=50,
-                install_signal_handlers=False,
-                delete_jobs="never",
-            )
+        workers: list[asyncio.Task[None]] = []
+        elapsed = await tally.run(
+            lambda: task.defer_async(t=time.perf_counter()),
+            lambda: workers.append(
+                asyncio.create_task(
+                    app.run_worker_async(
+                        queues=["bench"],
+                        concurrency=50 if args.scenario == "e2e" else args.concurrency,
+                        install_signal_handlers=False,
+                        delete_jobs="never",
+                    )
+                )
+            ),
         )
-        started = time.perf_counter()
-
-        await tally.produce(lambda: noop.defer_async(t=time.perf_counter()))
-        await tally.done.wait()
-        elapsed = time.perf_counter() - started
-        worker.cancel()
+        workers[0].cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await worker
+            await workers[0]
     tally.report(f"procrastinate {procrastinate.__version__} (PostgreSQL)", elapsed)
 
 

@@ -171,6 +171,64 @@ def test_the_enqueue_and_latency_plots_draw_what_was_measured(plots: ModuleType)
     assert sorted(bar.get_height() for bar in latency.patches) == [1.5, 4.0]
 
 
+FULL: dict[str, Any] = {
+    **RESULTS,
+    "conveyor": {
+        **RESULTS["conveyor"],
+        "process": {"jobs_per_s": 3000.0},
+        "enqueue-1by1": {"jobs_per_s": 600.0},
+        "raw-1by1": {"jobs_per_s": 800.0},
+    },
+    "loops": {"uvloop": {"e2e": {"jobs_per_s": 1200.0}, "process": {"jobs_per_s": 2400.0}}},
+    "peers": {
+        "peer A": {"jobs_per_s": 250.0, "scenarios": {"process": {"jobs_per_s": 2000.0}}},
+        "BullMQ 5 (Redis)": {
+            "jobs_per_s": 900.0,
+            "scenarios": {
+                "process": {"jobs_per_s": 2500.0},
+                "latency": {"p50_ms": 1.0, "p99_ms": 3.0},
+            },
+        },
+    },
+}
+
+
+def test_the_scenario_plots_and_issue_16s_bars_are_what_was_measured(plots: ModuleType) -> None:
+    (process,) = plots.scenarios_chart(FULL).axes  # the only one of its scenarios measured
+    rates = {
+        t.get_text(): b.get_width()
+        for t, b in zip(process.get_yticklabels(), process.patches, strict=True)
+    }
+    assert rates == {
+        "conveyor (SQLite, fsync)": 3000.0,
+        "conveyor (SQLite, fsync), on uvloop": 2400.0,
+        "peer A": 2000.0,
+        "BullMQ 5 (Redis)": 2500.0,
+    }
+    assert plots.scenarios_chart(RESULTS) is None  # nothing to draw: no file for it
+    enqueue = plots.enqueue_chart(FULL).axes[0]
+    assert [t.get_text() for t in enqueue.get_yticklabels()][-1] == (
+        "raw sqlite3, a FULL commit per job"
+    )
+    latency = plots.latency_chart([FULL]).axes[0]
+    assert sorted(bar.get_height() for bar in latency.patches) == [1.0, 1.5, 3.0, 4.0]
+
+    report = _module(ROOT / "benchmarks" / "_report.py")
+    bars = {(b["loop"], b["bar"]): (round(b["ratio"], 3), b["met"]) for b in report.bars(FULL)}
+    assert bars == {
+        ("asyncio", "e2e ≥ 25,000 jobs/s"): (0.04, False),
+        ("asyncio", "e2e ≥ 80 % of store-e2e"): (0.5, False),
+        ("asyncio", "process > BullMQ's process (concurrency 100)"): (1.2, True),
+        ("asyncio", "enqueue-1by1 ≥ 70 % of raw-1by1 (raw sqlite3)"): (0.75, True),
+        ("asyncio", "idle latency p50 ≤ 0.5 ms"): (3.0, False),
+        ("asyncio", "idle latency p99 ≤ 1.5 ms"): (2.667, False),
+        # uvloop's own figures (it measured no enqueue nor latency), asyncio's store-e2e
+        ("uvloop", "e2e ≥ 25,000 jobs/s"): (0.048, False),
+        ("uvloop", "e2e ≥ 80 % of store-e2e"): (0.6, False),
+        ("uvloop", "process > BullMQ's process (concurrency 100)"): (0.96, False),
+    }
+
+
 def test_draw_writes_the_pngs_and_refuses_incomplete_results(
     plots: ModuleType, tmp_path: Path
 ) -> None:
