@@ -153,19 +153,19 @@ class Engine:
         """Publish the transitions that follow the last seq published with no gap;
         whether that was all of them (else the tail publishes the rest)."""
         last = self._tail_seq
-        fresh = 0
+        stale = 0  # leading ones the tail read and published meanwhile
         for t in transitions:
-            if t.seq <= last:  # the tail read and published it meanwhile
-                fresh += 1
+            if t.seq <= last:
+                stale += 1
             elif t.seq == last + 1:
                 last = t.seq
             else:
                 break
-        published = transitions[fresh : fresh + last - self._tail_seq]
+        published = transitions[stale : stale + last - self._tail_seq]
         if published:
             self._tail_seq = last
             self._publish(published)
-        return fresh + len(published) == len(transitions)
+        return stale + len(published) == len(transitions)
 
     def _wake_pools(self, queues: Iterable[str]) -> None:
         for queue in queues:
