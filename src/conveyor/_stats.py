@@ -10,7 +10,10 @@ module knows nothing of Prometheus; conveyor.metrics turns these into its famili
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Mapping
+from itertools import groupby
+from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
 from ._states import JobStatus
@@ -40,6 +43,10 @@ SECONDS_BUCKETS: Final = (
 )
 """Upper bounds of the run-duration and queue-wait histograms, in seconds: Prometheus's
 default buckets, stretched to an hour for jobs that take minutes."""
+
+
+_queue_of: Final = attrgetter("queue")
+_status_of: Final = attrgetter("status")
 
 
 class Histogram:
@@ -118,16 +125,15 @@ class RunStats:
     def finished(self, transitions: Iterable[Transition]) -> None:
         """Count the outcomes of runs as written (an outcome fenced out because the job
         was rescued meanwhile is not among them: the rescued run decides it)."""
-        for t in transitions:
-            status = t.status
-            if status is JobStatus.COMPLETED:
-                self.of(t.queue).completed += 1
-            elif status is JobStatus.FAILED:
-                self.of(t.queue).failed += 1
-            elif status is JobStatus.SCHEDULED:
-                self.of(t.queue).retried += 1
-            elif status is JobStatus.CANCELLED:
-                self.of(t.queue).cancelled += 1
+        # Counted in C (groupby, map, Counter), not row by row in Python: this runs for
+        # every run's outcome. A batch is mostly one queue's rows.
+        for queue, rows in groupby(transitions, key=_queue_of):
+            runs = self.of(queue)
+            counts = Counter(map(_status_of, rows))
+            runs.completed += counts[JobStatus.COMPLETED]
+            runs.failed += counts[JobStatus.FAILED]
+            runs.retried += counts[JobStatus.SCHEDULED]
+            runs.cancelled += counts[JobStatus.CANCELLED]
             # QUEUED: put back unfinished by a worker stopping; no outcome of the run.
 
     def rescued(self, transitions: Iterable[Transition]) -> None:
