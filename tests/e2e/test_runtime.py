@@ -221,13 +221,13 @@ class HeldTail(SQLiteReads):
         self.looked_up: list[str] = []
 
     async def history_after(
-        self, seq: int, limit: int, *, include_own: bool
+        self, seq: int, limit: int, *, everything: bool
     ) -> tuple[list[Transition], int]:
-        if self.armed and not include_own:
+        if self.armed and not everything:
             self.armed = False
             self.held.set()
             await self.go.wait()
-        return await super().history_after(seq, limit, include_own=include_own)
+        return await super().history_after(seq, limit, everything=everything)
 
     async def job_get(self, job_id: str) -> Job | None:
         job = await super().job_get(job_id)

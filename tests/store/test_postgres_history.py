@@ -90,7 +90,7 @@ async def test_a_schema_from_before_keeps_its_history_first_in_the_stream(
 
         async def both() -> bool:
             nonlocal page
-            page = (await store.reads.history_after(0, 10, include_own=True))[0]
+            page = (await store.reads.history_after(0, 10, everything=True))[0]
             return len(page) >= 2
 
         with anyio.fail_after(30):
@@ -151,7 +151,7 @@ async def tail(
     position = start
     while True:
         done = writing.is_set()
-        page, position = await store.reads.history_after(position, limit, include_own=True)
+        page, position = await store.reads.history_after(position, limit, everything=True)
         seen += [t.seq for t in page]
         if done and not page and len(seen) >= await count():
             return seen

@@ -300,21 +300,55 @@ async def test_history_after_reads_other_runtimes_in_seq_order(store: Store, oth
     await store.writes.jobs_insert([new(1)])
     await other.writes.jobs_insert([new(2), new(3)])
     await store.writes.jobs_insert([new(4)])
-    theirs, position = await store.reads.history_after(start, 100, include_own=False)
+    theirs, position = await store.reads.history_after(start, 100, everything=False)
     assert [t.job_id for t in theirs] == ["job0002", "job0003"]
     assert all(t.origin == "them" for t in theirs)
-    everything, _ = await store.reads.history_after(start, 100, include_own=True)
+    everything, _ = await store.reads.history_after(start, 100, everything=True)
     assert [t.job_id for t in everything] == ["job0001", "job0002", "job0003", "job0004"]
     # Past the own rows it skipped (on PostgreSQL, a notification still being sent may
     # hold the horizon, and with it the position, below the end of the history).
     assert position >= everything[-1].seq
     assert increasing(everything)
-    page, position = await store.reads.history_after(start, 2, include_own=True)
+    page, position = await store.reads.history_after(start, 2, everything=True)
     assert [t.job_id for t in page] == ["job0001", "job0002"]
     assert position == page[-1].seq
     assert [
         t.job_id for t in await store.reads.history_page(start, 10, queue="q", job_id="job0003")
     ] == ["job0003"]
+
+
+async def test_history_after_without_everything_keeps_what_a_worker_acts_on(
+    store: Store, other: Store
+) -> None:
+    """Others' claims and completions are left out; their queued, scheduled and
+    cancelling rows are kept (ACTED_ON), and the position passes what was left out."""
+    start = await store.reads.last_seq()
+    await other.writes.jobs_insert([new(1), new(2), new(3, status=S.SCHEDULED, scheduled_at=NOW)])
+    _, claimed = await other.writes.jobs_claim(claim(2))
+    await other.writes.jobs_finish([done("job0001")], NOW + 1)
+    await other.writes.job_request_cancel("job0002", None, NOW + 2)
+    acted_on, position = await store.reads.history_after(start, 100, everything=False)
+    assert statuses(acted_on) == [
+        ("job0001", S.QUEUED),
+        ("job0002", S.QUEUED),
+        ("job0003", S.SCHEDULED),
+        ("job0002", S.CANCELLING),
+    ]
+    everything, _ = await store.reads.history_after(start, 100, everything=True)
+    assert {t.status for t in everything} == {
+        S.QUEUED,
+        S.SCHEDULED,
+        S.RUNNING,
+        S.COMPLETED,
+        S.CANCELLING,
+    }
+    assert len(claimed) == 2
+    assert len(everything) == 7
+    assert position >= acted_on[-1].seq
+    # A page of the rows kept ends where its last row is, not at the end of the history.
+    page, at = await store.reads.history_after(start, 2, everything=False)
+    assert statuses(page) == statuses(acted_on)[:2]
+    assert at == page[-1].seq
 
 
 async def test_lists_page_newest_first(store: Store) -> None:

@@ -439,15 +439,16 @@ class Engine:
 
     async def _tail_until_caught_up(self) -> None:
         while True:
-            # Own rows are read back only when someone listens; others' always matter.
-            subscriptions, include_own = self.bus.subscriptions, self.bus.has_subscribers
+            # Every row is read back only when someone listens; else only others' rows
+            # that this runtime acts on (ACTED_ON: in a fleet, one row per job, not three).
+            subscriptions, everything = self.bus.subscriptions, self.bus.has_subscribers
             start = self._tail_seq
             transitions, seq = await self.store.reads.history_after(
-                start, TAIL_BATCH, include_own=include_own
+                start, TAIL_BATCH, everything=everything
             )
-            if not include_own and self.bus.subscriptions != subscriptions:
+            if not everything and self.bus.subscriptions != subscriptions:
                 # Someone subscribed during the read, after looking the job up (wait()
-                # does): the own rows skipped may be the very event it waits for.
+                # does): a row skipped may be the very event it waits for.
                 continue
             full = len(transitions) == TAIL_BATCH
             if self._tail_seq != start:  # own writes were published during the read

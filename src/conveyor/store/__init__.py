@@ -6,6 +6,9 @@
 from typing import TYPE_CHECKING, Any
 
 from ._base import (
+    ACTED_ON as ACTED_ON,
+)
+from ._base import (
     ClaimParams as ClaimParams,
 )
 from ._base import (

@@ -12,7 +12,7 @@ subclasses (never a driver's own exception), and a failed call changed nothing.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import msgspec
 
@@ -20,6 +20,12 @@ from .. import _codec
 from .._clock import maybe_datetime, to_datetime
 from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
 from .._states import TRANSITIONS, JobStatus, Owner
+
+ACTED_ON: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.CANCELLING})
+"""The statuses of other runtimes' transitions that a runtime acts on with nobody
+subscribed to its events: work to claim, a due time to wait for, a cancel to carry out
+(see Engine._react). history_after(..., everything=False) returns only those: a fleet's
+worker processes then read one row per job of each other's writes, not every row."""
 
 
 class NewJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -283,10 +289,11 @@ class StoreReads(Protocol):
         ...
 
     async def history_after(
-        self, seq: int, limit: int, *, include_own: bool
+        self, seq: int, limit: int, *, everything: bool
     ) -> tuple[list[Transition], int]:
-        """Transitions after ``seq``, oldest first (only other runtimes' unless
-        ``include_own``), and the seq to pass next time (past skipped rows too)."""
+        """Transitions after ``seq``, oldest first: all of them with ``everything``, else
+        only other runtimes' of the statuses in ACTED_ON; and the seq to pass next time
+        (past skipped rows too)."""
         ...
 
     async def history_page(

@@ -12,6 +12,7 @@ from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transi
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
+    OTHERS_ACTED_ON,
     RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
@@ -122,7 +123,7 @@ class PostgresReads:
         return [row_to_history_entry(row) for row in rows]
 
     async def history_after(
-        self, seq: int, limit: int, *, include_own: bool
+        self, seq: int, limit: int, *, everything: bool
     ) -> tuple[list[Transition], int]:
         # One statement, so one snapshot: the horizon and the rows agree. Below the
         # horizon every transaction has ended (see the schema, migration 3), so no row
@@ -133,11 +134,10 @@ class PostgresReads:
             f"SELECT top.last, top.held, {TRANSITION_COLUMNS} FROM (SELECT {HORIZON} - 1 AS last,"
             f"   EXISTS (SELECT 1 FROM {self.t}job_history WHERE seq >= {HORIZON}) AS held) AS top"
             f" LEFT JOIN {self.t}job_history AS h"
-            "  ON h.seq > $1 AND h.seq <= top.last AND h.origin <> $2"
-            f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $3",
-            seq,
-            "" if include_own else self.origin,
-            limit,
+            "  ON h.seq > $1 AND h.seq <= top.last"
+            f"{'' if everything else OTHERS_ACTED_ON.replace('?', '$3')}"
+            f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $2",
+            *((seq, limit) if everything else (seq, limit, self.origin)),
         )
         self.held_back = bool(rows[0][1]) if rows else False
         return tail_page([(row[0], *row[2:]) for row in rows], seq, limit)

@@ -13,6 +13,7 @@ from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transi
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
+    OTHERS_ACTED_ON,
     RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
@@ -110,7 +111,7 @@ class SQLiteReads:
         return [row_to_history_entry(row) for row in rows]
 
     async def history_after(
-        self, seq: int, limit: int, *, include_own: bool
+        self, seq: int, limit: int, *, everything: bool
     ) -> tuple[list[Transition], int]:
         # One statement, so one snapshot: the high-water mark and the rows agree, and the
         # next call scans only rows written since.
@@ -118,9 +119,10 @@ class SQLiteReads:
             await self.file.read(
                 f"SELECT top.m, {TRANSITION_COLUMNS}"
                 " FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
-                " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m AND h.origin != ?"
+                " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m"
+                f"{'' if everything else OTHERS_ACTED_ON}"
                 " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
-                (seq, "" if include_own else self.origin, limit),
+                (seq, limit) if everything else (seq, self.origin, limit),
             )
         )
         return tail_page(rows, seq, limit)
