@@ -47,7 +47,7 @@ from typing import Any
 import _peers
 from _children import PG_URL, median, rates, run_child
 from _overhead import fmt, metrics_table, tracing_table
-from _report import bars, bars_text, table, write_markdown
+from _report import BASELINES, bars, bars_text, table, write_markdown
 from _scenarios import CONCURRENCY, E2E_WORKERS, IDLE_JOBS, ONE_BY_ONE
 
 SCENARIOS = {
@@ -124,7 +124,10 @@ def _run_scenario(
             figures["runs"] = sorted(round(r["jobs_per_s"]) for r in runs[who])
         (ours if loop else theirs)[loop or who] = figures
         spread = f"  (runs: {rates(runs[who])})" if "jobs_per_s" in figures else ""
-        label = f"conveyor, {loop}" if loop else figures.get("label", who)
+        if loop:  # a baseline's row is not conveyor's: say what it is
+            label = BASELINES.get(name, f"conveyor, {loop}")
+        else:
+            label = figures.get("label", who)
         shown = "  ".join(fmt(k, v) for k, v in figures.items() if k not in ("label", "runs"))
         print(f"  {name:<13} {label:<40} {shown}{spread}", flush=True)
     return ours, theirs
