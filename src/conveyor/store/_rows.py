@@ -22,7 +22,7 @@ from .._errors import StoreError
 from .._logging import get_logger
 from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
 from .._states import BY_VALUE
-from ._base import ACTED_ON, RunningProgress, Transition
+from ._base import RunningProgress, Transition
 from ._rules import SQL
 
 log = get_logger("conveyor.store")
@@ -142,14 +142,6 @@ def _row_to_job(row: Any) -> Job:
 TRANSITION_COLUMNS: Final = (
     "h.seq, h.job_id, h.queue, h.status, h.at, h.message, h.origin, jobs.progress"
 )
-
-OTHERS_ACTED_ON: Final = (
-    " AND h.origin <> ? AND h.status IN ("
-    + ", ".join(f"'{s.value}'" for s in sorted(ACTED_ON, key=lambda s: s.value))
-    + ")"
-)
-"""history_after's condition without ``everything``: other runtimes' rows (the origin
-is the one parameter, ``?``), of the statuses in ACTED_ON (see Store.history_after)."""
 
 
 def row_to_transition(row: Any) -> Transition:

@@ -9,7 +9,7 @@ from typing import Final, NamedTuple
 
 from .._models import Job
 from .._states import TERMINAL, TRANSITIONS, JobStatus, Owner, is_allowed, sources
-from ._base import NewJob, Transition
+from ._base import ACTED_ON, NewJob, Transition
 
 S = JobStatus
 
@@ -61,6 +61,7 @@ class SQL:
     OVERRIDDEN_BY_CANCEL: Final = sql_in(OVERRIDDEN_BY_CANCEL)
     UNFINISHED: Final = sql_in(UNFINISHED)  # jobs_unique's
     THROUGHPUT: Final = sql_in(THROUGHPUT)
+    ACTED_ON: Final = sql_in(ACTED_ON)  # history_after's without everything
 
 
 UNCLAIMED: Final = "the answer to its claim was lost"  # jobs_unclaim's reason

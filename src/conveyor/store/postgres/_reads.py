@@ -12,7 +12,6 @@ from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transi
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
-    OTHERS_ACTED_ON,
     RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
@@ -130,12 +129,12 @@ class PostgresReads:
         # below it can still appear later.
         # ``held``: committed rows wait above the horizon for an older transaction to
         # end, which no notification will announce (see held_back).
+        others = "" if everything else f" AND h.origin <> $3 AND h.status IN {SQL.ACTED_ON}"
         rows = await self.db.fetch(
             f"SELECT top.last, top.held, {TRANSITION_COLUMNS} FROM (SELECT {HORIZON} - 1 AS last,"
             f"   EXISTS (SELECT 1 FROM {self.t}job_history WHERE seq >= {HORIZON}) AS held) AS top"
             f" LEFT JOIN {self.t}job_history AS h"
-            "  ON h.seq > $1 AND h.seq <= top.last"
-            f"{'' if everything else OTHERS_ACTED_ON.replace('?', '$3')}"
+            f"  ON h.seq > $1 AND h.seq <= top.last{others}"
             f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $2",
             *((seq, limit) if everything else (seq, limit, self.origin)),
         )

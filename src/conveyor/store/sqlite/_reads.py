@@ -13,7 +13,6 @@ from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transi
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
-    OTHERS_ACTED_ON,
     RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
@@ -115,13 +114,13 @@ class SQLiteReads:
     ) -> tuple[list[Transition], int]:
         # One statement, so one snapshot: the high-water mark and the rows agree, and the
         # next call scans only rows written since.
+        others = "" if everything else f" AND h.origin != ? AND h.status IN {SQL.ACTED_ON}"
         rows = list(
             await self.file.read(
                 f"SELECT top.m, {TRANSITION_COLUMNS}"
                 " FROM (SELECT coalesce(max(seq), 0) AS m FROM job_history) AS top"
                 " LEFT JOIN job_history AS h ON h.seq > ? AND h.seq <= top.m"
-                f"{'' if everything else OTHERS_ACTED_ON}"
-                " LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
+                f"{others} LEFT JOIN jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT ?",
                 (seq, limit) if everything else (seq, self.origin, limit),
             )
         )
