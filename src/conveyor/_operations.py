@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Final
 
 import anyio
 
@@ -40,6 +40,8 @@ from ._tracing import TRACING
 from ._waiting import until_idle, until_terminal
 from .engine import Engine, transition_event
 from .store import ListParams, Store
+
+CURRENT_READS: Final = 3  # reads of a job's history and row for current_event, at most
 
 
 class JobOperations:
@@ -453,9 +455,14 @@ class JobOperations:
         self._require_open()
         # History first: should a transition fall between the reads, the seq is the
         # older one, so that transition is delivered after this (a repeat, never a gap).
-        history = await self.store.reads.job_history(job_id)
-        job = await self._get(job_id)
-        last = history[-1] if history else None
+        # A repeat with the status the event already shows would read as progress going
+        # back (its event carries the progress of its time): read again, a few times.
+        for _ in range(CURRENT_READS):
+            history = await self.store.reads.job_history(job_id)
+            job = await self._get(job_id)
+            last = history[-1] if history else None
+            if last is None or last.status is job.status:
+                break
         return Event(
             seq=0 if last is None else last.seq,
             job_id=job.id,

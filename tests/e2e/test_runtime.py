@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from conveyor import (
+    HistoryEntry,
     InvalidTransition,
     Job,
     JobStatus,
@@ -264,6 +265,59 @@ async def test_wait_sees_a_finish_committed_while_the_tail_read_past_it(db_path:
                 await wait_until(lambda: finished(store, job.id))
                 reads.go.set()
         assert waited[0].status is JobStatus.COMPLETED
+
+
+class HeldHistory(SQLiteReads):
+    """The reads of a real SQLite store, but the next job-history read, once armed,
+    waits for the test after it has read: a transition can then fall between it and
+    the read of the job's row (see current_event)."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__(store.file)
+        store.reads = self
+        self.armed = False
+        self.held = anyio.Event()
+        self.go = anyio.Event()
+
+    async def job_history(self, job_id: str) -> list[HistoryEntry]:
+        history = await super().job_history(job_id)
+        if self.armed:
+            self.armed = False
+            self.held.set()
+            await self.go.wait()
+        return history
+
+
+async def test_a_transition_between_the_first_events_reads_is_not_repeated(
+    db_path: Path,
+) -> None:
+    # events(job_id=) starts with the job's state, read as its history then its row. A
+    # claim between the two once gave "running" twice, the second with the claim's own
+    # progress (none): progress going back, as a new user saw in the README's example.
+    store, gate = SQLiteStore(db_path), Gate()
+    reads = HeldHistory(store)
+    async with Runtime(store, queues=[gate], poll_interval=0.05) as rt:
+        await rt.pause("gate")
+        job = await rt.enqueue("gate", None)
+        seen: list[JobStatus] = []
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                async def watch() -> None:
+                    async for event in rt.events(job_id=job.id):
+                        seen.append(event.status)
+                        if event.status.is_terminal:
+                            return
+
+                reads.armed = True
+                tg.start_soon(watch)
+                await reads.held.wait()  # read the history: queued
+                await rt.resume("gate")
+                await wait_until(lambda: gate.started == [job.id])  # claimed meanwhile
+                reads.go.set()
+                await wait_until(lambda: bool(seen))
+                gate.open.set()
+        assert seen == [JobStatus.RUNNING, JobStatus.COMPLETED]
 
 
 async def test_list_jobs_filters_and_pages(db_path: Path) -> None:
