@@ -1,17 +1,19 @@
 """What a runtime counts for its metrics, in plain integers and arrays.
 
-The engine counts runs here as they start, end and are written (see Engine.start_run,
-Engine.end_run and CommittingWrites), the store its errors, the server its websocket
-clients. Nothing here locks or allocates per job: everything runs on the event loop, so
-a reader on the loop (conveyor.metrics, at scrape time) sees consistent numbers. This
+The engine counts runs here as they are claimed, end and are written (see
+CommittingWrites and Engine.end_run), the store its errors, the server its websocket
+clients. Nothing here locks, and what is per job is counted a batch at a time (a
+claim's jobs, FOLD_AT durations, a write's outcomes). Everything runs on the event loop,
+so a reader on the loop (conveyor.metrics, at scrape time) sees consistent numbers. This
 module knows nothing of Prometheus; conveyor.metrics turns these into its families.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from itertools import groupby
 from operator import attrgetter
 from typing import TYPE_CHECKING, Final
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Final
 from ._states import JobStatus
 
 if TYPE_CHECKING:
+    from ._models import Job
     from .store import Transition
 
 SECONDS_BUCKETS: Final = (
@@ -49,11 +52,17 @@ _queue_of: Final = attrgetter("queue")
 _status_of: Final = attrgetter("status")
 
 
+FOLD_AT: Final = 512
+"""Run durations a queue keeps aside before counting them into its histogram in one go
+(sorted, then one bisection per bucket): the bound of that buffer. At the bound, and
+whenever the histogram is read, it is folded in; nothing is dropped."""
+
+
 class Histogram:
     """Observations counted per bucket (not cumulative; the exporter sums them), and
     their sum. ``counts[i]`` holds values <= ``bounds[i]`` and > the bound before it; the
-    last slot holds values above every bound. RunStats adds to them (an observation is
-    ``counts[bisect_left(bounds, value)] += 1``, inlined there on the per-job path)."""
+    last slot holds values above every bound. Values are observed in batches (a claim's
+    waits, a queue's FOLD_AT durations): per batch, not per value, in Python."""
 
     __slots__ = ("bounds", "counts", "sum")
 
@@ -62,14 +71,34 @@ class Histogram:
         self.counts = [0] * (len(bounds) + 1)
         self.sum = 0.0
 
+    def observe(self, values: list[float]) -> None:
+        """Count ``values`` (sorted in place). One below 0 counts as 0: a wait measured
+        against another machine's clock, ahead of this one's."""
+        if not values:
+            return
+        values.sort()
+        counts = self.counts
+        below = 0  # values counted so far: all <= the bound before this one
+        for i, bound in enumerate(self.bounds):
+            upto = bisect_right(values, bound, below)
+            counts[i] += upto - below
+            below = upto
+            if below == len(values):
+                break
+        else:
+            counts[-1] += len(values) - below
+        negative = bisect_left(values, 0.0)
+        self.sum += sum(values) - sum(values[:negative])
+
 
 class QueueRuns:
     """The runs of one queue this process started, ended, wrote and rescued."""
 
     __slots__ = (
+        "_duration",
+        "_ended",
         "cancelled",
         "completed",
-        "duration",
         "failed",
         "rescued",
         "retried",
@@ -84,15 +113,32 @@ class QueueRuns:
         self.retried = 0  # failed attempts scheduled to run again
         self.cancelled = 0
         self.rescued = 0  # runs of lost workers taken back (requeued, failed or cancelled)
-        self.duration = Histogram()  # seconds from a run's start to its end (settled)
         self.wait = Histogram()  # seconds from enqueue (or falling due) to the run's start
+        self._duration = Histogram()
+        self._ended: list[float] = []  # durations not yet in _duration (< FOLD_AT of them)
+
+    @property
+    def duration(self) -> Histogram:
+        """Seconds from a run's start to its end (settled), every ended run's."""
+        self._fold()
+        return self._duration
+
+    def ended(self, duration: float) -> None:
+        ended = self._ended
+        ended.append(duration)
+        if len(ended) >= FOLD_AT:
+            self._fold()
+
+    def _fold(self) -> None:
+        self._duration.observe(self._ended)
+        self._ended = []
 
 
 class RunStats:
     """Per queue, the runs of this process (see QueueRuns).
 
     Bound: one entry per queue name this process ran or rescued a job of, i.e. at most
-    the queues in the store; an entry is a few dozen integers.
+    the queues in the store; an entry is a few dozen integers and < FOLD_AT floats.
     """
 
     __slots__ = ("queues",)
@@ -106,21 +152,24 @@ class RunStats:
             runs = self.queues[queue] = QueueRuns()
         return runs
 
-    # started() and ended() run once per job: one call each, the observation inlined.
-
-    def started(self, queue: str, wait: float) -> None:
+    def claimed(self, queue: str, jobs: Sequence[Job], now: float) -> None:
+        """Count the runs a claim of ``queue`` at ``now`` started, and how long each job
+        waited: since its enqueue, or since it fell due (a delayed job, a retry), until
+        the claim. (A claimed job runs, or a stopping worker puts it back unrun: a run
+        that ended at once.)"""
+        if not jobs:
+            return
         runs = self.queues.get(queue) or self.of(queue)
-        runs.started += 1
-        if wait < 0.0:
-            wait = 0.0  # the enqueueing machine's clock was ahead of the claiming one's
-        histogram = runs.wait
-        histogram.counts[bisect_left(histogram.bounds, wait)] += 1
-        histogram.sum += wait
+        runs.started += len(jobs)
+        claimed_at = datetime.fromtimestamp(now, UTC)
+        runs.wait.observe(
+            [(claimed_at - (job.scheduled_at or job.created_at)).total_seconds() for job in jobs]
+        )
 
     def ended(self, queue: str, duration: float) -> None:
-        histogram = (self.queues.get(queue) or self.of(queue)).duration
-        histogram.counts[bisect_left(histogram.bounds, duration)] += 1
-        histogram.sum += duration
+        """Count a run's duration, once it ended (once per run: kept aside, folded into
+        the histogram FOLD_AT at a time)."""
+        (self.queues.get(queue) or self.of(queue)).ended(duration)
 
     def finished(self, transitions: Iterable[Transition]) -> None:
         """Count the outcomes of runs as written (an outcome fenced out because the job

@@ -527,7 +527,7 @@ def test_every_exported_metric_is_documented_and_named_by_the_conventions() -> N
     from conveyor._stats import RunStats, RuntimeStats
 
     stats = RuntimeStats(RunStats(), {"StoreBusy": 1})
-    stats.runs.started("q", 0.1)  # type: ignore[union-attr]
+    stats.runs.ended("q", 0.1)  # type: ignore[union-attr]
     collector = RuntimeCollector(stats)
     collector.fleet = Fleet(
         jobs={"q": {JobStatus.QUEUED: 1}}, paused={"q": False}, workers_live=1, workers_lost=0

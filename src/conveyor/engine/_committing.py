@@ -1,8 +1,8 @@
 """The store's writes as the engine makes them: each write that commits transitions hands
 them to ``committed`` (wake the workers of queued jobs, the promoter for scheduled ones,
-and publish them) before it returns, so no caller can forget to; the outcomes of runs
-and the rescues are counted in ``runs`` too (for conveyor.metrics), from the transitions
-as committed. Writes that commit no transition pass straight through.
+and publish them) before it returns, so no caller can forget to; the runs claimed,
+their outcomes and the rescues are counted in ``runs`` too (for conveyor.metrics), from
+what was committed. Writes that commit no transition pass straight through.
 
 The hot path's writes (insert, claim, finish) return each history row they appended with
 the progress the job was left with, as the tail would read it back: ``committed(...,
@@ -38,7 +38,8 @@ class Committed(Protocol):
 
 class CommittingWrites:
     """A StoreWrites over the store's own, calling ``committed`` after each commit and
-    counting in ``runs`` (None: nothing counted) what runs' outcomes and rescues wrote."""
+    counting in ``runs`` (None: nothing counted) the runs claims started and what runs'
+    outcomes and rescues wrote."""
 
     def __init__(
         self,
@@ -61,6 +62,8 @@ class CommittingWrites:
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         jobs, transitions = await self._writes.jobs_claim(params)
         self._committed(transitions, as_written=True)
+        if self._runs is not None:
+            self._runs.claimed(params.queue, jobs, params.now)
         return jobs, transitions
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:

@@ -227,12 +227,8 @@ class Engine:
         # events from the first one, or they would reach subscribers never.
         run.announced = seq <= self._tail_seq
         self.running[job.id] = run
-        if self.runs is not None:
+        if self.runs is not None:  # (its start and wait were counted with its claim's)
             run.began = self.clock.monotonic()
-            # Waiting since its enqueue, or since it fell due (a delayed job, a retry).
-            since = job.scheduled_at or job.created_at
-            wait = 0.0 if job.started_at is None else (job.started_at - since).total_seconds()
-            self.runs.started(job.queue, wait)
         return run
 
     def end_run(self, run: RunningJob) -> None:
