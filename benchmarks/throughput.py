@@ -25,13 +25,14 @@ use) run each scenario they have the feature for, or those listed after a colon
 BullMQ (Node 20, from npm; all four on Redis, which keeps nothing on disk here),
 procrastinate and pgqueuer (PostgreSQL on 127.0.0.1, a fresh database per run).
 
---metrics runs only e2e, R times in each of three modes, in turn: metrics off
-(Runtime(metrics=False): no run counted), on (counted, never scraped), and on and scraped
-(conveyor.metrics.render every 0.25 s, 60 times Prometheus's default rate), and prints
-their medians and ratios to "off", then the engine's counting alone, timed per job.
---tracing runs only e2e in three modes: OpenTelemetry absent (blocked before conveyor is
-imported), the API alone (no SDK: non-recording spans), and the SDK recording every span
-(exported to nowhere), and prints their medians and ratios to "absent".
+--metrics runs only e2e, R rounds of three modes, the order rotated each round: metrics
+off (Runtime(metrics=False): no run counted), on (counted, never scraped), and on and
+scraped (conveyor.metrics.render every 0.25 s, 60 times Prometheus's default rate). It
+prints their medians and the median of each round's ratio to "off" with a 95% bootstrap
+interval (a cost is measurable when the interval leaves out 1), then the engine's
+counting alone, timed per job. --tracing does the same with three modes: OpenTelemetry
+absent (blocked before conveyor is imported), the API alone (no SDK: non-recording
+spans), and the SDK recording every span (exported to nowhere), against "absent".
 """
 
 from __future__ import annotations
