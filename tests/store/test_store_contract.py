@@ -114,6 +114,36 @@ async def test_insert_then_claim_by_priority_then_age(store: Store) -> None:
     assert await store.reads.queue_counts() == {"q": {S.RUNNING: 3}, "other": {S.QUEUED: 1}}
 
 
+async def test_an_insert_claims_in_its_own_transaction(store: Store, other: Store) -> None:
+    """jobs_insert_claiming: what each claim takes once the insert's jobs are in, by
+    priority then age, older jobs among them; the claims' rows follow the insert's, and
+    the history holds both (one commit, read back by another process as a whole)."""
+    await store.writes.jobs_insert([new(1), new(2, queue="b")])
+    results, claimed = await store.writes.jobs_insert_claiming(
+        [new(3, priority=5), new(4), new(5), new(6, queue="b"), new(7, status=S.SCHEDULED)],
+        [claim(3, token="ta"), claim(10, token="tb", queue="b")],
+    )
+    assert all(isinstance(r, Transition) for r in results)
+    assert statuses(results) == [  # type: ignore[arg-type]
+        (f"job000{n}", S.SCHEDULED if n == 7 else S.QUEUED) for n in range(3, 8)
+    ]
+    (a_jobs, a_rows), (b_jobs, b_rows) = claimed
+    assert [j.id for j in a_jobs] == ["job0003", "job0001", "job0004"]
+    assert all(j.status is S.RUNNING and j.attempts == 1 for j in a_jobs)
+    assert statuses(a_rows) == [(j.id, S.RUNNING) for j in a_jobs]
+    assert [j.id for j in b_jobs] == ["job0002", "job0006"]
+    assert increasing([*results, *a_rows, *b_rows])  # type: ignore[list-item]
+    assert await other.reads.queue_counts() == {
+        "q": {S.RUNNING: 3, S.QUEUED: 1, S.SCHEDULED: 1},
+        "b": {S.RUNNING: 2},
+    }
+    history, _ = await other.reads.history_after(0, 100, everything=True)
+    assert statuses(history)[-10:] == [*statuses(results), *statuses(a_rows), *statuses(b_rows)]  # type: ignore[arg-type]
+    results, [(rest, _)] = await store.writes.jobs_insert_claiming([], [claim(9, token="tc")])
+    assert results == []
+    assert [j.id for j in rest] == ["job0005"]  # no jobs: a claim alone
+
+
 async def test_payloads_round_trip_exactly(store: Store) -> None:
     payload = b'{"text":"caf\\u00e9 \\u0000 \xe2\x9c\x93","big":12345678901234567890,"f":0.1}'
     await store.writes.jobs_insert(

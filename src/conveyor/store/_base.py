@@ -340,6 +340,16 @@ class StoreWrites(Protocol):
         """Move up to ``limit`` queued jobs to running, highest priority then oldest first."""
         ...
 
+    async def jobs_insert_claiming(
+        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+        """jobs_insert, then jobs_claim with each of ``claims`` in turn, in the same one
+        transaction: what idle workers would claim once the jobs commit, claimed with
+        them and committed by the same commit (see Engine._write_inserts). The claims'
+        history rows follow the insert's. Returns what jobs_insert would, and per claim
+        what jobs_claim would."""
+        ...
+
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
         """Write outcomes; a finish whose token no longer holds the lease writes nothing."""
         ...

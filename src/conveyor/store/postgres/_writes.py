@@ -76,19 +76,32 @@ class PostgresWrites(PostgresBulkWrites):
             return await self._insert_in(jobs, in_transaction(connection))
         return await self._insert(jobs, None)
 
+    async def jobs_insert_claiming(
+        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+        async def insert_and_claim(
+            conn: Connection,
+        ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+            inserted = await self._insert(jobs, conn, own=True)
+            return inserted, [await self._claim(params, conn) for params in claims]
+
+        return await self.history.write(insert_and_claim)
+
     async def _insert_in(self, jobs: Sequence[NewJob], conn: Connection) -> list[Transition | Job]:
         """Insert in the application's open transaction: the jobs exist if and when it
         commits. Its rows and notification carry this runtime's origin marked ``/tx``,
         so this runtime too hears of them from the listener once they are committed
         (its own writes it publishes as they commit; these commit out of its sight)."""
         try:
-            return await self._insert(jobs, conn)
+            return await self._insert(jobs, conn, own=False)
         except asyncpg.PostgresError as exc:
             raise self.db.error(exc) from exc
 
     async def _insert(
-        self, jobs: Sequence[NewJob], conn: Connection | None
+        self, jobs: Sequence[NewJob], conn: Connection | None, *, own: bool = True
     ) -> list[Transition | Job]:
+        """Insert in a transaction of its own (``conn`` None), or on ``conn`` inside its
+        transaction: one of this store's (``own``) or the application's."""
         if not jobs:
             return []
         if len(jobs) > MAX_ROWS:  # a transaction's history rows (see _history)
@@ -98,7 +111,7 @@ class PostgresWrites(PostgresBulkWrites):
             )
         may_clash = any(j.unique_key is not None or j.derived_id for j in jobs)
         # The application's connection has none of the pools' codecs: JSON goes as text.
-        payloads = "json" if conn is None else "text"
+        payloads = "json" if own else "text"
         change = (
             f"INSERT INTO {self.t}jobs (id, queue, status, payload, priority, max_attempts,"
             " created_by, created_at, scheduled_at, updated_at, timeout, unique_key, meta,"
@@ -119,7 +132,7 @@ class PostgresWrites(PostgresBulkWrites):
             [j.id for j in jobs],
             [j.queue for j in jobs],
             [j.status.value for j in jobs],
-            [j.payload for j in jobs] if conn is None else [j.payload.decode() for j in jobs],
+            [j.payload for j in jobs] if own else [j.payload.decode() for j in jobs],
             [j.priority for j in jobs],
             [j.max_attempts for j in jobs],
             [j.created_by for j in jobs],
@@ -131,7 +144,7 @@ class PostgresWrites(PostgresBulkWrites):
             [_array_literal(j.tags) if j.tags else None for j in jobs],
         ]
         order_by = "h_job_id"  # ids grow: the order they were made in
-        origin = None if conn is None else f"{self.origin}/tx"
+        origin = None if own else f"{self.origin}/tx"
         if not may_clash:
             rows = await self.history.change(
                 change, args, order_by=order_by, conn=conn, origin=origin
@@ -159,6 +172,12 @@ class PostgresWrites(PostgresBulkWrites):
         return await (self.history.write(insert) if conn is None else insert(conn))
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+        return await self._claim(params, None)
+
+    async def _claim(
+        self, params: ClaimParams, conn: Connection | None
+    ) -> tuple[list[Job], list[Transition]]:
+        """Claim in a transaction of its own (``conn`` None) or on ``conn``, inside one."""
         rows = await self.history.change(
             f"UPDATE {self.t}jobs AS jobs SET status = {SQL.RUNNING}, attempts = attempts + 1,"
             " progress = NULL, lease_owner = $1, lease_token = $2, lease_expires_at = $3,"
@@ -178,6 +197,7 @@ class PostgresWrites(PostgresBulkWrites):
             ],
             order_by="priority DESC, id",  # as Python sorts them below (ids collate as bytes)
             durable=False,
+            conn=conn,
         )
         jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
         return jobs, history_transitions(rows)

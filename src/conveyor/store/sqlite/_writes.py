@@ -64,88 +64,98 @@ class SQLiteWrites(SQLiteBulkWrites):
             )
         if not jobs:
             return []
+        return await self.file.write(lambda conn: self._insert(conn, jobs))
 
-        def insert(conn: sqlite3.Connection) -> list[Transition | Job]:
-            inserted: set[str] | None = None  # None: all of them (no unique keys)
-            for chunk in chunks(jobs, ROWS_PER_STATEMENT):
-                params: list[Any] = []
-                for j in chunk:
-                    params += (
-                        j.id,
-                        j.queue,
-                        j.status.value,
-                        j.payload,
-                        j.priority,
-                        j.max_attempts,
-                        j.created_by,
-                        j.created_at,
-                        j.scheduled_at,
-                        j.created_at,
-                        j.timeout,
-                        j.unique_key,
-                        _codec.encode(j.meta).decode() if j.meta else None,
-                        _codec.encode(j.tags).decode() if j.tags else None,
-                    )
-                sql = (
-                    "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
-                    " created_by, created_at, scheduled_at, updated_at, timeout, unique_key,"
-                    f" meta, tags) VALUES {values_list(14, len(chunk))}"
+    async def jobs_insert_claiming(
+        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+        def insert_and_claim(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+            inserted = self._insert(conn, jobs) if jobs else []
+            return inserted, [self._claim(conn, params) for params in claims]
+
+        return await self.file.write(insert_and_claim)
+
+    def _insert(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[Transition | Job]:
+        inserted: set[str] | None = None  # None: all of them (no unique keys)
+        for chunk in chunks(jobs, ROWS_PER_STATEMENT):
+            params: list[Any] = []
+            for j in chunk:
+                params += (
+                    j.id,
+                    j.queue,
+                    j.status.value,
+                    j.payload,
+                    j.priority,
+                    j.max_attempts,
+                    j.created_by,
+                    j.created_at,
+                    j.scheduled_at,
+                    j.created_at,
+                    j.timeout,
+                    j.unique_key,
+                    _codec.encode(j.meta).decode() if j.meta else None,
+                    _codec.encode(j.tags).decode() if j.tags else None,
                 )
-                if any(j.unique_key is not None or j.derived_id for j in chunk):
-                    rows = conn.execute(
-                        f"{sql} ON CONFLICT DO NOTHING RETURNING id", params
-                    ).fetchall()
-                    inserted = (inserted or set()) | {row[0] for row in rows}
-                    inserted |= {j.id for j in chunk if j.unique_key is None and not j.derived_id}
-                else:
-                    conn.execute(sql, params)
-                    if inserted is not None:
-                        inserted |= {j.id for j in chunk}
-            new = jobs if inserted is None else [j for j in jobs if j.id in inserted]
-            transitions = self._append_history(
-                conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new]
+            sql = (
+                "INSERT INTO jobs (id, queue, status, payload, priority, max_attempts,"
+                " created_by, created_at, scheduled_at, updated_at, timeout, unique_key,"
+                f" meta, tags) VALUES {values_list(14, len(chunk))}"
             )
-            if inserted is None:
-                return list(transitions)
-            kept_out_by = {
-                j.id: (
-                    unfinished_with_key(conn, j.queue, j.unique_key)
-                    if j.unique_key is not None
-                    else job_row(conn, j.id, None)
-                )
-                for j in jobs
-                if j.id not in inserted
-            }
-            return rules.insert_outcomes(jobs, transitions, kept_out_by)
-
-        return await self.file.write(insert)
+            if any(j.unique_key is not None or j.derived_id for j in chunk):
+                rows = conn.execute(f"{sql} ON CONFLICT DO NOTHING RETURNING id", params).fetchall()
+                inserted = (inserted or set()) | {row[0] for row in rows}
+                inserted |= {j.id for j in chunk if j.unique_key is None and not j.derived_id}
+            else:
+                conn.execute(sql, params)
+                if inserted is not None:
+                    inserted |= {j.id for j in chunk}
+        new = jobs if inserted is None else [j for j in jobs if j.id in inserted]
+        transitions = self._append_history(
+            conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new]
+        )
+        if inserted is None:
+            return list(transitions)
+        kept_out_by = {
+            j.id: (
+                unfinished_with_key(conn, j.queue, j.unique_key)
+                if j.unique_key is not None
+                else job_row(conn, j.id, None)
+            )
+            for j in jobs
+            if j.id not in inserted
+        }
+        return rules.insert_outcomes(jobs, transitions, kept_out_by)
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
-        def claim(conn: sqlite3.Connection) -> tuple[list[Job], list[Transition]]:
-            rows = conn.execute(
-                f"UPDATE jobs SET status = {SQL.RUNNING}, attempts = attempts + 1, progress = NULL,"
-                " lease_owner = ?,"
-                " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
-                f" WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = {SQL.CLAIMABLE}"
-                " ORDER BY priority DESC, id LIMIT ?)"
-                f" RETURNING {JOB_COLUMNS}",
-                (
-                    params.owner,
-                    params.token,
-                    params.lease_expires_at,
-                    params.now,
-                    params.now,
-                    params.queue,
-                    params.limit,
-                ),
-            ).fetchall()
-            jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
-            transitions = self._append_history(
-                conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
-            )
-            return jobs, transitions
+        return await self.file.write(lambda conn: self._claim(conn, params), durable=False)
 
-        return await self.file.write(claim, durable=False)
+    def _claim(
+        self, conn: sqlite3.Connection, params: ClaimParams
+    ) -> tuple[list[Job], list[Transition]]:
+        rows = conn.execute(
+            f"UPDATE jobs SET status = {SQL.RUNNING}, attempts = attempts + 1, progress = NULL,"
+            " lease_owner = ?,"
+            " lease_token = ?, lease_expires_at = ?, started_at = ?, updated_at = ?"
+            f" WHERE id IN (SELECT id FROM jobs WHERE queue = ? AND status = {SQL.CLAIMABLE}"
+            " ORDER BY priority DESC, id LIMIT ?)"
+            f" RETURNING {JOB_COLUMNS}",
+            (
+                params.owner,
+                params.token,
+                params.lease_expires_at,
+                params.now,
+                params.now,
+                params.queue,
+                params.limit,
+            ),
+        ).fetchall()
+        jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
+        transitions = self._append_history(
+            conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
+        )
+        return jobs, transitions
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
         if not finishes:
