@@ -33,7 +33,13 @@ from ..store import (
 class Committed(Protocol):
     """Engine.committed: told of every commit's transitions (see the module docstring)."""
 
-    def __call__(self, transitions: Sequence[Transition], *, as_written: bool = False) -> None: ...
+    def __call__(
+        self,
+        transitions: Sequence[Transition],
+        *,
+        as_written: bool = False,
+        react_to: Sequence[Transition] | None = None,
+    ) -> None: ...
 
 
 class CommittingWrites:
@@ -58,6 +64,21 @@ class CommittingWrites:
         if connection is None:  # else nothing is committed yet: the commit will notify
             self._committed([r for r in results if isinstance(r, Transition)], as_written=True)
         return results
+
+    async def jobs_insert_claiming(
+        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+        results, claimed = await self._writes.jobs_insert_claiming(jobs, claims)
+        inserted = [r for r in results if isinstance(r, Transition)]
+        started = [t for _, transitions in claimed for t in transitions]
+        # The jobs the same commit queued and claimed wake no worker: they have theirs.
+        taken = {t.job_id for t in started}
+        left = [t for t in inserted if t.job_id not in taken]
+        self._committed([*inserted, *started], as_written=True, react_to=left)
+        if self._runs is not None:
+            for params, (got, _) in zip(claims, claimed, strict=True):
+                self._runs.claimed(params.queue, got, params.now)
+        return results, claimed
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         jobs, transitions = await self._writes.jobs_claim(params)

@@ -22,6 +22,7 @@ from .._spec import QueueSpec
 from .._states import JobStatus
 from .._stats import RunStats
 from ..store import (
+    ClaimParams,
     Finish,
     NewJob,
     Store,
@@ -134,10 +135,17 @@ class Engine:
     # and stopping cancelled handlers do not wait for either: they happen right after
     # the local commit.
 
-    def committed(self, transitions: Sequence[Transition], *, as_written: bool = False) -> None:
+    def committed(
+        self,
+        transitions: Sequence[Transition],
+        *,
+        as_written: bool = False,
+        react_to: Sequence[Transition] | None = None,
+    ) -> None:
         """Called after every local write: publish (now or soon), and react at once.
         ``as_written``: the transitions are every history row the write appended, with
-        the progress they were written with (see CommittingWrites)."""
+        the progress they were written with (see CommittingWrites). ``react_to``: the
+        ones to react to, when not all (a write that claimed jobs it queued)."""
         if not (
             as_written
             and self._publish_returned
@@ -147,7 +155,7 @@ class Engine:
             and self._publish_in_order(transitions)
         ):
             self._tail_kick.set()
-        self._react(transitions)
+        self._react(transitions if react_to is None else react_to)
 
     def _publish_in_order(self, transitions: Sequence[Transition]) -> bool:
         """Publish the transitions that follow the last seq published with no gap;
@@ -292,7 +300,27 @@ class Engine:
         return None if run is None else run.ctx.progress
 
     async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition | Job]:
-        return await self.writes.jobs_insert(jobs)
+        """Insert a group commit's jobs, claiming in the same transaction for each idle
+        pool of a queue they go to (see QueuePool.lend)."""
+        lent: list[tuple[QueuePool, ClaimParams]] = []
+        for queue in dict.fromkeys(j.queue for j in jobs if j.status is JobStatus.QUEUED):
+            pool = self.pools.get(queue)
+            params = None if pool is None else pool.lend()
+            if pool is not None and params is not None:
+                lent.append((pool, params))
+        if not lent:
+            return await self.writes.jobs_insert(jobs)
+        try:
+            results, claimed = await self.writes.jobs_insert_claiming(
+                jobs, [params for _, params in lent]
+            )
+        except BaseException as exc:
+            for pool, params in lent:
+                pool.claim_failed(params, exc)
+            raise
+        for (pool, params), (got, transitions) in zip(lent, claimed, strict=True):
+            pool.claimed(params, got, transitions)
+        return results
 
     async def finish(self, outcome: Finish) -> None:
         """Hand a run's outcome to the finisher; until it is written, this runtime's own

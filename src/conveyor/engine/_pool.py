@@ -22,7 +22,7 @@ from .._logging import get_logger
 from .._models import Job, RunOutcome
 from .._primitives import new_event
 from .._spec import QueueSpec
-from ..store import ClaimParams, Finish, StoreWrites
+from ..store import ClaimParams, Finish, StoreWrites, Transition
 from ._executor import Handler, RunningJob, drop_transaction, internal_failure, run_job
 
 
@@ -119,6 +119,9 @@ class QueuePool:
         self.stopping = False
         self.paused = False  # fleet-wide (see _pauses.py): claim nothing meanwhile
         self._maybe_more = True  # jobs may be waiting: claim when a slot is free
+        self._claiming = False  # a claim of the claimer's own is being written
+        self._lent: ClaimParams | None = None  # the claim an enqueue makes for it (lend)
+        self._handoff: _HandOff | None = None  # while run() runs
         self._kick = anyio.Event()
         self._claim_scope = anyio.CancelScope()
         self._lost_claims: list[str] = []  # tokens of claims that may have committed unseen
@@ -148,7 +151,7 @@ class QueuePool:
                 await self.on_startup()
             except Exception as exc:
                 raise HookFailed(self.name, "on_startup", describe(exc)) from exc
-        handoff = _HandOff()
+        handoff = self._handoff = _HandOff()
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(self.capacity):
@@ -189,44 +192,102 @@ class QueuePool:
     async def _claim_forever(self, handoff: _HandOff) -> None:
         engine = self.engine
         while True:
-            while not (self._maybe_more and self.free > 0 and not self.paused):
+            while self._lent is not None or not (
+                self._maybe_more and self.free > 0 and not self.paused
+            ):
                 await self._kick.wait()
                 self._kick = new_event()
             allowed, wait = self._allowance()
             if allowed == 0:
                 await engine.clock.sleep(wait)  # until the oldest start leaves the window
                 continue
-            self._maybe_more = False
-            limit = min(self.free, MAX_CLAIM, allowed)
-            token = secrets.token_hex(8)
-            now = engine.clock.now()
-            params = ClaimParams(
-                queue=self.name,
-                limit=limit,
-                owner=engine.owner,
-                token=token,
-                now=now,
-                lease_expires_at=now + engine.lease_ttl,
-            )
+            params = self._claim_params(allowed)
+            self._claiming = True
             try:
                 await self._unclaim_lost()
                 jobs, transitions = await engine.writes.jobs_claim(params)
             except StoreError as exc:
-                if isinstance(exc, StoreUnavailable) and exc.outcome_unknown:
-                    # It may have committed: jobs may be leased under this token that no
-                    # worker runs. Put them back once the store answers again.
-                    self._lost_claims.append(token)
                 log.warning("claiming from queue %r failed, retrying: %s", self.name, exc)
-                self._maybe_more = True
+                self._claim_failed(params, exc)
                 await anyio.sleep(CLAIM_RETRY_DELAY)
                 continue
-            if len(jobs) == limit:
-                self._maybe_more = True
-            self.free -= len(jobs)
-            if self.rate_limit is not None:
-                self._starts.extend([engine.clock.monotonic()] * len(jobs))
-            for job, transition in zip(jobs, transitions, strict=True):
-                handoff.put((job, transition.seq, token))
+            finally:
+                self._claiming = False
+            self._take(params, jobs, transitions, handoff)
+
+    # An enqueue's write claims for an idle pool (Engine._write_inserts): the jobs it
+    # queues would be claimed right after it commits, by a write of their own; claimed in
+    # its transaction instead, they start a commit and two thread hops sooner. While lent,
+    # the claimer claims nothing itself: the lent claim is its claim.
+
+    def lend(self) -> ClaimParams | None:
+        """The claim this pool would make next, for an enqueue's write to make in its
+        transaction, if the pool is idle with free slots (else None); then claimed() or
+        claim_failed() with its outcome."""
+        if (
+            self._handoff is None
+            or self._lent is not None
+            or self._claiming
+            or self.stopping
+            or self.paused
+            or self.free <= 0
+        ):
+            return None
+        allowed, _ = self._allowance()
+        if allowed == 0:
+            return None
+        self._lent = self._claim_params(allowed)
+        return self._lent
+
+    def claimed(self, params: ClaimParams, jobs: list[Job], transitions: list[Transition]) -> None:
+        """The lent claim committed: run what it claimed (put back unrun if stopping)."""
+        assert params is self._lent
+        assert self._handoff is not None
+        self._lent = None
+        self._take(params, jobs, transitions, self._handoff)
+        self._kick.set()
+
+    def claim_failed(self, params: ClaimParams, exc: BaseException) -> None:
+        """The lent claim's write failed: claim again, on its own."""
+        assert params is self._lent
+        self._lent = None
+        self._claim_failed(params, exc)
+        self._kick.set()
+
+    def _claim_params(self, allowed: int) -> ClaimParams:
+        self._maybe_more = False  # until the claim shows otherwise, or a wake says so
+        engine = self.engine
+        now = engine.clock.now()
+        return ClaimParams(
+            queue=self.name,
+            limit=min(self.free, MAX_CLAIM, allowed),
+            owner=engine.owner,
+            token=secrets.token_hex(8),
+            now=now,
+            lease_expires_at=now + engine.lease_ttl,
+        )
+
+    def _claim_failed(self, params: ClaimParams, exc: BaseException) -> None:
+        if isinstance(exc, StoreUnavailable) and exc.outcome_unknown:
+            # It may have committed: jobs may be leased under this token that no worker
+            # runs. Put them back once the store answers again.
+            self._lost_claims.append(params.token)
+        self._maybe_more = True
+
+    def _take(
+        self,
+        params: ClaimParams,
+        jobs: list[Job],
+        transitions: list[Transition],
+        handoff: _HandOff,
+    ) -> None:
+        if len(jobs) == params.limit:
+            self._maybe_more = True
+        self.free -= len(jobs)
+        if self.rate_limit is not None:
+            self._starts.extend([self.engine.clock.monotonic()] * len(jobs))
+        for job, transition in zip(jobs, transitions, strict=True):
+            handoff.put((job, transition.seq, params.token))
 
     async def _unclaim_lost(self) -> None:
         """Put back the jobs of claims whose answer was lost (see Store.jobs_unclaim)."""

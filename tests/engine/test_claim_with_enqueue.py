@@ -1,0 +1,133 @@
+"""An enqueue to an idle queue claims for it in the enqueue's own transaction
+(Engine._write_inserts, QueuePool.lend): the job starts without a claim of its own,
+with its history whole and in order; a write that fails leaves the queue claiming as
+before. On a real SQLite file; the store's writes are counted, and once made to fail,
+by a subclass of the real ones (a failure the file itself cannot be made to give on
+cue)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import Job, JobStatus, Queue, Runtime, StoreUnavailable
+from conveyor.store import ClaimParams, NewJob, Transition
+from conveyor.store.sqlite import SQLiteStore
+from conveyor.store.sqlite._writes import SQLiteWrites
+
+from ..conftest import wait_until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
+
+S = JobStatus
+
+
+class Pair(Queue):
+    name = "pair"
+    worker_count = 2
+
+    def __init__(self) -> None:
+        self.ran: list[Any] = []
+
+    async def handle_item(self, item: Any) -> None:
+        self.ran.append(item)
+
+
+class CountedWrites(SQLiteWrites):
+    """The real SQLite writes, counting claims made on their own and with an insert;
+    ``fail_next`` makes the next insert that claims fail before it writes anything."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        super().__init__(store.file)
+        store.writes = self
+        self.claims = 0  # made
+        self.claiming = 0  # being made
+        self.inserts_claiming = 0
+        self.fail_next = False
+
+    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+        self.claiming += 1
+        try:
+            return await super().jobs_claim(params)
+        finally:
+            self.claiming -= 1
+            self.claims += 1  # once made: the claimer is idle again right after
+
+    async def jobs_insert_claiming(
+        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+        if self.fail_next:
+            self.fail_next = False
+            raise StoreUnavailable("the disk went away (the test's)")
+        self.inserts_claiming += 1
+        return await super().jobs_insert_claiming(jobs, claims)
+
+
+async def idle(writes: CountedWrites) -> None:
+    """Until the pool's first claim (made at start, finding nothing) has returned, and
+    no claim is being made."""
+    await wait_until(lambda: writes.claims >= 1 and not writes.claiming)
+
+
+async def test_an_enqueue_to_an_idle_queue_is_claimed_in_its_commit(db_path: Path) -> None:
+    store, pair = SQLiteStore(db_path), Pair()
+    writes = CountedWrites(store)
+    async with Runtime(store, queues=[pair]) as rt:
+        await idle(writes)
+        claims = writes.claims
+        job = await rt.enqueue("pair", "one")
+        assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
+        assert writes.claims == claims  # no claim of its own
+        assert writes.inserts_claiming == 1
+        history = [entry.status for entry in await rt.history(job.id)]
+        assert history == [S.QUEUED, S.RUNNING, S.COMPLETED]
+
+
+async def test_a_claim_with_an_enqueue_takes_the_free_slots_and_the_rest_follow(
+    db_path: Path,
+) -> None:
+    store, pair = SQLiteStore(db_path), Pair()
+    writes = CountedWrites(store)
+    async with Runtime(store, queues=[pair]) as rt:
+        await idle(writes)
+        jobs = await rt.enqueue_many("pair", list(range(5)))
+        for job in jobs:
+            assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
+        assert sorted(pair.ran) == list(range(5))
+        assert writes.inserts_claiming == 1  # two slots: the others by claims of their own
+        assert writes.claims >= 2
+
+
+async def test_a_failed_enqueue_leaves_its_queue_claiming(db_path: Path) -> None:
+    store, pair = SQLiteStore(db_path), Pair()
+    writes = CountedWrites(store)
+    async with Runtime(store, queues=[pair]) as rt:
+        await idle(writes)
+        writes.fail_next = True
+        with pytest.raises(StoreUnavailable):
+            await rt.enqueue("pair", "lost")
+        # Queued by another process meanwhile: only a claim of the queue's own finds it.
+        async with Runtime(db_path, queues=[Pair()], workers=False) as producer:
+            theirs = await producer.enqueue("pair", "theirs")
+        assert (await rt.wait(theirs.id, timeout=10)).status is S.COMPLETED
+        await idle(writes)
+        again = await rt.enqueue("pair", "again")
+        assert (await rt.wait(again.id, timeout=10)).status is S.COMPLETED
+        assert pair.ran == ["theirs", "again"]
+        assert writes.inserts_claiming == 1  # the last enqueue's: lent again
+
+
+async def test_a_paused_queue_lends_no_claim(db_path: Path) -> None:
+    store, pair = SQLiteStore(db_path), Pair()
+    writes = CountedWrites(store)
+    async with Runtime(store, queues=[pair]) as rt:
+        await idle(writes)
+        await rt.pause("pair")
+        job = await rt.enqueue("pair", "held")
+        assert writes.inserts_claiming == 0
+        assert (await rt.job(job.id)).status is S.QUEUED
+        await rt.resume("pair")
+        assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
