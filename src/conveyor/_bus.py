@@ -34,6 +34,13 @@ class Sink(Protocol):
         ...
 
 
+def _repeats(report: Event, said: Event) -> bool:
+    """Whether a progress report says nothing that the event before it did not."""
+    return (
+        report.seq == said.seq and report.job_id == said.job_id and report.progress == said.progress
+    )
+
+
 class EventStream:
     """One subscriber's view of the bus: an async iterator of matching events.
 
@@ -53,6 +60,7 @@ class EventStream:
         "_closed",
         "_floor",
         "_overflowed",
+        "_said",
         "_waiter",
         "first",
         "job_id",
@@ -95,6 +103,7 @@ class EventStream:
         # transitions it already covers (seq <= its seq) are then skipped.
         self.first: Callable[[], Awaitable[Event | None]] | None = None
         self._floor = 0
+        self._said: Event | None = None  # that first event, until another is delivered
 
     def _accept(self, event: Event, is_progress: bool) -> Sink | None:
         """Take an event: buffer it, or return the sink that is to write it (the bus
@@ -180,6 +189,7 @@ class EventStream:
             if event is not None:
                 self._floor = event.seq
                 if self.statuses is None or event.status in self.statuses:
+                    self._said = event
                     return event, False
         while True:
             while not self._buffer:
@@ -192,7 +202,10 @@ class EventStream:
                 self._waiter = waiter = new_event()
                 await waiter.wait()
             event, is_progress = self._buffer.popleft()
+            if is_progress and self._said is not None and _repeats(event, self._said):
+                continue  # published while the first event was read, and saying the same
             if is_progress or event.seq > self._floor:
+                self._said = None
                 return event, is_progress
 
     async def aclose(self) -> None:

@@ -186,3 +186,32 @@ async def test_a_stream_skips_transitions_its_consumer_has_but_not_progress() ->
     stream.skip_through(2)  # never lowers the floor
     await stream.aclose()
     assert [(e.seq, e.progress.current) async for e in stream] == [(5, 1), (6, 0)]
+
+
+async def test_a_report_repeating_the_first_event_is_not_delivered_again() -> None:
+    """Reports published while a stream's first event (its job's state) is read are
+    buffered; one that says exactly what that event says (its seq and progress) is not
+    delivered again, one that says more is."""
+    bus = EventBus()
+    stream = bus.subscribe(job_id="j")
+    read = anyio.Event()
+
+    async def first() -> Event:
+        await read.wait()
+        return event("j", JobStatus.RUNNING, 5, current=1)
+
+    stream.first = first
+    bus.publish(event("j", JobStatus.RUNNING, 5, current=1), is_progress=True)
+    bus.publish(event("j", JobStatus.RUNNING, 5, current=1), is_progress=True)
+    bus.publish(event("j", JobStatus.RUNNING, 5, current=2), is_progress=True)
+    bus.publish(event("j", JobStatus.RUNNING, 5, current=2), is_progress=True)
+    bus.publish(event("j", JobStatus.COMPLETED, 6))
+    read.set()
+    await stream.aclose()
+    got = [(e.status, e.progress.current) async for e in stream]
+    assert got == [
+        (JobStatus.RUNNING, 1),
+        (JobStatus.RUNNING, 2),
+        (JobStatus.RUNNING, 2),  # a repeat of a report, not of the first event: as sent
+        (JobStatus.COMPLETED, 0),
+    ]
