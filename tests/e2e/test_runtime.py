@@ -189,7 +189,7 @@ async def test_a_subscriber_that_comes_after_a_job_started_gets_its_reports(
                 await wait_until(lambda: len(rt._engine.running) == 1)
                 # The tail has read past the "running" row (it skips own rows unheard).
                 seq = (await rt.history(job.id))[-1].seq
-                await wait_until(lambda: rt._engine._tail_seq >= seq)
+                await wait_until(lambda: rt._engine.events.seq >= seq)
                 async with rt.events() as stream:
                     await send.send(None)
                     event = await next_event(stream, job_id=job.id)

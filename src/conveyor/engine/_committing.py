@@ -7,7 +7,7 @@ what was committed. Writes that commit no transition pass straight through.
 The hot path's writes (insert, claim, finish) return each history row they appended with
 the progress the job was left with, as the tail would read it back: ``committed(...,
 as_written=True)`` says so, and the engine may publish them as they are (see
-Engine.committed). The others' rows are read back by the tail."""
+Publisher.committed). The others' rows are read back by the tail."""
 
 from __future__ import annotations
 

@@ -11,12 +11,12 @@ import anyio
 from anyio.abc import TaskGroup, TaskStatus
 
 from .._bus import EventBus
-from .._clock import Clock, to_datetime
+from .._clock import Clock
 from .._context import JobContext
 from .._errors import StoreError
 from .._limits import DEFAULT_LIMITS, Limits
 from .._logging import get_logger
-from .._models import NO_PROGRESS, Event, Job, Progress
+from .._models import Job, Progress
 from .._primitives import new_event
 from .._spec import QueueSpec
 from .._states import JobStatus
@@ -37,7 +37,8 @@ from ._owners import new_owner_id
 from ._pauses import Pauses
 from ._pool import QueuePool
 from ._progress import ProgressWriter
-from ._relay import ProgressRelay, progress_event
+from ._publisher import Publisher
+from ._relay import progress_event
 from ._retention import apply_retention, purge, retention_loop
 from ._shutdown import stop_workers
 from ._ticks import enqueue_ticks, periodic_loop
@@ -47,21 +48,7 @@ from ._workers import worker_loop
 
 log = get_logger("conveyor.engine")
 
-TAIL_BATCH = 1000  # history rows read per tail query
 PROMOTE_BATCH = 500  # scheduled jobs queued per transaction
-
-
-def transition_event(t: Transition, progress: Progress | None = None) -> Event:
-    """The event of a committed transition; ``progress`` defaults to the stored one."""
-    return Event(
-        seq=t.seq,
-        job_id=t.job_id,
-        queue=t.queue,
-        status=t.status,
-        progress=progress or t.progress or NO_PROGRESS,
-        at=to_datetime(t.at),
-        message=t.message,
-    )
 
 
 class Engine:
@@ -107,33 +94,20 @@ class Engine:
         # Every write goes through this: it calls committed() after each commit.
         self.writes: StoreWrites = CommittingWrites(store.writes, self.committed, runs)
         self.progress = ProgressWriter(self.writes, clock, progress_interval)
-        self._tail_seq = 0
-        # Whether own writes may be published from what they returned (see committed).
-        self._publish_returned = store.commits.numbers_writes_in_commit_order
-        self._tail_kick = anyio.Event()
-        self._tail_lock = anyio.Lock(fast_acquire=True)
-        self._promote_kick = anyio.Event()
-        self.relay = ProgressRelay(
+        self.events = Publisher(
             store,
             bus,
             clock,
+            self.running,
             owner=self.owner,
-            interval=progress_interval,
-            published_until=lambda: self._tail_seq,
+            on_foreign=self._foreign,
+            on_queued=self._wake_pools,
+            poll_interval=poll_interval,
+            progress_interval=progress_interval,
         )
+        self._promote_kick = anyio.Event()
 
-    # -- events ------------------------------------------------------------------------
-    #
-    # Transitions reach the bus in seq order, whichever process wrote them: so every
-    # subscriber sees one ordered stream, and a client that resumes after seq N misses
-    # nothing. The store tail reads them back and publishes them; local writes kick it at
-    # once, so that costs a read, not a poll interval. Where the store numbers a write's
-    # rows right after every row committed before it (SQLite: one writer at a time), the
-    # hot path's writes are published from what they returned when they follow the last
-    # seq published with no gap — no read at all; a gap (another process's rows, or a
-    # write whose rows only the tail reads) leaves the rest to the tail. Waking workers
-    # and stopping cancelled handlers do not wait for either: they happen right after
-    # the local commit.
+    # -- events (published by self.events: see _publisher.py) ----------------------------
 
     def committed(
         self,
@@ -146,34 +120,16 @@ class Engine:
         ``as_written``: the transitions are every history row the write appended, with
         the progress they were written with (see CommittingWrites). ``react_to``: the
         ones to react to, when not all (a write that claimed jobs it queued)."""
-        if not (
-            as_written
-            and self._publish_returned
-            # No bigger burst than a tail page: subscribers' buffers are sized for those
-            # (a bulk enqueue's rows are published a page per read, by the tail).
-            and len(transitions) <= TAIL_BATCH
-            and self._publish_in_order(transitions)
-        ):
-            self._tail_kick.set()
+        self.events.committed(transitions, as_written=as_written)
         self._react(transitions if react_to is None else react_to)
 
-    def _publish_in_order(self, transitions: Sequence[Transition]) -> bool:
-        """Publish the transitions that follow the last seq published with no gap;
-        whether that was all of them (else the tail publishes the rest)."""
-        last = self._tail_seq
-        stale = 0  # leading ones the tail read and published meanwhile
+    def _foreign(self, transitions: list[Transition]) -> None:
+        """Other processes' transitions, read by the tail: react to them too, and stop
+        the handlers here of the jobs they ask to cancel."""
+        self._react(transitions)
         for t in transitions:
-            if t.seq <= last:
-                stale += 1
-            elif t.seq == last + 1:
-                last = t.seq
-            else:
-                break
-        published = transitions[stale : stale + last - self._tail_seq]
-        if published:
-            self._tail_seq = last
-            self._publish(published)
-        return stale + len(published) == len(transitions)
+            if t.status is JobStatus.CANCELLING:
+                self.cancel_local(t.job_id)
 
     def _wake_pools(self, queues: Iterable[str]) -> None:
         for queue in queues:
@@ -191,20 +147,6 @@ class Engine:
             elif t.status is JobStatus.SCHEDULED:
                 self._promote_kick.set()
 
-    def _publish(self, transitions: Iterable[Transition]) -> None:
-        bus = self.bus
-        events: list[Event] = []
-        for t in transitions:
-            run = self.running.get(t.job_id)
-            progress = None
-            if run is not None:
-                run.seq = t.seq
-                run.announced = True
-                progress = run.ctx.progress
-            if bus.wants(t.job_id):
-                events.append(transition_event(t, progress))
-        bus.publish_all(events)
-
     def _on_progress(self, ctx: JobContext) -> None:
         job = ctx.job
         run = self.running.get(job.id)
@@ -215,7 +157,7 @@ class Engine:
         # event will carry the latest report instead. Once the tail has passed that row it
         # overtakes nothing, even if no one listened then (the row was skipped, not
         # published): a later subscriber, a dashboard opened meanwhile, gets the reports.
-        if not run.announced and run.seq <= self._tail_seq:
+        if not run.announced and run.seq <= self.events.seq:
             run.announced = True
         if run.announced and self.bus.wants(job.id):
             event = progress_event(run.seq, job.id, job.queue, ctx.progress, self.clock.now())
@@ -233,7 +175,7 @@ class Engine:
         # The tail may have published its "running" transition already (it reads the
         # claim's commit while the job is on its way to a worker): then its reports are
         # events from the first one, or they would reach subscribers never.
-        run.announced = seq <= self._tail_seq
+        run.announced = seq <= self.events.seq
         self.running[job.id] = run
         if self.runs is not None:  # (its start and wait were counted with its claim's)
             run.began = self.clock.monotonic()
@@ -364,7 +306,7 @@ class Engine:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.inserter.run)
             tg.start_soon(self.finisher.run)
-            await tg.start(self.tail_loop)
+            await tg.start(self.events.run)
             self._workers = queues is not None
             if queues is not None:
                 await self.start_workers(tg, queues)
@@ -385,7 +327,7 @@ class Engine:
                 await self.progress.flush()
                 await release_all(self)
                 await deregister_worker(self)
-            await self.publish_committed()
+            await self._publish_committed()
 
     # -- loops -------------------------------------------------------------------------
 
@@ -421,72 +363,13 @@ class Engine:
             first = ticking.schedule.next_after(self.clock.now())
             tg.start_soon(periodic_loop, self.inserter, ticking, self.clock, first)
 
-    async def tail_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Publish transitions in seq order and react to other processes' writes.
-
-        Woken at once by this runtime's own commits, and by other processes' commits
-        where the store can notify (PostgreSQL's LISTEN). SQLite cannot, so it also checks
-        every ``poll_interval`` — a cheap in-memory look at the file's change counter,
-        and a read only when it moved. Other processes' progress reports follow through
-        the relay (see _relay.py). Started (``tg.start``) once it knows where the
-        history ends, so no commit of this runtime can fall before that point unpublished.
-        """
-        self._tail_seq = await self.store.reads.last_seq()
-        self.store.commits.watch(lambda: self._tail_kick.set(), self._wake_pools)
-        task_status.started()
-        while True:
-            with anyio.move_on_after(min(self.poll_interval, self.relay.wait())):
-                await self._tail_kick.wait()
-            kicked = self._tail_kick.is_set()
-            self._tail_kick = new_event()
-            try:
-                if await self.store.commits.changed():
-                    self.relay.store_changed()
-                    await self._tail_once()
-                elif kicked:
-                    await self._tail_once()
-                await self.relay.relay_if_due()
-            except StoreError as exc:
-                log.warning("reading the job history failed, will retry: %s", exc)
-
-    async def publish_committed(self) -> None:
+    async def _publish_committed(self) -> None:
         """Publish every transition committed so far: the stop's last step before the
         task group (and the server with it) goes, so subscribers see the jobs it put back."""
         try:
-            await self._tail_once()
+            await self.events.tail()
         except StoreError as exc:
             log.warning("publishing the last transitions failed: %s", exc)
-
-    async def _tail_once(self) -> None:
-        async with self._tail_lock:  # the loop and publish_committed: never both at once
-            await self._tail_until_caught_up()
-
-    async def _tail_until_caught_up(self) -> None:
-        while True:
-            # Every row is read back only when someone listens; else only others' rows
-            # that this runtime acts on (ACTED_ON: in a fleet, one row per job, not three).
-            subscriptions, everything = self.bus.subscriptions, self.bus.has_subscribers
-            start = self._tail_seq
-            transitions, seq = await self.store.reads.history_after(
-                start, TAIL_BATCH, everything=everything
-            )
-            if not everything and self.bus.subscriptions != subscriptions:
-                # Someone subscribed during the read, after looking the job up (wait()
-                # does): a row skipped may be the very event it waits for.
-                continue
-            full = len(transitions) == TAIL_BATCH
-            if self._tail_seq != start:  # own writes were published during the read
-                transitions = [t for t in transitions if t.seq > self._tail_seq]
-                seq = max(seq, self._tail_seq)
-            self._tail_seq = seq
-            self._publish(transitions)
-            foreign = [t for t in transitions if t.origin != self.owner]
-            self._react(foreign)
-            for t in foreign:
-                if t.status is JobStatus.CANCELLING:
-                    self.cancel_local(t.job_id)
-            if not full:
-                return
 
     async def _promote_loop(self) -> None:
         """Queue scheduled jobs when they fall due: sleep until the earliest is due, and

@@ -504,7 +504,7 @@ class CommitWatch(Protocol):
     """Whether each write's history rows get consecutive seqs right after every row
     committed before it (SQLite: one write transaction at a time on the file, and
     AUTOINCREMENT). Then the engine may publish a write's transitions as it returned them
-    when they follow the last seq it published, with no gap (see Engine.committed)."""
+    when they follow the last seq it published, with no gap (see Publisher.committed)."""
 
     def watch(self, wake: Callable[[], None], queued: Callable[[Collection[str]], None]) -> None:
         """Have ``wake()`` called, on the event loop, when another runtime commits a
