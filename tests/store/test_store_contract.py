@@ -144,6 +144,30 @@ async def test_an_insert_claims_in_its_own_transaction(store: Store, other: Stor
     assert [j.id for j in rest] == ["job0005"]  # no jobs: a claim alone
 
 
+async def test_outcomes_claim_in_their_own_transaction(store: Store, other: Store) -> None:
+    """jobs_finish_claiming: the outcomes as jobs_finish writes them (fenced by token, with
+    their progress), then each claim; the claims' rows follow the outcomes'."""
+    await store.writes.jobs_insert([new(n) for n in range(1, 6)])
+    await store.writes.jobs_claim(claim(2))
+    finished, [(jobs, rows)] = await store.writes.jobs_finish_claiming(
+        [
+            done("job0001", progress=Progress(current=3)),
+            done("job0002", token="stale"),  # fenced: writes nothing
+        ],
+        NOW + 1,
+        [claim(2, token="t2")],
+    )
+    assert statuses(finished) == [("job0001", S.COMPLETED)]
+    assert finished[0].progress == Progress(current=3)
+    assert [j.id for j in jobs] == ["job0003", "job0004"]
+    assert statuses(rows) == [("job0003", S.RUNNING), ("job0004", S.RUNNING)]
+    assert increasing([*finished, *rows])
+    assert await other.reads.queue_counts() == {"q": {S.COMPLETED: 1, S.RUNNING: 3, S.QUEUED: 1}}
+    finished, [(rest, _)] = await store.writes.jobs_finish_claiming([], NOW + 2, [claim(9)])
+    assert finished == []
+    assert [j.id for j in rest] == ["job0005"]  # no outcomes: a claim alone
+
+
 async def test_payloads_round_trip_exactly(store: Store) -> None:
     payload = b'{"text":"caf\\u00e9 \\u0000 \xe2\x9c\x93","big":12345678901234567890,"f":0.1}'
     await store.writes.jobs_insert(

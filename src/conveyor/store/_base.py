@@ -354,6 +354,15 @@ class StoreWrites(Protocol):
         """Write outcomes; a finish whose token no longer holds the lease writes nothing."""
         ...
 
+    async def jobs_finish_claiming(
+        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+        """jobs_finish, then jobs_claim with each of ``claims`` in turn, in the same one
+        transaction: the workers these outcomes freed claim again with them (see
+        Engine._write_finishes). Returns what jobs_finish would, and per claim what
+        jobs_claim would."""
+        ...
+
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         """Store the latest progress of running jobs (fenced by lease token, no history)."""
         ...

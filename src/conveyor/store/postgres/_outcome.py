@@ -24,30 +24,34 @@ from ._history import HistoryWriter, transitions
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 
 
-def _json(
-    values: list[bytes | None], conn: Connection | None
-) -> list[bytes | None] | list[str | None]:
+def _json(values: list[bytes | None], text: bool) -> list[bytes | None] | list[str | None]:
     """JSON values as the connection takes them: bytes on the store's (its codec), text on
     a handler's (a plain asyncpg connection)."""
-    return values if conn is None else [None if v is None else v.decode() for v in values]
+    return [None if v is None else v.decode() for v in values] if text else values
 
 
 async def finish(
-    history: HistoryWriter, finishes: Sequence[Finish], now: float, conn: Connection | None
+    history: HistoryWriter,
+    finishes: Sequence[Finish],
+    now: float,
+    conn: Connection | None,
+    *,
+    own: bool = False,
 ) -> list[Transition]:
     """Write outcomes, fenced by lease token: on ``conn`` inside its transaction (a
-    handler's, whose connection has no JSON codec: JSON goes as text), else as a
-    transaction of its own."""
+    handler's, whose connection has no JSON codec: JSON goes as text; or, ``own``, one
+    of the store's), else as a transaction of its own."""
     if not finishes:
         return []
     # A run put back or retried while its cancellation was pending ends cancelled instead.
     put_back = f"f.status IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
     # A run put back unfinished (its worker stopping) was no attempt.
     requeued = f"f.status = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
-    json = "json" if conn is None else "text"
-    results = _json([f.result for f in finishes], conn)
+    text = conn is not None and not own
+    json = "text" if text else "json"
+    results = _json([f.result for f in finishes], text)
     progress = _json(
-        [None if f.progress is NO_PROGRESS else _codec.encode(f.progress) for f in finishes], conn
+        [None if f.progress is NO_PROGRESS else _codec.encode(f.progress) for f in finishes], text
     )
     rows = await history.change(
         f"UPDATE {history.t}jobs AS jobs SET"

@@ -205,6 +205,17 @@ class PostgresWrites(PostgresBulkWrites):
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
         return await finish(self.history, finishes, now, None)
 
+    async def jobs_finish_claiming(
+        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+        async def finish_and_claim(
+            conn: Connection,
+        ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+            finished = await finish(self.history, finishes, now, conn, own=True)
+            return finished, [await self._claim(params, conn) for params in claims]
+
+        return await self.history.write(finish_and_claim)
+
     async def outcome_transaction(self) -> OutcomeTransaction:
         return await PostgresOutcomeTransaction.begin(self.history)
 

@@ -160,55 +160,65 @@ class SQLiteWrites(SQLiteBulkWrites):
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
         if not finishes:
             return []
+        transitions = await self.file.write(lambda conn: self._finish(conn, finishes, now))
+        return _with_progress(finishes, transitions)
+
+    async def jobs_finish_claiming(
+        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+        def finish_and_claim(
+            conn: sqlite3.Connection,
+        ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+            finished = self._finish(conn, finishes, now) if finishes else []
+            return finished, [self._claim(conn, params) for params in claims]
+
+        finished, claimed = await self.file.write(finish_and_claim)
+        return _with_progress(finishes, finished), claimed
+
+    def _finish(
+        self, conn: sqlite3.Connection, finishes: Sequence[Finish], now: float
+    ) -> list[Transition]:
         by_id = {f.job_id: f for f in finishes}
-
-        def finish(conn: sqlite3.Connection) -> list[Transition]:
-            history: list[HistoryRow] = []
-            for chunk in chunks(finishes):
-                params: list[Any] = []
-                for f in chunk:
-                    ended = None if f.status in _NOT_ENDED else now
-                    params += (
-                        f.job_id,
-                        f.token,
-                        f.status.value,
-                        f.result,
-                        f.error,
-                        f.traceback,
-                        None if f.progress is NO_PROGRESS else _codec.encode(f.progress),
-                        ended,
-                        f.scheduled_at,
-                    )
-                # A run put back or retried while its cancellation was pending ends
-                # cancelled instead.
-                put_back = (
-                    f"f.column3 IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
+        history: list[HistoryRow] = []
+        for chunk in chunks(finishes):
+            params: list[Any] = []
+            for f in chunk:
+                ended = None if f.status in _NOT_ENDED else now
+                params += (
+                    f.job_id,
+                    f.token,
+                    f.status.value,
+                    f.result,
+                    f.error,
+                    f.traceback,
+                    None if f.progress is NO_PROGRESS else _codec.encode(f.progress),
+                    ended,
+                    f.scheduled_at,
                 )
-                # A run put back unfinished (its worker stopping) was no attempt.
-                requeued = f"f.column3 = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
-                rows = conn.execute(
-                    f"UPDATE jobs SET status = CASE WHEN {put_back}"
-                    f"   THEN {SQL.CANCELLED} ELSE f.column3 END,"
-                    f" finished_at = CASE WHEN {put_back} THEN ? ELSE f.column8 END,"
-                    " result = f.column4, error = f.column5, traceback = f.column6,"
-                    " progress = f.column7, scheduled_at = f.column9, updated_at = ?,"
-                    f" attempts = CASE WHEN {requeued} THEN max(jobs.attempts - 1, 0)"
-                    "  ELSE jobs.attempts END,"
-                    " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-                    f" FROM (VALUES {values_list(9, len(chunk))}) AS f"
-                    " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"
-                    " RETURNING jobs.id, jobs.queue, jobs.status",
-                    [now, now, *params],
-                ).fetchall()
-                for job_id, queue, status in rows:
-                    f = by_id[job_id]
-                    message = f.message if status == f.status.value else "cancelled"
-                    history.append((job_id, queue, BY_VALUE[status], now, message))
-            return self._append_history(conn, history)
-
-        transitions = await self.file.write(finish)
-        progress = {f.job_id: f.progress for f in finishes}
-        return [replace(t, progress=progress[t.job_id]) for t in transitions]
+            # A run put back or retried while its cancellation was pending ends
+            # cancelled instead.
+            put_back = f"f.column3 IN {SQL.OVERRIDDEN_BY_CANCEL} AND jobs.status = {SQL.CANCELLING}"
+            # A run put back unfinished (its worker stopping) was no attempt.
+            requeued = f"f.column3 = {SQL.QUEUED} AND jobs.status <> {SQL.CANCELLING}"
+            rows = conn.execute(
+                f"UPDATE jobs SET status = CASE WHEN {put_back}"
+                f"   THEN {SQL.CANCELLED} ELSE f.column3 END,"
+                f" finished_at = CASE WHEN {put_back} THEN ? ELSE f.column8 END,"
+                " result = f.column4, error = f.column5, traceback = f.column6,"
+                " progress = f.column7, scheduled_at = f.column9, updated_at = ?,"
+                f" attempts = CASE WHEN {requeued} THEN max(jobs.attempts - 1, 0)"
+                "  ELSE jobs.attempts END,"
+                " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
+                f" FROM (VALUES {values_list(9, len(chunk))}) AS f"
+                " WHERE jobs.id = f.column1 AND jobs.lease_token = f.column2"
+                " RETURNING jobs.id, jobs.queue, jobs.status",
+                [now, now, *params],
+            ).fetchall()
+            for job_id, queue, status in rows:
+                f = by_id[job_id]
+                message = f.message if status == f.status.value else "cancelled"
+                history.append((job_id, queue, BY_VALUE[status], now, message))
+        return self._append_history(conn, history)
 
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:
@@ -427,3 +437,9 @@ class SQLiteWrites(SQLiteBulkWrites):
             return len(ids)
 
         return await self.file.write(purge)
+
+
+def _with_progress(finishes: Sequence[Finish], transitions: list[Transition]) -> list[Transition]:
+    """The transitions of outcomes with the progress each run ended with (as written)."""
+    progress = {f.job_id: f.progress for f in finishes}
+    return [replace(t, progress=progress[t.job_id]) for t in transitions]
