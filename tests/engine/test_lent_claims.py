@@ -1,9 +1,9 @@
-"""An enqueue to an idle queue claims for it in the enqueue's own transaction
-(Engine._write_inserts, QueuePool.lend): the job starts without a claim of its own,
-with its history whole and in order; a write that fails leaves the queue claiming as
-before. On a real SQLite file; the store's writes are counted, and once made to fail,
-by a subclass of the real ones (a failure the file itself cannot be made to give on
-cue)."""
+"""A write of enqueues, or of outcomes, claims for idle queues in its own transaction
+(with_lent_claims, QueuePool.lend): the jobs start without a claim of their own, with
+their history whole and in order; a write that fails leaves the queue claiming as
+before, and one the store refuses with its claims is made without them. On a real
+SQLite file; the store's writes are counted, and made to fail, by a subclass of the
+real ones (failures the file itself cannot be made to give on cue)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from conveyor import Job, JobStatus, Queue, Runtime, StoreUnavailable
-from conveyor.store import ClaimParams, NewJob, Transition
+from conveyor import Job, JobStatus, Queue, Runtime, StoreError, StoreUnavailable
+from conveyor.store import ClaimParams, Finish, NewJob, Transition
 from conveyor.store.sqlite import SQLiteStore
 from conveyor.store.sqlite._writes import SQLiteWrites
 
@@ -46,7 +46,9 @@ class CountedWrites(SQLiteWrites):
         self.claims = 0  # made
         self.claiming = 0  # being made
         self.inserts_claiming = 0
+        self.finishes_claiming = 0
         self.fail_next = False
+        self.refuse_finishes_claiming = False
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         self.claiming += 1
@@ -64,6 +66,14 @@ class CountedWrites(SQLiteWrites):
             raise StoreUnavailable("the disk went away (the test's)")
         self.inserts_claiming += 1
         return await super().jobs_insert_claiming(jobs, claims)
+
+    async def jobs_finish_claiming(
+        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+        if self.refuse_finishes_claiming:
+            raise StoreError("a row the test says cannot be read")
+        self.finishes_claiming += 1
+        return await super().jobs_finish_claiming(finishes, now, claims)
 
 
 async def idle(writes: CountedWrites) -> None:
@@ -97,8 +107,8 @@ async def test_a_claim_with_an_enqueue_takes_the_free_slots_and_the_rest_follow(
         for job in jobs:
             assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
         assert sorted(pair.ran) == list(range(5))
-        assert writes.inserts_claiming == 1  # two slots: the others by claims of their own
-        assert writes.claims >= 2
+        assert writes.inserts_claiming == 1  # two slots: the others when those end,
+        assert writes.finishes_claiming >= 1  # by the writes of their outcomes
 
 
 async def test_a_failed_enqueue_leaves_its_queue_claiming(db_path: Path) -> None:
@@ -131,3 +141,26 @@ async def test_a_paused_queue_lends_no_claim(db_path: Path) -> None:
         assert (await rt.job(job.id)).status is S.QUEUED
         await rt.resume("pair")
         assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
+
+
+@pytest.mark.parametrize("refused", [False, True])
+async def test_outcomes_claim_for_the_slots_they_free(db_path: Path, refused: bool) -> None:
+    """Jobs waiting (enqueued before the workers started): the outcomes of the first two
+    claim the next in their own commit; refused with its claims, the write of the
+    outcomes is made without them, and the queue's own claims take the rest."""
+    async with Runtime(db_path, queues=[Pair()], workers=False) as producer:
+        jobs = await producer.enqueue_many("pair", list(range(6)))
+    store, pair = SQLiteStore(db_path), Pair()
+    writes = CountedWrites(store)
+    writes.refuse_finishes_claiming = refused
+    async with Runtime(store, queues=[pair]) as rt:
+        for job in jobs:
+            assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
+            history = [entry.status for entry in await rt.history(job.id)]
+            assert history == [S.QUEUED, S.RUNNING, S.COMPLETED]
+        assert sorted(pair.ran) == list(range(6))
+        if refused:
+            assert writes.finishes_claiming == 0
+            assert writes.claims >= 3  # two at a time, by the queue itself
+        else:
+            assert writes.finishes_claiming >= 1

@@ -75,16 +75,31 @@ class CommittingWrites:
         taken = {t.job_id for t in started}
         left = [t for t in inserted if t.job_id not in taken]
         self._committed([*inserted, *started], as_written=True, react_to=left)
-        if self._runs is not None:
-            for params, (got, _) in zip(claims, claimed, strict=True):
-                self._runs.claimed(params.queue, got, params.now)
+        self._count_claims(claims, claimed)
         return results, claimed
+
+    async def jobs_finish_claiming(
+        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+        finished, claimed = await self._writes.jobs_finish_claiming(finishes, now, claims)
+        started = [t for _, transitions in claimed for t in transitions]
+        self._committed([*finished, *started], as_written=True)
+        if self._runs is not None:
+            self._runs.finished(finished)
+        self._count_claims(claims, claimed)
+        return finished, claimed
+
+    def _count_claims(
+        self, claims: Sequence[ClaimParams], claimed: list[tuple[list[Job], list[Transition]]]
+    ) -> None:
+        if self._runs is not None:
+            for params, (jobs, _) in zip(claims, claimed, strict=True):
+                self._runs.claimed(params.queue, jobs, params.now)
 
     async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
         jobs, transitions = await self._writes.jobs_claim(params)
         self._committed(transitions, as_written=True)
-        if self._runs is not None:
-            self._runs.claimed(params.queue, jobs, params.now)
+        self._count_claims([params], [(jobs, transitions)])
         return jobs, transitions
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:

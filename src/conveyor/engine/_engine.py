@@ -22,7 +22,6 @@ from .._spec import QueueSpec
 from .._states import JobStatus
 from .._stats import RunStats
 from ..store import (
-    ClaimParams,
     Finish,
     NewJob,
     Store,
@@ -35,7 +34,7 @@ from ._executor import RunningJob, StopReason, internal_failure
 from ._leases import heartbeat_loop, release_all, rescue_loop, rescue_once
 from ._owners import new_owner_id
 from ._pauses import Pauses
-from ._pool import QueuePool
+from ._pool import QueuePool, with_lent_claims
 from ._progress import ProgressWriter
 from ._publisher import Publisher
 from ._relay import progress_event
@@ -244,25 +243,12 @@ class Engine:
     async def _write_inserts(self, jobs: list[NewJob]) -> list[Transition | Job]:
         """Insert a group commit's jobs, claiming in the same transaction for each idle
         pool of a queue they go to (see QueuePool.lend)."""
-        lent: list[tuple[QueuePool, ClaimParams]] = []
-        for queue in dict.fromkeys(j.queue for j in jobs if j.status is JobStatus.QUEUED):
-            pool = self.pools.get(queue)
-            params = None if pool is None else pool.lend()
-            if pool is not None and params is not None:
-                lent.append((pool, params))
-        if not lent:
-            return await self.writes.jobs_insert(jobs)
-        try:
-            results, claimed = await self.writes.jobs_insert_claiming(
-                jobs, [params for _, params in lent]
-            )
-        except BaseException as exc:
-            for pool, params in lent:
-                pool.claim_failed(params, exc)
-            raise
-        for (pool, params), (got, transitions) in zip(lent, claimed, strict=True):
-            pool.claimed(params, got, transitions)
-        return results
+        queues = dict.fromkeys(j.queue for j in jobs if j.status is JobStatus.QUEUED)
+        return await with_lent_claims(
+            [pool for queue in queues if (pool := self.pools.get(queue)) is not None],
+            lambda claims: self.writes.jobs_insert_claiming(jobs, claims),
+            lambda: self.writes.jobs_insert(jobs),
+        )
 
     async def finish(self, outcome: Finish) -> None:
         """Hand a run's outcome to the finisher; until it is written, this runtime's own
@@ -271,8 +257,16 @@ class Engine:
         await self.finisher.put(outcome)
 
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
-        transitions = await self.writes.jobs_finish(finishes, self.clock.now())
-        self.finishing.difference_update(f.job_id for f in finishes)
+        """Write a batch of outcomes, claiming in the same transaction for each idle pool
+        that jobs may be waiting for: the slots these runs freed start again sooner."""
+        now = self.clock.now()
+        transitions = await with_lent_claims(
+            self.pools.values(),
+            lambda claims: self.writes.jobs_finish_claiming(finishes, now, claims),
+            lambda: self.writes.jobs_finish(finishes, now),
+            if_waiting=True,
+        )
+        self._written(f.job_id for f in finishes)
         fenced = len(finishes) - len(transitions)
         if fenced:
             # This worker was too slow (stopped, cut off) and another took the jobs over.
@@ -283,11 +277,19 @@ class Engine:
             )
         return [None] * len(finishes)
 
+    def _written(self, job_ids: Iterable[str]) -> None:
+        """These outcomes are no longer waiting to be written; once none is, the pools
+        that waited for their write to claim for them look again (PoolHost.finishing)."""
+        self.finishing.difference_update(job_ids)
+        if not self.finishing:
+            for pool in self.pools.values():
+                pool.nudge()
+
     def _salvage_finish(self, finish: Finish, error: BaseException) -> Finish | None:
         """An outcome the store refused still ends its job: failed, saying why, with
         nothing of what was refused. (If even that is refused, the job's lease expires
         and it runs again: never lost, never stuck.)"""
-        self.finishing.discard(finish.job_id)  # should the salvage fail too: rescue it
+        self._written([finish.job_id])  # should the salvage fail too: rescue it
         bare = internal_failure(finish.job_id, finish.token, error, self.limits)
         return None if finish == bare else bare
 

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .._clock import Clock
-from .._errors import HookFailed, StoreError, StoreUnavailable
+from .._errors import HookFailed, StoreBusy, StoreError, StoreUnavailable
 from .._limits import Limits, describe
 from .._logging import get_logger
 from .._models import Job, RunOutcome
@@ -36,6 +36,9 @@ class PoolHost(Protocol):
     limits: Limits
     clock: Clock
     writes: StoreWrites
+    # Outcomes handed to the finisher, not yet written: their write claims for the pools
+    # with slots free (Engine._write_finishes), so a pool waits for it to instead.
+    finishing: set[str]
 
     async def finish(self, outcome: Finish) -> None: ...
 
@@ -132,6 +135,10 @@ class QueuePool:
         self._maybe_more = True
         self._kick.set()
 
+    def nudge(self) -> None:
+        """Look again whether to claim (outcomes were written: see PoolHost.finishing)."""
+        self._kick.set()
+
     def set_paused(self, paused: bool) -> None:
         if paused != self.paused:
             log.info("queue %r %s", self.name, "paused" if paused else "resumed")
@@ -192,8 +199,10 @@ class QueuePool:
     async def _claim_forever(self, handoff: _HandOff) -> None:
         engine = self.engine
         while True:
-            while self._lent is not None or not (
-                self._maybe_more and self.free > 0 and not self.paused
+            while (
+                self._lent is not None
+                or engine.finishing
+                or not (self._maybe_more and self.free > 0 and not self.paused)
             ):
                 await self._kick.wait()
                 self._kick = new_event()
@@ -215,15 +224,17 @@ class QueuePool:
                 self._claiming = False
             self._take(params, jobs, transitions, handoff)
 
-    # An enqueue's write claims for an idle pool (Engine._write_inserts): the jobs it
-    # queues would be claimed right after it commits, by a write of their own; claimed in
-    # its transaction instead, they start a commit and two thread hops sooner. While lent,
-    # the claimer claims nothing itself: the lent claim is its claim.
+    # A write of enqueues or of outcomes claims for an idle pool (with_lent_claims): the
+    # jobs it queues, or those waiting for the slots its outcomes freed, would be claimed
+    # right after it commits, by a write of their own; claimed in its transaction
+    # instead, they start a commit and two thread hops sooner. While lent, the claimer
+    # claims nothing itself: the lent claim is its claim.
 
-    def lend(self) -> ClaimParams | None:
-        """The claim this pool would make next, for an enqueue's write to make in its
-        transaction, if the pool is idle with free slots (else None); then claimed() or
-        claim_failed() with its outcome."""
+    def lend(self, *, if_waiting: bool = False) -> ClaimParams | None:
+        """The claim this pool would make next, for another write to make in its
+        transaction, if the pool is idle with free slots (and, ``if_waiting``, jobs may
+        be waiting for them), else None; then claimed() or claim_failed() with its
+        outcome."""
         if (
             self._handoff is None
             or self._lent is not None
@@ -231,6 +242,7 @@ class QueuePool:
             or self.stopping
             or self.paused
             or self.free <= 0
+            or (if_waiting and not self._maybe_more)
         ):
             return None
         allowed, _ = self._allowance()
@@ -339,3 +351,36 @@ class QueuePool:
             finally:
                 self.free += 1
                 self._kick.set()
+
+
+Claimed = tuple[list[Job], list[Transition]]  # what a claim took, as jobs_claim returns it
+R = TypeVar("R")
+
+
+async def with_lent_claims(
+    pools: Iterable[QueuePool],
+    write: Callable[[list[ClaimParams]], Awaitable[tuple[R, list[Claimed]]]],
+    alone: Callable[[], Awaitable[R]],
+    *,
+    if_waiting: bool = False,
+) -> R:
+    """Make ``write`` with the claims ``pools`` lend (see QueuePool.lend), and hand each
+    pool what its claim took; ``alone``, the write without claims, when none lends one,
+    or when the store refused the write with them (not for a passing reason: a claim may
+    be what it refused, a row it cannot read, which the pool's own claim then meets)."""
+    lent = [
+        (pool, params) for pool in pools if (params := pool.lend(if_waiting=if_waiting)) is not None
+    ]
+    if not lent:
+        return await alone()
+    try:
+        result, claimed = await write([params for _, params in lent])
+    except BaseException as exc:
+        for pool, params in lent:
+            pool.claim_failed(params, exc)
+        if isinstance(exc, Exception) and not isinstance(exc, StoreBusy | StoreUnavailable):
+            return await alone()
+        raise
+    for (pool, params), (jobs, transitions) in zip(lent, claimed, strict=True):
+        pool.claimed(params, jobs, transitions)
+    return result
