@@ -168,6 +168,14 @@ async def test_outcomes_claim_in_their_own_transaction(store: Store, other: Stor
     assert [j.id for j in rest] == ["job0005"]  # no outcomes: a claim alone
 
 
+async def test_a_store_says_whether_its_writes_go_one_at_a_time(
+    store: Store, store_kind: str
+) -> None:
+    """SQLite's writes share one lock (so the engine claims inside the outcomes' write);
+    PostgreSQL's run side by side on a pool of connections (so it claims beside it)."""
+    assert store.writes.one_at_a_time is store_kind.startswith("sqlite")
+
+
 async def test_payloads_round_trip_exactly(store: Store) -> None:
     payload = b'{"text":"caf\\u00e9 \\u0000 \xe2\x9c\x93","big":12345678901234567890,"f":0.1}'
     await store.writes.jobs_insert(

@@ -56,6 +56,7 @@ class CommittingWrites:
         self._writes = writes
         self._committed = committed
         self._runs = runs
+        self.one_at_a_time = writes.one_at_a_time
 
     async def jobs_insert(
         self, jobs: Sequence[NewJob], *, connection: object | None = None

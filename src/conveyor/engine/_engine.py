@@ -89,6 +89,9 @@ class Engine:
         self.pauses = Pauses(store, self.pools, poll_interval)
         self.running: dict[str, RunningJob] = {}
         self.finishing: set[str] = set()  # outcomes handed to the finisher, not yet written
+        # Where writes go one at a time (SQLite), a claim would wait for a write of
+        # outcomes anyway: that write claims for the pools (see _write_finishes).
+        self._claims_with_outcomes = store.writes.one_at_a_time
         self._workers = False  # whether run() started workers (then stop() releases)
         # Every write goes through this: it calls committed() after each commit.
         self.writes: StoreWrites = CommittingWrites(store.writes, self.committed, runs)
@@ -257,11 +260,12 @@ class Engine:
         await self.finisher.put(outcome)
 
     async def _write_finishes(self, finishes: list[Finish]) -> list[None]:
-        """Write a batch of outcomes, claiming in the same transaction for each idle pool
-        that jobs may be waiting for: the slots these runs freed start again sooner."""
+        """Write a batch of outcomes, claiming in the same transaction, where writes go one
+        at a time, for each idle pool that jobs may be waiting for: the slots these runs
+        freed start again sooner, with one commit, not two."""
         now = self.clock.now()
         transitions = await with_lent_claims(
-            self.pools.values(),
+            self.pools.values() if self._claims_with_outcomes else (),
             lambda claims: self.writes.jobs_finish_claiming(finishes, now, claims),
             lambda: self.writes.jobs_finish(finishes, now),
             if_waiting=True,
@@ -277,11 +281,14 @@ class Engine:
             )
         return [None] * len(finishes)
 
+    def outcomes_pending(self) -> bool:
+        return self._claims_with_outcomes and bool(self.finishing)
+
     def _written(self, job_ids: Iterable[str]) -> None:
         """These outcomes are no longer waiting to be written; once none is, the pools
         that waited for their write to claim for them look again (PoolHost.finishing)."""
         self.finishing.difference_update(job_ids)
-        if not self.finishing:
+        if self._claims_with_outcomes and not self.finishing:
             for pool in self.pools.values():
                 pool.nudge()
 

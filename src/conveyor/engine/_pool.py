@@ -36,9 +36,11 @@ class PoolHost(Protocol):
     limits: Limits
     clock: Clock
     writes: StoreWrites
-    # Outcomes handed to the finisher, not yet written: their write claims for the pools
-    # with slots free (Engine._write_finishes), so a pool waits for it to instead.
-    finishing: set[str]
+
+    def outcomes_pending(self) -> bool:
+        """Whether outcomes wait to be written whose write will claim for the pools with
+        slots free (Engine._write_finishes): a pool then leaves its claim to it."""
+        ...
 
     async def finish(self, outcome: Finish) -> None: ...
 
@@ -136,7 +138,7 @@ class QueuePool:
         self._kick.set()
 
     def nudge(self) -> None:
-        """Look again whether to claim (outcomes were written: see PoolHost.finishing)."""
+        """Look again whether to claim (outcomes were written: see outcomes_pending)."""
         self._kick.set()
 
     def set_paused(self, paused: bool) -> None:
@@ -201,7 +203,7 @@ class QueuePool:
         while True:
             while (
                 self._lent is not None
-                or engine.finishing
+                or engine.outcomes_pending()
                 or not (self._maybe_more and self.free > 0 and not self.paused)
             ):
                 await self._kick.wait()

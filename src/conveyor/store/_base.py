@@ -325,6 +325,12 @@ class StoreReads(Protocol):
 class StoreWrites(Protocol):
     """Every change to jobs, each one transaction that appends its history rows."""
 
+    # Whether these writes go one at a time (SQLite's one writer). Then a claim waits
+    # for a write of outcomes anyway, and the engine makes it inside that write
+    # (jobs_finish_claiming); where they run side by side (PostgreSQL's pool of
+    # connections), a claim of its own runs beside the outcomes' write instead.
+    one_at_a_time: bool
+
     async def jobs_insert(
         self, jobs: Sequence[NewJob], *, connection: object | None = None
     ) -> list[Transition | Job]:

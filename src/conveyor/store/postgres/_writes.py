@@ -56,6 +56,8 @@ class PostgresWrites(PostgresBulkWrites):
     """The StoreWrites of PostgresStore. ``self.t`` is the schema-qualified table
     prefix; ``origin`` marks the history rows (set when the store opens)."""
 
+    one_at_a_time = False  # a pool of connections: writes run side by side
+
     def __init__(self, db: PostgresDB) -> None:
         self.db = db
         self.t = f"{db.schema}."

@@ -45,6 +45,8 @@ class SQLiteWrites(SQLiteBulkWrites):
     """The StoreWrites of SQLiteStore, through the file's writer connections.
     ``origin`` marks the history rows (set when the store opens)."""
 
+    one_at_a_time = True  # one write transaction at a time, through the file's lock
+
     def __init__(self, file: SQLiteFile) -> None:
         self.file = file
         self.origin = ""
