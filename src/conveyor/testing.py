@@ -161,6 +161,8 @@ def _plain(payload: Any) -> Any:
         raise ValidationError(
             f"payload must be a JSON value or a msgspec Struct, not {type(payload).__name__}"
         ) from None
+    except RecursionError:
+        raise ValidationError("payload is nested too deeply to match") from None
 
 
 async def _all_jobs(rt: JobOperations, queue: str) -> list[Job]:

@@ -181,6 +181,16 @@ async def test_inline_enqueue_returns_the_job_once_it_ran() -> None:
         testing.TestRuntime("x.db", inline=1)  # type: ignore[arg-type]
 
 
+async def test_a_payload_nested_too_deeply_to_match_is_refused() -> None:
+    """Found by the fuzz below: a payload nested past the interpreter's recursion limit
+    crashed assert_enqueued with a RecursionError."""
+    from .test_boundaries import deep
+
+    async with testing.runtime([ExportQueue()], clock=testing.ManualClock()) as rt:
+        with pytest.raises(ValidationError, match="nested too deeply"):
+            await rt.assert_enqueued("exports", payload=deep(3000), count=0)
+
+
 @pytest.mark.timeout(120)
 async def test_the_helpers_accept_or_refuse_anything() -> None:
     """assert_enqueued, drain and TestRuntime with any value for any argument: an
