@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conveyor import Job, JobStatus, Queue, Runtime, StoreError, StoreUnavailable
-from conveyor.store import ClaimParams, Finish, NewJob, Transition
+from conveyor.store import Claimed, ClaimParams, Finish, NewJob, Transition
 from conveyor.store.sqlite import SQLiteStore
 from conveyor.store.sqlite._writes import SQLiteWrites
 
@@ -50,7 +50,7 @@ class CountedWrites(SQLiteWrites):
         self.fail_next = False
         self.refuse_finishes_claiming = False
 
-    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+    async def jobs_claim(self, params: ClaimParams) -> Claimed:
         self.claiming += 1
         try:
             return await super().jobs_claim(params)
@@ -60,7 +60,7 @@ class CountedWrites(SQLiteWrites):
 
     async def jobs_insert_claiming(
         self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition | Job], list[Claimed]]:
         if self.fail_next:
             self.fail_next = False
             raise StoreUnavailable("the disk went away (the test's)")
@@ -69,7 +69,7 @@ class CountedWrites(SQLiteWrites):
 
     async def jobs_finish_claiming(
         self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition], list[Claimed]]:
         if self.refuse_finishes_claiming:
             raise StoreError("a row the test says cannot be read")
         self.finishes_claiming += 1

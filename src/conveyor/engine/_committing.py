@@ -17,6 +17,7 @@ from typing import Protocol
 from .._models import Job
 from .._stats import RunStats
 from ..store import (
+    Claimed,
     ClaimParams,
     Finish,
     JobMatch,
@@ -68,7 +69,7 @@ class CommittingWrites:
 
     async def jobs_insert_claiming(
         self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition | Job], list[Claimed]]:
         results, claimed = await self._writes.jobs_insert_claiming(jobs, claims)
         inserted = [r for r in results if isinstance(r, Transition)]
         started = [t for _, transitions in claimed for t in transitions]
@@ -81,7 +82,7 @@ class CommittingWrites:
 
     async def jobs_finish_claiming(
         self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition], list[Claimed]]:
         finished, claimed = await self._writes.jobs_finish_claiming(finishes, now, claims)
         started = [t for _, transitions in claimed for t in transitions]
         self._committed([*finished, *started], as_written=True)
@@ -90,14 +91,12 @@ class CommittingWrites:
         self._count_claims(claims, claimed)
         return finished, claimed
 
-    def _count_claims(
-        self, claims: Sequence[ClaimParams], claimed: list[tuple[list[Job], list[Transition]]]
-    ) -> None:
+    def _count_claims(self, claims: Sequence[ClaimParams], claimed: list[Claimed]) -> None:
         if self._runs is not None:
             for params, (jobs, _) in zip(claims, claimed, strict=True):
                 self._runs.claimed(params.queue, jobs, params.now)
 
-    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+    async def jobs_claim(self, params: ClaimParams) -> Claimed:
         jobs, transitions = await self._writes.jobs_claim(params)
         self._committed(transitions, as_written=True)
         self._count_claims([params], [(jobs, transitions)])

@@ -22,7 +22,7 @@ from .._logging import get_logger
 from .._models import Job, RunOutcome
 from .._primitives import new_event
 from .._spec import QueueSpec
-from ..store import ClaimParams, Finish, StoreWrites, Transition
+from ..store import Claimed, ClaimParams, Finish, StoreWrites, Transition
 from ._executor import Handler, RunningJob, drop_transaction, internal_failure, run_job
 
 
@@ -355,7 +355,6 @@ class QueuePool:
                 self._kick.set()
 
 
-Claimed = tuple[list[Job], list[Transition]]  # what a claim took, as jobs_claim returns it
 R = TypeVar("R")
 
 

@@ -9,6 +9,9 @@ from ._base import (
     ACTED_ON as ACTED_ON,
 )
 from ._base import (
+    Claimed as Claimed,
+)
+from ._base import (
     ClaimParams as ClaimParams,
 )
 from ._base import (
@@ -76,6 +79,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "ClaimParams",
+    "Claimed",
     "CommitWatch",
     "Finish",
     "FinishedCount",

@@ -90,6 +90,10 @@ class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
     lease_expires_at: float
 
 
+Claimed = tuple[list[Job], list[Transition]]
+"""What a claim took: its jobs, and their ``running`` transitions, in the same order."""
+
+
 class Finish(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of one run, written only while the run still holds its lease token.
 
@@ -342,13 +346,13 @@ class StoreWrites(Protocol):
         when it commits."""
         ...
 
-    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+    async def jobs_claim(self, params: ClaimParams) -> Claimed:
         """Move up to ``limit`` queued jobs to running, highest priority then oldest first."""
         ...
 
     async def jobs_insert_claiming(
         self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition | Job], list[Claimed]]:
         """jobs_insert, then jobs_claim with each of ``claims`` in turn, in the same one
         transaction: what idle workers would claim once the jobs commit, claimed with
         them and committed by the same commit (see Engine._write_inserts). The claims'
@@ -362,7 +366,7 @@ class StoreWrites(Protocol):
 
     async def jobs_finish_claiming(
         self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition], list[Claimed]]:
         """jobs_finish, then jobs_claim with each of ``claims`` in turn, in the same one
         transaction: the workers these outcomes freed claim again with them (see
         Engine._write_finishes). Returns what jobs_finish would, and per claim what

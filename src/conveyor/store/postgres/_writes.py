@@ -21,6 +21,7 @@ from ..._models import Job
 from ..._states import TERMINAL, JobStatus
 from .. import _rules as rules
 from .._base import (
+    Claimed,
     ClaimParams,
     Finish,
     NewJob,
@@ -80,10 +81,10 @@ class PostgresWrites(PostgresBulkWrites):
 
     async def jobs_insert_claiming(
         self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition | Job], list[Claimed]]:
         async def insert_and_claim(
             conn: Connection,
-        ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+        ) -> tuple[list[Transition | Job], list[Claimed]]:
             inserted = await self._insert(jobs, conn, own=True)
             return inserted, [await self._claim(params, conn) for params in claims]
 
@@ -173,12 +174,10 @@ class PostgresWrites(PostgresBulkWrites):
 
         return await (self.history.write(insert) if conn is None else insert(conn))
 
-    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+    async def jobs_claim(self, params: ClaimParams) -> Claimed:
         return await self._claim(params, None)
 
-    async def _claim(
-        self, params: ClaimParams, conn: Connection | None
-    ) -> tuple[list[Job], list[Transition]]:
+    async def _claim(self, params: ClaimParams, conn: Connection | None) -> Claimed:
         """Claim in a transaction of its own (``conn`` None) or on ``conn``, inside one."""
         rows = await self.history.change(
             f"UPDATE {self.t}jobs AS jobs SET status = {SQL.RUNNING}, attempts = attempts + 1,"
@@ -209,10 +208,10 @@ class PostgresWrites(PostgresBulkWrites):
 
     async def jobs_finish_claiming(
         self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition], list[Claimed]]:
         async def finish_and_claim(
             conn: Connection,
-        ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+        ) -> tuple[list[Transition], list[Claimed]]:
             finished = await finish(self.history, finishes, now, conn, own=True)
             return finished, [await self._claim(params, conn) for params in claims]
 

@@ -21,6 +21,7 @@ from ..._models import NO_PROGRESS, Job
 from ..._states import BY_VALUE, TERMINAL, JobStatus
 from .. import _rules as rules
 from .._base import (
+    Claimed,
     ClaimParams,
     Finish,
     NewJob,
@@ -70,10 +71,10 @@ class SQLiteWrites(SQLiteBulkWrites):
 
     async def jobs_insert_claiming(
         self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition | Job], list[Claimed]]:
         def insert_and_claim(
             conn: sqlite3.Connection,
-        ) -> tuple[list[Transition | Job], list[tuple[list[Job], list[Transition]]]]:
+        ) -> tuple[list[Transition | Job], list[Claimed]]:
             inserted = self._insert(conn, jobs) if jobs else []
             return inserted, [self._claim(conn, params) for params in claims]
 
@@ -130,12 +131,10 @@ class SQLiteWrites(SQLiteBulkWrites):
         }
         return rules.insert_outcomes(jobs, transitions, kept_out_by)
 
-    async def jobs_claim(self, params: ClaimParams) -> tuple[list[Job], list[Transition]]:
+    async def jobs_claim(self, params: ClaimParams) -> Claimed:
         return await self.file.write(lambda conn: self._claim(conn, params), durable=False)
 
-    def _claim(
-        self, conn: sqlite3.Connection, params: ClaimParams
-    ) -> tuple[list[Job], list[Transition]]:
+    def _claim(self, conn: sqlite3.Connection, params: ClaimParams) -> Claimed:
         rows = conn.execute(
             f"UPDATE jobs SET status = {SQL.RUNNING}, attempts = attempts + 1, progress = NULL,"
             " lease_owner = ?,"
@@ -167,10 +166,10 @@ class SQLiteWrites(SQLiteBulkWrites):
 
     async def jobs_finish_claiming(
         self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
-    ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+    ) -> tuple[list[Transition], list[Claimed]]:
         def finish_and_claim(
             conn: sqlite3.Connection,
-        ) -> tuple[list[Transition], list[tuple[list[Job], list[Transition]]]]:
+        ) -> tuple[list[Transition], list[Claimed]]:
             finished = self._finish(conn, finishes, now) if finishes else []
             return finished, [self._claim(conn, params) for params in claims]
 
