@@ -64,9 +64,9 @@ class PostgresCommits:
         the queues it says it queued jobs on."""
         if origin != self.origin:
             self._changed = True
-            self._wake()
-            if queued:
+            if queued:  # first: the claim goes out before the tail's read, not behind it
                 self._queued(queued)
+            self._wake()
 
     def watch(self, wake: Callable[[], None], queued: Callable[[Collection[str]], None]) -> None:
         self._wake = wake

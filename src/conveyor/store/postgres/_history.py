@@ -211,6 +211,12 @@ class HistoryWriter:
         while True:
             await self._notify_wake.wait()
             self._notify_wake.clear()
+            if not self._queued:
+                # News of no queued job (a claim, outcomes) lets what is ready run
+                # first: the handler of a job just claimed starts before this NOTIFY is
+                # sent (~0.2 ms sooner on an idle worker). Queued jobs are news the
+                # other runtimes claim on: that goes at once.
+                await asyncio.sleep(0)
             if self._notify_due:
                 self._notify_due = False
                 payload = notification(self.origin, self._queued)
