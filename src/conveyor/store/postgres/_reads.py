@@ -128,11 +128,14 @@ class PostgresReads:
         # horizon every transaction has ended (see the schema, migration 3), so no row
         # below it can still appear later.
         # ``held``: committed rows wait above the horizon for an older transaction to
-        # end, which no notification will announce (see held_back).
+        # end, which no notification will announce (see held_back). Asked of the last
+        # row (one probe of the primary key's end): an EXISTS with the horizon in its
+        # condition is planned as a scan of the whole history, every tail read.
         others = "" if everything else f" AND h.origin <> $3 AND h.status IN {SQL.ACTED_ON}"
         rows = await self.db.fetch(
             f"SELECT top.last, top.held, {TRANSITION_COLUMNS} FROM (SELECT {HORIZON} - 1 AS last,"
-            f"   EXISTS (SELECT 1 FROM {self.t}job_history WHERE seq >= {HORIZON}) AS held) AS top"
+            f"   coalesce((SELECT max(seq) FROM {self.t}job_history) >= {HORIZON}, false)"
+            "   AS held) AS top"
             f" LEFT JOIN {self.t}job_history AS h"
             f"  ON h.seq > $1 AND h.seq <= top.last{others}"
             f" LEFT JOIN {self.t}jobs AS jobs ON jobs.id = h.job_id ORDER BY h.seq LIMIT $2",
