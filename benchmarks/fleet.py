@@ -135,13 +135,37 @@ async def _latency() -> dict[str, float]:
     }
 
 
+async def _raw_commit() -> dict[str, float]:
+    """The floor under enqueue -> start: one durable INSERT (asyncpg, no conveyor) and
+    its commit on the same server, one at a time, paced like the probes above."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    table = f"fleet_raw_{os.getpid()}"
+    commits: list[float] = []
+    try:
+        await conn.execute(f"CREATE TABLE {table} (id bigserial PRIMARY KEY, payload json)")
+        with anyio.fail_after(120):
+            for _ in range(LATENCY_JOBS):
+                started = time.perf_counter()
+                await conn.execute(f"INSERT INTO {table} (payload) VALUES ('{{}}')")
+                commits.append(time.perf_counter() - started)
+    finally:
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.close()
+    commits.sort()
+    return {"raw_commit_p50_ms": 1000 * commits[len(commits) // 2]}
+
+
 def latency_line(runs: int) -> None:
-    results = [anyio.run(_latency) for _ in range(runs)]
+    results = [anyio.run(_latency) | anyio.run(_raw_commit) for _ in range(runs)]
     median = {k: statistics.median(r[k] for r in results) for k in results[0]}
     print(
         "  across processes, idle: enqueue -> start p50 {start_p50_ms:.2f} ms, p99"
         " {start_p99_ms:.2f} ms; cancel -> handler stopped p50 {cancel_p50_ms:.2f} ms,"
-        " p99 {cancel_p99_ms:.2f} ms".format(**median)
+        " p99 {cancel_p99_ms:.2f} ms\n"
+        "  the floor under enqueue -> start: a bare durable INSERT's commit (asyncpg, no"
+        " conveyor), p50 {raw_commit_p50_ms:.2f} ms".format(**median)
     )
 
 
