@@ -1,6 +1,7 @@
 """The SQLite store's writes: every change to jobs, from the hot path (insert, claim,
-finish, progress) to keeping leases (heartbeat, rescue, release, unclaim), promoting due
-jobs, and what operators ask for (cancel, rerun, purge).
+finish, progress) to promoting due jobs and what operators ask for (cancel, rerun,
+purge). Keeping leases is in _leases.py, the bulk operations in _bulk.py: base classes
+of the one StoreWrites here.
 
 Each is one transaction, a plain function of a sqlite3 connection run whole on the
 connection's thread (see SQLiteFile.write); batches go in one statement per chunk of
@@ -10,7 +11,7 @@ rows (see _sql.chunks), and history rows through append_history.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from msgspec.structs import replace
@@ -28,7 +29,6 @@ from .._base import (
     OutcomeTransaction,
     ProgressWrite,
     PurgeParams,
-    RescueParams,
     Transition,
 )
 from .._rows import JOB_COLUMNS, row_to_job
@@ -36,13 +36,14 @@ from .._rules import SQL
 from ._bulk import SQLiteBulkWrites
 from ._file import SQLiteFile
 from ._history import HistoryRow, append_history
+from ._leases import SQLiteLeaseWrites
 from ._reads import job_row, unfinished_with_key
 from ._sql import ROWS_PER_STATEMENT, chunks, values_list
 
 _NOT_ENDED: Final = frozenset({JobStatus.QUEUED, JobStatus.SCHEDULED})
 
 
-class SQLiteWrites(SQLiteBulkWrites):
+class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
     """The StoreWrites of SQLiteStore, through the file's writer connections.
     ``origin`` marks the history rows (set when the store opens)."""
 
@@ -238,101 +239,6 @@ class SQLiteWrites(SQLiteBulkWrites):
                 )
 
         await self.file.write(write_progress, durable=False)
-
-    async def jobs_heartbeat(
-        self, owner: str, job_ids: Collection[str], lease_expires_at: float
-    ) -> set[str]:
-        ids = list(job_ids)
-
-        def renew(conn: sqlite3.Connection) -> set[str]:
-            held: set[str] = set()
-            for chunk in chunks(ids, ROWS_PER_STATEMENT):
-                rows = conn.execute(
-                    "UPDATE jobs SET lease_expires_at = ? WHERE lease_owner = ?"
-                    f" AND lease_token IS NOT NULL AND id IN ({', '.join('?' * len(chunk))})"
-                    " RETURNING id",
-                    (lease_expires_at, owner, *chunk),
-                ).fetchall()
-                held |= {row[0] for row in rows}
-            return held
-
-        return await self.file.write(renew, durable=False)
-
-    async def jobs_rescue(self, params: RescueParams) -> list[Transition]:
-        dead = list(params.dead_owners)
-        tests: list[str] = []
-        args: list[Any] = []
-        if params.expired_before is not None:
-            tests.append("lease_expires_at < ?")
-            args.append(params.expired_before)
-        if dead:
-            tests.append(f"lease_owner IN ({', '.join('?' * len(dead))})")
-            args += dead
-        if not tests:
-            return []
-        condition = " OR ".join(tests)
-        if params.keep:
-            condition = f"({condition}) AND id NOT IN (SELECT value FROM json_each(?))"
-            args.append(_codec.encode(list(params.keep)).decode())
-        return await self._put_back(
-            condition, args, params.now, max_orphanings=params.max_orphanings
-        )
-
-    async def jobs_release(self, owner: str, now: float) -> list[Transition]:
-        return await self._put_back("lease_owner = ?", [owner], now, max_orphanings=None)
-
-    async def jobs_unclaim(self, tokens: Sequence[str], now: float) -> list[Transition]:
-        if not tokens:
-            return []
-        return await self._put_back(
-            "lease_token IN (SELECT value FROM json_each(?))",
-            [_codec.encode(list(tokens)).decode()],
-            now,
-            max_orphanings=None,
-            reason=rules.UNCLAIMED,
-        )
-
-    async def _put_back(
-        self,
-        condition: str,
-        args: list[Any],
-        now: float,
-        *,
-        max_orphanings: int | None,
-        reason: str = "worker shut down",
-    ) -> list[Transition]:
-        """Clear the leases of jobs matching ``condition``: back to queued, or cancelled
-        where cancellation was pending. ``max_orphanings`` set means the worker was lost:
-        count it, and fail the job once it was lost that many times."""
-
-        def put_back(conn: sqlite3.Connection) -> list[Transition]:
-            rows = conn.execute(
-                "SELECT id, queue, status, orphanings FROM jobs"
-                f" WHERE lease_token IS NOT NULL AND ({condition})",
-                args,
-            ).fetchall()
-            updates: list[tuple[Any, ...]] = []
-            history: list[HistoryRow] = []
-            for job_id, queue, status, orphanings in rows:
-                new, error, message, lost = rules.put_back(
-                    status, orphanings, max_orphanings, reason
-                )
-                ended = None if new is JobStatus.QUEUED else now
-                # An unfinished run was no attempt, and its progress is no job's now.
-                requeued = int(new is JobStatus.QUEUED)
-                updates.append((new.value, error, ended, now, lost, requeued, requeued, job_id))
-                history.append((job_id, queue, new, now, message))
-            conn.executemany(
-                "UPDATE jobs SET status = ?, error = ?, finished_at = ?, updated_at = ?,"
-                " orphanings = ?, attempts = max(attempts - ?, 0),"
-                " progress = CASE WHEN ? THEN NULL ELSE progress END,"
-                " lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL"
-                " WHERE id = ?",
-                updates,
-            )
-            return self._append_history(conn, history)
-
-        return await self.file.write(put_back)
 
     async def periodic_first_seen(self, queue: str, now: float) -> float:
         def first_seen(conn: sqlite3.Connection) -> float:
