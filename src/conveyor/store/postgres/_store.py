@@ -10,7 +10,7 @@ history never skips a row nor sees one twice (see _schema.py, migration 3).
 
 PostgresStore composes the parts of the Store protocol over one PostgresDB (_db.py: the
 pools, the listener, errors): its reads (_reads.py), its writes (_writes.py, with
-_history.py) and how it hears of other runtimes' commits (_commits.py).
+_leases.py, _bulk.py and _history.py) and how it hears of other runtimes' commits (_commits.py).
 """
 
 from __future__ import annotations

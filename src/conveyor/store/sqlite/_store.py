@@ -2,8 +2,8 @@
 
 SQLiteStore composes the parts of the Store protocol over one SQLiteFile (_file.py: the
 connections and transactions; read its docstring for why three connections): its reads
-(_reads.py), its writes (_writes.py) and how it hears of other processes' commits
-(_commits.py).
+(_reads.py), its writes (_writes.py, with _leases.py and _bulk.py) and how it hears of
+other processes' commits (_commits.py).
 """
 
 from __future__ import annotations
