@@ -82,6 +82,8 @@ async def test_demo_streams_varied_jobs_serves_the_dashboard_and_stops_on_ctrl_c
             assert await demo.exited() == 0, demo.output()
         assert time.monotonic() - started < 10
         assert "stopped" in demo.lines[-1]
+        # What a stop does, as it happens: the grace first, then back to the queue.
+        assert any("get 1 s to finish, the rest go back" in line for line in demo.lines)
     async with Runtime(db, workers=False) as observer:
         counts = await observer.queue_counts()
     assert set(counts) == {"exports", "image_processing", "training"}

@@ -3,8 +3,9 @@ stream of jobs, the dashboard, and live progress bars in the terminal.
 
 The stream is what an operator sees on a normal day: exports (an empty one fails),
 image processing (a flaky storage fails some first attempts, which are retried) and a
-typed training job (some are cancelled while they run). Ctrl-C stops it within seconds;
-jobs still running go back to the queue and finish on the next start.
+typed training job (some are cancelled while they run). Ctrl-C stops it within seconds:
+running jobs get a second to finish (an export may still fail, as it would have); those
+still running then go back to the queue and finish on the next start.
 """
 
 from __future__ import annotations
@@ -167,6 +168,10 @@ async def _demo(args: argparse.Namespace) -> int:
             with anyio.move_on_after(args.duration):
                 await rt.run_until_signalled()
             tg.cancel_scope.cancel()
-        print("conveyor demo: stopping; running jobs go back to the queue", flush=True)
+        print(
+            f"conveyor demo: stopping; running jobs get {rt.shutdown_grace:g} s to finish,"
+            " the rest go back to the queue",
+            flush=True,
+        )
     print(f"conveyor demo: stopped. Every job's record is kept in {where}", flush=True)
     return 0
