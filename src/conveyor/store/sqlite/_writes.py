@@ -53,11 +53,6 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
         self.file = file
         self.origin = ""
 
-    def _append_history(
-        self, conn: sqlite3.Connection, rows: Sequence[HistoryRow]
-    ) -> list[Transition]:
-        return append_history(conn, rows, self.origin)
-
     async def jobs_insert(
         self, jobs: Sequence[NewJob], *, connection: object | None = None
     ) -> list[Transition | Job]:
@@ -116,8 +111,8 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
                 if inserted is not None:
                     inserted |= {j.id for j in chunk}
         new = jobs if inserted is None else [j for j in jobs if j.id in inserted]
-        transitions = self._append_history(
-            conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new]
+        transitions = append_history(
+            conn, [(j.id, j.queue, j.status, j.created_at, None) for j in new], self.origin
         )
         if inserted is None:
             return list(transitions)
@@ -154,8 +149,8 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
             ),
         ).fetchall()
         jobs = sorted(map(row_to_job, rows), key=lambda j: (-j.priority, j.id))
-        transitions = self._append_history(
-            conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs]
+        transitions = append_history(
+            conn, [(j.id, j.queue, JobStatus.RUNNING, params.now, None) for j in jobs], self.origin
         )
         return jobs, transitions
 
@@ -220,7 +215,7 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
                 f = by_id[job_id]
                 message = f.message if status == f.status.value else "cancelled"
                 history.append((job_id, queue, BY_VALUE[status], now, message))
-        return self._append_history(conn, history)
+        return append_history(conn, history, self.origin)
 
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:
         if not writes:
@@ -260,8 +255,10 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
                 " RETURNING id, queue",
                 (now, now, limit),
             ).fetchall()
-            return self._append_history(
-                conn, [(job_id, queue, JobStatus.QUEUED, now, "due") for job_id, queue in rows]
+            return append_history(
+                conn,
+                [(job_id, queue, JobStatus.QUEUED, now, "due") for job_id, queue in rows],
+                self.origin,
             )
 
         return await self.file.write(promote)
@@ -280,7 +277,9 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
                 "UPDATE jobs SET status = ?, finished_at = ?, updated_at = ? WHERE id = ?",
                 (new.value, ended, now, job_id),
             )
-            transitions = self._append_history(conn, [(job.id, job.queue, new, now, message)])
+            transitions = append_history(
+                conn, [(job.id, job.queue, new, now, message)], self.origin
+            )
             job = job_row(conn, job_id, None)
             return job, transitions
 
@@ -302,8 +301,8 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
                 (now, job_id),
             )
             message = f"rerun by {by}" if by else "rerun"
-            transitions = self._append_history(
-                conn, [(job.id, job.queue, JobStatus.QUEUED, now, message)]
+            transitions = append_history(
+                conn, [(job.id, job.queue, JobStatus.QUEUED, now, message)], self.origin
             )
             job = job_row(conn, job_id, None)
             return job, transitions
