@@ -20,12 +20,13 @@ from conveyor import JobStatus, SQLiteStore
 from conveyor._ids import IdGenerator
 from conveyor._models import NO_PROGRESS
 from conveyor.engine._retention import apply_retention
-from conveyor.store import ClaimParams, Finish, ListParams, NewJob, PurgeParams
+from conveyor.store import ClaimParams, Finish, JobMatch, ListParams, NewJob, PurgeParams
 
 pytestmark = pytest.mark.anyio
 
 SMALL, LARGE = 100, 2_000  # finished jobs retained
 FRESH = 50  # jobs each measured action takes
+AROUND = 5  # failed, running and queued jobs beside the completed ones, in either store
 DAY = 86_400.0
 RETENTION = {  # Runtime's defaults
     JobStatus.COMPLETED: 7 * DAY,
@@ -33,6 +34,8 @@ RETENTION = {  # Runtime's defaults
     JobStatus.FAILED: 30 * DAY,
 }
 ids = IdGenerator()
+FAILED, RUNNING = JobStatus.FAILED, JobStatus.RUNNING
+UNFINISHED = frozenset([JobStatus.QUEUED, RUNNING, JobStatus.SCHEDULED])
 
 
 async def insert(store: SQLiteStore, n: int, at: float) -> None:
@@ -56,6 +59,11 @@ async def finish(store: SQLiteStore, job_ids: list[str], at: float) -> None:
     assert len(await store.writes.jobs_finish(done, at)) == len(job_ids)
 
 
+async def fail(store: SQLiteStore, job_ids: list[str], at: float) -> None:
+    failed = [Finish.failed(job_id, "t", NO_PROGRESS, "boom") for job_id in job_ids]
+    assert len(await store.writes.jobs_finish(failed, at)) == len(job_ids)
+
+
 @pytest.fixture
 async def stores(tmp_path: Path) -> AsyncIterator[dict[int, SQLiteStore]]:
     """A store retaining SMALL and one retaining LARGE completed jobs, finished a day
@@ -68,6 +76,10 @@ async def stores(tmp_path: Path) -> AsyncIterator[dict[int, SQLiteStore]]:
             await store.open("me")
             await insert(store, size, then)
             await finish(store, await claim(store, size, then), then)
+            await insert(store, AROUND, then)
+            await fail(store, await claim(store, AROUND, then), then)
+            await insert(store, 2 * AROUND, then)
+            await claim(store, AROUND, then)  # running; the rest stay queued
         yield opened
     finally:
         for store in opened.values():
@@ -131,6 +143,24 @@ async def operators(store: SQLiteStore) -> dict[str, int]:
             store, lambda: reads.jobs_list(ListParams(status=JobStatus.COMPLETED))
         ),
         "list a queue": await work(store, lambda: reads.jobs_list(ListParams(queue="q"))),
+        "list failed": await work(store, lambda: reads.jobs_list(ListParams(status=FAILED))),
+        "list a queue's queued": await work(
+            store, lambda: reads.jobs_list(ListParams(queue="q", status=JobStatus.QUEUED))
+        ),
+        # Running jobs are in no status index (migration 9): their leases find them.
+        "list running": await work(store, lambda: reads.jobs_list(ListParams(status=RUNNING))),
+        "list a queue's running": await work(
+            store, lambda: reads.jobs_list(ListParams(queue="q", status=RUNNING))
+        ),
+        "count running": await work(
+            store, lambda: reads.jobs_count(JobMatch(statuses=frozenset([RUNNING])))
+        ),
+        "count a queue's unfinished": await work(
+            store, lambda: reads.jobs_count(JobMatch(statuses=UNFINISHED, queue="q"))
+        ),
+        "others' running progress": await work(
+            store, lambda: reads.jobs_running_progress("another runtime")
+        ),
     }
 
 

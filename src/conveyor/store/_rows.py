@@ -21,9 +21,9 @@ from .._clock import maybe_datetime, to_datetime
 from .._errors import StoreError
 from .._logging import get_logger
 from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
-from .._states import BY_VALUE
+from .._states import BY_VALUE, JobStatus
 from ._base import RunningProgress, Transition
-from ._rules import SQL
+from ._rules import status_range, status_ranges
 
 log = get_logger("conveyor.store")
 
@@ -180,11 +180,22 @@ def tail_page(rows: Sequence[Any], seq: int, limit: int) -> tuple[list[Transitio
     return transitions, max(seq, int(rows[0][0])) if rows else seq
 
 
+_RUNNING: Final = status_range(JobStatus.RUNNING)
 RUNNING_PROGRESS: Final = (
     "SELECT id, queue, (SELECT max(seq) FROM {t}job_history AS h WHERE h.job_id = jobs.id),"
-    " progress FROM {t}jobs AS jobs WHERE status = " + SQL.RUNNING + " AND lease_owner <> {owner}"
+    " progress FROM {t}jobs AS jobs {leased}"
+    f" WHERE {_RUNNING.where} AND lease_owner <> {{owner}}"
 )
-"""The query of jobs_running_progress: ``{t}`` the table prefix, ``{owner}`` a parameter."""
+"""The query of jobs_running_progress: ``{t}`` the table prefix, ``{owner}`` a parameter,
+``{leased}`` the store's hint for a leased range (see status_ranges)."""
+
+QUEUE_COUNTS: Final = " UNION ALL ".join(
+    f"SELECT queue, status, count(*) FROM {{t}}jobs {'{leased}' if r.leased else ''}"
+    f" WHERE {r.where} GROUP BY queue, status"
+    for r in status_ranges(frozenset(JobStatus))
+)
+"""The query of queue_counts, a count per index (see status_ranges): ``{t}`` the table
+prefix, ``{leased}`` the store's hint for a leased range."""
 
 
 def row_to_running_progress(row: Any) -> RunningProgress:

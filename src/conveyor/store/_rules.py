@@ -64,6 +64,41 @@ class SQL:
     ACTED_ON: Final = sql_in(ACTED_ON)  # history_after's without everything
 
 
+_NOT_RUNNING: Final = frozenset(JobStatus) - {S.RUNNING}
+
+
+class StatusRange(NamedTuple):
+    """One index's share of a set of statuses (see status_ranges)."""
+
+    where: str  # the condition on jobs, spelled so that the index serves it
+    leased: bool  # the running jobs, of jobs_leased
+
+
+def status_ranges(statuses: frozenset[JobStatus]) -> list[StatusRange]:
+    """``status IN statuses`` as the conditions, one per index, whose union it is (none
+    for no status). The status indexes leave running jobs out (the schemas' migrations
+    9): a claim gives each running job a lease and every way out of running clears it,
+    so running jobs are read through jobs_leased, the rest through jobs_by_status or
+    jobs_by_queue_status, with those indexes' own condition spelled out in the query:
+    SQLite's planner takes a partial index only for a query that states its condition
+    (it infers nothing from a test of the status for another value). And SQLite, without
+    statistics, must be told to take jobs_leased (a query's ``leased`` ranges get
+    ``INDEXED BY jobs_leased`` there); PostgreSQL's planner knows how few rows it holds."""
+    ranges = []
+    if rest := statuses - {S.RUNNING}:
+        listed = "" if rest == _NOT_RUNNING else f"status IN {sql_in(rest)} AND "
+        ranges.append(StatusRange(f"{listed}status <> {SQL.RUNNING}", False))
+    if S.RUNNING in statuses:
+        ranges.append(StatusRange(f"status = {SQL.RUNNING} AND lease_token IS NOT NULL", True))
+    return ranges
+
+
+def status_range(status: JobStatus) -> StatusRange:
+    """The one range of a single status (see status_ranges)."""
+    (found,) = status_ranges(frozenset([status]))
+    return found
+
+
 UNCLAIMED: Final = "the answer to its claim was lost"  # jobs_unclaim's reason
 
 

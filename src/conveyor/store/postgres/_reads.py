@@ -12,6 +12,7 @@ from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transi
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
+    QUEUE_COUNTS,
     RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
@@ -21,7 +22,7 @@ from .._rows import (
     rows_to_jobs,
     tail_page,
 )
-from .._rules import SQL, sql
+from .._rules import SQL, status_range
 from ._bulk import match_where
 from ._db import Connection, PostgresDB
 from ._history import HORIZON
@@ -59,9 +60,10 @@ class PostgresReads:
     async def jobs_list(self, params: ListParams) -> list[Job]:
         where: list[str] = []
         args: list[Any] = []
+        if params.status is not None:
+            where.append(status_range(params.status).where)
         for test, value in (
             ("queue = ", params.queue),
-            ("status = ", None if params.status is None else params.status.value),
             ("created_by = ", params.created_by),
             ("id < ", params.before),
         ):
@@ -85,10 +87,11 @@ class PostgresReads:
         page = f"ORDER BY id DESC LIMIT {limit}"
         if params.queue is not None and params.status is None:
             # One queue's newest, a status at a time, each the head of a range of
-            # jobs_by_queue_status, merged (the index a queue alone had: migration 4).
+            # jobs_by_queue_status (running jobs: of jobs_leased), merged (the index a
+            # queue alone had: migration 4).
             heads = " UNION ALL ".join(
                 f"(SELECT {JOB_COLUMNS} FROM {self.t}jobs"
-                f" WHERE {' AND '.join([*where, f'status = {sql(status)}'])} {page})"
+                f" WHERE {' AND '.join([*where, status_range(status).where])} {page})"
                 for status in JobStatus
             )
             query = f"SELECT * FROM ({heads}) AS heads {page}"
@@ -163,14 +166,12 @@ class PostgresReads:
         return [row_to_transition(row) for row in rows]
 
     async def jobs_running_progress(self, other_than: str) -> list[RunningProgress]:
-        sql = RUNNING_PROGRESS.format(t=self.t, owner="$1")
+        sql = RUNNING_PROGRESS.format(t=self.t, owner="$1", leased="")
         return [row_to_running_progress(row) for row in await self.db.fetch(sql, other_than)]
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
-        for queue, status, n in await self.db.fetch(
-            f"SELECT queue, status, count(*) FROM {self.t}jobs GROUP BY queue, status"
-        ):
+        for queue, status, n in await self.db.fetch(QUEUE_COUNTS.format(t=self.t, leased="")):
             counts.setdefault(queue, {})[BY_VALUE[status]] = n
         return counts
 

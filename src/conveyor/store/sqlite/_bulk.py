@@ -10,15 +10,19 @@ from typing import Any
 from ..._states import BY_VALUE, JobStatus
 from .. import _rules as rules
 from .._base import JobMatch, Transition
-from .._rules import SQL, sql_in
+from .._rules import SQL, sql_in, status_ranges
 from ._file import SQLiteFile
 from ._history import append_history
+from ._sql import jobs_table
 
 
-def match_where(match: JobMatch, eligible: frozenset[JobStatus]) -> tuple[str, list[Any]]:
-    """The condition on jobs that ``match`` describes (of ``eligible`` statuses only),
-    and its parameters: what a bulk operation takes, and what jobs_count counts."""
-    where = [f"status IN {sql_in(match.statuses & eligible)}"]
+def matching(
+    match: JobMatch, eligible: frozenset[JobStatus], what: str
+) -> list[tuple[str, list[Any]]]:
+    """``SELECT what`` of the jobs ``match`` describes (of ``eligible`` statuses only),
+    one per index its statuses take (see status_ranges), each with its parameters: what
+    a bulk operation takes, and what jobs_count counts."""
+    tests: list[str] = []
     params: list[Any] = []
     for test, value in (
         ("queue = ?", match.queue),
@@ -27,15 +31,27 @@ def match_where(match: JobMatch, eligible: frozenset[JobStatus]) -> tuple[str, l
         ("updated_at <= ?", match.as_of),
     ):
         if value is not None:
-            where.append(test)
+            tests.append(test)
             params.append(value)
-    return " AND ".join(where), params
+    return [
+        (f"SELECT {what} FROM {jobs_table(r)} WHERE {' AND '.join([r.where, *tests])}", params)
+        for r in status_ranges(match.statuses & eligible)
+    ]
 
 
 def _picked(match: JobMatch, eligible: frozenset[JobStatus]) -> tuple[str, list[Any]]:
-    """The ids of a batch of matching jobs, as a subquery and its parameters."""
-    where, params = match_where(match, eligible)
-    return f"SELECT id FROM jobs WHERE {where} ORDER BY id LIMIT ?", [*params, match.limit]
+    """The ids of a batch of matching jobs, as a subquery and its parameters: the first
+    ids of each index's range, and of those the first (the caller saw to it that some
+    status is eligible)."""
+    heads = [
+        (f"{query} ORDER BY id LIMIT ?", [*params, match.limit])
+        for query, params in matching(match, eligible, "id")
+    ]
+    if len(heads) == 1:
+        return heads[0]
+    union = " UNION ALL ".join(f"SELECT id FROM ({query})" for query, _ in heads)
+    every = [param for _, params in heads for param in params]
+    return f"SELECT id FROM ({union}) ORDER BY id LIMIT ?", [*every, match.limit]
 
 
 class SQLiteBulkWrites:

@@ -13,6 +13,7 @@ from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transi
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
+    QUEUE_COUNTS,
     RUNNING_PROGRESS,
     TRANSITION_COLUMNS,
     row_to_history_entry,
@@ -22,9 +23,10 @@ from .._rows import (
     rows_to_jobs,
     tail_page,
 )
-from .._rules import SQL
-from ._bulk import match_where
+from .._rules import SQL, status_range
+from ._bulk import matching
 from ._file import SQLiteFile
+from ._sql import LEASED, jobs_table
 
 
 class SQLiteReads:
@@ -56,9 +58,11 @@ class SQLiteReads:
         if params.queue is not None:
             where.append("queue = ?")
             args.append(params.queue)
+        table = "jobs"
         if params.status is not None:
-            where.append("status = ?")
-            args.append(params.status.value)
+            statuses = status_range(params.status)
+            where.append(statuses.where)
+            table = jobs_table(statuses)
         if params.created_by is not None:
             where.append("created_by = ?")
             args.append(params.created_by)
@@ -66,7 +70,7 @@ class SQLiteReads:
             where.append("id < ?")
             args.append(params.before)
         # Tags and meta are not indexed: their tests run on each row as the list walks
-        # the jobs newest first (the primary key, or jobs_by_status / by_queue_status)
+        # the jobs newest first (the primary key, jobs_by_queue, or the status indexes)
         # and stop at the page's limit, cheap when matches are common, a scan of the
         # rest when rare. An index would need a table of its own, a row per tag or pair:
         # one more write for every tagged job on the enqueue path and on every purge,
@@ -79,14 +83,17 @@ class SQLiteReads:
             args += (f'$."{key}"', value)
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self.file.read(
-            f"SELECT {JOB_COLUMNS} FROM jobs{clause} ORDER BY id DESC LIMIT ?",
+            f"SELECT {JOB_COLUMNS} FROM {table}{clause} ORDER BY id DESC LIMIT ?",
             [*args, params.limit],
         )
         return rows_to_jobs(rows)
 
     async def jobs_count(self, match: JobMatch) -> int:
-        where, args = match_where(match, frozenset(JobStatus))
-        rows = list(await self.file.read(f"SELECT count(*) FROM jobs WHERE {where}", args))
+        counts = matching(match, frozenset(JobStatus), "count(*)")
+        if not counts:
+            return 0
+        total = " + ".join(f"({query})" for query, _ in counts)
+        rows = list(await self.file.read(f"SELECT {total}", [p for _, ps in counts for p in ps]))
         return int(rows[0][0])
 
     async def jobs_finished_per_minute(self, since: float) -> list[FinishedCount]:
@@ -146,14 +153,14 @@ class SQLiteReads:
         return [row_to_transition(row) for row in rows]
 
     async def jobs_running_progress(self, other_than: str) -> list[RunningProgress]:
-        rows = await self.file.read(RUNNING_PROGRESS.format(t="", owner="?"), (other_than,))
+        rows = await self.file.read(
+            RUNNING_PROGRESS.format(t="", owner="?", leased=LEASED), (other_than,)
+        )
         return [row_to_running_progress(row) for row in rows]
 
     async def queue_counts(self) -> dict[str, dict[JobStatus, int]]:
         counts: dict[str, dict[JobStatus, int]] = {}
-        for queue, status, n in await self.file.read(
-            "SELECT queue, status, count(*) FROM jobs GROUP BY queue, status"
-        ):
+        for queue, status, n in await self.file.read(QUEUE_COUNTS.format(t="", leased=LEASED)):
             counts.setdefault(queue, {})[BY_VALUE[status]] = n
         return counts
 

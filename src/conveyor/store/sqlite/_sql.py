@@ -6,7 +6,15 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+from .._rules import StatusRange
+
 ROWS_PER_STATEMENT: Final = 256  # keeps VALUES lists well under SQLite's parameter limit
+LEASED: Final = "INDEXED BY jobs_leased"  # a leased range's index (see status_ranges)
+
+
+def jobs_table(statuses: StatusRange) -> str:
+    """The jobs table, as a query reading ``statuses`` names it (see status_ranges)."""
+    return f"jobs {LEASED}" if statuses.leased else "jobs"
 
 
 def values_list(width: int, rows: int) -> str:

@@ -320,8 +320,8 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
         if not statuses:
             return 0
         # A range of jobs_finished per status: the jobs to delete, and no others. (The
-        # unary + keeps a queue's purge off jobs_by_queue_status, which would read every
-        # job of the queue and status, however recent.)
+        # unary + keeps a queue's purge off jobs_by_queue, which would read every job of
+        # the queue, however recent.)
         where = f"finished_at < ? AND status IN ({', '.join('?' * len(statuses))})" + (
             " AND +queue = ?" if params.queue is not None else ""
         )
