@@ -130,7 +130,8 @@ class JobOperations:
         is kept once.
 
         Raises QueueNotFound, ValidationError (nothing stored), or a StoreError (nothing
-        stored; safe to retry). Concurrent calls share one commit.
+        stored; safe to retry; on SQLite a job its failed commit claimed may have begun
+        meanwhile, and was stopped). Concurrent calls share one commit.
 
         ``connection`` (PostgreSQL): an asyncpg connection inside the application's open
         transaction; the job is written in it and exists only if that transaction

@@ -7,14 +7,17 @@ real ones (failures the file itself cannot be made to give on cue)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+import anyio
 import pytest
 
 from conveyor import Job, JobStatus, Queue, Runtime, StoreError, StoreUnavailable
-from conveyor.store import Claimed, ClaimParams, Finish, NewJob, Transition
+from conveyor.store import Claimed, ClaimParams, EarlyClaims, Finish, NewJob, Transition
 from conveyor.store.sqlite import SQLiteStore
 from conveyor.store.sqlite._writes import SQLiteWrites
 
@@ -23,6 +26,7 @@ from ..conftest import wait_until
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
 S = JobStatus
+T = TypeVar("T")
 
 
 class Pair(Queue):
@@ -59,21 +63,30 @@ class CountedWrites(SQLiteWrites):
             self.claims += 1  # once made: the claimer is idle again right after
 
     async def jobs_insert_claiming(
-        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+        self,
+        jobs: Sequence[NewJob],
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition | Job], list[Claimed]]:
         if self.fail_next:
             self.fail_next = False
             raise StoreUnavailable("the disk went away (the test's)")
         self.inserts_claiming += 1
-        return await super().jobs_insert_claiming(jobs, claims)
+        return await super().jobs_insert_claiming(jobs, claims, early=early)
 
     async def jobs_finish_claiming(
-        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+        self,
+        finishes: Sequence[Finish],
+        now: float,
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition], list[Claimed]]:
         if self.refuse_finishes_claiming:
             raise StoreError("a row the test says cannot be read")
         self.finishes_claiming += 1
-        return await super().jobs_finish_claiming(finishes, now, claims)
+        return await super().jobs_finish_claiming(finishes, now, claims, early=early)
 
 
 async def idle(writes: CountedWrites) -> None:
@@ -164,3 +177,117 @@ async def test_outcomes_claim_for_the_slots_they_free(db_path: Path, refused: bo
             assert writes.claims >= 3  # two at a time, by the queue itself
         else:
             assert writes.finishes_claiming >= 1
+
+
+class HeldCommits:
+    """Stands between a SQLite store's durable writer and its sqlite3 connection to hold
+    the next COMMIT until ``release`` is set, then fail it if ``fail``: a disk's slow or
+    failed fsync, which a real disk cannot be made to give on cue. Everything else goes
+    to the real connection."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.inner = store.file._writer
+        assert self.inner is not None
+        store.file._writer = self
+        self.hold = False
+        self.fail = False
+        self.release = threading.Event()
+
+    def run(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
+        assert self.inner is not None
+        return self.inner.run(lambda raw: fn(cast(sqlite3.Connection, _Held(raw, self))))
+
+    async def close(self) -> None:
+        assert self.inner is not None
+        await self.inner.close()
+
+
+class _Held:
+    def __init__(self, raw: sqlite3.Connection, held: HeldCommits) -> None:
+        self.raw = raw
+        self.held = held
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        held = self.held
+        if sql == "COMMIT" and held.hold:
+            held.hold = False
+            assert held.release.wait(10)
+            if held.fail:
+                held.fail = False
+                error = sqlite3.OperationalError("disk I/O error (the test's)")
+                error.sqlite_errorcode = sqlite3.SQLITE_IOERR  # type: ignore[attr-defined]
+                raise error
+        return self.raw.execute(sql, *args)
+
+
+class Watched(Queue):
+    """One worker; each run says whether its job was in the file yet when it began
+    (read on a connection of its own), then lets the held commit go on. The job "stay"
+    runs until cancelled."""
+
+    name = "watched"
+    worker_count = 1
+
+    def __init__(self, path: Path, held: list[HeldCommits]) -> None:
+        self.path = path
+        self.held = held
+        self.began: list[tuple[Any, bool]] = []
+        self.stopped = anyio.Event()
+
+    async def handle_item(self, item: Any) -> None:
+        other = sqlite3.connect(self.path)
+        try:
+            stored = other.execute("SELECT count(*) FROM jobs").fetchone()[0] > 0
+        finally:
+            other.close()
+        self.began.append((item, stored))
+        self.held[0].release.set()
+        if item == "stay":
+            try:
+                await anyio.sleep_forever()
+            finally:
+                self.stopped.set()
+
+
+async def test_a_claimed_job_starts_while_its_commit_is_made(db_path: Path) -> None:
+    """The job an enqueue claims for an idle queue begins as the enqueue's commit is
+    being made durable, not after it: its handler finds it not yet in the file."""
+    store, held = SQLiteStore(db_path), []
+    watched = Watched(db_path, held)
+    writes = CountedWrites(store)
+    async with Runtime(store, queues=[watched]) as rt:
+        await idle(writes)
+        held.append(HeldCommits(store))
+        held[0].hold = True
+        job = await rt.enqueue("watched", "early")
+        assert watched.began == [("early", False)]
+        assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
+        history = [entry.status for entry in await rt.history(job.id)]
+        assert history == [S.QUEUED, S.RUNNING, S.COMPLETED]
+
+
+async def test_a_job_begun_before_a_commit_that_fails_stops_and_leaves_nothing(
+    db_path: Path,
+) -> None:
+    """The commit fails after the job began: it was never stored, so its run stops and
+    writes nothing, the enqueue raises, and the worker's slot is free again."""
+    store, held = SQLiteStore(db_path), []
+    watched = Watched(db_path, held)
+    writes = CountedWrites(store)
+    async with Runtime(store, queues=[watched]) as rt:
+        await idle(writes)
+        held.append(HeldCommits(store))
+        held[0].hold = held[0].fail = True
+        with pytest.raises(StoreUnavailable):
+            await rt.enqueue("watched", "stay")
+        with anyio.fail_after(3):  # at once: not when its lease's renewal finds no job
+            await watched.stopped.wait()
+        assert await rt.list_jobs() == []
+        await idle(writes)
+        after = await rt.enqueue("watched", "after")
+        assert (await rt.wait(after.id, timeout=10)).status is S.COMPLETED
+        assert watched.began == [("stay", False), ("after", False)]
+        assert [job.id for job in await rt.list_jobs()] == [after.id]

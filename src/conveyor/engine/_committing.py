@@ -19,6 +19,7 @@ from .._stats import RunStats
 from ..store import (
     Claimed,
     ClaimParams,
+    EarlyClaims,
     Finish,
     JobMatch,
     NewJob,
@@ -68,9 +69,13 @@ class CommittingWrites:
         return results
 
     async def jobs_insert_claiming(
-        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+        self,
+        jobs: Sequence[NewJob],
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition | Job], list[Claimed]]:
-        results, claimed = await self._writes.jobs_insert_claiming(jobs, claims)
+        results, claimed = await self._writes.jobs_insert_claiming(jobs, claims, early=early)
         inserted = [r for r in results if isinstance(r, Transition)]
         started = [t for _, transitions in claimed for t in transitions]
         # The jobs the same commit queued and claimed wake no worker: they have theirs.
@@ -81,9 +86,16 @@ class CommittingWrites:
         return results, claimed
 
     async def jobs_finish_claiming(
-        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+        self,
+        finishes: Sequence[Finish],
+        now: float,
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition], list[Claimed]]:
-        finished, claimed = await self._writes.jobs_finish_claiming(finishes, now, claims)
+        finished, claimed = await self._writes.jobs_finish_claiming(
+            finishes, now, claims, early=early
+        )
         started = [t for _, transitions in claimed for t in transitions]
         self._committed([*finished, *started], as_written=True)
         if self._runs is not None:

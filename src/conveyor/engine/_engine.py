@@ -189,6 +189,11 @@ class Engine:
         if self.runs is not None:
             self.runs.ended(run.job.queue, self.clock.monotonic() - run.began)
 
+    def revoke(self, token: str) -> None:
+        """Stop the runs of a claim that did not commit (see QueuePool.claim_failed)."""
+        for run in [run for run in self.running.values() if run.token == token]:
+            run.stop(StopReason.LEASE_LOST)
+
     def cancel_local(self, job_id: str) -> None:
         """Stop the job's handler if it runs in this process."""
         run = self.running.get(job_id)
@@ -249,7 +254,7 @@ class Engine:
         queues = dict.fromkeys(j.queue for j in jobs if j.status is JobStatus.QUEUED)
         return await with_lent_claims(
             [pool for queue in queues if (pool := self.pools.get(queue)) is not None],
-            lambda claims: self.writes.jobs_insert_claiming(jobs, claims),
+            lambda claims, early: self.writes.jobs_insert_claiming(jobs, claims, early=early),
             lambda: self.writes.jobs_insert(jobs),
         )
 
@@ -266,7 +271,9 @@ class Engine:
         now = self.clock.now()
         transitions = await with_lent_claims(
             self.pools.values() if self._claims_with_outcomes else (),
-            lambda claims: self.writes.jobs_finish_claiming(finishes, now, claims),
+            lambda claims, early: self.writes.jobs_finish_claiming(
+                finishes, now, claims, early=early
+            ),
             lambda: self.writes.jobs_finish(finishes, now),
             if_waiting=True,
         )

@@ -22,7 +22,7 @@ from .._logging import get_logger
 from .._models import Job, RunOutcome
 from .._primitives import new_event
 from .._spec import QueueSpec
-from ..store import Claimed, ClaimParams, Finish, StoreWrites, Transition
+from ..store import Claimed, ClaimParams, EarlyClaims, Finish, StoreWrites, Transition
 from ._executor import Handler, RunningJob, drop_transaction, internal_failure, run_job
 
 
@@ -47,6 +47,11 @@ class PoolHost(Protocol):
     def start_run(self, job: Job, token: str, seq: int, is_async: bool) -> RunningJob: ...
 
     def end_run(self, run: RunningJob) -> None: ...
+
+    def revoke(self, token: str) -> None:
+        """Stop the runs of the claim ``token`` names, which did not commit: as if their
+        lease were lost, they write nothing."""
+        ...
 
 
 log = get_logger("conveyor.engine")
@@ -84,6 +89,13 @@ class _HandOff:
     def put(self, item: tuple[Job, int, str]) -> None:
         self._items.append(item)
         self._wake_one()
+
+    def discard(self, token: str) -> int:
+        """Take out the items of the claim ``token`` names; how many there were."""
+        kept = deque(item for item in self._items if item[2] != token)
+        taken = len(self._items) - len(kept)
+        self._items = kept
+        return taken
 
     def close(self) -> None:
         self._closed = True
@@ -126,6 +138,7 @@ class QueuePool:
         self._maybe_more = True  # jobs may be waiting: claim when a slot is free
         self._claiming = False  # a claim of the claimer's own is being written
         self._lent: ClaimParams | None = None  # the claim an enqueue makes for it (lend)
+        self._taken_early = False  # the lent claim's jobs went to workers before its commit
         self._handoff: _HandOff | None = None  # while run() runs
         self._kick = anyio.Event()
         self._claim_scope = anyio.CancelScope()
@@ -253,18 +266,40 @@ class QueuePool:
         self._lent = self._claim_params(allowed)
         return self._lent
 
+    def claimed_early(
+        self, params: ClaimParams, jobs: list[Job], transitions: list[Transition]
+    ) -> None:
+        """The lent claim's write holds its jobs and is committing: run them now, while
+        the commit is made durable; claimed() confirms them, claim_failed() revokes them.
+        Their "running" events wait for the commit like every event, and their progress
+        events wait for those (Engine.start_run)."""
+        assert params is self._lent
+        assert self._handoff is not None
+        self._taken_early = True
+        self._take(params, jobs, transitions, self._handoff)
+
     def claimed(self, params: ClaimParams, jobs: list[Job], transitions: list[Transition]) -> None:
-        """The lent claim committed: run what it claimed (put back unrun if stopping)."""
+        """The lent claim committed: run what it claimed (put back unrun if stopping),
+        unless claimed_early() did."""
         assert params is self._lent
         assert self._handoff is not None
         self._lent = None
-        self._take(params, jobs, transitions, self._handoff)
+        if not self._taken_early:
+            self._take(params, jobs, transitions, self._handoff)
+        self._taken_early = False
         self._kick.set()
 
     def claim_failed(self, params: ClaimParams, exc: BaseException) -> None:
-        """The lent claim's write failed: claim again, on its own."""
+        """The lent claim's write failed: claim again, on its own. Jobs it handed out
+        early were never claimed: those not started yet never start, and the others
+        stop, writing nothing (their outcomes would be fenced out anyway)."""
         assert params is self._lent
+        assert self._handoff is not None
         self._lent = None
+        if self._taken_early:
+            self._taken_early = False
+            self.free += self._handoff.discard(params.token)
+            self.engine.revoke(params.token)
         self._claim_failed(params, exc)
         self._kick.set()
 
@@ -360,22 +395,29 @@ R = TypeVar("R")
 
 async def with_lent_claims(
     pools: Iterable[QueuePool],
-    write: Callable[[list[ClaimParams]], Awaitable[tuple[R, list[Claimed]]]],
+    write: Callable[[list[ClaimParams], EarlyClaims], Awaitable[tuple[R, list[Claimed]]]],
     alone: Callable[[], Awaitable[R]],
     *,
     if_waiting: bool = False,
 ) -> R:
     """Make ``write`` with the claims ``pools`` lend (see QueuePool.lend), and hand each
-    pool what its claim took; ``alone``, the write without claims, when none lends one,
-    or when the store refused the write with them (not for a passing reason: a claim may
-    be what it refused, a row it cannot read, which the pool's own claim then meets)."""
+    pool what its claim took, as early as the store tells it (see
+    StoreWrites.jobs_insert_claiming); ``alone``, the write without claims, when none
+    lends one, or when the store refused the write with them (not for a passing reason:
+    a claim may be what it refused, a row it cannot read, which the pool's own claim
+    then meets)."""
     lent = [
         (pool, params) for pool in pools if (params := pool.lend(if_waiting=if_waiting)) is not None
     ]
     if not lent:
         return await alone()
+
+    def early(claimed: list[Claimed]) -> None:
+        for (pool, params), (jobs, transitions) in zip(lent, claimed, strict=True):
+            pool.claimed_early(params, jobs, transitions)
+
     try:
-        result, claimed = await write([params for _, params in lent])
+        result, claimed = await write([params for _, params in lent], early)
     except BaseException as exc:
         for pool, params in lent:
             pool.claim_failed(params, exc)

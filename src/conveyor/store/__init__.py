@@ -18,6 +18,9 @@ from ._base import (
     CommitWatch as CommitWatch,
 )
 from ._base import (
+    EarlyClaims as EarlyClaims,
+)
+from ._base import (
     Finish as Finish,
 )
 from ._base import (
@@ -81,6 +84,7 @@ __all__ = (
     "ClaimParams",
     "Claimed",
     "CommitWatch",
+    "EarlyClaims",
     "Finish",
     "FinishedCount",
     "JobMatch",

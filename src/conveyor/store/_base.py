@@ -93,6 +93,10 @@ class ClaimParams(msgspec.Struct, frozen=True, kw_only=True):
 Claimed = tuple[list[Job], list[Transition]]
 """What a claim took: its jobs, and their ``running`` transitions, in the same order."""
 
+EarlyClaims = Callable[[list[Claimed]], None]
+"""Told what a write's claims took before its commit is durable (see
+StoreWrites.jobs_insert_claiming)."""
+
 
 class Finish(msgspec.Struct, frozen=True, kw_only=True):
     """The outcome of one run, written only while the run still holds its lease token.
@@ -351,13 +355,24 @@ class StoreWrites(Protocol):
         ...
 
     async def jobs_insert_claiming(
-        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+        self,
+        jobs: Sequence[NewJob],
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition | Job], list[Claimed]]:
         """jobs_insert, then jobs_claim with each of ``claims`` in turn, in the same one
         transaction: what idle workers would claim once the jobs commit, claimed with
         them and committed by the same commit (see Engine._write_inserts). The claims'
         history rows follow the insert's. Returns what jobs_insert would, and per claim
-        what jobs_claim would."""
+        what jobs_claim would.
+
+        ``early``, where the store can, is called on the event loop with the claims'
+        results once the transaction holds them, before its commit is durable: the
+        jobs' handlers then start while it is made (SQLite: during the commit's fsync,
+        from its writer's thread). This write returning confirms them; its raising
+        revokes them, since nothing was committed. A store that cannot (PostgreSQL)
+        never calls it."""
         ...
 
     async def jobs_finish(self, finishes: Sequence[Finish], now: float) -> list[Transition]:
@@ -365,12 +380,17 @@ class StoreWrites(Protocol):
         ...
 
     async def jobs_finish_claiming(
-        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+        self,
+        finishes: Sequence[Finish],
+        now: float,
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition], list[Claimed]]:
         """jobs_finish, then jobs_claim with each of ``claims`` in turn, in the same one
         transaction: the workers these outcomes freed claim again with them (see
         Engine._write_finishes). Returns what jobs_finish would, and per claim what
-        jobs_claim would."""
+        jobs_claim would. ``early``: as jobs_insert_claiming's."""
         ...
 
     async def jobs_progress(self, writes: Sequence[ProgressWrite], now: float) -> None:

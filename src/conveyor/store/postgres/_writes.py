@@ -24,6 +24,7 @@ from .. import _rules as rules
 from .._base import (
     Claimed,
     ClaimParams,
+    EarlyClaims,
     Finish,
     NewJob,
     OutcomeTransaction,
@@ -81,7 +82,11 @@ class PostgresWrites(PostgresBulkWrites, PostgresLeaseWrites):
         return await self._insert(jobs, None)
 
     async def jobs_insert_claiming(
-        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+        self,
+        jobs: Sequence[NewJob],
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,  # never called here: the commit is the answer
     ) -> tuple[list[Transition | Job], list[Claimed]]:
         async def insert_and_claim(
             conn: Connection,
@@ -208,7 +213,12 @@ class PostgresWrites(PostgresBulkWrites, PostgresLeaseWrites):
         return await finish(self.history, finishes, now, None)
 
     async def jobs_finish_claiming(
-        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+        self,
+        finishes: Sequence[Finish],
+        now: float,
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,  # never called here: the commit is the answer
     ) -> tuple[list[Transition], list[Claimed]]:
         async def finish_and_claim(
             conn: Connection,

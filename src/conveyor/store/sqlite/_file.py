@@ -13,6 +13,7 @@ behind writes. WAL mode lets other processes read while one writes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -163,10 +164,18 @@ class SQLiteFile:
 
         await self.write(migrate)
 
-    async def write(self, body: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+    async def write(
+        self,
+        body: Callable[[sqlite3.Connection], T],
+        *,
+        durable: bool = True,
+        before_commit: Callable[[T], None] | None = None,
+    ) -> T:
         """Run ``body`` as one write transaction: BEGIN IMMEDIATE, body, COMMIT (ROLLBACK
         if it raises), serialised in-process. ``durable=False`` commits without an fsync
-        of its own (see the module docstring).
+        of its own (see the module docstring). ``before_commit`` is called on the event
+        loop with the body's result as the COMMIT begins (so the loop works while the
+        commit's fsync is made), before this returns it or raises the COMMIT's error.
 
         The whole transaction runs in one hop to the connection's thread (see
         _connections). Awaiting each statement instead would hold SQLite's write lock
@@ -180,10 +189,14 @@ class SQLiteFile:
         if conn is None:
             raise StoreError("store is not open")
 
+        loop = asyncio.get_running_loop()
+
         def transaction(raw: sqlite3.Connection) -> T:
             raw.execute("BEGIN IMMEDIATE")
             try:
                 result = body(raw)
+                if before_commit is not None:  # ahead of the write's own answer, in order
+                    loop.call_soon_threadsafe(before_commit, result)
                 raw.execute("COMMIT")
             except BaseException:
                 # A failed COMMIT may have ended it already; a failing ROLLBACK must not

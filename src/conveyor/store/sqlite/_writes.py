@@ -11,7 +11,7 @@ rows (see _sql.chunks), and history rows through append_history.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from msgspec.structs import replace
@@ -24,6 +24,7 @@ from .. import _rules as rules
 from .._base import (
     Claimed,
     ClaimParams,
+    EarlyClaims,
     Finish,
     NewJob,
     OutcomeTransaction,
@@ -66,7 +67,11 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
         return await self.file.write(lambda conn: self._insert(conn, jobs))
 
     async def jobs_insert_claiming(
-        self, jobs: Sequence[NewJob], claims: Sequence[ClaimParams]
+        self,
+        jobs: Sequence[NewJob],
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition | Job], list[Claimed]]:
         def insert_and_claim(
             conn: sqlite3.Connection,
@@ -74,7 +79,7 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
             inserted = self._insert(conn, jobs) if jobs else []
             return inserted, [self._claim(conn, params) for params in claims]
 
-        return await self.file.write(insert_and_claim)
+        return await self.file.write(insert_and_claim, before_commit=_claims_to(early))
 
     def _insert(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> list[Transition | Job]:
         inserted: set[str] | None = None  # None: all of them (no unique keys)
@@ -161,7 +166,12 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
         return _with_progress(finishes, transitions)
 
     async def jobs_finish_claiming(
-        self, finishes: Sequence[Finish], now: float, claims: Sequence[ClaimParams]
+        self,
+        finishes: Sequence[Finish],
+        now: float,
+        claims: Sequence[ClaimParams],
+        *,
+        early: EarlyClaims | None = None,
     ) -> tuple[list[Transition], list[Claimed]]:
         def finish_and_claim(
             conn: sqlite3.Connection,
@@ -169,7 +179,7 @@ class SQLiteWrites(SQLiteBulkWrites, SQLiteLeaseWrites):
             finished = self._finish(conn, finishes, now) if finishes else []
             return finished, [self._claim(conn, params) for params in claims]
 
-        finished, claimed = await self.file.write(finish_and_claim)
+        finished, claimed = await self.file.write(finish_and_claim, before_commit=_claims_to(early))
         return _with_progress(finishes, finished), claimed
 
     def _finish(
@@ -349,3 +359,12 @@ def _with_progress(finishes: Sequence[Finish], transitions: list[Transition]) ->
     """The transitions of outcomes with the progress each run ended with (as written)."""
     progress = {f.job_id: f.progress for f in finishes}
     return [replace(t, progress=progress[t.job_id]) for t in transitions]
+
+
+def _claims_to(
+    early: EarlyClaims | None,
+) -> Callable[[tuple[object, list[Claimed]]], None] | None:
+    """A claiming write's before_commit: hands ``early`` the claims of its result."""
+    if early is None:
+        return None
+    return lambda result: early(result[1])
