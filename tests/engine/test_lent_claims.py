@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -185,13 +186,13 @@ class HeldCommits:
     failed fsync, which a real disk cannot be made to give on cue. Everything else goes
     to the real connection."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: SQLiteStore, release: threading.Event) -> None:
         self.inner = store.file._writer
         assert self.inner is not None
         store.file._writer = self
         self.hold = False
         self.fail = False
-        self.release = threading.Event()
+        self.release = release
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
         assert self.inner is not None
@@ -231,9 +232,9 @@ class Watched(Queue):
     name = "watched"
     worker_count = 1
 
-    def __init__(self, path: Path, held: list[HeldCommits]) -> None:
+    def __init__(self, path: Path, release: threading.Event) -> None:
         self.path = path
-        self.held = held
+        self.release = release
         self.began: list[tuple[Any, bool]] = []
         self.stopped = anyio.Event()
 
@@ -244,7 +245,7 @@ class Watched(Queue):
         finally:
             other.close()
         self.began.append((item, stored))
-        self.held[0].release.set()
+        self.release.set()
         if item == "stay":
             try:
                 await anyio.sleep_forever()
@@ -252,16 +253,23 @@ class Watched(Queue):
                 self.stopped.set()
 
 
-async def test_a_claimed_job_starts_while_its_commit_is_made(db_path: Path) -> None:
-    """The job an enqueue claims for an idle queue begins as the enqueue's commit is
-    being made durable, not after it: its handler finds it not yet in the file."""
-    store, held = SQLiteStore(db_path), []
-    watched = Watched(db_path, held)
+@asynccontextmanager
+async def held_commits(db_path: Path) -> AsyncIterator[tuple[Runtime, Watched, HeldCommits]]:
+    """A runtime with the queue "watched" idle, its store's durable writer behind
+    HeldCommits (holding nothing yet)."""
+    store, release = SQLiteStore(db_path), threading.Event()
+    watched = Watched(db_path, release)
     writes = CountedWrites(store)
     async with Runtime(store, queues=[watched]) as rt:
         await idle(writes)
-        held.append(HeldCommits(store))
-        held[0].hold = True
+        yield rt, watched, HeldCommits(store, release)
+
+
+async def test_a_claimed_job_starts_while_its_commit_is_made(db_path: Path) -> None:
+    """The job an enqueue claims for an idle queue begins as the enqueue's commit is
+    being made durable, not after it: its handler finds it not yet in the file."""
+    async with held_commits(db_path) as (rt, watched, held):
+        held.hold = True
         job = await rt.enqueue("watched", "early")
         assert watched.began == [("early", False)]
         assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
@@ -274,20 +282,14 @@ async def test_a_job_begun_before_a_commit_that_fails_stops_and_leaves_nothing(
 ) -> None:
     """The commit fails after the job began: it was never stored, so its run stops and
     writes nothing, the enqueue raises, and the worker's slot is free again."""
-    store, held = SQLiteStore(db_path), []
-    watched = Watched(db_path, held)
-    writes = CountedWrites(store)
-    async with Runtime(store, queues=[watched]) as rt:
-        await idle(writes)
-        held.append(HeldCommits(store))
-        held[0].hold = held[0].fail = True
+    async with held_commits(db_path) as (rt, watched, held):
+        held.hold = held.fail = True
         with pytest.raises(StoreUnavailable):
             await rt.enqueue("watched", "stay")
         with anyio.fail_after(3):  # at once: not when its lease's renewal finds no job
             await watched.stopped.wait()
         assert await rt.list_jobs() == []
-        await idle(writes)
-        after = await rt.enqueue("watched", "after")
+        after = await rt.enqueue("watched", "after")  # the slot it had is free again
         assert (await rt.wait(after.id, timeout=10)).status is S.COMPLETED
-        assert watched.began == [("stay", False), ("after", False)]
+        assert [item for item, _ in watched.began] == ["stay", "after"]
         assert [job.id for job in await rt.list_jobs()] == [after.id]

@@ -24,10 +24,19 @@ REPORTS = 20_000  # about 4 MB of events: past the kernel's socket buffers and t
 
 
 class Work(Queue):
+    """Reports ``item["reports"]`` times; with ``item["gated"]``, once ``go`` is set (the
+    test sets it on the job's "running" event: a run may begin before its claim's commit
+    is made, and its reports before that event are folded into it)."""
+
     name = "work"
     worker_count = 4
 
+    def __init__(self) -> None:
+        self.go = anyio.Event()
+
     async def handle_item(self, item: Any) -> None:
+        if item.get("gated"):
+            await self.go.wait()
         for i in range(item["reports"]):
             self.report_progress(current=i, total=item["reports"])
             if i % 100 == 0:
@@ -35,10 +44,13 @@ class Work(Queue):
 
 
 @pytest.fixture
-async def rt(db_path: Path) -> AsyncIterator[Runtime]:
-    async with Runtime(
-        db_path, queues=[Work()], serve=("127.0.0.1", 0), shutdown_grace=0
-    ) as runtime:
+def work() -> Work:
+    return Work()
+
+
+@pytest.fixture
+async def rt(db_path: Path, work: Work) -> AsyncIterator[Runtime]:
+    async with Runtime(db_path, queues=[work], serve=("127.0.0.1", 0), shutdown_grace=0) as runtime:
         yield runtime
 
 
@@ -96,7 +108,9 @@ class SlowReader:
                 return dict(json.loads(payload))
 
 
-async def test_a_client_that_falls_behind_and_catches_up_misses_nothing(rt: Runtime) -> None:
+async def test_a_client_that_falls_behind_and_catches_up_misses_nothing(
+    rt: Runtime, work: Work
+) -> None:
     assert rt._server is not None
     rt._server.max_buffer = 2 * REPORTS  # room for every event: none coalesces or overflows
     slow = await anyio.to_thread.run_sync(SlowReader, rt.server_url)
@@ -110,12 +124,15 @@ async def test_a_client_that_falls_behind_and_catches_up_misses_nothing(rt: Runt
             async def run_job(reports: int) -> list[tuple[str, int, float]]:
                 """Until the idle client has every event of a job: their (status, seq,
                 progress)."""
-                job = await rt.enqueue("work", {"reports": reports})
+                work.go = anyio.Event()
+                job = await rt.enqueue("work", {"reports": reports, "gated": True})
                 got: list[tuple[str, int, float]] = []
                 while not got or got[-1][0] != "completed":
                     e = json.loads(await fast.recv())
                     assert e["job_id"] == job.id
                     got.append((e["status"], e["seq"], e["progress"].get("current", 0)))
+                    if e["status"] == "running":
+                        work.go.set()
                 return got
 
             def read(count: int) -> list[tuple[str, int, float]]:
