@@ -167,7 +167,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # is HOT (each changes its status), so each added an entry to both for the row
     # version it wrote; a claim's version, running, now adds none: 18 index entries per
     # job from enqueue to completion become 16. Running jobs are read through
-    # jobs_leased (store/_rules.py, status_where). Built like 8's, once.
+    # jobs_leased (store/_rules.py, status_ranges). Built like 8's, once.
     """
     DROP INDEX {schema}.jobs_by_status;
     DROP INDEX {schema}.jobs_by_queue_status;

@@ -110,9 +110,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # moved its entries in both, out of one status and into the next: ten of the hot
     # path's index writes per job, counting the insert's. Running jobs are few (one per
     # busy worker slot) and jobs_leased holds each of them already, so reads of running
-    # jobs go through it (store/_rules.py, status_where): six writes per job remain, and
-    # the writer's time per job in benchmarks/ `process` fell by about a sixth. Built
-    # like 8's, once.
+    # jobs go through it (store/_rules.py, status_ranges): six writes per job remain,
+    # and the writer thread's CPU per job in benchmarks/ `process` fell by about a
+    # tenth. Built like 8's, once.
     """
     DROP INDEX jobs_by_status;
     DROP INDEX jobs_by_queue_status;
