@@ -182,16 +182,16 @@ async def test_outcomes_claim_for_the_slots_they_free(db_path: Path, refused: bo
 
 class HeldCommits:
     """Stands between a SQLite store's durable writer and its sqlite3 connection to hold
-    the next COMMIT until ``release`` is set, then fail it if ``fail``: a disk's slow or
-    failed fsync, which a real disk cannot be made to give on cue. Everything else goes
-    to the real connection."""
+    the next COMMIT until ``release`` is set, then fail it with the SQLite error code
+    ``fail`` if set: a disk's slow or failed fsync, which a real disk cannot be made to
+    give on cue. Everything else goes to the real connection."""
 
     def __init__(self, store: SQLiteStore, release: threading.Event) -> None:
         self.inner = store.file._writer
         assert self.inner is not None
         store.file._writer = self
         self.hold = False
-        self.fail = False
+        self.fail: int | None = None
         self.release = release
 
     def run(self, fn: Callable[[sqlite3.Connection], T]) -> Awaitable[T]:
@@ -216,10 +216,10 @@ class _Held:
         if sql == "COMMIT" and held.hold:
             held.hold = False
             assert held.release.wait(10)
-            if held.fail:
-                held.fail = False
-                error = sqlite3.OperationalError("disk I/O error (the test's)")
-                error.sqlite_errorcode = sqlite3.SQLITE_IOERR  # type: ignore[attr-defined]
+            if held.fail is not None:
+                error = sqlite3.OperationalError("the commit failed (the test's)")
+                error.sqlite_errorcode = held.fail  # type: ignore[attr-defined]
+                held.fail = None
                 raise error
         return self.raw.execute(sql, *args)
 
@@ -283,7 +283,7 @@ async def test_a_job_begun_before_a_commit_that_fails_stops_and_leaves_nothing(
     """The commit fails after the job began: it was never stored, so its run stops and
     writes nothing, the enqueue raises, and the worker's slot is free again."""
     async with held_commits(db_path) as (rt, watched, held):
-        held.hold = held.fail = True
+        held.hold, held.fail = True, sqlite3.SQLITE_IOERR
         with pytest.raises(StoreUnavailable):
             await rt.enqueue("watched", "stay")
         with anyio.fail_after(3):  # at once: not when its lease's renewal finds no job
@@ -293,3 +293,19 @@ async def test_a_job_begun_before_a_commit_that_fails_stops_and_leaves_nothing(
         assert (await rt.wait(after.id, timeout=10)).status is S.COMPLETED
         assert [item for item, _ in watched.began] == ["stay", "after"]
         assert [job.id for job in await rt.list_jobs()] == [after.id]
+
+
+async def test_a_job_begun_before_a_commit_that_fails_otherwise_runs_once_it_is_stored(
+    db_path: Path,
+) -> None:
+    """A commit failing for a reason the store does not call passing: the enqueue's
+    write is made again (the batcher's retry), the job begins again once it is in the
+    file, and its record holds that run only."""
+    async with held_commits(db_path) as (rt, watched, held):
+        held.hold, held.fail = True, sqlite3.SQLITE_ERROR
+        job = await rt.enqueue("watched", "twice")
+        assert (await rt.wait(job.id, timeout=10)).status is S.COMPLETED
+        assert [item for item, _ in watched.began] == ["twice", "twice"]
+        history = [entry.status for entry in await rt.history(job.id)]
+        assert history == [S.QUEUED, S.RUNNING, S.COMPLETED]
+        assert [j.id for j in await rt.list_jobs()] == [job.id]

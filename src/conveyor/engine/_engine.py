@@ -184,8 +184,11 @@ class Engine:
         return run
 
     def end_run(self, run: RunningJob) -> None:
-        self.running.pop(run.job.id, None)
-        self.progress.forget(run.job.id)
+        # Its own entry only: a run revoked (see revoke) may still be ending when the
+        # same job, stored after all, has begun again here.
+        if self.running.get(run.job.id) is run:
+            del self.running[run.job.id]
+            self.progress.forget(run.job.id)
         if self.runs is not None:
             self.runs.ended(run.job.queue, self.clock.monotonic() - run.began)
 
