@@ -6,7 +6,6 @@ costs far more than handing an item to a waiting one.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -24,6 +23,7 @@ from .._primitives import new_event
 from .._spec import QueueSpec
 from ..store import Claimed, ClaimParams, EarlyClaims, Finish, StoreWrites, Transition
 from ._executor import Handler, RunningJob, drop_transaction, internal_failure, run_job
+from ._handoff import HandOff
 
 
 class PoolHost(Protocol):
@@ -61,58 +61,6 @@ SHUTDOWN_HOOK_LIMIT = 30.0  # seconds an on_shutdown hook may take before it is 
 CLAIM_RETRY_DELAY = 0.5  # after a failed claim (store busy or unavailable)
 
 
-class _HandOff:
-    """Claimed jobs on their way to idle workers.
-
-    Bound: the claimer claims only as many jobs as there are free slots, so this holds at
-    most ``worker_count`` items and needs no overflow policy. A worker that finds an item
-    takes it without yielding; only an idle one waits, on a future of its own, so one
-    item wakes one worker. Plain asyncio futures rather than anyio Events: this is the
-    per-job hot path, an anyio Event costs several times more to make, and the runtime
-    is asyncio-only anyway (aiosqlite). Waiting on a future stays cancellable by scopes.
-    """
-
-    __slots__ = ("_closed", "_items", "_waiters")
-
-    def __init__(self) -> None:
-        self._items: deque[tuple[Job, int, str]] = deque()
-        self._waiters: deque[asyncio.Future[None]] = deque()
-        self._closed = False
-
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():  # its worker may have been cancelled while waiting
-                waiter.set_result(None)
-                return
-
-    def put(self, item: tuple[Job, int, str]) -> None:
-        self._items.append(item)
-        self._wake_one()
-
-    def discard(self, token: str) -> int:
-        """Take out the items of the claim ``token`` names; how many there were."""
-        kept = deque(item for item in self._items if item[2] != token)
-        taken = len(self._items) - len(kept)
-        self._items = kept
-        return taken
-
-    def close(self) -> None:
-        self._closed = True
-        while self._waiters:
-            self._wake_one()
-
-    async def get(self) -> tuple[Job, int, str] | None:
-        """The next item, or None once closed and empty."""
-        while not self._items:
-            if self._closed:
-                return None
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            await waiter
-        return self._items.popleft()
-
-
 class QueuePool:
     """Claims jobs of one queue while it has free slots, and runs them.
 
@@ -139,7 +87,7 @@ class QueuePool:
         self._claiming = False  # a claim of the claimer's own is being written
         self._lent: ClaimParams | None = None  # the claim an enqueue makes for it (lend)
         self._taken_early = False  # the lent claim's jobs went to workers before its commit
-        self._handoff: _HandOff | None = None  # while run() runs
+        self._handoff: HandOff | None = None  # while run() runs
         self._kick = anyio.Event()
         self._claim_scope = anyio.CancelScope()
         self._lost_claims: list[str] = []  # tokens of claims that may have committed unseen
@@ -173,7 +121,7 @@ class QueuePool:
                 await self.on_startup()
             except Exception as exc:
                 raise HookFailed(self.name, "on_startup", describe(exc)) from exc
-        handoff = self._handoff = _HandOff()
+        handoff = self._handoff = HandOff()
         try:
             async with anyio.create_task_group() as tg:
                 for _ in range(self.capacity):
@@ -211,7 +159,7 @@ class QueuePool:
         except Exception:
             log.exception("after_run() of queue %r failed for job %s", self.name, job.id)
 
-    async def _claim_forever(self, handoff: _HandOff) -> None:
+    async def _claim_forever(self, handoff: HandOff) -> None:
         engine = self.engine
         while True:
             while (
@@ -328,7 +276,7 @@ class QueuePool:
         params: ClaimParams,
         jobs: list[Job],
         transitions: list[Transition],
-        handoff: _HandOff,
+        handoff: HandOff,
     ) -> None:
         if len(jobs) == params.limit:
             self._maybe_more = True
@@ -360,7 +308,7 @@ class QueuePool:
         allowed = count - len(starts)
         return (allowed, 0.0) if allowed > 0 else (0, starts[0] + window - now)
 
-    async def _work(self, handoff: _HandOff) -> None:
+    async def _work(self, handoff: HandOff) -> None:
         engine = self.engine
         while (item := await handoff.get()) is not None:
             job, seq, token = item
