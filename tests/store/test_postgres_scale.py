@@ -25,13 +25,8 @@ UNFINISHED = frozenset([JobStatus.QUEUED, RUNNING, JobStatus.SCHEDULED])
 
 
 @pytest.fixture
-def store_kind() -> str:
-    return "postgres"
-
-
-@pytest.fixture
-async def store(location: str) -> AsyncIterator[PostgresStore]:
-    store = PostgresStore(location)
+async def store(pg_url: str) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(pg_url)
     await store.open("me")
     try:
         yield store
@@ -55,9 +50,9 @@ async def add(conn: asyncpg.Connection, schema: str, status: str, n: int, start:
 
 
 async def test_the_operators_reads_cost_the_same_on_a_larger_store(
-    store: PostgresStore, location: str, monkeypatch: pytest.MonkeyPatch
+    store: PostgresStore, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    dsn, schema = split_schema(location)
+    dsn, schema = split_schema(pg_url)
     reads = store.reads
     statements: list[tuple[str, tuple[object, ...]]] = []
     fetch = reads.db.fetch
