@@ -6,55 +6,13 @@
 from typing import TYPE_CHECKING, Any
 
 from ._base import (
-    ACTED_ON as ACTED_ON,
-)
-from ._base import (
-    Claimed as Claimed,
-)
-from ._base import (
-    ClaimParams as ClaimParams,
-)
-from ._base import (
     CommitWatch as CommitWatch,
-)
-from ._base import (
-    EarlyClaims as EarlyClaims,
-)
-from ._base import (
-    Finish as Finish,
-)
-from ._base import (
-    FinishedCount as FinishedCount,
-)
-from ._base import (
-    JobMatch as JobMatch,
-)
-from ._base import (
-    ListParams as ListParams,
-)
-from ._base import (
-    NewJob as NewJob,
 )
 from ._base import (
     OutcomeTransaction as OutcomeTransaction,
 )
 from ._base import (
-    PausedQueue as PausedQueue,
-)
-from ._base import (
-    ProgressWrite as ProgressWrite,
-)
-from ._base import (
-    PurgeParams as PurgeParams,
-)
-from ._base import (
     QueueSettings as QueueSettings,
-)
-from ._base import (
-    RescueParams as RescueParams,
-)
-from ._base import (
-    RunningProgress as RunningProgress,
 )
 from ._base import (
     Store as Store,
@@ -66,15 +24,57 @@ from ._base import (
     StoreWrites as StoreWrites,
 )
 from ._base import (
-    Transition as Transition,
-)
-from ._base import (
-    WorkerRecord as WorkerRecord,
-)
-from ._base import (
     WorkerRegistry as WorkerRegistry,
 )
 from ._open import store_at as store_at
+from ._records import (
+    ACTED_ON as ACTED_ON,
+)
+from ._records import (
+    Claimed as Claimed,
+)
+from ._records import (
+    ClaimParams as ClaimParams,
+)
+from ._records import (
+    EarlyClaims as EarlyClaims,
+)
+from ._records import (
+    Finish as Finish,
+)
+from ._records import (
+    FinishedCount as FinishedCount,
+)
+from ._records import (
+    JobMatch as JobMatch,
+)
+from ._records import (
+    ListParams as ListParams,
+)
+from ._records import (
+    NewJob as NewJob,
+)
+from ._records import (
+    PausedQueue as PausedQueue,
+)
+from ._records import (
+    ProgressWrite as ProgressWrite,
+)
+from ._records import (
+    PurgeParams as PurgeParams,
+)
+from ._records import (
+    RescueParams as RescueParams,
+)
+from ._records import (
+    RunningProgress as RunningProgress,
+)
+from ._records import (
+    Transition as Transition,
+)
+from ._records import (
+    WorkerRecord as WorkerRecord,
+)
 from .sqlite import SQLiteStore as SQLiteStore
 
 if TYPE_CHECKING:

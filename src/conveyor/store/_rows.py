@@ -22,7 +22,7 @@ from .._errors import StoreError
 from .._logging import get_logger
 from .._models import NO_PROGRESS, HistoryEntry, Job, Progress
 from .._states import BY_VALUE, JobStatus
-from ._base import RunningProgress, Transition
+from ._records import RunningProgress, Transition
 from ._rules import status_range, status_ranges
 
 log = get_logger("conveyor.store")

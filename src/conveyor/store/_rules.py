@@ -9,7 +9,7 @@ from typing import Final, NamedTuple
 
 from .._models import Job
 from .._states import TERMINAL, TRANSITIONS, JobStatus, Owner, is_allowed, sources
-from ._base import ACTED_ON, NewJob, Transition
+from ._records import ACTED_ON, NewJob, Transition
 
 S = JobStatus
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..._states import JobStatus
 from .. import _rules as rules
-from .._base import JobMatch, Transition
+from .._records import JobMatch, Transition
 from .._rules import SQL, sql_in, status_ranges
 from ._history import HistoryWriter
 from ._history import transitions as history_transitions

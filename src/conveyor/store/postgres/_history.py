@@ -18,7 +18,7 @@ import msgspec
 from ..._errors import StoreError
 from ..._logging import get_logger
 from ..._states import BY_VALUE, JobStatus
-from .._base import Transition
+from .._records import Transition
 from .._rules import SQL
 from ._db import Connection, PostgresDB
 

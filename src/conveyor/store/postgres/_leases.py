@@ -8,7 +8,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from .. import _rules as rules
-from .._base import RescueParams, Transition
+from .._records import RescueParams, Transition
 from .._rules import SQL
 from ._db import Connection, PostgresDB
 from ._history import HistoryWriter

@@ -16,7 +16,7 @@ from msgspec.structs import replace
 from ... import _codec
 from ..._models import NO_PROGRESS
 from ..._states import JobStatus
-from .._base import Finish, Transition
+from .._records import Finish, Transition
 from .._rules import SQL
 from ._db import LINK_ERRORS, NOT_SENT, Connection, Pool
 from ._history import HistoryWriter, transitions

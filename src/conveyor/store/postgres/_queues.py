@@ -9,7 +9,7 @@ from typing import Final
 import msgspec
 from msgspec.structs import replace
 
-from .._base import PausedQueue, WorkerRecord
+from .._records import PausedQueue, WorkerRecord
 from ._db import PostgresDB
 
 # The notification of a pause or resume; never an origin (those are owner ids).

@@ -8,7 +8,7 @@ from ... import _codec
 from ..._errors import JobNotFound, StoreBusy
 from ..._models import HistoryEntry, Job
 from ..._states import BY_VALUE, JobStatus
-from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transition
+from .._records import FinishedCount, JobMatch, ListParams, RunningProgress, Transition
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,

@@ -22,12 +22,14 @@ from ..._models import Job
 from ..._states import TERMINAL, JobStatus
 from .. import _rules as rules
 from .._base import (
+    OutcomeTransaction,
+)
+from .._records import (
     Claimed,
     ClaimParams,
     EarlyClaims,
     Finish,
     NewJob,
-    OutcomeTransaction,
     ProgressWrite,
     PurgeParams,
     Transition,

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..._states import BY_VALUE, JobStatus
 from .. import _rules as rules
-from .._base import JobMatch, Transition
+from .._records import JobMatch, Transition
 from .._rules import SQL, sql_in, status_ranges
 from ._file import SQLiteFile
 from ._history import append_history

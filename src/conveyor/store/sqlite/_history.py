@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..._states import JobStatus
-from .._base import Transition
+from .._records import Transition
 from ._sql import chunks, values_list
 
 HistoryRow = tuple[str, str, JobStatus, float, str | None]  # job_id, queue, status, at, message

@@ -11,7 +11,7 @@ from typing import Any
 from ... import _codec
 from ..._states import JobStatus
 from .. import _rules as rules
-from .._base import RescueParams, Transition
+from .._records import RescueParams, Transition
 from ._file import SQLiteFile
 from ._history import HistoryRow, append_history
 from ._sql import ROWS_PER_STATEMENT, chunks

@@ -9,7 +9,7 @@ import sqlite3
 import msgspec
 from msgspec.structs import replace
 
-from .._base import PausedQueue, WorkerRecord
+from .._records import PausedQueue, WorkerRecord
 from ._file import SQLiteFile
 
 

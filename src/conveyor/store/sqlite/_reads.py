@@ -9,7 +9,7 @@ from typing import Any
 from ..._errors import JobNotFound
 from ..._models import HistoryEntry, Job
 from ..._states import BY_VALUE, JobStatus
-from .._base import FinishedCount, JobMatch, ListParams, RunningProgress, Transition
+from .._records import FinishedCount, JobMatch, ListParams, RunningProgress, Transition
 from .._rows import (
     HISTORY_COLUMNS,
     JOB_COLUMNS,
