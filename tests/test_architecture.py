@@ -185,8 +185,8 @@ def test_the_wire_module_does_no_io() -> None:
 
 def test_the_layers_import_downwards_only() -> None:
     forbidden = {
-        "store": {"engine", "_bus", "server", "cli", "_runtime", "_operations"},
-        "engine": {"server", "cli", "_runtime", "_operations"},
+        "store": {"engine", "_bus", "server", "cli", "_runtime", "_operations", "_watching"},
+        "engine": {"server", "cli", "_runtime", "_operations", "_watching"},
         "server": {"store", "engine", "cli"},
     }
     for module, imports in _modules().items():

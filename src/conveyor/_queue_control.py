@@ -1,7 +1,7 @@
 """What an operator does with whole queues and many jobs at once: pause and resume queues
 for the fleet, see each one's state, cancel or rerun every job matching a filter.
-Runtime is a QueueControl, which is a JobOperations (whose checks it uses), in a module
-of its own to keep each to a size that reads at once."""
+Runtime is a QueueControl, which is a JobWatching and so a JobOperations (whose checks
+it uses), in a module of its own to keep each to a size that reads at once."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ from ._errors import ValidationError
 from ._limits import MAX_THROUGHPUT_MINUTES, integer, name, optional_seconds, optional_text
 from ._limits import statuses as check_statuses
 from ._models import QueueState, QueueThroughput, Throughput, WorkerState
-from ._operations import JobOperations
 from ._states import JobStatus
+from ._watching import JobWatching
 from .engine import cancel_matching, is_lost, rerun_matching
 from .store import JobMatch, PausedQueue
 from .store._rules import CANCELLABLE, RERUN_FROM
 
 
-class QueueControl(JobOperations):
-    """JobOperations, and what is done with whole queues."""
+class QueueControl(JobWatching):
+    """JobWatching, and what is done with whole queues."""
 
     async def pause(self, queue: str, *, by: str | None = None) -> QueueState:
         """Pause ``queue`` in every process of the store: none starts its jobs once it
