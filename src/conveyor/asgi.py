@@ -101,13 +101,18 @@ def create_app(
         integer("max_message_bytes", max_message_bytes, 1, MAX_MESSAGE_BYTES),
         integer("max_buffer", max_buffer, 1, MAX_BUFFER),
     )
-    return Starlette(
+    app = Starlette(
         routes=[
             WebSocketRoute("/", served.websocket),
             Route("/{path:path}", served.http, methods=["GET"]),
         ],
         middleware=list(middleware),
     )
+    # Every path is the server's to answer, as conveyor's own server does. Starlette would
+    # redirect a path its route regex misses (a "\n" before the last slash: "." stops at
+    # it) to the slash-less twin that "$" matches before a final newline.
+    app.router.redirect_slashes = False
+    return app
 
 
 class _Served:

@@ -66,13 +66,31 @@ async def test_http_paths_and_queries_answer_as_the_standalone_server(
         with anyio.fail_after(20):
             own_status, own_body = await http_get(rt, target)
             status, _, body = await get(mount + target, AUTH)
-        assert status in (200, 400, 404), (target, status)
         path = target.partition("?")[0]
+        if status == 307 and "%0a" in path.lower():
+            # The user's FastAPI app redirects it before its mount sees it: its Mount's
+            # regex stops at the "\n" (see the test below, for conveyor's app alone).
+            return
+        assert status in (200, 400, 404), (target, status)
         if "%" not in path:  # ASGI hands the app its path %-decoded; conveyor's server does not
             assert (status, _steady(body)) == (own_status, _steady(own_body)), target
 
     assert await every_http_target(check, job.id, "echo") >= 100
     await still_serves(rt)
+
+
+@pytest.mark.parametrize("target", ["/%0A/", "/jobs%0A/", "/queues/"])
+async def test_a_path_with_a_trailing_slash_is_answered_not_redirected(
+    db_path: Path, target: str
+) -> None:
+    """Starlette redirects a path its routes miss to its slash-less twin when that one
+    matches, and a regex's ``$`` matches before a final newline: "/\\n/" went to
+    "/\\n" (found by the property test above). The app answers every path itself."""
+    rt = Runtime(db_path, queues=[Echo()], limits=LIMITS, shutdown_grace=0)
+    async with rt, serving(create_app(rt, token=SESSION)) as base:
+        with anyio.fail_after(20):
+            status, _, _ = await get(base + target, AUTH)
+    assert status in (400, 404), (target, status)
 
 
 def _steady(body: Any) -> Any:
