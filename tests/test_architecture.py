@@ -82,6 +82,10 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
+# The blocking client (sync.Producer, beside it, writes to the store and speaks no wire).
+SYNC_CLIENT = ("sync/_client.py", "sync/_connection.py", "sync/_events.py")
+
+
 def _modules() -> dict[str, set[str]]:
     return {str(p.relative_to(SRC)): _imports(p) for p in SRC.rglob("*.py")}
 
@@ -94,7 +98,7 @@ def test_only_the_store_touches_sql_drivers() -> None:
 
 def test_only_the_server_and_client_import_websockets() -> None:
     for module, imports in _modules().items():
-        if not module.startswith("server/") and module not in ("client.py", "sync/_client.py"):
+        if not module.startswith("server/") and module not in ("client.py", *SYNC_CLIENT):
             assert not any(i.split(".")[0] == "websockets" for i in imports), module
 
 
@@ -173,8 +177,8 @@ def test_the_client_speaks_only_through_the_records_and_the_wire_module() -> Non
     # _calls.py: the clients' transport-free half, shared by the async and the sync one.
     assert _conveyor_imports("_calls.py", modules["_calls.py"]) <= records
     assert _conveyor_imports("client.py", modules["client.py"]) <= records | {"_calls"}
-    sync_client = _conveyor_imports("sync/_client.py", modules["sync/_client.py"])
-    assert sync_client <= records | {"_calls", "client", "sync"}  # sync: its own _closing
+    for module in SYNC_CLIENT:  # sync: the blocking client's own modules
+        assert _conveyor_imports(module, modules[module]) <= records | {"_calls", "client", "sync"}
 
 
 def test_the_wire_module_does_no_io() -> None:

@@ -9,7 +9,7 @@ See docs/sync.md.
 """
 
 from ._client import Client as Client
-from ._client import Events as Events
+from ._events import Events as Events
 from ._producer import Producer as Producer
 
 __all__ = ("Client", "Events", "Producer")

@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.protocol import State
-from websockets.sync.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from .._calls import (
     MAX_MESSAGE_BYTES,
     Call,
     Calls,
     EventFeed,
-    Replies,
-    auth_headers,
     backoff_bounds,
     checked_token,
     message_size,
@@ -29,70 +25,15 @@ from .._calls import (
 )
 from .._errors import ServerError, WaitTimeout
 from .._limits import bounded_seconds, name, optional_seconds
-from .._models import EnqueueOptions, Event, HistoryEntry, Job, QueueState, WorkerState
+from .._models import EnqueueOptions, HistoryEntry, Job, QueueState, WorkerState
 from .._states import TERMINAL, JobStatus
-from ..client import CLOSE_TIMEOUT, open_failure
 from ._closing import Closing
+from ._connection import RequestConnection, open_for_requests
+from ._events import Events
 
-__all__ = ("Client", "Events")
+__all__ = ("Client",)
 
 T = TypeVar("T")
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
-
-
-def _connect(client: Client, timeout: float | None) -> ClientConnection:
-    ws = connect(
-        client.url,
-        additional_headers=auth_headers(client.token),
-        open_timeout=timeout,
-        close_timeout=CLOSE_TIMEOUT,
-        max_size=client.max_message_bytes,
-    )
-    # Entered (it returns itself): the connection is this module's to close, as
-    # websockets (17.1 on) asks of one not used in a ``with`` block.
-    return ws.__enter__()
-
-
-def _open(client: Client, timeout: float | None) -> ClientConnection:
-    """A connection for requests: a failed handshake is the async client's ServerError."""
-    try:
-        return _connect(client, timeout)
-    except Exception as exc:
-        failure = open_failure(exc, client.url)
-        if failure is None:
-            raise
-        raise failure from exc
-
-
-class _Connection:
-    """One websocket with its reader thread and the requests awaiting its replies. A
-    table per connection: one that ends fails its own requests, never a newer one's."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.replies: Replies[threading.Event] = Replies(threading.Event)
-        self.reader = threading.Thread(target=self._read, name="conveyor-client", daemon=True)
-        self.reader.start()
-
-    @property
-    def is_open(self) -> bool:
-        return self.ws.protocol.state is State.OPEN and self.reader.is_alive()
-
-    def _read(self) -> None:
-        try:
-            for message in self.ws:
-                self.replies.deliver(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            self.replies.fail_all("disconnected", "the connection to the server closed")
-
-    def close(self) -> None:
-        self.ws.close()
-        self.reader.join(CLOSE_TIMEOUT)
 
 
 class Client(Closing):
@@ -130,7 +71,7 @@ class Client(Closing):
         self.max_message_bytes = message_size(max_message_bytes)
         self._calls = Calls()
         self._lock = threading.Lock()  # guards _conn and _closed; held while connecting
-        self._conn: _Connection | None = None
+        self._conn: RequestConnection | None = None
         self._closed = False
 
     def __enter__(self) -> Self:
@@ -145,13 +86,13 @@ class Client(Closing):
         if conn is not None:
             conn.close()
 
-    def _connection(self) -> _Connection:
+    def _connection(self) -> RequestConnection:
         """The request connection, (re-)opened if there is none or it dropped."""
         with self._lock:
             if self._closed:
                 raise ServerError("closed", "this client was closed")
             if self._conn is None or not self._conn.is_open:
-                self._conn = _Connection(_open(self, self.request_timeout))
+                self._conn = RequestConnection(open_for_requests(self, self.request_timeout))
             return self._conn
 
     def _send(self, call: Call[T]) -> T:
@@ -349,97 +290,3 @@ class Client(Closing):
         wait for ever; ``close()`` from another thread ends the iteration)."""
         feed = EventFeed(queue, job_id, statuses, since, self._backoff)
         return Events(self, feed, optional_seconds("timeout", timeout))
-
-
-class Events(Closing, Iterator[Event]):
-    """A blocking iterator of live events (see Client.events). Close it, or leave its
-    ``with`` block, to drop its connection; closing from another thread ends a blocked
-    ``next()`` at once."""
-
-    def __init__(self, client: Client, feed: EventFeed, timeout: float | None = None) -> None:
-        self._client = client
-        self._feed = feed
-        self.timeout = timeout
-        self.deadline: float | None = None  # an overall deadline (wait() sets it)
-        self._ws: ClientConnection | None = None
-        self._stopped = threading.Event()
-
-    def __enter__(self) -> Self:
-        # Subscribed before the block's body runs: what it enqueues is seen. (Iterated
-        # without ``with``, it subscribes on the first next().)
-        if self._ws is None:
-            try:
-                self._ws = _subscribe(self._client, self._feed, None)
-            except Exception as exc:
-                failure = open_failure(exc, self._client.url)
-                if failure is None:
-                    raise
-                raise failure from exc
-        return self
-
-    def close(self) -> None:
-        """Stop: drop the connection; a next() blocked in another thread ends."""
-        self._stopped.set()
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            ws.close()
-
-    def __next__(self) -> Event:
-        deadline = None if self.timeout is None else time.monotonic() + self.timeout
-        if self.deadline is not None:
-            deadline = self.deadline if deadline is None else min(deadline, self.deadline)
-        while not self._stopped.is_set():
-            if self._ws is None:
-                try:
-                    ws = _subscribe(self._client, self._feed, _remaining(deadline))
-                except InvalidStatus as exc:
-                    self._feed.refused(exc.response.status_code)  # raises for 401 and 403
-                    self._reconnect_after(exc, deadline)
-                    continue
-                except (OSError, TimeoutError, ConnectionClosed, InvalidHandshake) as exc:
-                    self._reconnect_after(exc, deadline)
-                    continue
-                self._ws = ws
-                if self._stopped.is_set():  # closed from another thread meanwhile
-                    break
-            try:
-                message = self._ws.recv(timeout=_remaining(deadline))
-            except TimeoutError:
-                raise WaitTimeout(f"no event within {self.timeout}s") from None
-            except (OSError, ConnectionClosed) as exc:
-                self._reconnect_after(exc, deadline)
-                continue
-            event = self._feed.read(message)
-            if event is not None:
-                return event
-        self.close()
-        raise StopIteration
-
-    def _reconnect_after(self, exc: BaseException, deadline: float | None) -> None:
-        """Drop the connection and wait the feed's backoff (cut short by close(), and
-        by the deadline: WaitTimeout once it passes)."""
-        self._feed.lost(exc)
-        ws, self._ws = self._ws, None
-        if ws is not None:
-            ws.close()
-        delay = self._feed.backoff()
-        left = _remaining(deadline)
-        if left is not None and left <= delay:
-            self._stopped.wait(left)
-            if not self._stopped.is_set():
-                raise WaitTimeout(f"no event within {self.timeout}s") from None
-        self._stopped.wait(delay)
-
-
-def _subscribe(client: Client, feed: EventFeed, timeout: float | None) -> ClientConnection:
-    try:
-        ws = _connect(client, timeout if timeout is not None else client.request_timeout)
-    except (OSError, TimeoutError, InvalidHandshake):
-        raise  # retried by the iterator
-    except Exception as exc:  # an address websockets cannot use: no retry helps
-        failure = open_failure(exc, client.url)
-        if failure is None:
-            raise
-        raise failure from exc
-    ws.send(feed.subscribe(), text=True)
-    return ws
